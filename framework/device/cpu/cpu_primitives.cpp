@@ -1,0 +1,122 @@
+// CPU compute primitives: OpenBLAS sgemm and vectorisable loops over dense float32 tensors.
+#include "device/cpu/cpu_primitives.hpp"
+
+#include <cblas.h>
+
+#include <cstring>
+#include <string>
+
+#include "device/host_api.hpp"
+#include "graft/random.h"
+
+namespace graft::runtime::cpu {
+
+namespace {
+graft_status* invalid(const std::string& message) {
+  return new graft_status{GRAFT_ERR_INVALID_ARGUMENT, message};
+}
+float* data(const DLTensor* t) {
+  return reinterpret_cast<float*>(static_cast<char*>(t->data) + t->byte_offset);
+}
+int64_t numel(const DLTensor* t) {
+  int64_t n = 1;
+  for (int i = 0; i < t->ndim; ++i) n *= t->shape[i];
+  return n;
+}
+int64_t rows(const DLTensor* t) { return t->ndim ? t->shape[0] : 1; }
+int64_t cols(const DLTensor* t) { return t->ndim ? numel(t) / t->shape[0] : 1; }
+bool is_f32(const DLTensor* t) { return t->dtype.code == kDLFloat && t->dtype.bits == 32; }
+std::string dims(const DLTensor* t) {
+  return "(" + std::to_string(rows(t)) + ", " + std::to_string(cols(t)) + ")";
+}
+}  // namespace
+
+graft_status* gemm(const graft_exec_ctx*, int32_t ta, int32_t tb, float alpha, const DLTensor* a,
+                   const DLTensor* b, float beta, DLTensor* c) {
+  if (!is_f32(a) || !is_f32(b) || !is_f32(c)) return invalid("gemm: tensors must be float32");
+  const int64_t m = ta ? cols(a) : rows(a), k = ta ? rows(a) : cols(a);
+  const int64_t kb = tb ? cols(b) : rows(b), n = tb ? rows(b) : cols(b);
+  if (k != kb || rows(c) != m || cols(c) != n)
+    return invalid("gemm: shapes do not agree: a " + dims(a) + (ta ? "^T" : "") + ", b " +
+                   dims(b) + (tb ? "^T" : "") + ", c " + dims(c));
+  if (m == 0 || n == 0) return nullptr;
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha,
+              data(a), static_cast<blasint>(cols(a)), data(b), static_cast<blasint>(cols(b)), beta,
+              data(c), static_cast<blasint>(n));
+  return nullptr;
+}
+
+graft_status* axpby(const graft_exec_ctx*, float alpha, const DLTensor* x, float beta,
+                    DLTensor* y) {
+  const int64_t n = numel(y);
+  if (numel(x) != n) return invalid("axpby: element counts differ");
+  const float* xs = data(x);
+  float* ys = data(y);
+  if (beta == 0.0f) {
+    for (int64_t i = 0; i < n; ++i) ys[i] = alpha * xs[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) ys[i] = alpha * xs[i] + beta * ys[i];
+  }
+  return nullptr;
+}
+
+graft_status* fill(const graft_exec_ctx*, DLTensor* t, float value) {
+  float* p = data(t);
+  const int64_t n = numel(t);
+  for (int64_t i = 0; i < n; ++i) p[i] = value;
+  return nullptr;
+}
+
+graft_status* copy(const graft_exec_ctx*, const DLTensor* src, DLTensor* dst) {
+  const size_t bytes_src = static_cast<size_t>(numel(src)) * (src->dtype.bits / 8);
+  const size_t bytes_dst = static_cast<size_t>(numel(dst)) * (dst->dtype.bits / 8);
+  if (bytes_src != bytes_dst) return invalid("copy: byte sizes differ");
+  std::memmove(static_cast<char*>(dst->data) + dst->byte_offset,
+               static_cast<const char*>(src->data) + src->byte_offset, bytes_src);
+  return nullptr;
+}
+
+graft_status* sum_rows(const graft_exec_ctx*, const DLTensor* x, float beta, DLTensor* out) {
+  const int64_t r = rows(x), c = cols(x);
+  if (numel(out) != c) return invalid("sum_rows: out has " + std::to_string(numel(out)) +
+                                      " elements, x has " + std::to_string(c) + " columns");
+  float* o = data(out);
+  const float* xs = data(x);
+  for (int64_t j = 0; j < c; ++j) o[j] *= beta;
+  for (int64_t i = 0; i < r; ++i) {
+    const float* row = xs + i * c;
+    for (int64_t j = 0; j < c; ++j) o[j] += row[j];
+  }
+  return nullptr;
+}
+
+graft_status* dot(const graft_exec_ctx*, const DLTensor* x, const DLTensor* y, double* out) {
+  const int64_t n = numel(x);
+  if (numel(y) != n) return invalid("dot: element counts differ");
+  const float* a = data(x);
+  const float* b = data(y);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(a[i]) * b[i];
+  *out = sum;
+  return nullptr;
+}
+
+graft_status* fill_uniform(const graft_exec_ctx*, DLTensor* t, uint64_t seed, uint64_t stream,
+                           uint64_t offset, float low, float high) {
+  float* p = data(t);
+  const int64_t n = numel(t);
+  for (int64_t i = 0; i < n; ++i)
+    p[i] = low + (high - low) * graft_random_uniform(seed, stream, offset + i);
+  return nullptr;
+}
+
+graft_status* fill_normal(const graft_exec_ctx*, DLTensor* t, uint64_t seed, uint64_t stream,
+                          uint64_t offset, float mean, float stddev) {
+  float* p = data(t);
+  const int64_t n = numel(t);
+  for (int64_t i = 0; i < n; ++i) p[i] = mean + stddev * graft_random_normal(seed, stream, offset + i);
+  return nullptr;
+}
+
+}  // namespace graft::runtime::cpu

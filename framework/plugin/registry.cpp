@@ -1,0 +1,202 @@
+// The plugin loader: Boost.DLL for opening, dlerror() for saying why an open failed (Boost
+// 1.74's own message is vague), and explicit checks of the ABI before any vtable is touched.
+#include "plugin/registry.hpp"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/dll/shared_library.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+
+#include "util/errors.hpp"
+
+namespace fs = std::filesystem;
+
+namespace graft::runtime {
+
+namespace {
+
+const char* const kKindNames[] = {"", "layer", "activation", "loss", "optimizer", "dataset",
+                                  "strategy"};
+
+// Loaded libraries stay loaded for the life of the process, whoever loaded them.
+std::vector<boost::dll::shared_library>& kept_libraries() {
+  static auto* kept = new std::vector<boost::dll::shared_library>();
+  return *kept;
+}
+
+bool has_elf_header(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, 4);
+  return in.gcount() == 4 && magic[0] == 0x7f && magic[1] == 'E' && magic[2] == 'L' &&
+         magic[3] == 'F';
+}
+
+// The loader's own words for why dlopen fails; Boost 1.74 reports only "bad file descriptor".
+std::string dlopen_reason(const fs::path& file) {
+  void* handle = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle) {
+    dlclose(handle);
+    return "unknown reason";
+  }
+  const char* e = dlerror();
+  return e ? e : "unknown reason";
+}
+
+size_t vtable_size(graft_kind kind) {
+  switch (kind) {
+    case GRAFT_KIND_LAYER: return sizeof(graft_layer_vtable);
+    case GRAFT_KIND_ACTIVATION: return sizeof(graft_activation_vtable);
+    case GRAFT_KIND_LOSS: return sizeof(graft_loss_vtable);
+    case GRAFT_KIND_OPTIMIZER: return sizeof(graft_optimizer_vtable);
+    case GRAFT_KIND_DATASET: return sizeof(graft_dataset_vtable);
+    case GRAFT_KIND_STRATEGY: return sizeof(graft_strategy_vtable);
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::string kind_name(graft_kind kind) {
+  int k = static_cast<int>(kind);
+  return (k >= 1 && k <= 6) ? kKindNames[k] : "kind " + std::to_string(k);
+}
+
+bool parse_kind(const std::string& word, graft_kind* out) {
+  for (int k = 1; k <= 6; ++k)
+    if (word == kKindNames[k]) {
+      *out = static_cast<graft_kind>(k);
+      return true;
+    }
+  return false;
+}
+
+Registry::Registry(const graft_host_api* host) : host_(host) {}
+
+void Registry::load_library(const fs::path& file) {
+  std::error_code ec;
+  fs::path path = fs::weakly_canonical(file, ec);
+  if (ec) path = file;
+  if (std::find(libraries_.begin(), libraries_.end(), path) != libraries_.end()) return;
+  const std::string where = "plugin library " + path.string();
+  if (!fs::exists(path)) throw UserError(where + ": no such file");
+  if (!has_elf_header(path))
+    throw UserError(where + ": not a shared library (no ELF header); remove it from the plugin "
+                    "folder or rename it so it does not match graft_*.so");
+
+  boost::dll::shared_library lib;
+  try {
+    lib.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception&) {
+    throw UserError(where + ": cannot be loaded: " + dlopen_reason(path));
+  }
+  if (!lib.has(GRAFT_ENTRY_SYMBOL))
+    throw UserError(where + ": not a graft plugin (it does not export '" GRAFT_ENTRY_SYMBOL
+                    "'); build it with graft_add_plugin() and GRAFT_PLUGIN_LIBRARY(...)");
+  auto entry = lib.get<const graft_plugin_info*(const graft_host_api*)>(GRAFT_ENTRY_SYMBOL);
+  const graft_plugin_info* info = entry(host_);
+  if (!info) throw UserError(where + ": " GRAFT_ENTRY_SYMBOL " returned nothing");
+  const std::string host_abi =
+      std::to_string(GRAFT_ABI_MAJOR) + "." + std::to_string(GRAFT_ABI_MINOR);
+  if (info->struct_size < sizeof(uint32_t) * 2 + sizeof(size_t))
+    throw UserError(where + ": plugin info is truncated (struct_size " +
+                    std::to_string(info->struct_size) + ")");
+  const std::string plugin_abi =
+      std::to_string(info->abi_major) + "." + std::to_string(info->abi_minor);
+  if (info->abi_major != GRAFT_ABI_MAJOR)
+    throw UserError(where + ": built against graft SDK ABI " + plugin_abi + ", but this graft has ABI " +
+                    host_abi + "; rebuild the plugin against this graft's SDK");
+  if (info->abi_minor > GRAFT_ABI_MINOR)
+    throw UserError(where + ": needs graft ABI " + plugin_abi + ", newer than this graft's " +
+                    host_abi + "; upgrade graft or rebuild the plugin against this SDK");
+  if (info->struct_size < sizeof(graft_plugin_info))
+    throw UserError(where + ": plugin info is smaller than ABI " + plugin_abi + " defines");
+
+  std::vector<PluginRecord> added;
+  for (size_t i = 0; i < info->n_entries; ++i) {
+    const graft_plugin_entry* e = &info->entries[i];
+    const std::string name = e->name ? e->name : "";
+    if (name.empty() || !e->vtable || e->kind < GRAFT_KIND_LAYER || e->kind > GRAFT_KIND_STRATEGY)
+      throw UserError(where + ": entry " + std::to_string(i) + " is malformed (no name, vtable or kind)");
+    if (*static_cast<const size_t*>(e->vtable) < vtable_size(e->kind))
+      throw UserError(where + ": " + kind_name(e->kind) + " '" + name +
+                      "' has a vtable smaller than ABI " + host_abi + " defines");
+    auto same = [&](const PluginRecord& r) { return r.kind == e->kind && r.name == name; };
+    auto existing = std::find_if(records_.begin(), records_.end(), same);
+    if (existing != records_.end())
+      throw UserError("two plugins are named " + kind_name(e->kind) + " '" + name + "': one in " +
+                      existing->library.string() + " and one in " + path.string() +
+                      "; remove one of the libraries or rename one plugin");
+    if (std::find_if(added.begin(), added.end(), same) != added.end())
+      throw UserError(where + ": defines " + kind_name(e->kind) + " '" + name + "' twice");
+    added.push_back(PluginRecord{e->kind, name, path, info, e});
+  }
+  records_.insert(records_.end(), added.begin(), added.end());
+  libraries_.push_back(path);
+  kept_libraries().push_back(std::move(lib));
+}
+
+void Registry::load_directory(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return;
+  std::vector<fs::path> files;
+  for (const auto& item : fs::directory_iterator(dir, ec)) {
+    const std::string name = item.path().filename().string();
+    if (name.rfind("graft_", 0) == 0 && item.path().extension() == ".so") files.push_back(item.path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const fs::path& f : files) load_library(f);
+}
+
+const PluginRecord* Registry::find(graft_kind kind, const std::string& name) const {
+  for (const PluginRecord& r : records_)
+    if (r.kind == kind && r.name == name) return &r;
+  return nullptr;
+}
+
+const PluginRecord& Registry::get(graft_kind kind, const std::string& name) const {
+  if (const PluginRecord* r = find(kind, name)) return *r;
+  std::vector<std::string> known = names(kind);
+  throw UserError("unknown " + kind_name(kind) + " '" + name + "'" + did_you_mean(name, known) +
+                  "; known " + kind_name(kind) + "s: " + (known.empty() ? "none" : join(known)) +
+                  " (graft plugins lists every plugin and where it was loaded from)");
+}
+
+std::vector<std::string> Registry::names(graft_kind kind) const {
+  std::vector<std::string> out;
+  for (const PluginRecord& r : records_)
+    if (r.kind == kind) out.push_back(r.name);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<fs::path> plugin_search_path(const std::vector<std::string>& extra) {
+  std::vector<fs::path> dirs(extra.begin(), extra.end());
+  if (const char* env = std::getenv("GRAFT_PLUGIN_PATH")) {
+    std::string list = env;
+    size_t start = 0;
+    while (start <= list.size()) {
+      size_t end = list.find(':', start);
+      if (end == std::string::npos) end = list.size();
+      if (end > start) dirs.emplace_back(list.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    dirs.push_back(exe.parent_path() / "plugins");                     // build tree
+    dirs.push_back(exe.parent_path() / ".." / "lib" / "graft" / "plugins");  // install
+  }
+  return dirs;
+}
+
+void load_plugins(Registry& registry, const std::vector<std::string>& extra) {
+  for (const fs::path& d : plugin_search_path(extra)) registry.load_directory(d);
+}
+
+}  // namespace graft::runtime

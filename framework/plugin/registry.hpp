@@ -1,0 +1,57 @@
+// Plugin loading and lookup: opens graft_*.so files with Boost.DLL, checks the ABI, and keeps
+// every entry by kind and name. Libraries are never unloaded (vtables must outlive objects).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "graft/graft.h"
+
+namespace graft::runtime {
+
+struct PluginRecord {
+  graft_kind kind;
+  std::string name;
+  std::filesystem::path library;
+  const graft_plugin_info* info;
+  const graft_plugin_entry* entry;
+  template <class VTable>
+  const VTable& vtable() const { return *static_cast<const VTable*>(entry->vtable); }
+};
+
+// "layer", "activation", ...; and back (false for an unknown word).
+std::string kind_name(graft_kind kind);
+bool parse_kind(const std::string& word, graft_kind* out);
+
+class Registry {
+ public:
+  explicit Registry(const graft_host_api* host);
+
+  // Loads one library. Throws UserError naming the file and the reason: not a shared library,
+  // no entry symbol, ABI mismatch, or a plugin name another library already has.
+  void load_library(const std::filesystem::path& file);
+  // Loads every graft_*.so directly in `dir`, in name order; a missing folder is skipped.
+  void load_directory(const std::filesystem::path& dir);
+
+  const PluginRecord* find(graft_kind kind, const std::string& name) const;
+  // Like find, but a missing name is a UserError listing the known names of that kind.
+  const PluginRecord& get(graft_kind kind, const std::string& name) const;
+  std::vector<std::string> names(graft_kind kind) const;
+  const std::vector<PluginRecord>& all() const { return records_; }
+  const std::vector<std::filesystem::path>& libraries() const { return libraries_; }
+
+ private:
+  const graft_host_api* host_;
+  std::vector<PluginRecord> records_;
+  std::vector<std::filesystem::path> libraries_;
+};
+
+// Where plugins are searched, in order: extra folders (--plugin-dir, [plugins] paths),
+// GRAFT_PLUGIN_PATH (colon-separated), then the folders beside the executable.
+std::vector<std::filesystem::path> plugin_search_path(const std::vector<std::string>& extra);
+
+// Loads every folder of plugin_search_path(extra).
+void load_plugins(Registry& registry, const std::vector<std::string>& extra);
+
+}  // namespace graft::runtime

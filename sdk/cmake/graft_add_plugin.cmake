@@ -1,0 +1,24 @@
+# graft_add_plugin(NAME SOURCES a.cpp ... [CUDA_SOURCES k.cu ...])
+# Builds graft_<NAME>.so: hidden visibility, one exported symbol, no undefined symbols.
+function(graft_add_plugin name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;CUDA_SOURCES" ${ARGN})
+  if(NOT ARG_SOURCES)
+    message(FATAL_ERROR "graft_add_plugin(${name}): SOURCES is required")
+  endif()
+  set(target graft_${name})
+  add_library(${target} MODULE ${ARG_SOURCES})
+  if(ARG_CUDA_SOURCES)
+    target_sources(${target} PRIVATE ${ARG_CUDA_SOURCES})
+    target_compile_definitions(${target} PRIVATE
+      GRAFT_PLUGIN_CUDA_VERSION="${CMAKE_CUDA_COMPILER_VERSION}")
+  endif()
+  target_link_libraries(${target} PRIVATE graft::sdk)
+  set_target_properties(${target} PROPERTIES
+    PREFIX ""
+    CXX_VISIBILITY_PRESET hidden
+    CUDA_VISIBILITY_PRESET hidden
+    VISIBILITY_INLINES_HIDDEN ON)
+  target_link_options(${target} PRIVATE
+    "LINKER:--version-script=${GRAFT_SDK_VERSION_SCRIPT}" "LINKER:--no-undefined")
+  set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS "${GRAFT_SDK_VERSION_SCRIPT}")
+endfunction()

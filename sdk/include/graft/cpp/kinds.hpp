@@ -1,0 +1,89 @@
+// Base classes a plugin author subclasses, one per plugin kind. Each class names what its
+// constructor receives; the adapters in plugin.hpp call it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "graft/cpp/core.hpp"
+
+namespace graft {
+
+using Host = const graft_host_api*;
+using Context = graft_exec_ctx;
+
+// A parameter a layer declares; the host allocates and initialises it.
+struct Param {
+  std::string name;
+  Shape shape;
+  graft_init init = GRAFT_INIT_ZEROS;
+  int64_t fan_in = 0, fan_out = 0;
+  float gain = 1.0f;
+  bool no_weight_decay = false;  // biases and norm scales
+};
+
+// Constructed as T(const Options&, const Shape& input, Host).
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  virtual Shape output_shape() const = 0;
+  virtual std::vector<Param> parameters() const { return {}; }
+  virtual int64_t workspace_per_sample() const { return 0; }
+  // x: (N, input...), y: (N, output...); params follow parameters().
+  virtual void forward(const Context& ctx, const DLTensor* const* params, const DLTensor& x,
+                       DLTensor& y, DLTensor* workspace) = 0;
+  // Accumulates into grads; dx may be null (nothing needs it).
+  virtual void backward(const Context& ctx, const DLTensor* const* params, const DLTensor& x,
+                        const DLTensor& y, const DLTensor& dy, DLTensor* dx,
+                        DLTensor* const* grads, DLTensor* workspace) = 0;
+};
+
+// Constructed as T(const Options&, Host).
+class Activation {
+ public:
+  virtual ~Activation() = default;
+  virtual bool elementwise() const { return true; }
+  virtual void forward(const Context& ctx, const DLTensor& x, DLTensor& y) = 0;
+  virtual void backward(const Context& ctx, const DLTensor& x, const DLTensor& y,
+                        const DLTensor& dy, DLTensor& dx) = 0;
+};
+
+// Constructed as T(const Options&, const Shape& prediction, const graft_target_info&, Host).
+class Loss {
+ public:
+  virtual ~Loss() = default;
+  virtual std::vector<std::string> metrics() const { return {}; }
+  // Sums over rows (see loss.h).
+  virtual void forward(const Context& ctx, const DLTensor& prediction, const DLTensor& target,
+                       double& loss_sum, double* metric_sums) = 0;
+  virtual void backward(const Context& ctx, const DLTensor& prediction, const DLTensor& target,
+                        float scale, DLTensor& dprediction) = 0;
+};
+
+// Constructed as T(const Options&, Host).
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  virtual std::vector<std::string> state_names() const { return {}; }
+  virtual void step(const Context& ctx, const graft_param_update& update) = 0;
+};
+
+// Constructed as T(const Options&, const graft_dataset_args&, Host).
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual graft_dataset_info info() const = 0;
+  virtual void read(const int64_t* indices, int64_t n, DLTensor& x, DLTensor& y) = 0;
+};
+
+// Constructed as T(const Options&, const graft_world&, Host).
+class Strategy {
+ public:
+  virtual ~Strategy() = default;
+  virtual void train_step(const graft_model_api& api, graft_model* model, const Context& ctx,
+                          const DLTensor& x, const DLTensor& y, graft_step_result& result) = 0;
+  virtual void eval_step(const graft_model_api& api, graft_model* model, const Context& ctx,
+                         const DLTensor& x, const DLTensor& y, graft_step_result& result) = 0;
+};
+
+}  // namespace graft

@@ -1,0 +1,318 @@
+// The one include a plugin needs: base classes, the C trampolines generated from them, and
+// GRAFT_PLUGIN_LIBRARY, the single explicit registration line (no static initializers).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graft/cpp/core.hpp"
+#include "graft/cpp/kinds.hpp"
+
+#ifndef GRAFT_PLUGIN_CUDA_VERSION
+#define GRAFT_PLUGIN_CUDA_VERSION "none"
+#endif
+
+namespace graft::detail {
+
+// A created plugin object plus what describe() must keep alive.
+template <class T>
+struct Holder {
+  Host host;
+  std::unique_ptr<T> impl;
+  std::vector<Param> params;
+  std::vector<graft_param_spec> specs;
+  std::vector<std::string> names;
+};
+
+template <class T>
+Holder<T>* holder(void* self) { return static_cast<Holder<T>*>(self); }
+
+template <class T>
+void destroy(void* self) noexcept { delete holder<T>(self); }
+
+template <class T>
+struct LayerAdapter {
+  static graft_status* create(Host host, const graft_options* o, const graft_shape* in, void** self) {
+    return guard(host, [&] {
+      auto h = std::make_unique<Holder<T>>();
+      h->host = host;
+      h->impl = std::make_unique<T>(Options(o), Shape(*in), host);
+      *self = h.release();
+    });
+  }
+  static graft_status* describe(void* self, graft_layer_desc* out) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] {
+      h->params = h->impl->parameters();
+      h->specs.clear();
+      for (const Param& p : h->params)
+        h->specs.push_back(graft_param_spec{sizeof(graft_param_spec), p.name.c_str(), p.shape,
+                                            p.init, p.fan_in, p.fan_out, p.gain,
+                                            p.no_weight_decay ? 1 : 0});
+      *out = graft_layer_desc{sizeof(graft_layer_desc), h->impl->output_shape(), h->specs.size(),
+                              h->specs.data(), h->impl->workspace_per_sample()};
+    });
+  }
+  static graft_status* forward(void* self, const graft_exec_ctx* ctx, const DLTensor* const* p,
+                               const DLTensor* x, DLTensor* y, DLTensor* ws) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] { h->impl->forward(*ctx, p, *x, *y, ws); });
+  }
+  static graft_status* backward(void* self, const graft_exec_ctx* ctx, const DLTensor* const* p,
+                                const DLTensor* x, const DLTensor* y, const DLTensor* dy,
+                                DLTensor* dx, DLTensor* const* g, DLTensor* ws) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] { h->impl->backward(*ctx, p, *x, *y, *dy, dx, g, ws); });
+  }
+  static const graft_layer_vtable* vtable() {
+    static const graft_layer_vtable v{sizeof(graft_layer_vtable), create, destroy<T>, describe,
+                                      forward, backward};
+    return &v;
+  }
+};
+
+template <class T>
+struct ActivationAdapter {
+  static graft_status* create(Host host, const graft_options* o, void** self) {
+    return guard(host, [&] {
+      auto h = std::make_unique<Holder<T>>();
+      h->host = host;
+      h->impl = std::make_unique<T>(Options(o), host);
+      *self = h.release();
+    });
+  }
+  static uint32_t flags(void* self) {
+    return holder<T>(self)->impl->elementwise() ? GRAFT_ACTIVATION_ELEMENTWISE : 0u;
+  }
+  static graft_status* forward(void* self, const graft_exec_ctx* ctx, const DLTensor* x, DLTensor* y) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] { h->impl->forward(*ctx, *x, *y); });
+  }
+  static graft_status* backward(void* self, const graft_exec_ctx* ctx, const DLTensor* x,
+                                const DLTensor* y, const DLTensor* dy, DLTensor* dx) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] { h->impl->backward(*ctx, *x, *y, *dy, *dx); });
+  }
+  static const graft_activation_vtable* vtable() {
+    static const graft_activation_vtable v{sizeof(graft_activation_vtable), create, destroy<T>,
+                                           flags, forward, backward};
+    return &v;
+  }
+};
+
+template <class T>
+struct LossAdapter {
+  static graft_status* create(Host host, const graft_options* o, const graft_shape* pred,
+                              const graft_target_info* target, void** self) {
+    return guard(host, [&] {
+      auto h = std::make_unique<Holder<T>>();
+      h->host = host;
+      h->impl = std::make_unique<T>(Options(o), Shape(*pred), *target, host);
+      *self = h.release();
+    });
+  }
+  static graft_status* describe(void* self, graft_loss_desc* out) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] {
+      h->names = h->impl->metrics();
+      GRAFT_CHECK(h->names.size() <= GRAFT_MAX_METRICS, "a loss reports at most "
+                                                            << GRAFT_MAX_METRICS << " metrics");
+      *out = graft_loss_desc{sizeof(graft_loss_desc), h->names.size(), {}};
+      for (size_t i = 0; i < h->names.size(); ++i) out->metric_names[i] = h->names[i].c_str();
+    });
+  }
+  static graft_status* forward(void* self, const graft_exec_ctx* ctx, const DLTensor* pred,
+                               const DLTensor* target, double* loss, double* metrics) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] { h->impl->forward(*ctx, *pred, *target, *loss, metrics); });
+  }
+  static graft_status* backward(void* self, const graft_exec_ctx* ctx, const DLTensor* pred,
+                                const DLTensor* target, float scale, DLTensor* dpred) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] { h->impl->backward(*ctx, *pred, *target, scale, *dpred); });
+  }
+  static const graft_loss_vtable* vtable() {
+    static const graft_loss_vtable v{sizeof(graft_loss_vtable), create, destroy<T>, describe,
+                                     forward, backward};
+    return &v;
+  }
+};
+
+template <class T>
+struct OptimizerAdapter {
+  static graft_status* create(Host host, const graft_options* o, void** self) {
+    return guard(host, [&] {
+      auto h = std::make_unique<Holder<T>>();
+      h->host = host;
+      h->impl = std::make_unique<T>(Options(o), host);
+      *self = h.release();
+    });
+  }
+  static graft_status* describe(void* self, graft_optimizer_desc* out) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] {
+      h->names = h->impl->state_names();
+      GRAFT_CHECK(h->names.size() <= GRAFT_MAX_OPTIMIZER_STATE,
+                  "an optimizer keeps at most " << GRAFT_MAX_OPTIMIZER_STATE << " state tensors");
+      *out = graft_optimizer_desc{sizeof(graft_optimizer_desc), h->names.size(), {}};
+      for (size_t i = 0; i < h->names.size(); ++i) out->state_names[i] = h->names[i].c_str();
+    });
+  }
+  static graft_status* step(void* self, const graft_exec_ctx* ctx, const graft_param_update* u) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] { h->impl->step(*ctx, *u); });
+  }
+  static const graft_optimizer_vtable* vtable() {
+    static const graft_optimizer_vtable v{sizeof(graft_optimizer_vtable), create, destroy<T>,
+                                          describe, step};
+    return &v;
+  }
+};
+
+template <class T>
+struct DatasetAdapter {
+  static graft_status* create(Host host, const graft_options* o, const graft_dataset_args* a,
+                              void** self) {
+    return guard(host, [&] {
+      auto h = std::make_unique<Holder<T>>();
+      h->host = host;
+      h->impl = std::make_unique<T>(Options(o), *a, host);
+      *self = h.release();
+    });
+  }
+  static graft_status* describe(void* self, graft_dataset_info* out) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] { *out = h->impl->info(); out->struct_size = sizeof *out; });
+  }
+  static graft_status* read(void* self, const int64_t* idx, int64_t n, DLTensor* x, DLTensor* y) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] { h->impl->read(idx, n, *x, *y); });
+  }
+  static const graft_dataset_vtable* vtable() {
+    static const graft_dataset_vtable v{sizeof(graft_dataset_vtable), create, destroy<T>,
+                                        describe, read};
+    return &v;
+  }
+};
+
+template <class T>
+struct StrategyAdapter {
+  static graft_status* create(Host host, const graft_options* o, const graft_world* w, void** self) {
+    return guard(host, [&] {
+      auto h = std::make_unique<Holder<T>>();
+      h->host = host;
+      h->impl = std::make_unique<T>(Options(o), *w, host);
+      *self = h.release();
+    });
+  }
+  static graft_status* train(void* self, const graft_model_api* api, graft_model* m,
+                             const graft_exec_ctx* ctx, const DLTensor* x, const DLTensor* y,
+                             graft_step_result* r) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] { h->impl->train_step(*api, m, *ctx, *x, *y, *r); });
+  }
+  static graft_status* eval(void* self, const graft_model_api* api, graft_model* m,
+                            const graft_exec_ctx* ctx, const DLTensor* x, const DLTensor* y,
+                            graft_step_result* r) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] { h->impl->eval_step(*api, m, *ctx, *x, *y, *r); });
+  }
+  static const graft_strategy_vtable* vtable() {
+    static const graft_strategy_vtable v{sizeof(graft_strategy_vtable), create, destroy<T>,
+                                         train, eval};
+    return &v;
+  }
+};
+
+}  // namespace graft::detail
+
+namespace graft {
+
+// One registration: what GRAFT_PLUGIN_LIBRARY lists.
+struct EntryDef {
+  graft_kind kind;
+  std::string name, summary;
+  std::vector<OptionDef> options;
+  const void* vtable;
+  uint32_t flags = 0;
+};
+
+// T declares `static std::vector<graft::OptionDef> options()`.
+template <class T> EntryDef layer(std::string name, std::string summary, uint32_t flags = 0) {
+  return {GRAFT_KIND_LAYER, std::move(name), std::move(summary), T::options(),
+          detail::LayerAdapter<T>::vtable(), flags};
+}
+template <class T> EntryDef activation(std::string name, std::string summary, uint32_t flags = 0) {
+  return {GRAFT_KIND_ACTIVATION, std::move(name), std::move(summary), T::options(),
+          detail::ActivationAdapter<T>::vtable(), flags};
+}
+template <class T> EntryDef loss(std::string name, std::string summary, uint32_t flags = 0) {
+  return {GRAFT_KIND_LOSS, std::move(name), std::move(summary), T::options(),
+          detail::LossAdapter<T>::vtable(), flags};
+}
+template <class T> EntryDef optimizer(std::string name, std::string summary, uint32_t flags = 0) {
+  return {GRAFT_KIND_OPTIMIZER, std::move(name), std::move(summary), T::options(),
+          detail::OptimizerAdapter<T>::vtable(), flags};
+}
+template <class T> EntryDef dataset(std::string name, std::string summary, uint32_t flags = 0) {
+  return {GRAFT_KIND_DATASET, std::move(name), std::move(summary), T::options(),
+          detail::DatasetAdapter<T>::vtable(), flags};
+}
+template <class T> EntryDef strategy(std::string name, std::string summary, uint32_t flags = 0) {
+  return {GRAFT_KIND_STRATEGY, std::move(name), std::move(summary), T::options(),
+          detail::StrategyAdapter<T>::vtable(), flags};
+}
+
+namespace detail {
+
+// Owns the C tables a library hands out; built on the first call of the entry symbol.
+class Library {
+ public:
+  Library(const char* name, const char* version, std::vector<EntryDef> defs)
+      : name_(name), version_(version), defs_(std::move(defs)) {
+    build_ = std::string("compiler ") + compiler() + "; C++ " + std::to_string(__cplusplus) +
+             "; cuda " + GRAFT_PLUGIN_CUDA_VERSION;
+    specs_.resize(defs_.size());
+    for (size_t i = 0; i < defs_.size(); ++i) {
+      for (const OptionDef& o : defs_[i].options) specs_[i].push_back(o.spec());
+      const EntryDef& d = defs_[i];
+      entries_.push_back(graft_plugin_entry{sizeof(graft_plugin_entry), d.kind, d.name.c_str(),
+                                            d.summary.c_str(), specs_[i].size(),
+                                            specs_[i].data(), d.vtable, d.flags});
+    }
+    info_ = graft_plugin_info{sizeof(graft_plugin_info), GRAFT_ABI_MAJOR, GRAFT_ABI_MINOR,
+                              name_.c_str(), version_.c_str(), build_.c_str(), entries_.size(),
+                              entries_.data()};
+  }
+  const graft_plugin_info* info() const { return &info_; }
+
+ private:
+  static const char* compiler() {
+#if defined(__clang__)
+    return "clang " __clang_version__;
+#elif defined(__GNUC__)
+    return "gcc " __VERSION__;
+#else
+    return "unknown";
+#endif
+  }
+  std::string name_, version_, build_;
+  std::vector<EntryDef> defs_;
+  std::vector<std::vector<graft_option_spec>> specs_;
+  std::vector<graft_plugin_entry> entries_;
+  graft_plugin_info info_{};
+};
+
+}  // namespace detail
+}  // namespace graft
+
+#define GRAFT_EXPORT __attribute__((visibility("default")))
+
+// GRAFT_PLUGIN_LIBRARY("my_layers", "0.1.0", graft::layer<Swish>("swish", "..."), ...)
+#define GRAFT_PLUGIN_LIBRARY(NAME, VERSION, ...)                                        \
+  extern "C" GRAFT_EXPORT const graft_plugin_info* graft_get_plugin_info(                \
+      const graft_host_api* /*host*/) {                                                  \
+    static const ::graft::detail::Library graft_library_(NAME, VERSION, {__VA_ARGS__}); \
+    return graft_library_.info();                                                        \
+  }

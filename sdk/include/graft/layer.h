@@ -1,0 +1,65 @@
+/* The layer kind: options + per-sample input shape in; output shape, parameters,
+ * forward and backward out. */
+#ifndef GRAFT_LAYER_H
+#define GRAFT_LAYER_H
+
+#include "graft/host.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum graft_init {
+  GRAFT_INIT_ZEROS = 0,
+  GRAFT_INIT_ONES = 1,
+  GRAFT_INIT_XAVIER_UNIFORM = 2, /* U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out)) */
+  GRAFT_INIT_KAIMING_NORMAL = 3, /* N(0, gain * sqrt(2 / fan_in)) */
+  GRAFT_INIT_KAIMING_UNIFORM = 4,/* U(-a, a), a = gain * sqrt(3 / fan_in) (PyTorch's Linear default) */
+  GRAFT_INIT_NORMAL = 5,         /* N(0, gain) */
+  GRAFT_INIT_UNIFORM = 6         /* U(-gain, gain) */
+} graft_init;
+
+typedef struct graft_param_spec {
+  size_t struct_size;
+  const char* name;   /* "weight", "bias": unique within the layer */
+  graft_shape shape;
+  int32_t init;       /* graft_init */
+  int64_t fan_in;
+  int64_t fan_out;
+  float gain;
+  int32_t is_bias_or_norm; /* excluded from weight decay when the optimizer is told so */
+} graft_param_spec;
+
+/* What a layer answers once it is created. Pointers stay valid until destroy(). */
+typedef struct graft_layer_desc {
+  size_t struct_size;
+  graft_shape output;
+  size_t n_params;
+  const graft_param_spec* params;
+  /* float32 scratch per sample that forward leaves for backward (masks, pre-activations);
+   * planned and owned by the host, handed back as a (batch, workspace_per_sample) tensor. */
+  int64_t workspace_per_sample;
+} graft_layer_desc;
+
+/* All tensors carry the batch as axis 0. params[i] and grads[i] follow desc.params.
+ * backward ACCUMULATES into grads (the host zeroes them), so micro-batches add up; dx is NULL
+ * when nobody needs it (the first layer). */
+typedef struct graft_layer_vtable {
+  size_t struct_size;
+  graft_status* (*create)(const graft_host_api* host, const graft_options* options,
+                          const graft_shape* input, void** self);
+  void (*destroy)(void* self);
+  graft_status* (*describe)(void* self, graft_layer_desc* out);
+  graft_status* (*forward)(void* self, const graft_exec_ctx* ctx, const DLTensor* const* params,
+                           const DLTensor* x, DLTensor* y, DLTensor* workspace);
+  graft_status* (*backward)(void* self, const graft_exec_ctx* ctx,
+                            const DLTensor* const* params, const DLTensor* x, const DLTensor* y,
+                            const DLTensor* dy, DLTensor* dx, DLTensor* const* grads,
+                            DLTensor* workspace);
+} graft_layer_vtable;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
