@@ -1,0 +1,33 @@
+// Checkpoints (DESIGN.md §7): checkpoints/step_N.safetensors with whole parameters and
+// optimizer state, plus step_N.json with the training position. The .json is written last, so
+// a checkpoint counts only when both files exist.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "model/model.hpp"
+
+namespace graft::runtime {
+
+struct TrainingPosition {
+  int64_t step = 0;            // optimizer steps done
+  int64_t epoch = 0;           // the epoch to continue in
+  int64_t batch_in_epoch = 0;  // batches of that epoch already trained
+  uint64_t seed = 0;
+};
+
+// Saves and then deletes all but the newest `keep` checkpoints (keep <= 0 keeps all).
+std::filesystem::path save_checkpoint(const std::filesystem::path& folder, Model& model,
+                                      const TrainingPosition& position, int64_t keep);
+
+// Loads parameters and optimizer state into the model; returns where training stopped.
+// `path` is a step_N.safetensors or step_N.json file, or a run folder / checkpoints folder
+// (its newest complete checkpoint).
+TrainingPosition load_checkpoint(const std::filesystem::path& path, Model& model);
+
+// The newest complete checkpoint in a checkpoints folder, or "" when there is none.
+std::filesystem::path latest_checkpoint(const std::filesystem::path& folder);
+
+}  // namespace graft::runtime

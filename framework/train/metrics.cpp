@@ -1,0 +1,75 @@
+// metrics.jsonl writer and the console progress display.
+#include "train/metrics.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "util/errors.hpp"
+
+namespace graft::runtime {
+
+MetricsLog::MetricsLog(const std::filesystem::path& file, bool append)
+    : out_(file, append ? std::ios::app : std::ios::trunc) {
+  if (!out_) throw Failure("cannot write " + file.string());
+}
+
+void MetricsLog::train(const TrainRecord& r) {
+  if (!out_.is_open()) return;
+  nlohmann::ordered_json j = {{"event", "train"}, {"step", r.step}, {"epoch", r.epoch},
+                              {"loss", r.loss}, {"lr", r.lr}, {"samples_per_s", r.samples_per_s},
+                              {"seconds", r.seconds}};
+  out_ << j.dump() << '\n';
+  out_.flush();
+}
+
+void MetricsLog::eval(const EvalRecord& r) {
+  if (!out_.is_open()) return;
+  nlohmann::ordered_json j = {{"event", "eval"}, {"split", r.split}, {"step", r.step},
+                              {"epoch", r.epoch}, {"loss", r.loss}};
+  for (const auto& [name, value] : r.metrics) j[name] = value;
+  out_ << j.dump() << '\n';
+  out_.flush();
+}
+
+Progress::Progress(const std::string& mode, int64_t total_steps)
+    : total_(total_steps), start_(std::chrono::steady_clock::now()), last_draw_(start_) {
+  quiet_ = mode == "none";
+  bar_ = mode == "bar" || (mode == "auto" && isatty(STDERR_FILENO));
+}
+
+void Progress::step(int64_t step, int64_t epoch, double loss, double samples_per_s) {
+  if (quiet_) return;
+  auto now = std::chrono::steady_clock::now();
+  double elapsed = std::chrono::duration<double>(now - start_).count();
+  if (!bar_) {
+    std::fprintf(stderr, "step %lld epoch %lld loss %.4f %.0f samples/s %.1fs\n",
+                 static_cast<long long>(step), static_cast<long long>(epoch), loss, samples_per_s,
+                 elapsed);
+    return;
+  }
+  if (step < total_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
+  last_draw_ = now;
+  const int width = 30;
+  double fraction = total_ > 0 ? double(step) / double(total_) : 0.0;
+  int filled = static_cast<int>(fraction * width);
+  double left = fraction > 0 ? elapsed / fraction - elapsed : 0.0;
+  std::fprintf(stderr, "\r[%.*s%*s] %lld/%lld epoch %lld loss %.4f %.0f samples/s %.0fs left ",
+               filled, "##############################", width - filled, "",
+               static_cast<long long>(step), static_cast<long long>(total_),
+               static_cast<long long>(epoch), loss, samples_per_s, left);
+  std::fflush(stderr);
+}
+
+void Progress::line(const std::string& text) {
+  if (quiet_) return;
+  if (bar_) std::fprintf(stderr, "\r\033[K");
+  std::fprintf(stderr, "%s\n", text.c_str());
+}
+
+void Progress::finish() {
+  if (bar_ && !quiet_) std::fprintf(stderr, "\n");
+}
+
+}  // namespace graft::runtime
