@@ -1,0 +1,31 @@
+// graft eval CONFIG --checkpoint PATH: the checkpoint's loss and metrics on the test split.
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "train/checkpoint.hpp"
+#include "train/trainer.hpp"
+
+namespace graft::cli {
+
+int evaluate(const Arguments& args) {
+  return run_command("eval", [&] {
+    ConfigArguments a;
+    std::string checkpoint;
+    po::options_description options("graft eval options");
+    add_config_options(options, a);
+    options.add_options()("checkpoint", po::value<std::string>(&checkpoint)->required(),
+                          "a step_N.safetensors file, or a run folder (its newest checkpoint)");
+    po::positional_options_description positional;
+    positional.add("config", 1);
+    if (!parse(args, "usage: graft eval CONFIG --checkpoint PATH", options, positional)) return 0;
+    runtime::Session session(load(a), session_options(a));
+    runtime::TrainingPosition at = runtime::load_checkpoint(checkpoint, *session.model);
+    runtime::EvalSummary e = runtime::evaluate(session, *session.test_set);
+    std::printf("checkpoint step %lld: test %s over %lld samples\n", static_cast<long long>(at.step),
+                runtime::describe(e).c_str(), static_cast<long long>(e.rows));
+    return 0;
+  });
+}
+
+}  // namespace graft::cli

@@ -1,0 +1,57 @@
+// Shared command-line plumbing.
+#include "cli/common.hpp"
+
+#include <cstdio>
+#include <iostream>
+
+#include "util/errors.hpp"
+
+namespace graft::cli {
+
+void add_config_options(po::options_description& options, ConfigArguments& out) {
+  options.add_options()
+      ("config", po::value<std::string>(&out.config)->required(), "the run's TOML file")
+      ("set", po::value<std::vector<std::string>>(&out.overrides)->composing(),
+       "override a config key, e.g. --set optimizer.lr=0.05 (repeatable)")
+      ("plugin-dir", po::value<std::vector<std::string>>(&out.plugin_dirs)->composing(),
+       "also load graft_*.so plugins from this folder (repeatable)");
+}
+
+bool parse(const std::vector<std::string>& args, const std::string& usage,
+           po::options_description& options, const po::positional_options_description& positional) {
+  options.add_options()("help,h", "show this help");
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(options).positional(positional).run(), vm);
+  if (vm.count("help")) {
+    std::cout << usage << "\n\n" << options << "\n";
+    return false;
+  }
+  po::notify(vm);
+  return true;
+}
+
+runtime::Config load(const ConfigArguments& a) { return runtime::load_config(a.config, a.overrides); }
+
+runtime::SessionOptions session_options(const ConfigArguments& a) {
+  runtime::SessionOptions o;
+  o.plugin_dirs = a.plugin_dirs;
+  return o;
+}
+
+int run_command(const std::string& command, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const po::error& e) {
+    std::fprintf(stderr, "graft %s: error: %s (see graft %s --help)\n", command.c_str(), e.what(),
+                 command.c_str());
+    return 2;
+  } catch (const runtime::UserError& e) {
+    std::fprintf(stderr, "graft %s: error: %s\n", command.c_str(), e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "graft %s: failed: %s\n", command.c_str(), e.what());
+    return 1;
+  }
+}
+
+}  // namespace graft::cli

@@ -1,0 +1,116 @@
+// Building a session from a config: plugins, data, model, strategy, in that order, each error
+// naming the config section it came from.
+#include "train/session.hpp"
+
+#include "device/host_api.hpp"
+#include "util/errors.hpp"
+
+namespace fs = std::filesystem;
+
+namespace graft::runtime {
+
+PluginChoice Session::choose(graft_kind kind, const std::string& type, const toml::table* table,
+                             const std::string& section, const std::vector<std::string>& reserved) {
+  const PluginRecord* record = registry.find(kind, type);
+  // An activation may stand as a layer (type = "relu").
+  if (!record && kind == GRAFT_KIND_LAYER) record = registry.find(GRAFT_KIND_ACTIVATION, type);
+  if (!record) {
+    std::string at = table ? where(*table) + ": " : "";
+    std::vector<std::string> known = registry.names(kind);
+    if (kind == GRAFT_KIND_LAYER)
+      for (const std::string& a : registry.names(GRAFT_KIND_ACTIVATION)) known.push_back(a);
+    throw UserError(at + section + " unknown " + kind_name(kind) + " '" + type + "'" +
+                    did_you_mean(type, known) + "; known: " + join(known) +
+                    " (graft plugins lists them with their options)");
+  }
+  return PluginChoice{record, bind_options(*record->entry, table, section, reserved), section};
+}
+
+Session::Session(Config cfg, const SessionOptions& options)
+    : config(std::move(cfg)), registry(host_api()), rank(options.rank), world(options.world) {
+  set_cpu_threads(config.run.threads);
+  if (config.run.device != "cpu")
+    throw UserError(config.file.string() + ": [run] device = \"" + config.run.device +
+                    "\": this build of graft has no CUDA support; use device = \"cpu\"");
+  std::vector<std::string> dirs = options.plugin_dirs;
+  dirs.insert(dirs.end(), config.plugin_paths.begin(), config.plugin_paths.end());
+  load_plugins(registry, dirs);
+
+  run_dir = fs::path(config.run.output_dir) / config.run.name;
+  // Copies, since the choices move into the model.
+  std::vector<std::pair<std::string, toml::table>> resolved;
+
+  // Data: the reader's own keys share [data] with the framework's.
+  reader_ = choose(GRAFT_KIND_DATASET, config.data.reader, config.data.reader_table, "[data]",
+                   reserved_keys(Section::data));
+  resolved.emplace_back("data", reader_.options.resolved());
+  const fs::path cache = run_dir.parent_path() / "cache";
+  const std::string config_dir = config.directory.string();
+  const std::string cache_dir = cache.string();
+  auto open = [&](const char* split) {
+    graft_dataset_args args{sizeof(graft_dataset_args), split, config_dir.c_str(), cache_dir.c_str(),
+                            config.run.seed, rank, world};
+    return std::make_unique<DatasetInstance>(*reader_.record, reader_.options, args);
+  };
+  fs::create_directories(cache);
+  train_set = open("train");
+  if (options.open_test_split) test_set = open("test");
+  const graft_dataset_info& info = train_set->info();
+
+  // Model, loss and optimizer.
+  std::vector<PluginChoice> layers;
+  for (size_t i = 0; i < config.layers.size(); ++i) {
+    const NamedTable& l = config.layers[i];
+    layers.push_back(choose(GRAFT_KIND_LAYER, l.type, l.table, l.section, reserved_keys(Section::layer)));
+  }
+  PluginChoice loss = choose(GRAFT_KIND_LOSS, config.loss.type, config.loss.table, "[loss]",
+                             reserved_keys(Section::loss));
+  PluginChoice optimizer = choose(GRAFT_KIND_OPTIMIZER, config.optimizer.type, config.optimizer.table,
+                                  "[optimizer]", reserved_keys(Section::optimizer));
+  for (size_t i = 0; i < layers.size(); ++i)
+    resolved.emplace_back("model.layers." + std::to_string(i), layers[i].options.resolved());
+  resolved.emplace_back("loss", loss.options.resolved());
+  resolved.emplace_back("optimizer", optimizer.options.resolved());
+
+  ModelSettings settings;
+  settings.max_batch = std::max(config.data.batch_size, config.data.eval_batch_size);
+  settings.seed = config.run.seed;
+  settings.clip_grad_norm = config.run.clip_grad_norm;
+  const ScheduleConfig& s = config.optimizer.schedule;
+  settings.schedule = Schedule{s.type, config.optimizer.lr, s.warmup_steps, s.step_size, s.gamma,
+                               s.min_lr, 0};
+  model = std::make_unique<Model>(std::move(layers), std::move(loss), std::move(optimizer),
+                                  info.input, info.target, settings);
+
+  // Strategy.
+  strategy = &registry.get(GRAFT_KIND_STRATEGY, config.parallel.strategy);
+  strategy_options_ = bind_options(*strategy->entry, config.parallel.table, "[parallel]",
+                                   reserved_keys(Section::parallel));
+  resolved.emplace_back("parallel", strategy_options_.resolved());
+  graft_world w{sizeof(graft_world), rank, world};
+  throw_if_failed(strategy->vtable<graft_strategy_vtable>().create(host_api(), strategy_options_.get(),
+                                                                  &w, &strategy_self),
+                  "[parallel] strategy '" + strategy->name + "'");
+  std::vector<std::pair<std::string, const toml::table*>> tables;
+  for (const auto& [path, table] : resolved) tables.emplace_back(path, &table);
+  resolved_config_ = resolved_toml(config, tables);
+}
+
+Session::~Session() {
+  if (strategy_self) strategy->vtable<graft_strategy_vtable>().destroy(strategy_self);
+}
+
+graft_exec_ctx Session::context(bool training) const {
+  graft_exec_ctx ctx{};
+  ctx.struct_size = sizeof ctx;
+  ctx.host = host_api();
+  ctx.device = DLDevice{kDLCPU, 0};
+  ctx.training = training ? 1 : 0;
+  ctx.seed = config.run.seed;
+  ctx.layer_index = -1;
+  ctx.rank = rank;
+  ctx.world = world;
+  return ctx;
+}
+
+}  // namespace graft::runtime

@@ -1,0 +1,35 @@
+// The training loop and evaluation over a session.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "train/session.hpp"
+
+namespace graft::runtime {
+
+struct EvalSummary {
+  int64_t rows = 0;
+  double loss = 0.0;
+  std::vector<std::pair<std::string, double>> metrics;  // per-row means, e.g. accuracy
+};
+
+struct TrainSummary {
+  int64_t steps = 0;
+  double seconds = 0.0;
+  double last_loss = 0.0;
+  EvalSummary last_eval;
+};
+
+// Trains as the session's config says, resuming when [checkpoint] resume asks; writes
+// config.toml, metrics.jsonl and checkpoints under the run folder.
+TrainSummary train(Session& session);
+
+// Loss and metrics of the current model on a data set (the test split by default).
+EvalSummary evaluate(Session& session, DatasetInstance& data);
+
+// "loss 0.3312, accuracy 0.8871"
+std::string describe(const EvalSummary& e);
+
+}  // namespace graft::runtime
