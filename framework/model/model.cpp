@@ -140,6 +140,7 @@ Model::Model(std::vector<PluginChoice> layer_choices, PluginChoice loss, PluginC
           break;
         }
         case GRAFT_INIT_NORMAL: st = host->fill_normal(&init_ctx, t, settings_.seed, stream, 0, 0.0f, s.gain); break;
+        case GRAFT_INIT_CONSTANT: st = host->fill(&init_ctx, t, s.gain); break;
         case GRAFT_INIT_UNIFORM: st = host->fill_uniform(&init_ctx, t, settings_.seed, stream, 0, -s.gain, s.gain); break;
         default:
           throw UserError(layer->who + ": parameter '" + info.name + "' asks for unknown init " +

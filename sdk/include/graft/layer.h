@@ -16,7 +16,8 @@ typedef enum graft_init {
   GRAFT_INIT_KAIMING_NORMAL = 3, /* N(0, gain * sqrt(2 / fan_in)) */
   GRAFT_INIT_KAIMING_UNIFORM = 4,/* U(-a, a), a = gain * sqrt(3 / fan_in) (PyTorch's Linear default) */
   GRAFT_INIT_NORMAL = 5,         /* N(0, gain) */
-  GRAFT_INIT_UNIFORM = 6         /* U(-gain, gain) */
+  GRAFT_INIT_UNIFORM = 6,        /* U(-gain, gain) */
+  GRAFT_INIT_CONSTANT = 7        /* every element = gain */
 } graft_init;
 
 typedef struct graft_param_spec {
