@@ -1,0 +1,224 @@
+// The built-in optimizers sgd, adam and adamw, matching torch.optim (1.13) step for step. The
+// learning rate and its schedule are the framework's: each step receives this step's rate.
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "graft/cpp/plugin.hpp"
+#include "update_math.hpp"
+
+namespace graft::optimizers {
+namespace {
+
+constexpr double kUnbounded = std::numeric_limits<double>::infinity();
+
+std::string device_name(const DLDevice& device) {
+  switch (device.device_type) {
+    case kDLCPU: return "cpu";
+    case kDLCUDA: return "cuda:" + std::to_string(device.device_id);
+    case kDLCUDAHost: return "cuda_host";
+    case kDLCUDAManaged: return "cuda_managed";
+    default: return "device type " + std::to_string(static_cast<int>(device.device_type));
+  }
+}
+
+bool is_dense(const DLTensor& t) {
+  if (!t.strides) return true;
+  int64_t expected = 1;
+  for (int axis = t.ndim - 1; axis >= 0; --axis) {
+    if (t.shape[axis] != 1 && t.strides[axis] != expected) return false;
+    expected *= t.shape[axis];
+  }
+  return true;
+}
+
+// A float32, dense CPU tensor of n elements, or an error saying which tensor is not.
+void check_tensor(const char* optimizer, const std::string& role, const DLTensor* t, int64_t n) {
+  GRAFT_CHECK(t != nullptr, optimizer << ": the " << role << " tensor is missing (null)");
+  if (!on_cpu(*t))
+    throw Error(GRAFT_ERR_UNSUPPORTED,
+                std::string(optimizer) + ": the " + role + " is on " + device_name(t->device) +
+                    ", but this optimizer runs on CPU tensors only (no CUDA kernel yet); use "
+                    "device = \"cpu\"");
+  if (t->dtype.code != kDLFloat || t->dtype.bits != 32 || t->dtype.lanes != 1)
+    throw Error(GRAFT_ERR_UNSUPPORTED, std::string(optimizer) + ": the " + role +
+                                           " must be float32; other dtypes are not supported");
+  GRAFT_CHECK(is_dense(*t), optimizer << ": the " << role << " must be dense (row-major)");
+  GRAFT_CHECK(numel(*t) == n, optimizer << ": the " << role << " has " << numel(*t)
+                                        << " elements but the parameter has " << n);
+}
+
+// Checks what every optimizer reads from an update; returns the parameter's element count.
+int64_t check_update(const char* optimizer, const graft_param_update& u, size_t n_state) {
+  GRAFT_CHECK(u.struct_size >= sizeof(graft_param_update),
+              optimizer << ": graft_param_update is " << u.struct_size << " bytes, expected "
+                        << sizeof(graft_param_update) << " (host older than the plugin)");
+  GRAFT_CHECK(u.param != nullptr, optimizer << ": the parameter tensor is missing (null)");
+  const int64_t n = numel(*u.param);
+  check_tensor(optimizer, "parameter", u.param, n);
+  check_tensor(optimizer, "gradient", u.grad, n);
+  GRAFT_CHECK(n_state == 0 || u.state != nullptr,
+              optimizer << ": " << n_state << " state tensors expected, got none");
+  for (size_t i = 0; i < n_state; ++i)
+    check_tensor(optimizer, "state tensor " + std::to_string(i), u.state[i], n);
+  GRAFT_CHECK(std::isfinite(u.lr) && u.lr >= 0.0f,
+              optimizer << ": the learning rate must be finite and >= 0, got " << u.lr);
+  GRAFT_CHECK(u.step >= 1, optimizer << ": update.step counts from 1, got " << u.step);
+  return n;
+}
+
+// torch.optim.SGD: momentum, dampening, Nesterov and L2 weight decay.
+class Sgd : public Optimizer {
+ public:
+  static std::vector<OptionDef> options() {
+    return {
+        option_float("momentum", 0.0, "momentum factor in [0, 1); 0 keeps no momentum buffer")
+            .range(0.0, 1.0),
+        option_float("dampening", 0.0, "share of each gradient left out of the momentum buffer")
+            .range(0.0, 1.0),
+        option_bool("nesterov", false, "Nesterov momentum (needs momentum > 0 and dampening 0)"),
+        option_float("weight_decay", 0.0, "L2 penalty: weight_decay * param added to the gradient")
+            .range(0.0, kUnbounded)};
+  }
+
+  Sgd(const Options& o, Host)
+      : momentum_(o.get_float("momentum")),
+        dampening_(o.get_float("dampening")),
+        weight_decay_(o.get_float("weight_decay")),
+        nesterov_(o.get_bool("nesterov")) {
+    GRAFT_CHECK(momentum_ < 1.0, "momentum must be in [0, 1), got "
+                                     << momentum_ << ": at 1 or more old gradients never fade");
+    GRAFT_CHECK(!nesterov_ || momentum_ > 0.0,
+                "nesterov = true needs momentum > 0 (momentum is 0); set momentum (e.g. 0.9) "
+                "or nesterov = false");
+    GRAFT_CHECK(!nesterov_ || dampening_ == 0.0,
+                "nesterov = true needs dampening = 0, got dampening = " << dampening_);
+  }
+
+  std::vector<std::string> state_names() const override {
+    if (momentum_ > 0.0) return {"momentum_buffer"};
+    return {};
+  }
+
+  void step(const Context&, const graft_param_update& u) override {
+    const bool has_buffer = momentum_ > 0.0;
+    const int64_t n = check_update("sgd", u, has_buffer ? 1 : 0);
+    const SgdCoefficients c{u.lr,
+                            static_cast<float>(momentum_),
+                            static_cast<float>(1.0 - dampening_),
+                            u.weight_decay ? static_cast<float>(weight_decay_) : 0.0f,
+                            nesterov_,
+                            u.step == 1};
+    float* param = f32(*u.param);             // (n)
+    const float* grad = f32(*u.grad);         // (n)
+    float* buffer = has_buffer ? f32(*u.state[0]) : nullptr;  // (n) or none
+    for (int64_t i = 0; i < n; ++i) sgd_update(c, param[i], grad[i], buffer ? buffer + i : nullptr);
+  }
+
+ private:
+  double momentum_, dampening_, weight_decay_;
+  bool nesterov_;
+};
+
+// torch.optim.Adam (L2 weight decay added to the gradient) and, with decoupled = true,
+// torch.optim.AdamW (the parameter shrinks by lr * weight_decay before the update).
+class AdamBase : public Optimizer {
+ public:
+  static std::vector<OptionDef> common_options() {
+    return {
+        option_float("beta1", 0.9, "decay of the running mean of gradients, in [0, 1)")
+            .range(0.0, 1.0),
+        option_float("beta2", 0.999, "decay of the running mean of squared gradients, in [0, 1)")
+            .range(0.0, 1.0),
+        option_float("eps", 1e-8, "added to the denominator's square root; > 0")
+            .range(0.0, kUnbounded),
+        option_bool("amsgrad", false, "divide by the largest second moment seen (AMSGrad)")};
+  }
+
+  AdamBase(const Options& o, bool decoupled)
+      : beta1_(o.get_float("beta1")),
+        beta2_(o.get_float("beta2")),
+        eps_(o.get_float("eps")),
+        weight_decay_(o.get_float("weight_decay")),
+        amsgrad_(o.get_bool("amsgrad")),
+        decoupled_(decoupled) {
+    GRAFT_CHECK(beta1_ < 1.0, "beta1 must be in [0, 1), got " << beta1_
+                                  << ": at 1 the bias correction divides by zero");
+    GRAFT_CHECK(beta2_ < 1.0, "beta2 must be in [0, 1), got " << beta2_
+                                  << ": at 1 the bias correction divides by zero");
+    GRAFT_CHECK(eps_ > 0.0, "eps must be > 0, got " << eps_
+                                << ": a zero gradient would give 0 / 0; the usual value is 1e-8");
+  }
+
+  std::vector<std::string> state_names() const override {
+    if (amsgrad_) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+    return {"exp_avg", "exp_avg_sq"};
+  }
+
+  void step(const Context&, const graft_param_update& u) override {
+    const char* name = decoupled_ ? "adamw" : "adam";
+    const int64_t n = check_update(name, u, amsgrad_ ? 3 : 2);
+    // Scalars in double, as torch computes them in Python before the float32 kernel.
+    const double t = static_cast<double>(u.step);
+    const double decay = u.weight_decay ? weight_decay_ : 0.0;
+    const AdamCoefficients c{
+        static_cast<float>(beta1_),
+        static_cast<float>(beta2_),
+        static_cast<float>(eps_),
+        static_cast<float>(1.0 - beta1_),
+        static_cast<float>(1.0 - beta2_),
+        static_cast<float>(u.lr / (1.0 - std::pow(beta1_, t))),
+        static_cast<float>(std::sqrt(1.0 - std::pow(beta2_, t))),
+        decoupled_ ? 0.0f : static_cast<float>(decay),
+        decoupled_ ? static_cast<float>(1.0 - static_cast<double>(u.lr) * decay) : 1.0f,
+        amsgrad_};
+    float* param = f32(*u.param);               // (n)
+    const float* grad = f32(*u.grad);           // (n)
+    float* exp_avg = f32(*u.state[0]);          // (n)
+    float* exp_avg_sq = f32(*u.state[1]);       // (n)
+    float* max_exp_avg_sq = amsgrad_ ? f32(*u.state[2]) : nullptr;  // (n) or none
+    for (int64_t i = 0; i < n; ++i)
+      adam_update(c, param[i], grad[i], exp_avg[i], exp_avg_sq[i],
+                  max_exp_avg_sq ? max_exp_avg_sq + i : nullptr);
+  }
+
+ private:
+  double beta1_, beta2_, eps_, weight_decay_;
+  bool amsgrad_, decoupled_;
+};
+
+class Adam : public AdamBase {
+ public:
+  static std::vector<OptionDef> options() {
+    std::vector<OptionDef> all = common_options();
+    all.push_back(option_float("weight_decay", 0.0,
+                               "L2 penalty: weight_decay * param added to the gradient")
+                      .range(0.0, kUnbounded));
+    return all;
+  }
+  Adam(const Options& o, Host) : AdamBase(o, false) {}
+};
+
+class AdamW : public AdamBase {
+ public:
+  static std::vector<OptionDef> options() {
+    std::vector<OptionDef> all = common_options();
+    all.push_back(option_float("weight_decay", 0.01,
+                               "decoupled decay: param *= 1 - lr * weight_decay each step")
+                      .range(0.0, kUnbounded));
+    return all;
+  }
+  AdamW(const Options& o, Host) : AdamBase(o, true) {}
+};
+
+}  // namespace
+}  // namespace graft::optimizers
+
+GRAFT_PLUGIN_LIBRARY("optimizers", "0.1.0",
+                     graft::optimizer<graft::optimizers::Sgd>(
+                         "sgd", "stochastic gradient descent with momentum (torch.optim.SGD)"),
+                     graft::optimizer<graft::optimizers::Adam>(
+                         "adam", "Adam with L2 weight decay (torch.optim.Adam)"),
+                     graft::optimizer<graft::optimizers::AdamW>(
+                         "adamw", "Adam with decoupled weight decay (torch.optim.AdamW)"))
