@@ -2,6 +2,7 @@
 // options and the exception guard that keeps C++ exceptions from crossing the C ABI.
 #pragma once
 
+#include <charconv>
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
@@ -201,10 +202,9 @@ struct OptionDef {
 
 namespace detail {
 inline std::string toml_number(double v) {
-  std::ostringstream os;
-  os.precision(17);
-  os << v;
-  std::string s = os.str();
+  // The shortest text that reads back as the same double (0.9, not 0.90000000000000002).
+  char buf[32];
+  std::string s(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
   if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // keep it a TOML float
   return s;
 }
