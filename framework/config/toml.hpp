@@ -3,6 +3,11 @@
 #ifndef TOML_HEADER_ONLY
 #define TOML_HEADER_ONLY 0
 #endif
+// GCC >= 11 has std::to_chars for doubles: floats print as the shortest text that reads back
+// the same (0.1, not 0.10000000000000001), which toml++ 3.3 assumes no GCC has.
+#if !defined(TOML_FLOAT_CHARCONV) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#define TOML_FLOAT_CHARCONV 1
+#endif
 #include <toml++/toml.h>
 
 #include <string>
@@ -11,4 +16,6 @@ namespace graft::runtime {
 // "file:line:column" of a node, or of its nearest known source.
 std::string where(const toml::node& node);
 std::string where(const toml::source_region& region);
+// "an integer (3)", "a string (\"x\")", "a list", ... for messages about a wrong type.
+std::string describe_value(const toml::node& node);
 }  // namespace graft::runtime

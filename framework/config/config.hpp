@@ -1,0 +1,126 @@
+// The run's configuration: the TOML file with its includes and --set overrides merged, the
+// framework's own sections checked and read into structs, and the resolved TOML saved with a run.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config/toml.hpp"
+
+namespace graft::runtime {
+
+// [optimizer.schedule]. warmup_steps (every type): the rate rises linearly from 0 to lr over
+// that many steps first. constant: lr. step: lr * gamma^(steps / step_size). cosine: from lr down
+// to min_lr over the run. linear_warmup_cosine: cosine that requires warmup_steps >= 1.
+struct ScheduleConfig {
+  std::string type = "constant";
+  int64_t warmup_steps = 0;
+  int64_t step_size = 0;  // "step" only, >= 1 there
+  double gamma = 0.1;     // "step" only
+  double min_lr = 0.0;    // "cosine" and "linear_warmup_cosine" only
+};
+
+// The schedule types, and the keys of [optimizer.schedule] each one uses besides `type`.
+const std::vector<std::string>& schedule_types();
+const std::vector<std::string>& schedule_keys(const std::string& type);
+
+struct RunConfig {
+  std::string name = "run";  // the run's folder under output_dir
+  uint64_t seed = 0;
+  std::string device = "cpu";  // cpu | cuda
+  int64_t epochs = 0;          // exactly one of epochs and steps is > 0 (epochs = 1 if neither given)
+  int64_t steps = 0;
+  std::string output_dir = "runs";
+  int64_t log_every = 50;
+  int64_t eval_every = 0;  // steps; 0: at the end of each epoch
+  int threads = 0;         // 0: all cores
+  double clip_grad_norm = 0.0;  // 0: off
+  std::string progress = "auto";  // auto | bar | plain | none
+};
+
+struct DataConfig {
+  std::string reader;
+  int64_t batch_size = 64;
+  int64_t eval_batch_size = 0;  // 0: batch_size
+  bool shuffle = true;
+  bool drop_last = false;
+  const toml::table* reader_table = nullptr;  // [data]: the reader's keys (framework's reserved)
+};
+
+// A plugin chosen by `type` in its own table. section names the table in messages
+// ("[loss]", "[[model.layers]] #2", where 2 is the index --set model.layers.2.key uses).
+struct NamedTable {
+  std::string type;
+  const toml::table* table = nullptr;
+  std::string section;
+};
+
+struct OptimizerConfig {
+  std::string type;
+  double lr = 0.01;
+  ScheduleConfig schedule;
+  const toml::table* table = nullptr;  // [optimizer]
+};
+
+struct CheckpointConfig {
+  int64_t every = 0;  // steps; 0: at the end of each epoch
+  int64_t keep = 3;   // the newest `keep` checkpoints stay on disk
+  std::string resume;  // "" | "latest" | a checkpoint path
+  bool enabled = true;
+};
+
+struct ParallelConfig {
+  std::string strategy = "single";
+  double timeout_s = 300;  // a collective waiting longer reports the missing ranks
+  const toml::table* table = nullptr;  // [parallel], NULL when the file has none
+};
+
+// The table pointers point into `root`, so a Config moves but never copies.
+struct Config {
+  Config() = default;
+  Config(const Config&) = delete;
+  Config& operator=(const Config&) = delete;
+  Config(Config&&) = default;
+  Config& operator=(Config&&) = default;
+
+  std::filesystem::path file;       // the main file, as given
+  std::filesystem::path directory;  // its folder (absolute): relative paths in plugin options
+  toml::table root;                 // merged tree after includes and --set; nodes keep their source
+  RunConfig run;
+  DataConfig data;
+  std::vector<NamedTable> layers;
+  NamedTable loss;
+  OptimizerConfig optimizer;
+  ParallelConfig parallel;
+  CheckpointConfig checkpoint;
+  std::vector<std::string> plugin_paths;  // absolute; relative ones resolved against the folder
+                                          // of the file that wrote them
+};
+
+// Reads `file`, merges its includes, applies each "key.path=value" override in order and checks
+// the framework's sections. Plugin keys are left to bind_options with reserved_keys(). Every
+// problem is a UserError naming file:line:column (or the --set flag), the key and the fix.
+Config load_config(const std::filesystem::path& file, const std::vector<std::string>& overrides);
+
+// One --set: "optimizer.lr=0.05", "model.layers.0.units=128" (an index into a list). The value
+// is parsed as TOML, else taken as a bare string. Missing tables on the way are created; the
+// new nodes' source is "--set <assignment>", so messages point at the flag.
+void apply_override(toml::table& root, const std::string& assignment);
+
+// Tables that mix the framework's keys with a plugin's keys, and the framework's keys in each:
+// pass them as `reserved` to bind_options.
+enum class Section { data, layer, loss, optimizer, parallel };
+const std::vector<std::string>& reserved_keys(Section section);
+
+// The merged tree as TOML text with every framework default filled in and, for each
+// (path, table) given, the plugin's resolved options (BoundOptions::resolved()) merged into the
+// table at `path` ("optimizer", "data", "parallel", "loss", "model.layers.2"). Loading the text
+// again gives the same Config.
+std::string resolved_toml(
+    const Config& config,
+    const std::vector<std::pair<std::string, const toml::table*>>& plugin_tables = {});
+
+}  // namespace graft::runtime
