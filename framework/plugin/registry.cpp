@@ -3,6 +3,7 @@
 #include "plugin/registry.hpp"
 
 #include <dlfcn.h>
+#include <elf.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,6 +35,32 @@ bool has_elf_header(const fs::path& file) {
   in.read(magic, 4);
   return in.gcount() == 4 && magic[0] == 0x7f && magic[1] == 'E' && magic[2] == 'L' &&
          magic[3] == 'F';
+}
+
+// dlopen maps segments without checking the file is long enough, and touching a page past
+// the end of a truncated file kills the process with SIGBUS. Check the layout first.
+// Returns "" when the file is a complete shared library for this machine.
+std::string elf_problem(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  const uint64_t size = fs::file_size(file);
+  Elf64_Ehdr header{};
+  if (!in.read(reinterpret_cast<char*>(&header), sizeof header))
+    return "truncated: shorter than an ELF header";
+  if (header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_machine != EM_X86_64)
+    return "built for another architecture (this graft is x86-64)";
+  if (header.e_type != ET_DYN) return "an ELF file but not a shared library";
+  const uint64_t headers_end = header.e_phoff + uint64_t(header.e_phnum) * header.e_phentsize;
+  if (header.e_phentsize != sizeof(Elf64_Phdr) || headers_end > size)
+    return "truncated or damaged: its program headers run past the end of the file";
+  for (uint16_t i = 0; i < header.e_phnum; ++i) {
+    Elf64_Phdr ph{};
+    in.seekg(static_cast<std::streamoff>(header.e_phoff + uint64_t(i) * sizeof ph));
+    if (!in.read(reinterpret_cast<char*>(&ph), sizeof ph)) return "truncated or damaged";
+    if (ph.p_type == PT_LOAD && ph.p_offset + ph.p_filesz > size)
+      return "truncated: the file has " + std::to_string(size) + " bytes but its segments need " +
+             std::to_string(ph.p_offset + ph.p_filesz);
+  }
+  return "";
 }
 
 // The loader's own words for why dlopen fails; Boost 1.74 reports only "bad file descriptor".
@@ -88,6 +115,8 @@ void Registry::load_library(const fs::path& file) {
     throw UserError(where + ": not a shared library (no ELF header); remove it from the plugin "
                     "folder or rename it so it does not match graft_*.so");
 
+  if (std::string problem = elf_problem(path); !problem.empty())
+    throw UserError(where + ": cannot be loaded: " + problem + "; rebuild or reinstall it");
   boost::dll::shared_library lib;
   try {
     lib.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);

@@ -1,3 +1,114 @@
-// The loader against the built-in plugins and against files that are not (valid) plugins.
+// The plugin loader: the built-in plugins load and resolve by kind and name, and each broken
+// library is refused with one clear line naming the file and the reason.
+#include <fstream>
+
 #include "test_support.hpp"
-TEST_CASE("placeholder registry") { CHECK(graft::test::builtin_registry().all().size() >= 0); }
+#include "util/errors.hpp"
+
+namespace fs = std::filesystem;
+using graft::runtime::Registry;
+using graft::runtime::UserError;
+
+namespace {
+fs::path fixture(const std::string& variant) {
+  return fs::path(GRAFT_BINARY_DIR) / "test_fixtures" / variant / "graft_fixture.so";
+}
+
+std::string load_error(const fs::path& file) {
+  Registry r(graft::runtime::host_api());
+  try {
+    r.load_directory(GRAFT_TEST_PLUGIN_DIR);
+    r.load_library(file);
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("every built-in plugin loads and is found by kind and name") {
+  const Registry& r = graft::test::builtin_registry();
+  for (const char* name : {"linear", "dropout", "flatten"}) CHECK(r.find(GRAFT_KIND_LAYER, name));
+  for (const char* name : {"relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax"})
+    CHECK(r.find(GRAFT_KIND_ACTIVATION, name));
+  for (const char* name : {"mse", "mae", "cross_entropy", "bce_with_logits"})
+    CHECK(r.find(GRAFT_KIND_LOSS, name));
+  for (const char* name : {"sgd", "adam", "adamw"}) CHECK(r.find(GRAFT_KIND_OPTIMIZER, name));
+  for (const char* name : {"idx", "csv", "synthetic"}) CHECK(r.find(GRAFT_KIND_DATASET, name));
+  CHECK(r.find(GRAFT_KIND_STRATEGY, "single"));
+  const auto* linear = r.find(GRAFT_KIND_LAYER, "linear");
+  REQUIRE(linear);
+  CHECK(linear->library.filename() == "graft_linear.so");
+  CHECK(linear->info->abi_major == GRAFT_ABI_MAJOR);
+  CHECK(std::string(linear->info->build_info).find("compiler") != std::string::npos);
+}
+
+TEST_CASE("an unknown name lists the known ones with a suggestion") {
+  try {
+    graft::test::builtin_registry().get(GRAFT_KIND_OPTIMIZER, "adma");
+    FAIL("no error");
+  } catch (const UserError& e) {
+    const std::string m = e.what();
+    CHECK(m.find("unknown optimizer 'adma'") != std::string::npos);
+    CHECK(m.find("did you mean 'adam'?") != std::string::npos);
+    CHECK(m.find("sgd") != std::string::npos);
+  }
+}
+
+TEST_CASE("a well-formed fixture loads") {
+  Registry r(graft::runtime::host_api());
+  r.load_library(fixture("good"));
+  CHECK(r.find(GRAFT_KIND_LAYER, "fixture_identity"));
+}
+
+TEST_CASE("a file that is not a shared library") {
+  fs::path dir = graft::test::temp_dir("registry_not_elf");
+  std::ofstream(dir / "graft_text.so") << "this is a text file, not a library\n";
+  const std::string m = load_error(dir / "graft_text.so");
+  CHECK(m.find((dir / "graft_text.so").string()) != std::string::npos);
+  CHECK(m.find("not a shared library") != std::string::npos);
+}
+
+TEST_CASE("a truncated shared library") {
+  fs::path dir = graft::test::temp_dir("registry_truncated");
+  {
+    std::ifstream in(fixture("good"), std::ios::binary);
+    std::string bytes(4096, '\0');
+    in.read(bytes.data(), 4096);
+    std::ofstream(dir / "graft_cut.so", std::ios::binary) << bytes;
+  }
+  const std::string m = load_error(dir / "graft_cut.so");
+  CHECK(m.find("graft_cut.so") != std::string::npos);
+  CHECK(m.find("cannot be loaded") != std::string::npos);
+}
+
+TEST_CASE("a library without the entry symbol") {
+  const std::string m = load_error(fixture("no_entry"));
+  CHECK(m.find(fixture("no_entry").string()) != std::string::npos);
+  CHECK(m.find("does not export 'graft_get_plugin_info'") != std::string::npos);
+}
+
+TEST_CASE("an ABI major mismatch") {
+  const std::string m = load_error(fixture("abi_major"));
+  CHECK(m.find(fixture("abi_major").string()) != std::string::npos);
+  CHECK(m.find("built against graft SDK ABI 99.") != std::string::npos);
+  CHECK(m.find("rebuild the plugin") != std::string::npos);
+}
+
+TEST_CASE("a plugin needing a newer minor than the host") {
+  const std::string m = load_error(fixture("abi_minor"));
+  CHECK(m.find("needs graft ABI 1.999") != std::string::npos);
+  CHECK(m.find("upgrade graft") != std::string::npos);
+}
+
+TEST_CASE("two plugins with one name name both files") {
+  const std::string m = load_error(fixture("duplicate"));
+  CHECK(m.find("two plugins are named layer 'linear'") != std::string::npos);
+  CHECK(m.find("graft_linear.so") != std::string::npos);
+  CHECK(m.find(fixture("duplicate").string()) != std::string::npos);
+}
+
+TEST_CASE("a missing file") {
+  const std::string m = load_error("/nonexistent/graft_missing.so");
+  CHECK(m.find("/nonexistent/graft_missing.so: no such file") != std::string::npos);
+}
