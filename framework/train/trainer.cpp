@@ -99,10 +99,11 @@ TrainSummary train(Session& session) {
     metrics = MetricsLog(session.run_dir / "metrics.jsonl", resumed);
   }
   Progress progress(lead ? c.run.progress : "none", total_steps);
-  if (resumed)
-    progress.line("resumed from step " + std::to_string(position.step) + " (epoch " +
+  // Said even with progress = "none": a resumed run must never pass for a fresh one.
+  if (resumed && lead)
+    std::fprintf(stderr, "%s\n", ("resumed from step " + std::to_string(position.step) + " (epoch " +
                   std::to_string(position.epoch) + ", batch " +
-                  std::to_string(position.batch_in_epoch) + ")");
+                  std::to_string(position.batch_in_epoch) + ")").c_str());
 
   auto save = [&](const TrainingPosition& p) {
     if (!lead || !c.checkpoint.enabled) return;
