@@ -1,0 +1,184 @@
+// The fully connected layer y = f(x W + b): x flattened to (N, D), W (D, H), b (H,).
+// One gemm per matrix product; the bias add and the activation f share one loop (fused).
+#include <cmath>
+#include <string>
+#include <type_traits>
+
+#include "graft/cpp/elementwise.hpp"
+#include "graft/cpp/plugin.hpp"
+
+namespace {
+
+using graft::elementwise::Kind;
+
+// Calls f(std::integral_constant<Kind, k>) so each activation gets its own inner loops,
+// with the switch in elementwise::apply folded away at compile time.
+template <class F>
+void with_kind(Kind kind, F&& f) {
+  switch (kind) {
+    case Kind::none: return f(std::integral_constant<Kind, Kind::none>{});
+    case Kind::relu: return f(std::integral_constant<Kind, Kind::relu>{});
+    case Kind::leaky_relu: return f(std::integral_constant<Kind, Kind::leaky_relu>{});
+    case Kind::sigmoid: return f(std::integral_constant<Kind, Kind::sigmoid>{});
+    case Kind::tanh: return f(std::integral_constant<Kind, Kind::tanh>{});
+    case Kind::gelu: return f(std::integral_constant<Kind, Kind::gelu>{});
+  }
+}
+
+// y = f(y + b) in place over (N, H); pre (N, H) receives y + b when backward needs it.
+template <Kind K, bool kHasBias>
+void bias_activation(float* y, const float* bias, float* pre, int64_t n, int64_t h, float slope) {
+  for (int64_t i = 0; i < n; ++i) {
+    float* row = y + i * h;
+    if (pre) {
+      float* pre_row = pre + i * h;
+      for (int64_t j = 0; j < h; ++j) {
+        const float z = kHasBias ? row[j] + bias[j] : row[j];
+        pre_row[j] = z;
+        row[j] = graft::elementwise::apply(K, z, slope);
+      }
+    } else {
+      for (int64_t j = 0; j < h; ++j) {
+        const float z = kHasBias ? row[j] + bias[j] : row[j];
+        row[j] = graft::elementwise::apply(K, z, slope);
+      }
+    }
+  }
+}
+
+// dz = dy * f'(.) over `count` elements. dz holds the pre-activation on entry when the
+// derivative needs it (gelu) and is overwritten in place; otherwise f' comes from y.
+template <Kind K>
+void activation_gradient(const float* dy, const float* y, float* dz, bool dz_holds_pre,
+                         int64_t count, float slope) {
+  if (dz_holds_pre) {
+    for (int64_t i = 0; i < count; ++i)
+      dz[i] = dy[i] * graft::elementwise::derivative(K, dz[i], y[i], slope);
+  } else {
+    // For relu and leaky_relu (slope >= 0), y > 0 exactly when x > 0, so y stands in for x.
+    for (int64_t i = 0; i < count; ++i)
+      dz[i] = dy[i] * graft::elementwise::derivative(K, y[i], y[i], slope);
+  }
+}
+
+class Linear : public graft::Layer {
+ public:
+  static std::vector<graft::OptionDef> options() {
+    return {
+        graft::required(graft::option_int("units", 1, "output features H")).range(1, 1 << 30),
+        graft::option_bool("bias", true, "add a learned bias b (initialised to zeros)"),
+        graft::option_string("activation", "none", "activation fused after the bias add",
+                             graft::elementwise::kNames),
+        graft::option_float("slope", 0.01, "negative slope of leaky_relu").range(0.0, 1.0),
+        graft::option_string("init", "kaiming_uniform",
+                             "weight init; kaiming_uniform is torch.nn.Linear's U(+-1/sqrt(D))",
+                             "xavier_uniform|kaiming_normal|kaiming_uniform|zeros"),
+    };
+  }
+
+  Linear(const graft::Options& o, const graft::Shape& input, graft::Host)
+      : in_features_(input.numel()),
+        out_features_(o.get_int("units")),
+        has_bias_(o.get_bool("bias")),
+        slope_(static_cast<float>(o.get_float("slope"))),
+        init_name_(o.get_string("init")) {
+    GRAFT_CHECK(in_features_ >= 1, "linear: the input " << input.str() << " has no features");
+    const std::string activation = o.get_string("activation");
+    GRAFT_CHECK(graft::elementwise::parse(activation.c_str(), &kind_),
+                "linear: unknown activation '" << activation << "'; use one of "
+                                               << graft::elementwise::kNames);
+    keeps_pre_activation_ = !graft::elementwise::derivative_from_output(kind_);
+  }
+
+  graft::Shape output_shape() const override { return graft::Shape{out_features_}; }
+
+  std::vector<graft::Param> parameters() const override {
+    graft::Param weight{"weight", graft::Shape{in_features_, out_features_}, GRAFT_INIT_ZEROS,
+                        in_features_, out_features_, 1.0f, false};
+    if (init_name_ == "xavier_uniform") weight.init = GRAFT_INIT_XAVIER_UNIFORM;
+    if (init_name_ == "kaiming_normal") weight.init = GRAFT_INIT_KAIMING_NORMAL;
+    if (init_name_ == "kaiming_uniform") {
+      // gain 1/sqrt(3) turns U(+-gain*sqrt(3/D)) into torch.nn.Linear's U(+-1/sqrt(D)).
+      weight.init = GRAFT_INIT_KAIMING_UNIFORM;
+      weight.gain = 0.57735026918962576f;
+    }
+    std::vector<graft::Param> params{weight};
+    if (has_bias_)
+      params.push_back(graft::Param{"bias", graft::Shape{out_features_}, GRAFT_INIT_ZEROS,
+                                    in_features_, out_features_, 1.0f, true});
+    return params;
+  }
+
+  // dz (N, H) lives here in backward; with gelu, forward leaves the pre-activation in it.
+  int64_t workspace_per_sample() const override {
+    return kind_ == Kind::none ? 0 : out_features_;
+  }
+
+  // x: (N, D...), y: (N, H).
+  void forward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
+               DLTensor& y, DLTensor* workspace) override {
+    require_cpu(x);
+    graft::gemm(ctx, false, false, 1.0f, x, *params[0], 0.0f, y);
+    if (kind_ == Kind::none && !has_bias_) return;
+    const int64_t n = graft::rows(y);
+    float* pre = nullptr;
+    if (keeps_pre_activation_) pre = graft::f32(checked_workspace(workspace, n));
+    const float* bias = has_bias_ ? graft::f32(*params[1]) : nullptr;
+    with_kind(kind_, [&](auto k) {
+      if (has_bias_)
+        bias_activation<decltype(k)::value, true>(graft::f32(y), bias, pre, n, out_features_,
+                                                   slope_);
+      else
+        bias_activation<decltype(k)::value, false>(graft::f32(y), bias, pre, n, out_features_,
+                                                    slope_);
+    });
+  }
+
+  // dW += x^T dz, db += sum over rows of dz, dx = dz W^T; dz = dy * f'(.) (N, H).
+  void backward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
+                const DLTensor& y, const DLTensor& dy, DLTensor* dx, DLTensor* const* grads,
+                DLTensor* workspace) override {
+    require_cpu(x);
+    const DLTensor* dz = &dy;
+    graft::View scratch;
+    if (kind_ != Kind::none) {
+      const int64_t n = graft::rows(dy);
+      scratch = graft::View(graft::f32(checked_workspace(workspace, n)), dy.device,
+                            {n, out_features_});
+      with_kind(kind_, [&](auto k) {
+        activation_gradient<decltype(k)::value>(graft::f32(dy), graft::f32(y),
+                                                graft::f32(*scratch), keeps_pre_activation_,
+                                                n * out_features_, slope_);
+      });
+      dz = scratch.get();
+    }
+    graft::gemm(ctx, true, false, 1.0f, x, *dz, 1.0f, *grads[0]);
+    if (has_bias_) graft::sum_rows(ctx, *dz, 1.0f, *grads[1]);
+    if (dx) graft::gemm(ctx, false, true, 1.0f, *dz, *params[0], 0.0f, *dx);
+  }
+
+ private:
+  static void require_cpu(const DLTensor& x) {
+    if (!graft::on_cpu(x))
+      throw graft::Error(GRAFT_ERR_UNSUPPORTED, "linear: this build has no CUDA kernels");
+  }
+  DLTensor& checked_workspace(DLTensor* workspace, int64_t n) const {
+    GRAFT_CHECK(workspace && graft::numel(*workspace) >= n * out_features_,
+                "linear: the host passed no workspace of (" << n << ", " << out_features_
+                                                            << ") floats for activation");
+    return *workspace;
+  }
+
+  int64_t in_features_;   // D
+  int64_t out_features_;  // H
+  bool has_bias_;
+  float slope_;
+  std::string init_name_;
+  Kind kind_ = Kind::none;
+  bool keeps_pre_activation_ = false;
+};
+
+}  // namespace
+
+GRAFT_PLUGIN_LIBRARY("linear", "0.1.0",
+                     graft::layer<Linear>("linear", "fully connected y = f(x W + b), f fused"))
