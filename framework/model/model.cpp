@@ -247,7 +247,7 @@ const DLTensor* Model::forward(const graft_exec_ctx& ctx, int64_t begin, int64_t
                                        slot.inputs[i].get(), slot.output_views[i].get(),
                                        layer.workspace_per_sample ? slot.workspace_views[i].get() : nullptr);
     }
-    throw_if_failed(st, layer.who + " forward");
+    if (st) throw_if_failed(st, layer.who + " forward");  // the message only on failure: no allocation
     input = slot.output_views[i].get();
   }
   return input;
@@ -271,8 +271,8 @@ const DLTensor* Model::loss(const graft_exec_ctx& ctx, const DLTensor& predictio
   const auto& vt = loss_choice_.record->vtable<graft_loss_vtable>();
   double loss_sum = 0.0;
   double metric_sums[GRAFT_MAX_METRICS] = {};
-  throw_if_failed(vt.forward(loss_, &ctx, &prediction, &target, &loss_sum, metric_sums),
-                  who(loss_choice_) + " forward");
+  if (graft_status* st = vt.forward(loss_, &ctx, &prediction, &target, &loss_sum, metric_sums))
+    throw_if_failed(st, who(loss_choice_) + " forward");
   const int64_t rows = prediction.shape[0];
   if (!std::isfinite(loss_sum))
     throw Failure("step " + std::to_string(ctx.step) + ": the loss is " +
@@ -287,8 +287,8 @@ const DLTensor* Model::loss(const graft_exec_ctx& ctx, const DLTensor& predictio
   graft_shape out_shape = layers_.back()->out;
   slot.dprediction_view = TensorView(slot.dprediction.data(), settings_.device, rows, out_shape);
   const float scale = 1.0f / float(ctx.global_batch > 0 ? ctx.global_batch : rows);
-  throw_if_failed(vt.backward(loss_, &ctx, &prediction, &target, scale, slot.dprediction_view.get()),
-                  who(loss_choice_) + " backward");
+  if (graft_status* st = vt.backward(loss_, &ctx, &prediction, &target, scale, slot.dprediction_view.get()))
+    throw_if_failed(st, who(loss_choice_) + " backward");
   return slot.dprediction_view.get();
 }
 
@@ -318,7 +318,7 @@ const DLTensor* Model::backward(const graft_exec_ctx& ctx, int64_t begin, int64_
                                         layer.grad_ptrs.data(),
                                         layer.workspace_per_sample ? slot.workspace_views[i].get() : nullptr);
     }
-    throw_if_failed(st, layer.who + " backward");
+    if (st) throw_if_failed(st, layer.who + " backward");
     if (on_layer_done) on_layer_done(user, i);
     grad = dx;
   }
@@ -334,11 +334,13 @@ void Model::optimizer_step(const graft_exec_ctx& ctx) {
   if (settings_.clip_grad_norm > 0.0 && grad_buffer_.size()) {
     TensorView all(grad_buffer_.data(), settings_.device, graft_shape{1, {int64_t(grad_buffer_.size())}});
     double squared = 0.0;
-    throw_if_failed(host->dot(&ctx, all.get(), all.get(), &squared), "gradient norm");
+    if (graft_status* st = host->dot(&ctx, all.get(), all.get(), &squared))
+      throw_if_failed(st, "gradient norm");
     const double norm = std::sqrt(squared);
     if (norm > settings_.clip_grad_norm) {  // as torch.nn.utils.clip_grad_norm_
       const float scale = float(settings_.clip_grad_norm / (norm + 1e-6));
-      throw_if_failed(host->axpby(&ctx, scale, all.get(), 0.0f, all.get()), "gradient clipping");
+      if (graft_status* st = host->axpby(&ctx, scale, all.get(), 0.0f, all.get()))
+        throw_if_failed(st, "gradient clipping");
     }
   }
   last_lr_ = settings_.schedule.at(optimizer_steps_);
@@ -355,7 +357,8 @@ void Model::optimizer_step(const graft_exec_ctx& ctx) {
       graft_param_update u{sizeof(graft_param_update), layer->param_views[k].get(),
                            layer->grad_views[k].get(), state_ptrs, float(last_lr_),
                            optimizer_steps_ + 1, 1};
-      throw_if_failed(vt.step(optimizer_, &ctx, &u), who(optimizer_choice_) + " on " + info.name);
+      if (graft_status* st = vt.step(optimizer_, &ctx, &u))
+        throw_if_failed(st, who(optimizer_choice_) + " on " + info.name);
     }
   }
   ++optimizer_steps_;

@@ -50,9 +50,9 @@ EvalSummary evaluate(Session& session, DatasetInstance& data) {
   graft_step_result total = empty_result();
   while (const Batch* b = loader.next()) {
     ctx.global_batch = b->rows;
-    throw_if_failed(strategy.eval_step(session.strategy_self, session.model->api(),
-                                       session.model->handle(), &ctx, &b->x, &b->y, &total),
-                    "strategy '" + session.strategy->name + "' evaluation");
+    if (graft_status* st = strategy.eval_step(session.strategy_self, session.model->api(),
+                                              session.model->handle(), &ctx, &b->x, &b->y, &total))
+      throw_if_failed(st, "strategy '" + session.strategy->name + "' evaluation");
   }
   EvalSummary e;
   e.rows = total.rows;
@@ -142,9 +142,9 @@ TrainSummary train(Session& session) {
       ctx.step = step;
       ctx.global_batch = b->rows;
       graft_step_result result = empty_result();
-      throw_if_failed(strategy.train_step(session.strategy_self, model.api(), model.handle(), &ctx,
-                                          &b->x, &b->y, &result),
-                      "training step " + std::to_string(step));
+      if (graft_status* st = strategy.train_step(session.strategy_self, model.api(), model.handle(),
+                                                 &ctx, &b->x, &b->y, &result))
+        throw_if_failed(st, "training step " + std::to_string(step));
       ++step;
       ++batch_in_epoch;
       const double loss = result.rows ? result.loss_sum / double(result.rows) : 0.0;
