@@ -15,8 +15,8 @@ exported=$(nm -D --defined-only "$plugin" | awk '{print $3}')
 [[ "$exported" == "graft_get_plugin_info" ]] || { echo "FAIL: exports: $exported"; exit 1; }
 
 graft="$work/prefix/bin/graft"   # the installed graft finds its own plugins in ../lib/graft/plugins
-"$graft" plugins --plugin-dir "$work/example-build" | grep -q "swish" \
-  || { echo "FAIL: graft plugins does not list swish"; exit 1; }
+listing=$("$graft" plugins --plugin-dir "$work/example-build")
+grep -q "^layer *swish" <<<"$listing" || { echo "FAIL: graft plugins does not list swish"; exit 1; }
 cd "$work"
 "$graft" train "$example/swish_sine.toml" --plugin-dir "$work/example-build" \
   --set run.epochs=15 --set run.output_dir=\"$work/runs\" --set run.progress=\"none\" | tee train.log
