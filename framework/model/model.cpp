@@ -83,14 +83,21 @@ Model::Model(std::vector<PluginChoice> layer_choices, PluginChoice loss, PluginC
       throw_if_failed(layer->layer_vtable->describe(layer->self, &desc), layer->who);
       layer->out = desc.output;
       layer->workspace_per_sample = desc.workspace_per_sample;
+      // The array's stride is the plugin's struct_size, which an older plugin has smaller.
+      const size_t stride = desc.n_params ? desc.params[0].struct_size : 0;
       for (size_t p = 0; p < desc.n_params; ++p) {
+        const auto* given = reinterpret_cast<const graft_param_spec*>(
+            reinterpret_cast<const char*>(desc.params) + p * stride);
         ParameterInfo info;
-        info.name = "layers." + std::to_string(i) + "." + desc.params[p].name;
+        info.name = "layers." + std::to_string(i) + "." + given->name;
         info.layer = static_cast<int64_t>(i);
-        info.shape = desc.params[p].shape;
+        info.shape = given->shape;
         info.numel = static_cast<size_t>(graft_shape_numel(&info.shape));
         info.offset = params_.empty() ? 0 : params_.back().offset + params_.back().numel;
-        info.spec = desc.params[p];
+        // Fields a plugin built against an older minor does not have stay zero.
+        info.spec = graft_param_spec{};
+        std::memcpy(&info.spec, given, std::min(sizeof(graft_param_spec), stride));
+        info.spec.struct_size = sizeof(graft_param_spec);
         info.spec.name = nullptr;  // the plugin's string may not outlive describe()
         layer->param_indices.push_back(params_.size());
         params_.push_back(info);
@@ -348,6 +355,7 @@ void Model::optimizer_step(const graft_exec_ctx& ctx) {
   for (auto& layer : layers_) {
     for (size_t k = 0; k < layer->param_indices.size(); ++k) {
       const ParameterInfo& info = params_[layer->param_indices[k]];
+      if (info.spec.is_buffer) continue;  // the layer keeps it (running statistics)
       TensorView states[GRAFT_MAX_OPTIMIZER_STATE];
       DLTensor* state_ptrs[GRAFT_MAX_OPTIMIZER_STATE] = {};
       for (size_t s = 0; s < state_buffers_.size(); ++s) {

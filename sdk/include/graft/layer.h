@@ -29,6 +29,9 @@ typedef struct graft_param_spec {
   int64_t fan_out;
   float gain;
   int32_t is_bias_or_norm; /* excluded from weight decay when the optimizer is told so */
+  /* A buffer the layer updates itself in forward (running statistics): initialised and saved
+   * in checkpoints like a parameter, never updated by the optimizer. */
+  int32_t is_buffer;
 } graft_param_spec;
 
 /* What a layer answers once it is created. Pointers stay valid until destroy(). */

@@ -20,6 +20,7 @@ struct Param {
   int64_t fan_in = 0, fan_out = 0;
   float gain = 1.0f;
   bool no_weight_decay = false;  // biases and norm scales
+  bool buffer = false;           // updated by the layer itself, not by the optimizer
 };
 
 // Constructed as T(const Options&, const Shape& input, Host).

@@ -49,7 +49,7 @@ struct LayerAdapter {
       for (const Param& p : h->params)
         h->specs.push_back(graft_param_spec{sizeof(graft_param_spec), p.name.c_str(), p.shape,
                                             p.init, p.fan_in, p.fan_out, p.gain,
-                                            p.no_weight_decay ? 1 : 0});
+                                            p.no_weight_decay ? 1 : 0, p.buffer ? 1 : 0});
       *out = graft_layer_desc{sizeof(graft_layer_desc), h->impl->output_shape(), h->specs.size(),
                               h->specs.data(), h->impl->workspace_per_sample()};
     });
