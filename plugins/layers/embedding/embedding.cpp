@@ -1,0 +1,109 @@
+// The embedding lookup as torch.nn.Embedding: each integer id (carried as float32) selects a
+// row of a learned table (num_embeddings, embedding_dim); backward adds into the rows it used.
+#include <cstdint>
+#include <cstring>
+
+#include "embedding_math.hpp"
+#include "graft/cpp/plugin.hpp"
+
+namespace {
+
+// Dimension letters: N batch, T ids per sample (any per-sample shape, flattened), V the table's
+// rows (num_embeddings), E the vector length (embedding_dim).
+
+class Embedding : public graft::Layer {
+ public:
+  static std::vector<graft::OptionDef> options() {
+    return {
+        graft::required(
+            graft::option_int("num_embeddings", 1, "rows of the table V: ids 0..V-1"))
+            .range(1, static_cast<double>(graft::embedding::kLargestTable)),
+        graft::required(graft::option_int("embedding_dim", 1, "length E of each vector"))
+            .range(1, 1 << 30),
+    };
+  }
+
+  Embedding(const graft::Options& o, const graft::Shape& input, graft::Host)
+      : input_(input),
+        rows_(o.get_int("num_embeddings")),
+        dim_(o.get_int("embedding_dim")),
+        ids_per_sample_(input.numel()) {
+    GRAFT_CHECK(input.ndim < GRAFT_MAX_DIMS,
+                "embedding: the input " << input.str() << " has " << input.ndim
+                                        << " axes; the output adds one and graft allows "
+                                        << GRAFT_MAX_DIMS);
+    GRAFT_CHECK(ids_per_sample_ >= 1, "embedding: the input " << input.str() << " holds no ids");
+  }
+
+  // (T..., E)
+  graft::Shape output_shape() const override {
+    graft::Shape out = input_;
+    out.dims[out.ndim++] = dim_;
+    return out;
+  }
+
+  // N(0, 1) as torch.nn.Embedding. Weight decay applies, as in PyTorch's optimizers.
+  std::vector<graft::Param> parameters() const override {
+    return {{"weight", graft::Shape{rows_, dim_}, GRAFT_INIT_NORMAL, rows_, dim_, 1.0f, false}};
+  }
+
+  // x: (N, T) ids, y: (N, T, E).
+  void forward(const graft::Context&, const DLTensor* const* params, const DLTensor& x,
+               DLTensor& y, DLTensor*) override {
+    require_cpu(x);
+    const int64_t count = graft::rows(x) * ids_per_sample_;
+    const float* ids = graft::f32(x);
+    const float* table = graft::f32(*params[0]);
+    float* ys = graft::f32(y);
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t row = checked_row(ids, i);
+      std::memcpy(ys + i * dim_, table + row * dim_, static_cast<size_t>(dim_) * sizeof(float));
+    }
+  }
+
+  // dweight[id] += dy of every position that read row id; ids have no gradient (dx = 0).
+  void backward(const graft::Context& ctx, const DLTensor* const*, const DLTensor& x,
+                const DLTensor&, const DLTensor& dy, DLTensor* dx, DLTensor* const* grads,
+                DLTensor*) override {
+    require_cpu(x);
+    const int64_t count = graft::rows(x) * ids_per_sample_;
+    const float* ids = graft::f32(x);
+    const float* dys = graft::f32(dy);
+    float* grad = graft::f32(*grads[0]);
+    for (int64_t i = 0; i < count; ++i) {
+      float* grad_row = grad + checked_row(ids, i) * dim_;
+      const float* dy_row = dys + i * dim_;
+      for (int64_t e = 0; e < dim_; ++e) grad_row[e] += dy_row[e];
+    }
+    if (dx) graft::fill(ctx, *dx, 0.0f);
+  }
+
+ private:
+  static void require_cpu(const DLTensor& x) {
+    if (!graft::on_cpu(x))
+      throw graft::Error(GRAFT_ERR_UNSUPPORTED, "embedding: this build has no CUDA kernels");
+  }
+
+  // The table row of id i, or an error naming the sample, the position and the bad value.
+  int64_t checked_row(const float* ids, int64_t i) const {
+    const int64_t row = graft::embedding::row_of(ids[i], rows_);
+    GRAFT_CHECK(row >= 0, "embedding: id " << ids[i] << " (sample " << i / ids_per_sample_
+                                           << ", position " << i % ids_per_sample_
+                                           << ") is not an integer in [0, " << rows_
+                                           << "); check the data's ids against num_embeddings = "
+                                           << rows_);
+    return row;
+  }
+
+  graft::Shape input_;
+  int64_t rows_;            // V
+  int64_t dim_;             // E
+  int64_t ids_per_sample_;  // T
+};
+
+}  // namespace
+
+GRAFT_PLUGIN_LIBRARY("embedding", "0.1.0",
+                     graft::layer<Embedding>("embedding",
+                                             "lookup table from integer ids to learned vectors "
+                                             "(torch Embedding)"))
