@@ -43,17 +43,25 @@ int validate(const Arguments& args) {
                 runtime::shape_string(data.input).c_str());
     std::printf("\n  #  layer            output            parameters\n");
     std::printf("     input            %-17s\n", runtime::shape_string(m.input_shape()).c_str());
-    for (int64_t i = 0; i < m.layer_count(); ++i)
-      std::printf("%3lld  %-16s %-17s %10lld\n", static_cast<long long>(i), m.layer_name(i).c_str(),
-                  runtime::shape_string(m.layer_output(i)).c_str(),
-                  static_cast<long long>(m.layer_parameter_count(i)));
+    // Layers inside residual blocks are indented under their block, without a number.
+    long long top = 0;
+    for (const runtime::Model::LayerRow& row : m.layer_rows()) {
+      const std::string name = std::string(2 * size_t(row.depth), ' ') + row.name;
+      const std::string number = row.depth == 0 ? std::to_string(top++) : "";
+      std::printf("%3s  %-16s %-17s %10lld\n", number.c_str(), name.c_str(),
+                  runtime::shape_string(row.output).c_str(), static_cast<long long>(row.parameters));
+    }
     std::printf("\nparameters %zu (%s); optimizer state: %zu tensors per parameter\n",
                 m.parameter_count(), human_bytes(double(m.parameter_count()) * 4).c_str(),
                 m.optimizer_state_names().size());
-    std::printf("memory planned at batch %lld: %s (parameters, gradients, optimizer state, "
+    const int64_t micro = session.config.run.gradient_accumulation;
+    const std::string accumulation =
+        micro > 1 ? " (batch " + std::to_string(session.config.data.batch_size) + " as " +
+                        std::to_string(micro) + " micro-batches)"
+                  : "";
+    std::printf("memory planned at batch %lld%s: %s (parameters, gradients, optimizer state, "
                 "activations)\n",
-                static_cast<long long>(std::max(session.config.data.batch_size,
-                                                session.config.data.eval_batch_size)),
+                static_cast<long long>(m.planned_rows()), accumulation.c_str(),
                 human_bytes(double(m.planned_bytes())).c_str());
     std::printf("loss %s, optimizer %s (lr %g, schedule %s), strategy %s\n",
                 session.config.loss.type.c_str(), session.config.optimizer.type.c_str(),

@@ -22,7 +22,12 @@ const std::vector<std::string>& top_level_keys() {
 const std::vector<std::string>& run_keys() {
   static const std::vector<std::string> keys = {
       "name",       "seed",       "device",  "epochs",         "steps",   "output_dir",
-      "log_every", "eval_every", "threads", "clip_grad_norm", "progress"};
+      "log_every", "eval_every", "threads", "clip_grad_norm", "progress", "gradient_accumulation",
+      "early_stopping"};
+  return keys;
+}
+const std::vector<std::string>& early_stopping_keys() {
+  static const std::vector<std::string> keys = {"metric", "mode", "patience", "min_delta"};
   return keys;
 }
 const std::vector<std::string>& checkpoint_keys() {
@@ -54,6 +59,25 @@ void check_top_level(const toml::table& root) {
   }
 }
 
+EarlyStoppingConfig read_early_stopping(const toml::table* run, const std::string& file) {
+  EarlyStoppingConfig stopping;
+  if (!run) return stopping;
+  SectionReader in(section_table(*run, "early_stopping", "[run.early_stopping]"),
+                   "[run.early_stopping]", file);
+  if (!in.table()) return stopping;
+  in.reject_unknown(early_stopping_keys());
+  stopping.enabled = true;
+  stopping.table = in.table();
+  stopping.metric = in.string("metric", stopping.metric);
+  if (stopping.metric.empty())
+    in.fail("metric", "must name what to watch: \"loss\" or a metric the loss reports, e.g. "
+                      "metric = \"accuracy\"");
+  stopping.mode = in.string("mode", stopping.metric == "loss" ? "min" : "max", {"min", "max"});
+  stopping.patience = in.integer("patience", stopping.patience, 1);
+  stopping.min_delta = in.number("min_delta", stopping.min_delta, 0.0);
+  return stopping;
+}
+
 RunConfig read_run(const toml::table& root, const std::string& file) {
   SectionReader in(section_table(root, "run", "[run]"), "[run]", file);
   in.reject_unknown(run_keys());
@@ -82,6 +106,9 @@ RunConfig read_run(const toml::table& root, const std::string& file) {
   run.threads = static_cast<int>(in.integer("threads", run.threads, 0, 65536));
   run.clip_grad_norm = in.number("clip_grad_norm", run.clip_grad_norm, 0.0);
   run.progress = in.string("progress", run.progress, {"auto", "bar", "plain", "none"});
+  run.gradient_accumulation = in.integer("gradient_accumulation", run.gradient_accumulation, 1,
+                                         1 << 20);
+  run.early_stopping = read_early_stopping(in.table(), file);
   return run;
 }
 
@@ -110,6 +137,43 @@ std::string plugin_type(const SectionReader& in, const std::string& example) {
   return type;
 }
 
+// The entries of a list of layer tables: `array_name` is its TOML path ("model.layers",
+// "model.layers.layers" inside a residual block) and `index_prefix` the indices of the blocks
+// it is in ("2." for block 2), so each section reads like "[[model.layers.layers]] #2.0".
+std::vector<NamedTable> read_layer_list(const toml::array& layers, const SectionReader& in,
+                                        const std::string& array_name,
+                                        const std::string& index_prefix) {
+  std::vector<NamedTable> out;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const std::string index = index_prefix + std::to_string(i);
+    std::string section = "[[" + array_name + "]] #" + index;
+    const toml::node& node = *layers.get(i);
+    const toml::table* table = node.as_table();
+    if (!table) in.fail_at(node, "layers", "entry " + index + " must be a table with a type, got " +
+                                               describe_value(node));
+    SectionReader layer(table, section, in.location());
+    NamedTable named{plugin_type(layer, "  type = \"linear\""), table, section, {}};
+    if (named.type == "residual") {
+      // y = x + f(x), f being the inner layers in order: the model's structure, not a plugin.
+      layer.reject_unknown({"type", "layers"});
+      const std::string inner_name = array_name + ".layers";
+      const std::string example = "  [[" + inner_name + "]]\n  type = \"linear\"\n  units = 64";
+      const toml::node* inner = layer.find("layers");
+      if (!inner)
+        missing(layer.location(), section + " is a residual block without inner layers; follow it "
+                                  "with [[" + inner_name + "]] tables", example);
+      const toml::array* list = inner->as_array();
+      if (!list)
+        layer.fail("layers", "expected a list of tables ([[" + inner_name + "]]), got " +
+                                 describe_value(*inner));
+      if (list->empty()) layer.fail("layers", "the list is empty; add at least one, e.g.\n" + example);
+      named.layers = read_layer_list(*list, layer, inner_name, index + ".");
+    }
+    out.push_back(std::move(named));
+  }
+  return out;
+}
+
 std::vector<NamedTable> read_layers(const toml::table& root, const std::string& file) {
   const toml::table* model = section_table(root, "model", "[model]");
   SectionReader in(model, "[model]", file);
@@ -122,19 +186,7 @@ std::vector<NamedTable> read_layers(const toml::table& root, const std::string& 
     in.fail("layers", "expected a list of tables ([[model.layers]]), got " +
                           describe_value(*layers_node));
   if (layers->empty()) in.fail("layers", "the list is empty; add at least one, e.g.\n" + std::string(example));
-
-  std::vector<NamedTable> out;
-  for (size_t i = 0; i < layers->size(); ++i) {
-    std::string section = "[[model.layers]] #" + std::to_string(i);
-    const toml::node& node = *layers->get(i);
-    const toml::table* table = node.as_table();
-    if (!table) in.fail_at(node, "layers", "entry " + std::to_string(i) +
-                                               " must be a table with a type, got " +
-                                               describe_value(node));
-    SectionReader layer(table, section, in.location());
-    out.push_back({plugin_type(layer, "  type = \"linear\""), table, section});
-  }
-  return out;
+  return read_layer_list(*layers, in, "model.layers", "");
 }
 
 NamedTable read_loss(const toml::table& root, const std::string& file) {
@@ -180,6 +232,7 @@ OptimizerConfig read_optimizer(const toml::table& root, const std::string& file)
   OptimizerConfig optimizer;
   optimizer.type = plugin_type(in, example);
   optimizer.lr = in.number("lr", optimizer.lr, 0.0, true);
+  optimizer.decay_bias_and_norm = in.boolean("decay_bias_and_norm", optimizer.decay_bias_and_norm);
   optimizer.schedule = read_schedule(*table, optimizer.lr, file);
   optimizer.table = table;
   return optimizer;
@@ -253,7 +306,8 @@ const std::vector<std::string>& reserved_keys(Section section) {
   static const std::vector<std::string> data = {"reader", "batch_size", "eval_batch_size",
                                                 "shuffle", "drop_last"};
   static const std::vector<std::string> type = {"type"};
-  static const std::vector<std::string> optimizer = {"type", "lr", "schedule"};
+  static const std::vector<std::string> optimizer = {"type", "lr", "schedule",
+                                                     "decay_bias_and_norm"};
   static const std::vector<std::string> parallel = {"strategy", "timeout_s"};
   switch (section) {
     case Section::data: return data;
@@ -276,6 +330,13 @@ Config load_config(const fs::path& file, const std::vector<std::string>& overrid
   check_top_level(config.root);
   config.run = read_run(config.root, shown);
   config.data = read_data(config.root, shown);
+  if (config.run.gradient_accumulation > config.data.batch_size) {
+    SectionReader run(section_table(config.root, "run", "[run]"), "[run]", shown);
+    run.fail("gradient_accumulation",
+             "must not exceed data.batch_size (" + std::to_string(config.data.batch_size) +
+                 "), got " + std::to_string(config.run.gradient_accumulation) +
+                 ": each micro-batch needs at least one row");
+  }
   config.layers = read_layers(config.root, shown);
   config.loss = read_loss(config.root, shown);
   config.optimizer = read_optimizer(config.root, shown);

@@ -27,6 +27,17 @@ struct ScheduleConfig {
 const std::vector<std::string>& schedule_types();
 const std::vector<std::string>& schedule_keys(const std::string& type);
 
+// [run.early_stopping]: present means on. Training stops when `metric` (of the test-split
+// evaluations) has not improved by more than min_delta for `patience` evaluations in a row.
+struct EarlyStoppingConfig {
+  bool enabled = false;
+  std::string metric = "loss";  // "loss" or a metric the loss reports ("accuracy")
+  std::string mode;             // "min" | "max"; default: min for loss, max for a metric
+  int64_t patience = 3;         // evaluations without improvement
+  double min_delta = 0.0;       // an improvement beats the best by more than this
+  const toml::table* table = nullptr;  // for messages about the metric, checked by the session
+};
+
 struct RunConfig {
   std::string name = "run";  // the run's folder under output_dir
   uint64_t seed = 0;
@@ -39,6 +50,10 @@ struct RunConfig {
   int threads = 0;         // 0: all cores
   double clip_grad_norm = 0.0;  // 0: off
   std::string progress = "auto";  // auto | bar | plain | none
+  // Each optimizer step runs data.batch_size rows as this many micro-batches (one forward and
+  // backward each, gradients summed), so activation memory is that of batch_size / N rows.
+  int64_t gradient_accumulation = 1;
+  EarlyStoppingConfig early_stopping;
 };
 
 struct DataConfig {
@@ -52,15 +67,21 @@ struct DataConfig {
 
 // A plugin chosen by `type` in its own table. section names the table in messages
 // ("[loss]", "[[model.layers]] #2", where 2 is the index --set model.layers.2.key uses).
+// A `residual` layer (the framework's, not a plugin) keeps its inner layers in `layers`, their
+// sections reading "[[model.layers.layers]] #2.0" (model.layers.2.layers.0 for --set).
 struct NamedTable {
   std::string type;
   const toml::table* table = nullptr;
   std::string section;
+  std::vector<NamedTable> layers;
 };
 
 struct OptimizerConfig {
   std::string type;
   double lr = 0.01;
+  // false: parameters a layer marks as bias or norm scale get no weight decay (true decays
+  // every parameter, as PyTorch does for a plain parameter list).
+  bool decay_bias_and_norm = true;
   ScheduleConfig schedule;
   const toml::table* table = nullptr;  // [optimizer]
 };

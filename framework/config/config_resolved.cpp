@@ -58,6 +58,17 @@ void write_framework_values(const Config& config, toml::table& out) {
   run.insert_or_assign("threads", static_cast<int64_t>(r.threads));
   run.insert_or_assign("clip_grad_norm", r.clip_grad_norm);
   run.insert_or_assign("progress", r.progress);
+  run.insert_or_assign("gradient_accumulation", r.gradient_accumulation);
+  // Only when on: the table's presence is what turns early stopping on.
+  if (r.early_stopping.enabled) {
+    const EarlyStoppingConfig& e = r.early_stopping;
+    toml::table stopping;
+    stopping.insert_or_assign("metric", e.metric);
+    stopping.insert_or_assign("mode", e.mode);
+    stopping.insert_or_assign("patience", e.patience);
+    stopping.insert_or_assign("min_delta", e.min_delta);
+    run.insert_or_assign("early_stopping", std::move(stopping));
+  }
 
   const DataConfig& d = config.data;
   toml::table& data = table_at(out, "data");
@@ -71,6 +82,7 @@ void write_framework_values(const Config& config, toml::table& out) {
   toml::table& optimizer = table_at(out, "optimizer");
   optimizer.insert_or_assign("type", o.type);
   optimizer.insert_or_assign("lr", o.lr);
+  optimizer.insert_or_assign("decay_bias_and_norm", o.decay_bias_and_norm);
   // Only the keys the schedule type uses: the others had no effect on the run.
   toml::table schedule;
   schedule.insert_or_assign("type", o.schedule.type);

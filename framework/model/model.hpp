@@ -1,6 +1,6 @@
-// The assembled model: layer plugins in sequence with shapes inferred from the dataset, their
-// parameters, gradients and optimizer state in contiguous planned buffers, the loss, and the
-// graft_model_api that strategy plugins drive. Nothing here allocates after construction.
+// The assembled model: layer plugins in sequence (and residual blocks of them) with shapes
+// inferred from the dataset, parameters, gradients and optimizer state in contiguous planned
+// buffers, the loss, and the graft_model_api strategies drive. No allocation after construction.
 #pragma once
 
 #include <memory>
@@ -15,10 +15,17 @@
 namespace graft::runtime {
 
 // What the config says about one plugin: which, with which validated options, from where.
+// A residual block is structure, not a plugin: record is NULL and `inner` holds its layers.
 struct PluginChoice {
   const PluginRecord* record;
   BoundOptions options;
   std::string section;  // "[[model.layers]] #2 (linear)", for messages
+  bool residual = false;
+  std::vector<PluginChoice> inner;  // residual only: the layers f of y = x + f(x), in order
+
+  static PluginChoice residual_block(std::vector<PluginChoice> inner, std::string section) {
+    return PluginChoice{nullptr, BoundOptions{}, std::move(section), true, std::move(inner)};
+  }
 };
 
 // The learning-rate schedule (the framework's, not the optimizer's).
@@ -39,12 +46,16 @@ struct ModelSettings {
   int32_t slots = 1;      // buffer sets (micro-batches in flight)
   uint64_t seed = 0;
   double clip_grad_norm = 0.0;
+  // false: parameters whose spec says is_bias_or_norm get no weight decay.
+  bool decay_bias_and_norm = true;
   Schedule schedule;
 };
 
+// Names follow the nesting: "layers.0.weight", and inside the residual block at position 2,
+// "layers.2.layers.1.weight" (inner layer 1) — stable, so checkpoints keep their keys.
 struct ParameterInfo {
-  std::string name;  // "layers.0.weight"
-  int64_t layer;
+  std::string name;
+  int64_t layer;  // the top-level layer it belongs to (a block's inner layers give the block's)
   graft_shape shape;
   size_t offset;  // in floats, into the parameter, gradient and each state buffer
   size_t numel;
@@ -63,12 +74,21 @@ class Model {
   static const graft_model_api* api();
   graft_model* handle() { return reinterpret_cast<graft_model*>(this); }
 
-  // Shapes and sizes, for `graft validate`.
+  // Shapes and sizes, for `graft validate`. Indices are of top-level layers (a residual block
+  // is one); layer_rows() lists nested layers too.
   int64_t layer_count() const { return static_cast<int64_t>(layers_.size()); }
-  const std::string& layer_name(int64_t i) const;
+  const std::string& layer_name(int64_t i) const;  // the plugin's name, or "residual"
   const graft_shape& layer_output(int64_t i) const;
   int64_t layer_parameter_count(int64_t i) const;
+  struct LayerRow {
+    int depth;  // 0 for top-level layers, 1 inside a block, ...
+    std::string name;
+    graft_shape output;
+    int64_t parameters;  // a block counts its inner layers'
+  };
+  std::vector<LayerRow> layer_rows() const;  // every layer, nested ones after their block
   const graft_shape& input_shape() const { return input_; }
+  int64_t planned_rows() const { return settings_.max_batch; }
   const std::vector<ParameterInfo>& parameters() const { return params_; }
   size_t parameter_count() const { return param_buffer_.size(); }
   size_t planned_bytes() const;  // every buffer the model planned
@@ -98,11 +118,23 @@ class Model {
   struct Layer;
   struct Slot;
   std::string non_finite_report(const graft_exec_ctx& ctx, int64_t rows) const;
+  // Creates `choices` in order from `shape` (appending to all_layers_ in pre-order and to
+  // `out`), returning the last output shape; residual blocks recurse.
+  graft_shape build_layers(std::vector<PluginChoice>& choices, graft_shape shape,
+                           const std::string& prefix, int64_t top, int depth,
+                           std::vector<Layer*>& out, int32_t& next_nested_index);
+  void create_plugin_layer(Layer& layer, const graft_shape& shape);
+  void initialise_parameters();
+  const DLTensor* forward_layer(Slot& slot, Layer& layer, graft_exec_ctx& ctx, int64_t rows,
+                                const DLTensor* input);
+  DLTensor* backward_layer(Slot& slot, Layer& layer, graft_exec_ctx& ctx, int64_t rows,
+                           const DLTensor* dy, bool want_dx);
 
   ModelSettings settings_;
   graft_shape input_;
   std::vector<PluginChoice> layer_choices_;
-  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<std::unique_ptr<Layer>> all_layers_;  // owns every layer, nested ones included
+  std::vector<Layer*> layers_;                      // the top-level sequence
   std::vector<ParameterInfo> params_;
   Buffer param_buffer_, grad_buffer_;
   std::vector<Buffer> state_buffers_;

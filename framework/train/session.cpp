@@ -17,13 +17,46 @@ PluginChoice Session::choose(graft_kind kind, const std::string& type, const tom
   if (!record) {
     std::string at = table ? where(*table) + ": " : "";
     std::vector<std::string> known = registry.names(kind);
-    if (kind == GRAFT_KIND_LAYER)
+    if (kind == GRAFT_KIND_LAYER) {
       for (const std::string& a : registry.names(GRAFT_KIND_ACTIVATION)) known.push_back(a);
+      known.push_back("residual");  // the framework's block (config.hpp)
+    }
     throw UserError(at + section + " unknown " + kind_name(kind) + " '" + type + "'" +
                     did_you_mean(type, known) + "; known: " + join(known) +
                     " (graft plugins lists them with their options)");
   }
   return PluginChoice{record, bind_options(*record->entry, table, section, reserved), section};
+}
+
+PluginChoice Session::choose_layer(const NamedTable& layer, const std::string& path,
+                                   std::vector<std::pair<std::string, toml::table>>& resolved) {
+  if (layer.type == "residual") {
+    std::vector<PluginChoice> inner;
+    for (size_t j = 0; j < layer.layers.size(); ++j)
+      inner.push_back(choose_layer(layer.layers[j], path + ".layers." + std::to_string(j), resolved));
+    return PluginChoice::residual_block(std::move(inner), layer.section);
+  }
+  PluginChoice choice = choose(GRAFT_KIND_LAYER, layer.type, layer.table, layer.section,
+                               reserved_keys(Section::layer));
+  resolved.emplace_back(path, choice.options.resolved());
+  return choice;
+}
+
+// "loss" or one of the metrics the loss reports; else a config error listing them.
+void Session::check_early_stopping_metric() const {
+  const EarlyStoppingConfig& stopping = config.run.early_stopping;
+  if (!stopping.enabled) return;
+  std::vector<std::string> available = {"loss"};
+  for (const std::string& m : model->metric_names()) available.push_back(m);
+  for (const std::string& m : available)
+    if (m == stopping.metric) return;
+  const toml::node* node = stopping.table ? stopping.table->get("metric") : nullptr;
+  std::string at = node && node->source().path ? where(*node)
+                   : stopping.table && stopping.table->source().path ? where(*stopping.table)
+                                                                      : config.file.string();
+  throw UserError(at + ": [run.early_stopping] metric: '" + stopping.metric + "' is not reported by " +
+                  "loss '" + config.loss.type + "'" + did_you_mean(stopping.metric, available) +
+                  "; available: " + join(available));
 }
 
 Session::Session(Config cfg, const SessionOptions& options)
@@ -59,28 +92,29 @@ Session::Session(Config cfg, const SessionOptions& options)
 
   // Model, loss and optimizer.
   std::vector<PluginChoice> layers;
-  for (size_t i = 0; i < config.layers.size(); ++i) {
-    const NamedTable& l = config.layers[i];
-    layers.push_back(choose(GRAFT_KIND_LAYER, l.type, l.table, l.section, reserved_keys(Section::layer)));
-  }
+  for (size_t i = 0; i < config.layers.size(); ++i)
+    layers.push_back(choose_layer(config.layers[i], "model.layers." + std::to_string(i), resolved));
   PluginChoice loss = choose(GRAFT_KIND_LOSS, config.loss.type, config.loss.table, "[loss]",
                              reserved_keys(Section::loss));
   PluginChoice optimizer = choose(GRAFT_KIND_OPTIMIZER, config.optimizer.type, config.optimizer.table,
                                   "[optimizer]", reserved_keys(Section::optimizer));
-  for (size_t i = 0; i < layers.size(); ++i)
-    resolved.emplace_back("model.layers." + std::to_string(i), layers[i].options.resolved());
   resolved.emplace_back("loss", loss.options.resolved());
   resolved.emplace_back("optimizer", optimizer.options.resolved());
 
   ModelSettings settings;
-  settings.max_batch = std::max(config.data.batch_size, config.data.eval_batch_size);
+  // With gradient accumulation the buffers hold one micro-batch: the memory it saves.
+  const int64_t micro = config.run.gradient_accumulation;
+  settings.max_batch = std::max((config.data.batch_size + micro - 1) / micro,
+                                config.data.eval_batch_size);
   settings.seed = config.run.seed;
   settings.clip_grad_norm = config.run.clip_grad_norm;
+  settings.decay_bias_and_norm = config.optimizer.decay_bias_and_norm;
   const ScheduleConfig& s = config.optimizer.schedule;
   settings.schedule = Schedule{s.type, config.optimizer.lr, s.warmup_steps, s.step_size, s.gamma,
                                s.min_lr, 0};
   model = std::make_unique<Model>(std::move(layers), std::move(loss), std::move(optimizer),
                                   info.input, info.target, settings);
+  check_early_stopping_metric();
 
   // Strategy.
   strategy = &registry.get(GRAFT_KIND_STRATEGY, config.parallel.strategy);
@@ -110,6 +144,9 @@ graft_exec_ctx Session::context(bool training) const {
   ctx.layer_index = -1;
   ctx.rank = rank;
   ctx.world = world;
+  // Evaluation batches are split too, unless eval_batch_size was given (then they fit whole).
+  const bool split = training || config.data.eval_batch_size == 0;
+  ctx.micro_batches = split ? static_cast<int32_t>(config.run.gradient_accumulation) : 1;
   return ctx;
 }
 

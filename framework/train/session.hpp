@@ -39,12 +39,18 @@ class Session {
 
   // The config with every default filled in, as saved beside the run.
   const std::string& resolved_config() const { return resolved_config_; }
-  // An execution context for this session's device and seed.
+  // An execution context for this session's device and seed, with the micro-batch count a
+  // step of that kind runs (run.gradient_accumulation).
   graft_exec_ctx context(bool training) const;
 
  private:
   PluginChoice choose(graft_kind kind, const std::string& type, const toml::table* table,
                       const std::string& section, const std::vector<std::string>& reserved);
+  // A [[model.layers]] entry (a residual block recursively); each plugin's resolved options
+  // are appended to `resolved` under its TOML path ("model.layers.2.layers.0").
+  PluginChoice choose_layer(const NamedTable& layer, const std::string& path,
+                            std::vector<std::pair<std::string, toml::table>>& resolved);
+  void check_early_stopping_metric() const;
   PluginChoice reader_;
   BoundOptions strategy_options_;
   std::string resolved_config_;

@@ -1,10 +1,13 @@
 // The training loop. It reads like the lecture: next batch, one strategy step (zero, forward,
-// loss, backward, update), log, evaluate, checkpoint.
+// loss, backward, update), log, evaluate (and maybe stop early), checkpoint.
 #include "train/trainer.hpp"
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
+#include "config/section_reader.hpp"
 #include "data/batch_loader.hpp"
 #include "device/host_api.hpp"
 #include "train/checkpoint.hpp"
@@ -27,6 +30,83 @@ graft_step_result empty_result() {
   r.struct_size = sizeof r;
   return r;
 }
+
+std::string format_value(double value) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4f", value);
+  return buf;
+}
+
+// [run.early_stopping]: watches one value of the test evaluations. A resumed run replays the
+// evaluations its metrics.jsonl holds up to the checkpoint, so it stops where it would have.
+class EarlyStopping {
+ public:
+  explicit EarlyStopping(const EarlyStoppingConfig& config) : config_(config) {}
+
+  // After each evaluation; true when `patience` evaluations in a row brought no improvement.
+  bool stop_after(const EvalSummary& e, int64_t step) {
+    if (!config_.enabled || e.rows == 0) return false;
+    const double value = watched(e);
+    const bool better = !seen_ || (config_.mode == "max" ? value > best_ + config_.min_delta
+                                                         : value < best_ - config_.min_delta);
+    if (better) {
+      best_ = value;
+      best_step_ = step;
+      seen_ = true;
+      stale_ = 0;
+      return false;
+    }
+    return ++stale_ >= config_.patience;
+  }
+
+  // Feeds the test evaluations logged at or before `up_to_step` (a resumed run's past).
+  // Returns true when they already said to stop.
+  bool replay(const fs::path& metrics_file, int64_t up_to_step) {
+    if (!config_.enabled) return false;
+    std::ifstream in(metrics_file);
+    std::string line;
+    bool stop = false;
+    while (std::getline(in, line)) {
+      const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (!j.is_object() || j.value("event", "") != "eval" || j.value("split", "") != "test") continue;
+      const int64_t step = j.value("step", int64_t(-1));
+      if (step < 0 || step > up_to_step) continue;
+      EvalSummary e;
+      e.rows = 1;
+      e.loss = j.value("loss", 0.0);
+      if (config_.metric != "loss") {
+        if (!j.contains(config_.metric) || !j[config_.metric].is_number()) continue;
+        e.metrics.emplace_back(config_.metric, j[config_.metric].get<double>());
+      }
+      stop = stop_after(e, step);
+      last_step_ = step;
+    }
+    return stop;
+  }
+  int64_t last_replayed_step() const { return last_step_; }
+
+  std::string message(int64_t step) const {
+    return "early stopping at step " + std::to_string(step) + ": test " + config_.metric +
+           " has not improved (mode " + config_.mode + ", min_delta " +
+           format_number(config_.min_delta) + ") for " + std::to_string(config_.patience) +
+           " evaluations; best " + config_.metric + " " + format_value(best_) + " at step " +
+           std::to_string(best_step_);
+  }
+
+ private:
+  double watched(const EvalSummary& e) const {
+    if (config_.metric == "loss") return e.loss;
+    for (const auto& [name, value] : e.metrics)
+      if (name == config_.metric) return value;
+    throw Failure("early stopping: the evaluation has no '" + config_.metric + "'");
+  }
+  const EarlyStoppingConfig& config_;
+  bool seen_ = false;
+  double best_ = 0.0;
+  int64_t best_step_ = 0;
+  int64_t stale_ = 0;
+  int64_t last_step_ = 0;
+};
 }  // namespace
 
 std::string describe(const EvalSummary& e) {
@@ -114,12 +194,24 @@ TrainSummary train(Session& session) {
     }
     save_checkpoint(checkpoints, model, at, c.checkpoint.keep);
   };
+  if (c.run.early_stopping.enabled && !session.test_set)
+    throw UserError(c.file.string() + ": [run.early_stopping] watches the test-split evaluations, "
+                    "but this run has no test split; remove [run.early_stopping]");
+  EarlyStopping early_stopping(c.run.early_stopping);
+  std::string stop_message;
+  if (resumed && early_stopping.replay(session.run_dir / "metrics.jsonl", position.step))
+    stop_message = early_stopping.message(early_stopping.last_replayed_step()) +
+                   " (before the checkpoint it resumed from; nothing more to train)";
+  // Returns true when early stopping says to stop.
   auto run_eval = [&](int64_t step, int64_t epoch, TrainSummary& summary) {
-    if (!session.test_set) return;
+    if (!session.test_set) return false;
     summary.last_eval = evaluate(session, *session.test_set);
     progress.line("step " + std::to_string(step) + " epoch " + std::to_string(epoch) + " test " +
                   describe(summary.last_eval));
     if (lead) metrics.eval({"test", step, epoch, summary.last_eval.loss, summary.last_eval.metrics});
+    if (!early_stopping.stop_after(summary.last_eval, step)) return false;
+    stop_message = early_stopping.message(step);
+    return true;
   };
 
   TrainSummary summary;
@@ -132,7 +224,7 @@ TrainSummary train(Session& session) {
   const auto& strategy = session.strategy->vtable<graft_strategy_vtable>();
   int64_t step = position.step;
   int64_t skip = position.batch_in_epoch;
-  bool done = step >= total_steps;
+  bool done = step >= total_steps || !stop_message.empty();
 
   for (int64_t epoch = position.epoch; !done; ++epoch) {
     loader.start_epoch(epoch, skip);
@@ -165,17 +257,24 @@ TrainSummary train(Session& session) {
       }
       if (c.checkpoint.every > 0 && step % c.checkpoint.every == 0)
         save({step, epoch, batch_in_epoch, c.run.seed});
-      if (c.run.eval_every > 0 && step % c.run.eval_every == 0) run_eval(step, epoch, summary);
+      if (c.run.eval_every > 0 && step % c.run.eval_every == 0 && run_eval(step, epoch, summary)) {
+        done = true;
+        break;
+      }
       if (step >= total_steps) {
         done = true;
         break;
       }
     }
     const bool epoch_finished = batch_in_epoch >= per_epoch;
-    if (c.run.eval_every == 0 && (epoch_finished || done)) run_eval(step, epoch, summary);
+    if (c.run.eval_every == 0 && (epoch_finished || done) && run_eval(step, epoch, summary))
+      done = true;
     if (c.checkpoint.every == 0 || done) save({step, epoch, batch_in_epoch, c.run.seed});
   }
   progress.finish();
+  // Said even with progress = "none": a run that stopped early must not pass for a full one.
+  if (!stop_message.empty() && lead) std::fprintf(stderr, "%s\n", stop_message.c_str());
+  summary.stopped_early = !stop_message.empty();
   summary.steps = step;
   summary.seconds = seconds_since(start);
   return summary;

@@ -19,6 +19,7 @@ struct TrainSummary {
   int64_t steps = 0;
   double seconds = 0.0;
   double last_loss = 0.0;
+  bool stopped_early = false;  // [run.early_stopping] ended the run
   EvalSummary last_eval;
 };
 

@@ -1,6 +1,7 @@
 // Model assembly and the training-step primitives: shapes inferred and checked, deterministic
-// initialisation, the learning-rate schedules, gradient clipping, and no allocation at all
-// inside a training step (counted by replacing operator new and malloc for this executable).
+// initialisation, the learning-rate schedules, gradient clipping, gradient accumulation, weight
+// decay left off biases, and no allocation at all inside a training step (counted by replacing
+// operator new and malloc for this executable).
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -20,8 +21,10 @@ void* operator new(std::size_t n) {
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+// Not inlined: GCC would otherwise pair a visible free() with operator new and warn
+// (-Wmismatched-new-delete), not knowing that this operator new calls malloc.
+[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 using namespace graft::runtime;
 using graft::test::options;
@@ -179,4 +182,141 @@ TEST_CASE("a training step allocates nothing") {
   CHECK(allocated_bytes() == host_before);
   CHECK(last_loss < first_loss * 0.5);  // and it learned the (separable) toy labels
   strategy.destroy(self);
+}
+
+namespace {
+
+// The built-in `single` strategy, made as a session makes it.
+class SingleStrategy {
+ public:
+  SingleStrategy() {
+    const PluginRecord* single = graft::test::builtin_registry().find(GRAFT_KIND_STRATEGY, "single");
+    REQUIRE(single);
+    vtable_ = &single->vtable<graft_strategy_vtable>();
+    options_ = options(GRAFT_KIND_STRATEGY, "single");
+    graft_world world{sizeof(graft_world), 0, 1};
+    REQUIRE(vtable_->create(host_api(), options_.get(), &world, &self_) == nullptr);
+  }
+  ~SingleStrategy() { vtable_->destroy(self_); }
+  SingleStrategy(const SingleStrategy&) = delete;
+  SingleStrategy& operator=(const SingleStrategy&) = delete;
+
+  // One training step over (x, y) as `micro_batches` micro-batches; returns the mean loss.
+  double train_step(Model& m, const graft::test::Tensor& x, const graft::test::Tensor& y,
+                    int64_t step, int32_t micro_batches) {
+    graft_exec_ctx ctx = graft::test::cpu_ctx();
+    ctx.global_batch = x.shape()[0];
+    ctx.step = step;
+    ctx.micro_batches = micro_batches;
+    graft_step_result r{};
+    r.struct_size = sizeof r;
+    graft_status* st = vtable_->train_step(self_, Model::api(), m.handle(), &ctx, x.get(), y.get(), &r);
+    if (st) throw_if_failed(st, "single train_step");
+    CHECK(r.rows == ctx.global_batch);  // every row once, whatever the split
+    return r.loss_sum / double(r.rows);
+  }
+
+ private:
+  const graft_strategy_vtable* vtable_ = nullptr;
+  BoundOptions options_;
+  void* self_ = nullptr;
+};
+
+// A batch of the toy task of small_model: (rows, 3) inputs, labels from the first two.
+void toy_batch(graft::test::Tensor& x, graft::test::Tensor& y, int64_t rows, int64_t seed) {
+  for (int64_t i = 0; i < rows * 3; ++i) x.f()[i] = float(((i + seed) * 37) % 11) / 11.0f - 0.5f;
+  for (int64_t i = 0; i < rows; ++i) y.i()[i] = x.f()[i * 3] + x.f()[i * 3 + 1] > 0 ? 1 : 0;
+}
+
+}  // namespace
+
+TEST_CASE("gradient accumulation: 4 micro-batches give the losses and parameters of 1") {
+  // The same seed, batch and dropout masks; only the summation order differs, so results
+  // agree to float rounding: 1e-5 relative on each loss, 1e-5 absolute on each parameter.
+  const int64_t batch = 16;
+  auto whole = small_model(settings(batch), "adam");
+  auto split = small_model(settings(batch / 4), "adam");  // buffers for one micro-batch only
+  SingleStrategy single;
+  graft::test::Tensor x({batch, 3});
+  graft::test::Tensor y({batch}, DLDataType{kDLInt, 32, 1});
+  for (int64_t step = 0; step < 6; ++step) {
+    toy_batch(x, y, batch, step);
+    const double a = single.train_step(*whole, x, y, step, 1);
+    const double b = single.train_step(*split, x, y, step, 4);
+    CHECK(b == doctest::Approx(a).epsilon(1e-5));
+  }
+  size_t differing = 0;
+  for (size_t i = 0; i < whole->parameter_count(); ++i) {
+    CHECK(std::fabs(split->parameter_data()[i] - whole->parameter_data()[i]) <= 1e-5f);
+    differing += whole->parameter_data()[i] != split->parameter_data()[i];
+  }
+  MESSAGE(differing << " of " << whole->parameter_count() << " parameters differ in their last bits");
+  // The split model's buffers hold 4 rows: the whole batch at once does not fit in them.
+  graft_exec_ctx ctx = graft::test::cpu_ctx();
+  ctx.global_batch = batch;
+  CHECK_THROWS_AS(split->forward(ctx, 0, split->layer_count(), *x.get()), Failure);
+  // A batch that does not divide evenly: ceil(10 / 4) = 3 rows each, the last one 1 row.
+  graft::test::Tensor x10({10, 3});
+  graft::test::Tensor y10({10}, DLDataType{kDLInt, 32, 1});
+  toy_batch(x10, y10, 10, 9);
+  auto whole10 = small_model(settings(10), "sgd");
+  auto split10 = small_model(settings(3), "sgd");
+  CHECK(single.train_step(*split10, x10, y10, 0, 4) ==
+        doctest::Approx(single.train_step(*whole10, x10, y10, 0, 1)).epsilon(1e-6));
+  for (size_t i = 0; i < whole10->parameter_count(); ++i)
+    CHECK(std::fabs(split10->parameter_data()[i] - whole10->parameter_data()[i]) < 1e-6f);
+}
+
+TEST_CASE("decay_bias_and_norm = false: biases keep their value while weights decay") {
+  for (bool decay_all : {true, false}) {
+    CAPTURE(decay_all);
+    ModelSettings s = settings(4, /*lr=*/0.1);
+    s.decay_bias_and_norm = decay_all;
+    auto m = small_model(s, "adamw", "weight_decay = 0.5");
+    for (const ParameterInfo& p : m->parameters())
+      if (p.spec.is_bias_or_norm)
+        for (size_t i = 0; i < p.numel; ++i) m->parameter_data()[p.offset + i] = 1.0f;
+    std::vector<float> before(m->parameter_data(), m->parameter_data() + m->parameter_count());
+    m->zero_grad();  // zero gradients: AdamW moves a parameter by its decay alone
+    graft_exec_ctx ctx = graft::test::cpu_ctx();
+    m->optimizer_step(ctx);
+    int biases = 0;
+    for (const ParameterInfo& p : m->parameters()) {
+      CAPTURE(p.name);
+      const bool bias = p.name.find("bias") != std::string::npos;
+      CHECK(bool(p.spec.is_bias_or_norm) == bias);  // linear marks its bias
+      biases += bias;
+      const float factor = bias && !decay_all ? 1.0f : float(1.0 - 0.1 * 0.5);
+      for (size_t i = 0; i < p.numel; ++i)
+        CHECK(m->parameter_data()[p.offset + i] == doctest::Approx(before[p.offset + i] * factor).epsilon(1e-6));
+    }
+    CHECK(biases == 2);
+  }
+}
+
+TEST_CASE("residual blocks and micro-batches allocate nothing in a training step") {
+  std::vector<PluginChoice> inner;
+  inner.push_back(choice(GRAFT_KIND_LAYER, "linear", "units = 8\nactivation = \"relu\""));
+  inner.push_back(choice(GRAFT_KIND_LAYER, "dropout", "p = 0.25"));
+  inner.push_back(choice(GRAFT_KIND_LAYER, "linear", "units = 8"));
+  std::vector<PluginChoice> layers;
+  layers.push_back(choice(GRAFT_KIND_LAYER, "linear", "units = 8"));
+  layers.push_back(PluginChoice::residual_block(std::move(inner), "[test residual]"));
+  layers.push_back(choice(GRAFT_KIND_LAYER, "linear", "units = 2"));
+  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}}, DLDataType{kDLInt, 32, 1}, 2};
+  const int64_t batch = 16;
+  Model m(std::move(layers), choice(GRAFT_KIND_LOSS, "cross_entropy"),
+          choice(GRAFT_KIND_OPTIMIZER, "rmsprop"), graft_shape{1, {3}}, target, settings(batch / 4, 0.01));
+  SingleStrategy single;
+  graft::test::Tensor x({batch, 3});
+  graft::test::Tensor y({batch}, DLDataType{kDLInt, 32, 1});
+  toy_batch(x, y, batch, 0);
+  const double first_loss = single.train_step(m, x, y, 0, 4);  // warm-up, as above
+  const long before = g_allocations.load();
+  const size_t host_before = allocated_bytes();
+  double last_loss = first_loss;
+  for (int64_t n = 1; n < 60; ++n) last_loss = single.train_step(m, x, y, n, 4);
+  CHECK(g_allocations.load() - before == 0);
+  CHECK(allocated_bytes() == host_before);
+  CHECK(last_loss < first_loss * 0.5);
 }

@@ -1,4 +1,4 @@
-// The built-in optimizers sgd, adam and adamw, matching torch.optim (1.13) step for step. The
+// The built-in optimizers sgd, adam, adamw and rmsprop, matching torch.optim (1.13) step for step. The
 // learning rate and its schedule are the framework's: each step receives this step's rate.
 #include <cmath>
 #include <limits>
@@ -212,6 +212,70 @@ class AdamW : public AdamBase {
   AdamW(const Options& o, Host) : AdamBase(o, true) {}
 };
 
+
+// torch.optim.RMSprop: a running mean of squared gradients scales each step; optionally
+// centered (divided by the running variance instead) and with momentum.
+class Rmsprop : public Optimizer {
+ public:
+  static std::vector<OptionDef> options() {
+    return {
+        option_float("alpha", 0.99, "decay of the running mean of squared gradients, in [0, 1]")
+            .range(0.0, 1.0),
+        option_float("eps", 1e-8, "added to the denominator's square root; > 0")
+            .range(0.0, kUnbounded),
+        option_float("weight_decay", 0.0, "L2 penalty: weight_decay * param added to the gradient")
+            .range(0.0, kUnbounded),
+        option_float("momentum", 0.0, "momentum factor in [0, 1); 0 keeps no momentum buffer")
+            .range(0.0, 1.0),
+        option_bool("centered", false,
+                    "divide by the running variance of gradients (keeps a grad_avg state)")};
+  }
+
+  Rmsprop(const Options& o, Host)
+      : alpha_(o.get_float("alpha")),
+        eps_(o.get_float("eps")),
+        weight_decay_(o.get_float("weight_decay")),
+        momentum_(o.get_float("momentum")),
+        centered_(o.get_bool("centered")) {
+    GRAFT_CHECK(eps_ > 0.0, "eps must be > 0, got " << eps_
+                                << ": a zero gradient would give 0 / 0; the usual value is 1e-8");
+    GRAFT_CHECK(momentum_ < 1.0, "momentum must be in [0, 1), got "
+                                     << momentum_ << ": at 1 or more old steps never fade");
+  }
+
+  // torch's state order: square_avg, momentum_buffer (momentum > 0), grad_avg (centered).
+  std::vector<std::string> state_names() const override {
+    std::vector<std::string> names = {"square_avg"};
+    if (momentum_ > 0.0) names.push_back("momentum_buffer");
+    if (centered_) names.push_back("grad_avg");
+    return names;
+  }
+
+  void step(const Context&, const graft_param_update& u) override {
+    const bool has_buffer = momentum_ > 0.0;
+    const int64_t n = check_update("rmsprop", u, 1 + (has_buffer ? 1 : 0) + (centered_ ? 1 : 0));
+    const RmspropCoefficients c{u.lr,
+                                static_cast<float>(alpha_),
+                                static_cast<float>(1.0 - alpha_),
+                                static_cast<float>(eps_),
+                                u.weight_decay ? static_cast<float>(weight_decay_) : 0.0f,
+                                static_cast<float>(momentum_),
+                                centered_};
+    float* param = f32(*u.param);                                       // (n)
+    const float* grad = f32(*u.grad);                                   // (n)
+    float* square_avg = f32(*u.state[0]);                               // (n)
+    float* buffer = has_buffer ? f32(*u.state[1]) : nullptr;            // (n) or none
+    float* grad_avg = centered_ ? f32(*u.state[has_buffer ? 2 : 1]) : nullptr;  // (n) or none
+    for (int64_t i = 0; i < n; ++i)
+      rmsprop_update(c, param[i], grad[i], square_avg[i], buffer ? buffer + i : nullptr,
+                     grad_avg ? grad_avg + i : nullptr);
+  }
+
+ private:
+  double alpha_, eps_, weight_decay_, momentum_;
+  bool centered_;
+};
+
 }  // namespace
 }  // namespace graft::optimizers
 
@@ -221,4 +285,7 @@ GRAFT_PLUGIN_LIBRARY("optimizers", "0.1.0",
                      graft::optimizer<graft::optimizers::Adam>(
                          "adam", "Adam with L2 weight decay (torch.optim.Adam)"),
                      graft::optimizer<graft::optimizers::AdamW>(
-                         "adamw", "Adam with decoupled weight decay (torch.optim.AdamW)"))
+                         "adamw", "Adam with decoupled weight decay (torch.optim.AdamW)"),
+                     graft::optimizer<graft::optimizers::Rmsprop>(
+                         "rmsprop", "RMSprop, optionally centered and with momentum "
+                                    "(torch.optim.RMSprop)"))

@@ -1,5 +1,5 @@
-// Per-element update rules of the built-in optimizers (sgd, adam, adamw), written once for the
-// CPU loops in optimizers.cpp and the CUDA kernels to come (GRAFT_HD is __host__ __device__).
+// Per-element update rules of the built-in optimizers (sgd, adam, adamw, rmsprop), written once
+// for the CPU loops in optimizers.cpp and the CUDA kernels to come (GRAFT_HD is __host__ __device__).
 #pragma once
 
 #include <math.h>
@@ -64,6 +64,44 @@ GRAFT_HD inline void adam_update(const AdamCoefficients& c, float& param, float 
   }
   float denominator = sqrtf(second_moment) / c.bias_correction2_sqrt + c.eps;
   param -= c.step_size * (exp_avg / denominator);
+}
+
+// One RMSprop step, in the order of operations of torch (_single_tensor_rmsprop, 1.13):
+//   g += weight_decay * param;  square_avg = alpha * square_avg + (1 - alpha) * g^2
+//   centered: grad_avg = alpha * grad_avg + (1 - alpha) * g; avg = sqrt(square_avg - grad_avg^2)
+//   else avg = sqrt(square_avg);  avg += eps
+//   momentum: buffer = momentum * buffer + g / avg; param -= lr * buffer
+//   else param -= lr * g / avg
+// Unlike SGD's, torch's RMSprop momentum buffer starts at zero, as every graft state does.
+struct RmspropCoefficients {
+  float lr;
+  float alpha;
+  float one_minus_alpha;  // computed in double, as torch does for its scalar
+  float eps;
+  float weight_decay;  // 0 when the parameter is excluded from decay
+  float momentum;      // 0: no buffer
+  bool centered;
+};
+
+// momentum_buffer is null exactly when c.momentum == 0; grad_avg null unless c.centered.
+GRAFT_HD inline void rmsprop_update(const RmspropCoefficients& c, float& param, float grad,
+                                    float& square_avg, float* momentum_buffer, float* grad_avg) {
+  if (c.weight_decay != 0.0f) grad += c.weight_decay * param;
+  square_avg = c.alpha * square_avg + c.one_minus_alpha * grad * grad;
+  float avg;
+  if (c.centered) {
+    *grad_avg = c.alpha * *grad_avg + c.one_minus_alpha * grad;
+    avg = sqrtf(square_avg - *grad_avg * *grad_avg);
+  } else {
+    avg = sqrtf(square_avg);
+  }
+  avg += c.eps;
+  if (c.momentum > 0.0f) {
+    *momentum_buffer = c.momentum * *momentum_buffer + grad / avg;
+    param += -c.lr * *momentum_buffer;
+  } else {
+    param += -c.lr * (grad / avg);
+  }
 }
 
 }  // namespace graft::optimizers

@@ -1,9 +1,35 @@
 // The `single` strategy: one process, the whole model, the whole global batch — the reference
 // every other strategy is tested against. It reads like the lecture: zero, forward, loss,
-// backward, update.
+// backward, update; with gradient accumulation, the middle three once per micro-batch.
+#include <cstddef>
+
 #include <graft/cpp/plugin.hpp>
 
 namespace {
+
+// ctx.micro_batches, from a host new enough to pass it (older ones mean one).
+int64_t micro_batches(const graft::Context& ctx) {
+  const size_t end = offsetof(graft_exec_ctx, micro_batches) + sizeof(ctx.micro_batches);
+  if (ctx.struct_size < end || ctx.micro_batches < 1) return 1;
+  return ctx.micro_batches;
+}
+
+// Rows [begin, end) of a (rows, ...) tensor as a view; `shape` holds its shape.
+DLTensor row_range(const DLTensor& t, int64_t begin, int64_t end, int64_t* shape) {
+  DLTensor view = t;
+  int64_t row_elements = 1;
+  for (int axis = 0; axis < t.ndim; ++axis) {
+    shape[axis] = t.shape[axis];
+    if (axis > 0) row_elements *= t.shape[axis];
+  }
+  shape[0] = end - begin;
+  view.shape = shape;
+  // A strided tensor keeps its strides; a dense one (strides NULL) stays dense.
+  const int64_t row_stride = t.strides ? t.strides[0] : row_elements;
+  const uint64_t element_bytes = (uint64_t(t.dtype.bits) * t.dtype.lanes + 7) / 8;
+  view.byte_offset = t.byte_offset + uint64_t(begin * row_stride) * element_bytes;
+  return view;
+}
 
 class Single final : public graft::Strategy {
  public:
@@ -15,23 +41,58 @@ class Single final : public graft::Strategy {
   }
   static std::vector<graft::OptionDef> options() { return {}; }
 
+  // The loss scales by 1 / global batch, so the micro-batches' gradients sum to the whole
+  // batch's; dropout keys its masks by ctx.row_offset + row, so they do not change either.
   void train_step(const graft_model_api& api, graft_model* model, const graft::Context& ctx,
                   const DLTensor& x, const DLTensor& y, graft_step_result& result) override {
     const int64_t layers = api.layer_count(model);
-    const DLTensor* prediction = nullptr;
-    const DLTensor* dprediction = nullptr;
     graft::check(api.zero_grad(model));
-    graft::check(api.forward(model, &ctx, 0, layers, &x, &prediction));
-    graft::check(api.loss(model, &ctx, prediction, &y, &result, &dprediction));
-    graft::check(api.backward(model, &ctx, 0, layers, dprediction, nullptr, nullptr, nullptr));
+    for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
+                                        const DLTensor& py) {
+      const DLTensor* prediction = nullptr;
+      const DLTensor* dprediction = nullptr;
+      graft::check(api.forward(model, &part, 0, layers, &px, &prediction));
+      graft::check(api.loss(model, &part, prediction, &py, &result, &dprediction));
+      graft::check(api.backward(model, &part, 0, layers, dprediction, nullptr, nullptr, nullptr));
+    });
     graft::check(api.optimizer_step(model, &ctx));
   }
 
   void eval_step(const graft_model_api& api, graft_model* model, const graft::Context& ctx,
                  const DLTensor& x, const DLTensor& y, graft_step_result& result) override {
-    const DLTensor* prediction = nullptr;
-    graft::check(api.forward(model, &ctx, 0, api.layer_count(model), &x, &prediction));
-    graft::check(api.loss(model, &ctx, prediction, &y, &result, nullptr));
+    const int64_t layers = api.layer_count(model);
+    for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
+                                        const DLTensor& py) {
+      const DLTensor* prediction = nullptr;
+      graft::check(api.forward(model, &part, 0, layers, &px, &prediction));
+      graft::check(api.loss(model, &part, prediction, &py, &result, nullptr));
+    });
+  }
+
+ private:
+  // Calls run(ctx, x rows, y rows) for each of ctx's micro-batches: ceil(rows / n) rows each
+  // (the last may be shorter), with row_offset moved to the range's first row.
+  template <class Run>
+  static void for_each_micro_batch(const graft::Context& ctx, const DLTensor& x,
+                                   const DLTensor& y, Run&& run) {
+    const int64_t rows = x.ndim ? x.shape[0] : 0;
+    const int64_t n = micro_batches(ctx);
+    if (n == 1) {
+      run(ctx, x, y);
+      return;
+    }
+    GRAFT_CHECK(x.ndim <= GRAFT_MAX_DIMS + 1 && y.ndim <= GRAFT_MAX_DIMS + 1,
+                "single: a batch tensor has more than " << GRAFT_MAX_DIMS + 1 << " axes");
+    const int64_t size = (rows + n - 1) / n;
+    int64_t x_shape[GRAFT_MAX_DIMS + 1], y_shape[GRAFT_MAX_DIMS + 1];
+    for (int64_t begin = 0; begin < rows; begin += size) {
+      const int64_t end = begin + size < rows ? begin + size : rows;
+      graft::Context part = ctx;
+      part.row_offset = ctx.row_offset + begin;
+      const DLTensor px = row_range(x, begin, end, x_shape);
+      const DLTensor py = row_range(y, begin, end, y_shape);
+      run(part, px, py);
+    }
   }
 };
 

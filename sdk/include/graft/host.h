@@ -46,10 +46,18 @@ typedef struct graft_exec_ctx {
   uint64_t seed;        /* the run seed */
   int64_t global_batch; /* rows in the whole global batch of this step */
   int64_t row_offset;   /* index of this tensor's first row within the global batch */
-  int32_t layer_index;  /* position of the called layer in the model; -1 outside layers */
+  int32_t layer_index;  /* position of the called layer in the model; -1 outside layers.
+                         * Layers inside residual blocks are numbered after the top-level
+                         * ones, in order, so every layer has its own number. */
   int32_t rank;
   int32_t world;
   int32_t slot;         /* buffer set (micro-batch in flight); 0 when only one */
+  /* Added after 1.0's first release (structs grow only at their end): read it only when
+   * struct_size reaches past it. Gradient accumulation: a train step passes the global batch
+   * whole and the strategy runs it as this many micro-batches (row ranges, each with its
+   * row_offset), summing their gradients before one optimizer step; the model's buffers are
+   * planned for ceil(global_batch / micro_batches) rows. 0 or 1: one. */
+  int32_t micro_batches;
 } graft_exec_ctx;
 
 typedef struct graft_host_api {

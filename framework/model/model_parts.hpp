@@ -1,0 +1,47 @@
+// The model's private pieces shared by its assembly (model.cpp) and its training step
+// (model_step.cpp): one layer of the tree, and one set of planned step buffers.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model/model.hpp"
+
+namespace graft::runtime {
+
+// A plugin layer or activation, or a residual block (y = x + f(x), f its inner layers).
+struct Model::Layer {
+  const PluginChoice* choice = nullptr;
+  std::string type;  // the plugin's name, or "residual"
+  bool is_activation = false;
+  bool is_residual = false;
+  std::vector<Layer*> inner;  // residual: f's layers in order (owned by all_layers_)
+  // ctx.layer_index and the parameter-init stream: i for top-level layer i; nested layers are
+  // numbered after the top-level ones in pre-order, so top-level numbers never shift.
+  int32_t index = 0;
+  int64_t top = 0;   // the top-level layer this one is, or is inside
+  size_t flat = 0;   // position in all_layers_, which indexes the slot buffers
+  int depth = 0;
+  void* self = nullptr;
+  const graft_layer_vtable* layer_vtable = nullptr;
+  const graft_activation_vtable* activation_vtable = nullptr;
+  graft_shape in{}, out{};
+  int64_t workspace_per_sample = 0;
+  std::vector<size_t> param_indices;
+  std::vector<TensorView> param_views, grad_views;
+  std::vector<const DLTensor*> param_ptrs;
+  std::vector<DLTensor*> grad_ptrs;
+  std::string who;
+};
+
+// One set of activation, gradient and workspace buffers (one micro-batch in flight), indexed by
+// Layer::flat. A residual block has no input-gradient buffer: its dx is its first inner
+// layer's, with dy added in place (only the block reads that buffer).
+struct Model::Slot {
+  std::vector<Buffer> outputs, input_grads, workspaces;
+  std::vector<TensorView> inputs, output_views, input_grad_views, workspace_views;
+  Buffer dprediction;
+  TensorView dprediction_view;
+};
+
+}  // namespace graft::runtime
