@@ -13,5 +13,6 @@ int train(const Arguments& args);
 int validate(const Arguments& args);
 int evaluate(const Arguments& args);
 int plugins(const Arguments& args);
+int check_plugin(const Arguments& args);
 
 }  // namespace graft::cli

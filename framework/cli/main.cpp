@@ -17,6 +17,7 @@ const char* const kUsage =
     "  validate CONFIG                      check plugins, options and shapes; print the model\n"
     "  eval CONFIG --checkpoint PATH        loss and metrics of a checkpoint on the test split\n"
     "  plugins [--json]                     every installed plugin with its options\n"
+    "  check-plugin LIBRARY [--name NAME]   gradients, ABI, determinism, learns a toy task\n"
     "\n"
     "graft <command> --help shows a command's options.\n";
 }
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
   if (command == "validate") return graft::cli::validate(args);
   if (command == "eval") return graft::cli::evaluate(args);
   if (command == "plugins") return graft::cli::plugins(args);
+  if (command == "check-plugin") return graft::cli::check_plugin(args);
   std::fprintf(stderr, "graft: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }

@@ -1,26 +1,47 @@
 #!/usr/bin/env bash
-# Usage: out_of_tree_example.sh BUILD_DIR EXAMPLE_DIR WORK_DIR
-# Installs graft from BUILD_DIR into WORK_DIR/prefix, builds the example against that prefix
-# only, checks the plugin exports one symbol and loads, and trains the example's config with it.
+# Usage: out_of_tree_example.sh BUILD_DIR EXAMPLES_DIR WORK_DIR
+# Installs graft from BUILD_DIR into WORK_DIR/prefix, builds every example folder of EXAMPLES_DIR
+# against that prefix only, checks each plugin exports one symbol, loads and passes
+# `graft check-plugin`, then trains the examples' configs with them.
 set -euo pipefail
-build=$1 example=$2 work=$3
+build=$1 examples=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
-cmake -S "$example" -B "$work/example-build" -DCMAKE_PREFIX_PATH="$work/prefix" \
-      -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$work/example-build" >/dev/null
-plugin="$work/example-build/graft_swish.so"
-test -f "$plugin" || { echo "FAIL: $plugin was not built"; exit 1; }
-exported=$(nm -D --defined-only "$plugin" | awk '{print $3}')
-[[ "$exported" == "graft_get_plugin_info" ]] || { echo "FAIL: exports: $exported"; exit 1; }
-
 graft="$work/prefix/bin/graft"   # the installed graft finds its own plugins in ../lib/graft/plugins
-listing=$("$graft" plugins --plugin-dir "$work/example-build")
-grep -q "^layer *swish" <<<"$listing" || { echo "FAIL: graft plugins does not list swish"; exit 1; }
+
+built=0
+for example in "$examples"/*/; do
+  example=${example%/}
+  name=$(basename "$example")
+  out="$work/$name"
+  cmake -S "$example" -B "$out" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$out" >/dev/null
+  plugins=("$out"/graft_*.so)
+  [[ ${#plugins[@]} -eq 1 && -f "${plugins[0]}" ]] || { echo "FAIL: $name built no single graft_*.so"; exit 1; }
+  plugin=${plugins[0]}
+  exported=$(nm -D --defined-only "$plugin" | awk '{print $3}')
+  [[ "$exported" == "graft_get_plugin_info" ]] || { echo "FAIL: $name exports: $exported"; exit 1; }
+  listing=$("$graft" plugins --plugin-dir "$out")   # captured: grep -q on a pipe trips SIGPIPE
+  grep -q "from $plugin" <<<"$listing" || { echo "FAIL: graft plugins does not list $plugin"; exit 1; }
+  echo "== graft check-plugin $(basename "$plugin") ($name)"
+  "$graft" check-plugin "$plugin" || { echo "FAIL: check-plugin failed on $name"; exit 1; }
+  built=$((built + 1))
+done
+[[ $built -ge 5 ]] || { echo "FAIL: only $built example plugins were built"; exit 1; }
+
+# The value of the last eval event's key in a run's metrics.jsonl.
+last_eval() { grep '"event":"eval"' "$1" | tail -n 1 | sed -E "s/.*\"$2\":([-0-9.eE+]+).*/\1/"; }
+
 cd "$work"
-"$graft" train "$example/swish_sine.toml" --plugin-dir "$work/example-build" \
+"$graft" train "$examples/swish_layer/swish_sine.toml" --plugin-dir "$work/swish_layer" \
   --set run.epochs=15 --set run.output_dir=\"$work/runs\" --set run.progress=\"none\" | tee train.log
-loss=$(grep '"event":"eval"' "$work/runs/swish_sine/metrics.jsonl" | tail -n 1 \
-       | sed -E 's/.*"loss":([-0-9.eE+]+).*/\1/')
+loss=$(last_eval "$work/runs/swish_sine/metrics.jsonl" loss)
 # sin(x) on [-pi, pi] has variance 0.5: a model that learned nothing scores about 0.5.
-awk -v l="$loss" 'BEGIN { if (l < 0.02) { print "PASS: test mse " l; exit 0 } print "FAIL: test mse " l " >= 0.02"; exit 1 }'
+awk -v l="$loss" 'BEGIN { if (l < 0.02) { print "PASS: swish test mse " l; exit 0 } print "FAIL: swish test mse " l " >= 0.02"; exit 1 }'
+
+"$graft" train "$examples/spirals_dataset/spirals_mish.toml" --plugin-dir "$work/spirals_dataset" \
+  --plugin-dir "$work/mish_activation" --plugin-dir "$work/adagrad_optimizer" \
+  --set run.output_dir=\"$work/runs\" --set run.progress=\"none\" | tee -a train.log
+accuracy=$(last_eval "$work/runs/spirals_mish/metrics.jsonl" accuracy)
+# Two arms: guessing scores 0.5; a model that does not bend around the spirals stays near it.
+awk -v a="$accuracy" 'BEGIN { if (a >= 0.9) { print "PASS: spirals test accuracy " a; exit 0 } print "FAIL: spirals test accuracy " a " < 0.9"; exit 1 }'

@@ -1,140 +1,55 @@
-// Plugins driven through their C vtables as the runtime drives them (layers, activations,
-// losses), and the finite-difference gradient checker every such plugin goes through.
+// The plugin drivers and the finite-difference gradient checker of framework/check, with the
+// plugin's options given as TOML text, as the plugin tests write them.
 #pragma once
 
-#include <cstdint>
-#include <functional>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "check/gradient_check.hpp"
 #include "test_support.hpp"
 
 namespace graft::test {
 
-// A layer plugin made through its vtable with the tensors the host would give it: parameters,
-// their gradients, the workspace and x, y, dy, dx for a batch of `batch` samples.
-class LayerUnderTest {
+using checker::class_targets;
+using checker::compare_gradient;
+using checker::float_targets;
+using checker::GradientReport;
+using checker::GradientSettings;
+using checker::NumericGradient;
+
+// The record's options bound from TOML text ("units = 4\nbias = false").
+runtime::BoundOptions bind_text(const runtime::PluginRecord& record, const std::string& toml_text);
+
+class LayerUnderTest : public checker::LayerUnderTest {
  public:
   LayerUnderTest(const runtime::PluginRecord& record, const std::string& options_toml,
-                 const std::vector<int64_t>& input_shape, int64_t batch);
-  ~LayerUnderTest();
-  LayerUnderTest(const LayerUnderTest&) = delete;
-  LayerUnderTest& operator=(const LayerUnderTest&) = delete;
-
-  const graft_layer_desc& desc() const { return desc_; }
-  // Parameters from each spec's init distribution (layer.h), drawn from rng rather than the
-  // host's counter-based stream: for training loops in tests.
-  void init_parameters(std::mt19937& rng);
-  void zero_gradients();
-  // Throw runtime::UserError / Failure with the plugin's message on a failed call.
-  void forward(const graft_exec_ctx& ctx);
-  void backward(const graft_exec_ctx& ctx, bool want_dx = true);
-
-  std::string name;
-  std::vector<Tensor> params, grads;
-  Tensor workspace, x, y, dy, dx;
-
- private:
-  const graft_layer_vtable* vtable_;
-  void* self_ = nullptr;
-  graft_layer_desc desc_{};
+                 const std::vector<int64_t>& input_shape, int64_t batch)
+      : checker::LayerUnderTest(record, *bind_text(record, options_toml).get(), input_shape, batch) {}
 };
 
-// An activation plugin with x, y, dy, dx of one shape (batch axis first).
-class ActivationUnderTest {
+class ActivationUnderTest : public checker::ActivationUnderTest {
  public:
   ActivationUnderTest(const runtime::PluginRecord& record, const std::string& options_toml,
-                      const std::vector<int64_t>& shape);
-  ~ActivationUnderTest();
-  ActivationUnderTest(const ActivationUnderTest&) = delete;
-  ActivationUnderTest& operator=(const ActivationUnderTest&) = delete;
-
-  bool elementwise() const;
-  void forward(const graft_exec_ctx& ctx);
-  void backward(const graft_exec_ctx& ctx);
-
-  std::string name;
-  Tensor x, y, dy, dx;
-
- private:
-  const graft_activation_vtable* vtable_;
-  void* self_ = nullptr;
+                      const std::vector<int64_t>& shape)
+      : checker::ActivationUnderTest(record, *bind_text(record, options_toml).get(), shape) {}
 };
 
-// Target info for int32 class labels (shape ()) or float32 values of a per-sample shape.
-graft_target_info class_targets(int64_t classes);
-graft_target_info float_targets(const std::vector<int64_t>& shape);
-
-// A loss plugin with prediction, target and dprediction for `batch` rows.
-class LossUnderTest {
+class LossUnderTest : public checker::LossUnderTest {
  public:
   LossUnderTest(const runtime::PluginRecord& record, const std::string& options_toml,
-                const std::vector<int64_t>& prediction_shape, const graft_target_info& target,
-                int64_t batch);
-  ~LossUnderTest();
-  LossUnderTest(const LossUnderTest&) = delete;
-  LossUnderTest& operator=(const LossUnderTest&) = delete;
-
-  std::vector<std::string> metric_names() const;
-  // Returns the loss sum; metric sums land in `metrics`.
-  double forward(const graft_exec_ctx& ctx);
-  void backward(const graft_exec_ctx& ctx, float scale);
-
-  std::string name;
-  Tensor prediction, target, dprediction;
-  std::vector<double> metrics;
-
- private:
-  const graft_loss_vtable* vtable_;
-  void* self_ = nullptr;
-  graft_loss_desc desc_{};
+                const std::vector<int64_t>& prediction_shape, const graft_target_info& target_info,
+                int64_t batch)
+      : checker::LossUnderTest(record, *bind_text(record, options_toml).get(), prediction_shape,
+                             target_info, batch) {}
 };
 
-struct GradientSettings {
-  double epsilon = 1e-2;    // central-difference step; retried at epsilon / 10 on a mismatch
-  double tolerance = 1e-2;  // relative error allowed per element
-  uint32_t seed = 7;        // inputs, parameters and the projection r
-  float input_scale = 1.0f; // inputs uniform in [-scale, scale]
-  float input_margin = 0.0f;// inputs kept at least this far from 0 (kinks of relu)
-  int64_t batch = 3;
-  graft_exec_ctx ctx = cpu_ctx();
-};
-
-struct GradientReport {
-  bool ok = true;
-  int64_t checked = 0;        // elements compared
-  double worst_error = 0.0;   // largest relative error seen
-  std::vector<std::string> failures;  // one line per mismatching element (first few)
-  std::string summary() const;
-};
-
-// numeric(i, step) is d(loss)/d(element i) by central differences with that step.
-using NumericGradient = std::function<double(int64_t index, double step)>;
-
-// Compares analytic[0..n) with numeric(i, .) element by element into report, labelled `what`.
-// The error is |a - g| / max(|a|, |g|, floor) with floor = 0.1 * the largest |g| (small
-// entries are judged against the tensor's scale); above tolerance the difference is retried
-// with a tenth of the step, in case the first one straddled a kink.
-void compare_gradient(const std::string& what, const float* analytic, int64_t n,
-                      const NumericGradient& numeric, const GradientSettings& settings,
-                      GradientReport& report);
-
-// Checks dx and every parameter gradient of sum(y * r) for random x, parameters and r;
-// also that grads accumulate (prefilled grads keep their value) and that dx = NULL gives
-// the same parameter gradients.
 GradientReport check_layer(const runtime::PluginRecord& record, const std::string& options_toml,
                            const std::vector<int64_t>& input_shape,
                            const GradientSettings& settings = {});
-
-// Checks dx of sum(y * r); shape includes the batch axis.
 GradientReport check_activation(const runtime::PluginRecord& record,
                                 const std::string& options_toml,
                                 const std::vector<int64_t>& shape,
                                 const GradientSettings& settings = {});
-
-// Checks dprediction of the loss sum (backward with scale 0.5, divided back), for a target
-// the caller filled (target rows = settings.batch).
 GradientReport check_loss(const runtime::PluginRecord& record, const std::string& options_toml,
                           const std::vector<int64_t>& prediction_shape,
                           const graft_target_info& target_info, const Tensor& target,

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "check/tensor.hpp"
 #include "config/options.hpp"
 #include "device/host_api.hpp"
 #include "graft/graft.h"
@@ -25,26 +26,8 @@ runtime::BoundOptions options(graft_kind kind, const std::string& name,
 // A CPU execution context for tests (training mode, seed 1234, one rank).
 graft_exec_ctx cpu_ctx(bool training = true);
 
-// A float32 (or int32) CPU tensor that owns its data.
-class Tensor {
- public:
-  Tensor(std::vector<int64_t> shape, DLDataType dtype = DLDataType{kDLFloat, 32, 1});
-  Tensor(const Tensor& o);
-  Tensor& operator=(const Tensor& o);
-  DLTensor* get() { return &t_; }
-  const DLTensor* get() const { return &t_; }
-  float* f() { return reinterpret_cast<float*>(data_.data()); }
-  const float* f() const { return reinterpret_cast<const float*>(data_.data()); }
-  int32_t* i() { return reinterpret_cast<int32_t*>(data_.data()); }
-  int64_t numel() const;
-  const std::vector<int64_t>& shape() const { return shape_; }
-
- private:
-  void rebind();
-  std::vector<int64_t> shape_;
-  std::vector<char> data_;
-  DLTensor t_{};
-};
+// A float32 (or int32) CPU tensor that owns its data (framework/check/tensor.hpp).
+using Tensor = checker::Tensor;
 
 // A fresh empty folder under the build tree, unique to the calling test.
 std::filesystem::path temp_dir(const std::string& name);
