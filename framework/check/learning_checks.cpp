@@ -228,7 +228,7 @@ CheckResult strategy_learns(const runtime::Registry& registry, const PluginRecor
                    {&linear, table("units = 1")}};
     const auto& vtable = record.vtable<graft_strategy_vtable>();
     const runtime::BoundOptions bound = bind(record, options);
-    const graft_world world{sizeof(graft_world), 0, 1};
+    const graft_world world{sizeof(graft_world), 0, 1, nullptr, nullptr, 0.0};
     void* self = nullptr;
     runtime::throw_if_failed(vtable.create(runtime::host_api(), bound.get(), &world, &self),
                              "strategy '" + record.name + "'");

@@ -12,10 +12,7 @@ namespace graft::runtime {
 namespace {
 constexpr uint64_t kParameterStream = 0x5041524d00000000ull;  // "PARM": init streams
 
-std::string who(const PluginChoice& c) {
-  return c.section + " (" + kind_name(c.record->kind) + " '" + c.record->name + "' from " +
-         c.record->library.filename().string() + ")";
-}
+const auto& who = model_who;
 
 bool same_shape(const graft_shape& a, const graft_shape& b) {
   if (a.ndim != b.ndim) return false;
@@ -178,6 +175,7 @@ void Model::create_plugin_layer(Layer& layer, const graft_shape& input) {
     info.offset = params_.empty() ? 0 : params_.back().offset + params_.back().numel;
     // Fields a plugin built against an older minor does not have stay zero.
     info.spec = graft_param_spec{};
+    info.spec.shard_axis = -1;
     std::memcpy(&info.spec, given, std::min(sizeof(graft_param_spec), stride));
     info.spec.struct_size = sizeof(graft_param_spec);
     info.spec.name = nullptr;  // the plugin's string may not outlive describe()

@@ -49,6 +49,10 @@ struct ModelSettings {
   // false: parameters whose spec says is_bias_or_norm get no weight decay.
   bool decay_bias_and_norm = true;
   Schedule schedule;
+  // The strategy's plan (model_survey.hpp): each top-level layer's stage and shard mode, and
+  // this rank's place in it. Empty placement: one stage, nothing sharded.
+  std::vector<graft_layer_placement> placement;
+  int32_t stages = 1, shards = 1, stage_index = 0, shard_index = 0;
 };
 
 // Names follow the nesting: "layers.0.weight", and inside the residual block at position 2,
@@ -102,6 +106,9 @@ class Model {
   int64_t optimizer_steps() const { return optimizer_steps_; }
   void set_optimizer_steps(int64_t n) { optimizer_steps_ = n; }
   const Schedule& schedule() const { return settings_.schedule; }
+  const ModelSettings& settings() const { return settings_; }
+  int32_t layer_stage(int64_t i) const;  // 0 when the plan has one stage
+  int32_t layer_shard(int64_t i) const;  // a graft_shard_mode
   void set_total_steps(int64_t n) { settings_.schedule.total_steps = n; }
   double last_lr() const { return last_lr_; }
 

@@ -9,6 +9,12 @@
 
 namespace graft::runtime {
 
+// "[[model.layers]] #2 (layer 'linear' from graft_linear.so)", for messages.
+inline std::string model_who(const PluginChoice& c) {
+  return c.section + " (" + kind_name(c.record->kind) + " '" + c.record->name + "' from " +
+         c.record->library.filename().string() + ")";
+}
+
 // A plugin layer or activation, or a residual block (y = x + f(x), f its inner layers).
 struct Model::Layer {
   const PluginChoice* choice = nullptr;

@@ -10,10 +10,7 @@
 namespace graft::runtime {
 
 namespace {
-std::string who(const PluginChoice& c) {
-  return c.section + " (" + kind_name(c.record->kind) + " '" + c.record->name + "' from " +
-         c.record->library.filename().string() + ")";
-}
+const auto& who = model_who;
 }  // namespace
 
 const DLTensor* Model::forward(const graft_exec_ctx& ctx, int64_t begin, int64_t end,
@@ -242,10 +239,24 @@ graft_status* api_zero_grad(graft_model* m) { return guarded([&] { self(m)->zero
 graft_status* api_optimizer_step(graft_model* m, const graft_exec_ctx* ctx) {
   return guarded([&] { self(m)->optimizer_step(*ctx); });
 }
+int32_t api_layer_stage(graft_model* m, int64_t i) { return self(m)->layer_stage(i); }
+int32_t api_layer_shard(graft_model* m, int64_t i) { return self(m)->layer_shard(i); }
+// gradients .. optimizer_step_layers: the data-parallel work fills them in.
 const graft_model_api kModelApi = {sizeof(graft_model_api), api_layer_count, api_forward, api_loss,
-                                   api_backward, api_zero_grad, api_optimizer_step};
+                                   api_backward, api_zero_grad, api_optimizer_step,
+                                   nullptr, nullptr, nullptr, nullptr,
+                                   api_layer_stage, api_layer_shard};
 }  // namespace
 
 const graft_model_api* Model::api() { return &kModelApi; }
+
+int32_t Model::layer_stage(int64_t i) const {
+  if (i < 0 || size_t(i) >= settings_.placement.size()) return 0;
+  return settings_.placement[size_t(i)].stage;
+}
+int32_t Model::layer_shard(int64_t i) const {
+  if (i < 0 || size_t(i) >= settings_.placement.size()) return GRAFT_SHARD_NONE;
+  return settings_.placement[size_t(i)].shard;
+}
 
 }  // namespace graft::runtime

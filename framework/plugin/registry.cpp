@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <boost/dll/shared_library.hpp>
+#include <cstddef>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -74,14 +75,17 @@ std::string dlopen_reason(const fs::path& file) {
   return e ? e : "unknown reason";
 }
 
+// The smallest vtable each kind had at ABI 1.0: a 1.0 plugin loads in every 1.x host, which
+// reads a later field only when the plugin's struct_size reaches it.
+
 size_t vtable_size(graft_kind kind) {
   switch (kind) {
-    case GRAFT_KIND_LAYER: return sizeof(graft_layer_vtable);
+    case GRAFT_KIND_LAYER: return offsetof(graft_layer_vtable, backward) + sizeof(void*);
     case GRAFT_KIND_ACTIVATION: return sizeof(graft_activation_vtable);
     case GRAFT_KIND_LOSS: return sizeof(graft_loss_vtable);
     case GRAFT_KIND_OPTIMIZER: return sizeof(graft_optimizer_vtable);
     case GRAFT_KIND_DATASET: return sizeof(graft_dataset_vtable);
-    case GRAFT_KIND_STRATEGY: return sizeof(graft_strategy_vtable);
+    case GRAFT_KIND_STRATEGY: return offsetof(graft_strategy_vtable, eval_step) + sizeof(void*);
   }
   return 0;
 }

@@ -101,11 +101,27 @@ Session::Session(Config cfg, const SessionOptions& options)
   resolved.emplace_back("loss", loss.options.resolved());
   resolved.emplace_back("optimizer", optimizer.options.resolved());
 
+  // The strategy comes before the model: its plan decides each layer's stage and shard, and
+  // how many rows and micro-batches the buffers hold.
+  strategy = &registry.get(GRAFT_KIND_STRATEGY, config.parallel.strategy);
+  strategy_options_ = bind_options(*strategy->entry, config.parallel.table, "[parallel]",
+                                   reserved_keys(Section::parallel));
+  resolved.emplace_back("parallel", strategy_options_.resolved());
+  strategy_self = create_strategy(rank, world, nullptr, nullptr);
+  survey = survey_layers(layers, info.input);
+  layout = plan_layout(*strategy, strategy_self, survey, config.data.batch_size,
+                       config.run.gradient_accumulation);
+
   ModelSettings settings;
-  // With gradient accumulation the buffers hold one micro-batch: the memory it saves.
-  const int64_t micro = config.run.gradient_accumulation;
-  settings.max_batch = std::max((config.data.batch_size + micro - 1) / micro,
-                                config.data.eval_batch_size);
+  // With gradient accumulation (or a strategy's micro-batches) the buffers hold one
+  // micro-batch: the memory it saves.
+  settings.max_batch = std::max(layout.plan.rows_per_slot, config.data.eval_batch_size);
+  settings.slots = layout.plan.slots;
+  settings.placement = layout.layers;
+  settings.stages = layout.plan.stages;
+  settings.shards = layout.plan.shards;
+  settings.stage_index = layout.plan.stage_index;
+  settings.shard_index = layout.plan.shard_index;
   settings.seed = config.run.seed;
   settings.clip_grad_norm = config.run.clip_grad_norm;
   settings.decay_bias_and_norm = config.optimizer.decay_bias_and_norm;
@@ -116,18 +132,30 @@ Session::Session(Config cfg, const SessionOptions& options)
                                   info.input, info.target, settings);
   check_early_stopping_metric();
 
-  // Strategy.
-  strategy = &registry.get(GRAFT_KIND_STRATEGY, config.parallel.strategy);
-  strategy_options_ = bind_options(*strategy->entry, config.parallel.table, "[parallel]",
-                                   reserved_keys(Section::parallel));
-  resolved.emplace_back("parallel", strategy_options_.resolved());
-  graft_world w{sizeof(graft_world), rank, world};
-  throw_if_failed(strategy->vtable<graft_strategy_vtable>().create(host_api(), strategy_options_.get(),
-                                                                  &w, &strategy_self),
-                  "[parallel] strategy '" + strategy->name + "'");
   std::vector<std::pair<std::string, const toml::table*>> tables;
   for (const auto& [path, table] : resolved) tables.emplace_back(path, &table);
   resolved_config_ = resolved_toml(config, tables);
+}
+
+void* Session::create_strategy(int32_t r, int32_t size, graft_comm* comm,
+                               const graft_comm_api* comm_api) const {
+  graft_world w{sizeof(graft_world), r, size, comm, comm_api, 0.0};
+  void* self = nullptr;
+  throw_if_failed(strategy->vtable<graft_strategy_vtable>().create(host_api(), strategy_options_.get(),
+                                                                  &w, &self),
+                  "[parallel] strategy '" + strategy->name + "'");
+  return self;
+}
+
+LayoutPlan Session::plan_for(int32_t r, int32_t size) const {
+  void* self = create_strategy(r, size, nullptr, nullptr);
+  struct Destroy {
+    const PluginRecord* strategy;
+    void* self;
+    ~Destroy() { strategy->vtable<graft_strategy_vtable>().destroy(self); }
+  } destroy{strategy, self};
+  return plan_layout(*strategy, self, survey, config.data.batch_size,
+                     config.run.gradient_accumulation);
 }
 
 Session::~Session() {

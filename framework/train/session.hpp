@@ -10,6 +10,7 @@
 #include "config/config.hpp"
 #include "data/dataset_instance.hpp"
 #include "model/model.hpp"
+#include "model/model_survey.hpp"
 #include "plugin/registry.hpp"
 
 namespace graft::runtime {
@@ -36,6 +37,11 @@ class Session {
   const PluginRecord* strategy = nullptr;
   void* strategy_self = nullptr;
   int32_t rank = 0, world = 1;
+  std::vector<LayerSurvey> survey;  // the top-level layers, before the model was built
+  LayoutPlan layout;                // this rank's plan, which the model was built with
+
+  // The plan rank r of a world of `size` would get (`graft validate --world`); no comm needed.
+  LayoutPlan plan_for(int32_t r, int32_t size) const;
 
   // The config with every default filled in, as saved beside the run.
   const std::string& resolved_config() const { return resolved_config_; }
@@ -51,6 +57,9 @@ class Session {
   PluginChoice choose_layer(const NamedTable& layer, const std::string& path,
                             std::vector<std::pair<std::string, toml::table>>& resolved);
   void check_early_stopping_metric() const;
+  // The strategy for rank r of `size`; comm may be NULL when only planning.
+  void* create_strategy(int32_t r, int32_t size, graft_comm* comm,
+                        const graft_comm_api* comm_api) const;
   PluginChoice reader_;
   BoundOptions strategy_options_;
   std::string resolved_config_;

@@ -281,7 +281,7 @@ int run(const Arguments& a) {
   const auto& strategy = strategy_record.vtable<graft_strategy_vtable>();
   rt::BoundOptions strategy_options = rt::bind_options(
       *strategy_record.entry, nullptr, "[parallel]", rt::reserved_keys(rt::Section::parallel));
-  graft_world world{sizeof(graft_world), 0, 1};
+  graft_world world{sizeof(graft_world), 0, 1, nullptr, nullptr, 0.0};
   void* strategy_self = nullptr;
   check(strategy.create(rt::host_api(), strategy_options.get(), &world, &strategy_self),
         "strategy 'single'");

@@ -15,14 +15,14 @@ namespace {
 std::atomic<long> g_allocations{0};
 }  // namespace
 
-// Every C++ allocation in the process, plugins included, goes through these.
-void* operator new(std::size_t n) {
+// Every C++ allocation in the process, plugins included, goes through these. Neither side is
+// inlined: GCC would otherwise see malloc() reach operator delete, or a visible free() paired
+// with operator new, and warn (-Wmismatched-new-delete), not knowing they belong together.
+[[gnu::noinline]] void* operator new(std::size_t n) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
-// Not inlined: GCC would otherwise pair a visible free() with operator new and warn
-// (-Wmismatched-new-delete), not knowing that this operator new calls malloc.
 [[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
 [[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
@@ -154,7 +154,7 @@ TEST_CASE("a training step allocates nothing") {
   REQUIRE(single);
   const auto& strategy = single->vtable<graft_strategy_vtable>();
   auto strategy_options = options(GRAFT_KIND_STRATEGY, "single");
-  graft_world world{sizeof(graft_world), 0, 1};
+  graft_world world{sizeof(graft_world), 0, 1, nullptr, nullptr, 0.0};
   void* self = nullptr;
   REQUIRE(strategy.create(host_api(), strategy_options.get(), &world, &self) == nullptr);
   graft::test::Tensor x({batch, 3});
@@ -194,7 +194,7 @@ class SingleStrategy {
     REQUIRE(single);
     vtable_ = &single->vtable<graft_strategy_vtable>();
     options_ = options(GRAFT_KIND_STRATEGY, "single");
-    graft_world world{sizeof(graft_world), 0, 1};
+    graft_world world{sizeof(graft_world), 0, 1, nullptr, nullptr, 0.0};
     REQUIRE(vtable_->create(host_api(), options_.get(), &world, &self_) == nullptr);
   }
   ~SingleStrategy() { vtable_->destroy(self_); }

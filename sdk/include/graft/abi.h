@@ -15,7 +15,7 @@ extern "C" {
 /* A plugin loads when its major equals the host's and its minor is <= the host's.
  * Structs only grow at their end; readers compare struct_size before touching a newer field. */
 #define GRAFT_ABI_MAJOR 1
-#define GRAFT_ABI_MINOR 0
+#define GRAFT_ABI_MINOR 1
 
 #define GRAFT_ENTRY_SYMBOL "graft_get_plugin_info"
 
@@ -82,6 +82,11 @@ typedef struct graft_plugin_entry {
 
 /* The plugin ships CUDA kernels for its vtable functions. */
 #define GRAFT_ENTRY_HAS_CUDA 1u
+/* A layer whose shard() accepts GRAFT_SHARD_COLUMN / GRAFT_SHARD_ROW (strategy.h). */
+#define GRAFT_ENTRY_SHARD_COLUMN 2u
+#define GRAFT_ENTRY_SHARD_ROW 4u
+/* An activation that maps each element on its own, so it runs on any shard of its input. */
+#define GRAFT_ENTRY_ELEMENTWISE 8u
 
 typedef struct graft_plugin_info {
   size_t struct_size;

@@ -3,6 +3,7 @@
 #define GRAFT_GRAFT_H
 #include "graft/abi.h"
 #include "graft/activation.h"
+#include "graft/comm.h"
 #include "graft/dataset.h"
 #include "graft/host.h"
 #include "graft/layer.h"

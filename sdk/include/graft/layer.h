@@ -32,6 +32,11 @@ typedef struct graft_param_spec {
   /* A buffer the layer updates itself in forward (running statistics): initialised and saved
    * in checkpoints like a parameter, never updated by the optimizer. */
   int32_t is_buffer;
+  /* Added for tensor parallelism: after shard(), the axis of the whole tensor this one is an
+   * equal part of (part `index` of `count`); -1 when the layer holds it whole. The host
+   * initialises the whole tensor and keeps the part, so values never depend on the layout, and
+   * gathers parts into whole tensors for checkpoints. fan_in/fan_out stay the whole layer's. */
+  int32_t shard_axis;
 } graft_param_spec;
 
 /* What a layer answers once it is created. Pointers stay valid until destroy(). */
@@ -60,6 +65,9 @@ typedef struct graft_layer_vtable {
                             const DLTensor* const* params, const DLTensor* x, const DLTensor* y,
                             const DLTensor* dy, DLTensor* dx, DLTensor* const* grads,
                             DLTensor* workspace);
+  /* Added for tensor parallelism (NULL or absent: the layer cannot shard). Called once, after
+   * create and before describe; `mode` is a graft_shard_mode (strategy.h). */
+  graft_status* (*shard)(void* self, int32_t mode, int32_t index, int32_t count);
 } graft_layer_vtable;
 
 #ifdef __cplusplus

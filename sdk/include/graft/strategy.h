@@ -3,6 +3,7 @@
 #ifndef GRAFT_STRATEGY_H
 #define GRAFT_STRATEGY_H
 
+#include "graft/comm.h"
 #include "graft/loss.h"
 
 #ifdef __cplusplus
@@ -40,13 +41,83 @@ typedef struct graft_model_api {
   graft_status* (*zero_grad)(graft_model* model);
   /* Clips by global norm when configured, applies the schedule and updates every parameter. */
   graft_status* (*optimizer_step)(graft_model* model, const graft_exec_ctx* ctx);
+
+  /* Added for the parallel strategies (read them only when struct_size reaches them). */
+  /* A 1-D float32 view of the gradients (parameters) of top-level layers [begin, end): they
+   * are contiguous, in layer order, so a strategy can all-reduce them in buckets. Buffers
+   * (running statistics) have no gradient entries of their own but do occupy their place. */
+  graft_status* (*gradients)(graft_model* model, int64_t begin, int64_t end, DLTensor* out);
+  graft_status* (*parameters)(graft_model* model, int64_t begin, int64_t end, DLTensor* out);
+  /* Sum of squared gradients of the trainable parameters of layers [begin, end); tensor-parallel
+   * shards always count, whole (replicated) tensors only when count_replicated is 1, so ranks
+   * can sum their parts into the global norm without counting a replica twice. */
+  graft_status* (*grad_sq_norm)(graft_model* model, int64_t begin, int64_t end,
+                                int32_t count_replicated, double* out);
+  /* optimizer_step restricted to layers [begin, end) (a pipeline stage); clipping uses
+   * grad_sq_norm_total when it is >= 0 (the strategy's all-reduced global value) and otherwise
+   * the norm of these layers. */
+  graft_status* (*optimizer_step_layers)(graft_model* model, const graft_exec_ctx* ctx,
+                                         int64_t begin, int64_t end, double grad_sq_norm_total);
+  /* The plan the model was built with: the stage and shard of top-level layer i. */
+  int32_t (*layer_stage)(graft_model* model, int64_t layer);
+  int32_t (*layer_shard)(graft_model* model, int64_t layer);
 } graft_model_api;
 
 typedef struct graft_world {
   size_t struct_size;
   int32_t rank;
   int32_t size;
+  /* Added for the parallel strategies. NULL when the world is only being planned
+   * (`graft validate --world N` makes one per rank and never communicates). */
+  graft_comm* comm;
+  const graft_comm_api* comm_api;
+  double timeout_s; /* [parallel] timeout_s, already applied by the host's watchdog */
 } graft_world;
+
+/* How a layer is split across tensor-parallel ranks (DESIGN.md §4, Megatron's pairs).
+ * COLUMN: the output's last axis is split in `count` equal parts; rank `index` computes its
+ * part from the whole input. ROW: the input's last axis is split; the output keeps its shape
+ * and holds a partial sum the strategy all-reduces; only index 0 adds the bias. */
+typedef enum graft_shard_mode {
+  GRAFT_SHARD_NONE = 0,
+  GRAFT_SHARD_COLUMN = 1,
+  GRAFT_SHARD_ROW = 2
+} graft_shard_mode;
+
+/* What the host tells plan() about top-level layer i, before any layer is created. */
+typedef struct graft_layer_info {
+  size_t struct_size;
+  const char* type;     /* the plugin's name, or "residual" */
+  int32_t kind;         /* GRAFT_KIND_LAYER or GRAFT_KIND_ACTIVATION (a residual block: LAYER) */
+  uint32_t flags;       /* GRAFT_ENTRY_* of its entry; GRAFT_ENTRY_ELEMENTWISE set by the host
+                           for activations (and linears with an element-wise fused activation) */
+  int64_t parameters;   /* of the whole, unsharded layer */
+  graft_shape input;    /* per sample, unsharded */
+  graft_shape output;
+} graft_layer_info;
+
+typedef struct graft_layer_placement {
+  size_t struct_size;
+  int32_t stage; /* pipeline stage (consecutive ranks hold consecutive stages); 0 if none */
+  int32_t shard; /* graft_shard_mode for this rank's copy */
+} graft_layer_placement;
+
+/* Filled by plan(). The host pre-fills defaults: one stage, no shards, one slot, rows = global
+ * batch, layers[i] = {stage 0, NONE}. */
+typedef struct graft_plan {
+  size_t struct_size;
+  int32_t stages;          /* pipeline stages */
+  int32_t shards;          /* tensor-parallel ranks a sharded layer is split over */
+  int32_t slots;           /* buffer sets the model plans: micro-batches in flight at once */
+  int64_t rows_per_slot;   /* the most rows one forward call on this rank sees */
+  int64_t n_layers;
+  graft_layer_placement* layers; /* n_layers entries, owned by the host */
+  /* For `graft validate --world N`: what one training step sends from this rank. */
+  int64_t messages_per_step;
+  int64_t message_bytes_per_step;
+  int32_t stage_index; /* this rank's pipeline stage */
+  int32_t shard_index; /* this rank's part of every sharded layer (0 .. shards-1) */
+} graft_plan;
 
 typedef struct graft_strategy_vtable {
   size_t struct_size;
@@ -60,6 +131,18 @@ typedef struct graft_strategy_vtable {
   graft_status* (*eval_step)(void* self, const graft_model_api* api, graft_model* model,
                              const graft_exec_ctx* ctx, const DLTensor* x, const DLTensor* y,
                              graft_step_result* result);
+
+  /* Added for the parallel strategies (may be NULL, or absent in an older plugin: then one
+   * stage, no shards, every rank reads the whole batch). */
+  /* Before the model is built: places layers on stages and shards, and sizes the buffers.
+   * A layout the config cannot have (more stages than layers, a world size the degree does
+   * not divide) is a GRAFT_ERR_INVALID_ARGUMENT naming the key to change. */
+  graft_status* (*plan)(void* self, const graft_layer_info* layers, int64_t n_layers,
+                        int64_t global_batch, graft_plan* plan);
+  /* The rows [*begin, *end) of a global batch of `rows` that this rank must read; the host
+   * passes train_step/eval_step exactly those, with ctx->row_offset = *begin. A rank that needs
+   * none (a middle pipeline stage) sets *begin = *end. */
+  void (*batch_rows)(void* self, int64_t rows, int32_t training, int64_t* begin, int64_t* end);
 } graft_strategy_vtable;
 
 #ifdef __cplusplus

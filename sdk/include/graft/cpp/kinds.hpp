@@ -21,6 +21,7 @@ struct Param {
   float gain = 1.0f;
   bool no_weight_decay = false;  // biases and norm scales
   bool buffer = false;           // updated by the layer itself, not by the optimizer
+  int shard_axis = -1;           // after shard(): the axis of the whole tensor split (layer.h)
 };
 
 // Constructed as T(const Options&, const Shape& input, Host).
@@ -37,6 +38,11 @@ class Layer {
   virtual void backward(const Context& ctx, const DLTensor* const* params, const DLTensor& x,
                         const DLTensor& y, const DLTensor& dy, DLTensor* dx,
                         DLTensor* const* grads, DLTensor* workspace) = 0;
+  // Tensor parallelism (strategy.h's graft_shard_mode): called before output_shape() and
+  // parameters(). A layer that shards overrides it and sets GRAFT_ENTRY_SHARD_* on its entry.
+  virtual void shard(int /*mode*/, int /*index*/, int /*count*/) {
+    throw Error(GRAFT_ERR_UNSUPPORTED, "this layer cannot be sharded");
+  }
 };
 
 // Constructed as T(const Options&, Host).
@@ -81,6 +87,15 @@ class Dataset {
 class Strategy {
  public:
   virtual ~Strategy() = default;
+  // Before the model is built (strategy.h): the default leaves the host's one-stage, unsharded
+  // plan. Throw graft::Error(GRAFT_ERR_INVALID_ARGUMENT, ...) for a layout the config cannot have.
+  virtual void plan(const graft_layer_info* /*layers*/, int64_t /*n*/, int64_t /*global_batch*/,
+                    graft_plan& /*plan*/) {}
+  // The rows of a global batch this rank reads; the default: all of them.
+  virtual void batch_rows(int64_t rows, bool /*training*/, int64_t& begin, int64_t& end) {
+    begin = 0;
+    end = rows;
+  }
   virtual void train_step(const graft_model_api& api, graft_model* model, const Context& ctx,
                           const DLTensor& x, const DLTensor& y, graft_step_result& result) = 0;
   virtual void eval_step(const graft_model_api& api, graft_model* model, const Context& ctx,

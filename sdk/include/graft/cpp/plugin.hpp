@@ -49,7 +49,8 @@ struct LayerAdapter {
       for (const Param& p : h->params)
         h->specs.push_back(graft_param_spec{sizeof(graft_param_spec), p.name.c_str(), p.shape,
                                             p.init, p.fan_in, p.fan_out, p.gain,
-                                            p.no_weight_decay ? 1 : 0, p.buffer ? 1 : 0});
+                                            p.no_weight_decay ? 1 : 0, p.buffer ? 1 : 0,
+                                            p.shard_axis});
       *out = graft_layer_desc{sizeof(graft_layer_desc), h->impl->output_shape(), h->specs.size(),
                               h->specs.data(), h->impl->workspace_per_sample()};
     });
@@ -65,9 +66,13 @@ struct LayerAdapter {
     auto* h = holder<T>(self);
     return guard(h->host, [&] { h->impl->backward(*ctx, p, *x, *y, *dy, dx, g, ws); });
   }
+  static graft_status* shard(void* self, int32_t mode, int32_t index, int32_t count) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] { h->impl->shard(mode, index, count); });
+  }
   static const graft_layer_vtable* vtable() {
     static const graft_layer_vtable v{sizeof(graft_layer_vtable), create, destroy<T>, describe,
-                                      forward, backward};
+                                      forward, backward, shard};
     return &v;
   }
 };
@@ -218,9 +223,18 @@ struct StrategyAdapter {
     auto* h = holder<T>(self);
     return guard(h->host, [&] { h->impl->eval_step(*api, m, *ctx, *x, *y, *r); });
   }
+  static graft_status* plan(void* self, const graft_layer_info* layers, int64_t n,
+                            int64_t global_batch, graft_plan* out) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] { h->impl->plan(layers, n, global_batch, *out); });
+  }
+  static void batch_rows(void* self, int64_t rows, int32_t training, int64_t* begin,
+                         int64_t* end) {
+    holder<T>(self)->impl->batch_rows(rows, training != 0, *begin, *end);
+  }
   static const graft_strategy_vtable* vtable() {
     static const graft_strategy_vtable v{sizeof(graft_strategy_vtable), create, destroy<T>,
-                                         train, eval};
+                                         train, eval, plan, batch_rows};
     return &v;
   }
 };

@@ -1,0 +1,118 @@
+#include "model/model_survey.hpp"
+
+#include "device/host_api.hpp"
+#include "model/model_parts.hpp"
+
+namespace graft::runtime {
+
+namespace {
+
+// Destroys a plugin instance however the survey leaves (an error in describe included).
+struct Instance {
+  void (*destroy)(void*) = nullptr;
+  void* self = nullptr;
+  ~Instance() {
+    if (self && destroy) destroy(self);
+  }
+};
+
+LayerSurvey survey_one(const PluginChoice& choice, const graft_shape& input) {
+  LayerSurvey s;
+  s.input = input;
+  s.output = input;
+  if (choice.residual) {
+    s.type = "residual";
+    graft_shape shape = input;
+    for (const PluginChoice& inner : choice.inner) {
+      LayerSurvey in = survey_one(inner, shape);
+      s.parameters += in.parameters;
+      shape = in.output;
+    }
+    return s;  // the model checks that the block gives its input shape back
+  }
+  const PluginRecord& rec = *choice.record;
+  s.type = rec.name;
+  s.kind = rec.kind;
+  s.flags = rec.entry->flags;
+  const graft_host_api* host = host_api();
+  Instance instance;
+  if (rec.kind == GRAFT_KIND_ACTIVATION) {
+    const auto& vt = rec.vtable<graft_activation_vtable>();
+    instance.destroy = vt.destroy;
+    throw_if_failed(vt.create(host, choice.options.get(), &instance.self), model_who(choice));
+    if (vt.flags && (vt.flags(instance.self) & GRAFT_ACTIVATION_ELEMENTWISE))
+      s.flags |= GRAFT_ENTRY_ELEMENTWISE;
+    return s;
+  }
+  const auto& vt = rec.vtable<graft_layer_vtable>();
+  instance.destroy = vt.destroy;
+  graft_shape shape = input;
+  throw_if_failed(vt.create(host, choice.options.get(), &shape, &instance.self),
+                  model_who(choice) + " with input shape " + shape_string(shape));
+  graft_layer_desc desc{};
+  desc.struct_size = sizeof desc;
+  throw_if_failed(vt.describe(instance.self, &desc), model_who(choice));
+  s.output = desc.output;
+  // Specs are read at the plugin's stride (an older plugin's are shorter).
+  const size_t stride = desc.n_params ? desc.params[0].struct_size : 0;
+  for (size_t p = 0; p < desc.n_params; ++p) {
+    const auto* spec = reinterpret_cast<const graft_param_spec*>(
+        reinterpret_cast<const char*>(desc.params) + p * stride);
+    s.parameters += graft_shape_numel(&spec->shape);
+  }
+  return s;
+}
+
+}  // namespace
+
+std::vector<LayerSurvey> survey_layers(const std::vector<PluginChoice>& layers,
+                                       const graft_shape& input) {
+  std::vector<LayerSurvey> out;
+  graft_shape shape = input;
+  for (const PluginChoice& choice : layers) {
+    out.push_back(survey_one(choice, shape));
+    shape = out.back().output;
+  }
+  return out;
+}
+
+std::vector<graft_layer_info> layer_infos(const std::vector<LayerSurvey>& surveys) {
+  std::vector<graft_layer_info> infos;
+  for (const LayerSurvey& s : surveys)
+    infos.push_back(graft_layer_info{sizeof(graft_layer_info), s.type.c_str(), s.kind, s.flags,
+                                     s.parameters, s.input, s.output});
+  return infos;
+}
+
+LayoutPlan plan_layout(const PluginRecord& strategy, void* strategy_self,
+                       const std::vector<LayerSurvey>& surveys, int64_t global_batch,
+                       int64_t micro_batches) {
+  LayoutPlan out;
+  out.layers.assign(surveys.size(), graft_layer_placement{sizeof(graft_layer_placement), 0,
+                                                          GRAFT_SHARD_NONE});
+  graft_plan& plan = out.plan;
+  plan.struct_size = sizeof plan;
+  plan.stages = 1;
+  plan.shards = 1;
+  plan.slots = 1;
+  const int64_t micro = micro_batches < 1 ? 1 : micro_batches;
+  plan.rows_per_slot = (global_batch + micro - 1) / micro;
+  plan.n_layers = static_cast<int64_t>(surveys.size());
+  plan.layers = out.layers.data();
+  const auto& vt = strategy.vtable<graft_strategy_vtable>();
+  const size_t has_plan = offsetof(graft_strategy_vtable, plan) + sizeof(vt.plan);
+  if (vt.struct_size >= has_plan && vt.plan) {
+    const std::vector<graft_layer_info> infos = layer_infos(surveys);
+    throw_if_failed(vt.plan(strategy_self, infos.data(), plan.n_layers, global_batch, &plan),
+                    "[parallel] strategy '" + strategy.name + "'");
+  }
+  plan.layers = out.layers.data();  // a strategy must not move it; keep it ours regardless
+  if (plan.stages < 1 || plan.shards < 1 || plan.slots < 1 || plan.rows_per_slot < 1)
+    throw Failure("[parallel] strategy '" + strategy.name + "' made an invalid plan (stages " +
+                  std::to_string(plan.stages) + ", shards " + std::to_string(plan.shards) +
+                  ", slots " + std::to_string(plan.slots) + ", rows " +
+                  std::to_string(plan.rows_per_slot) + ")");
+  return out;
+}
+
+}  // namespace graft::runtime

@@ -1,0 +1,37 @@
+// A survey of the configured layers before the model exists: each top-level layer's shapes,
+// parameter count and sharding flags, for a strategy's plan() and for `graft validate --world`.
+// It creates each plugin once, describes it and destroys it, allocating no parameters.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model/model.hpp"
+
+namespace graft::runtime {
+
+struct LayerSurvey {
+  std::string type;  // the plugin's name, or "residual"
+  int32_t kind = GRAFT_KIND_LAYER;
+  uint32_t flags = 0;       // the entry's GRAFT_ENTRY_* (+ ELEMENTWISE for such activations)
+  int64_t parameters = 0;   // unsharded; a residual block counts its inner layers'
+  graft_shape input{}, output{};
+};
+
+std::vector<LayerSurvey> survey_layers(const std::vector<PluginChoice>& layers,
+                                       const graft_shape& input);
+
+// The C view plan() reads; `surveys` must outlive the result.
+std::vector<graft_layer_info> layer_infos(const std::vector<LayerSurvey>& surveys);
+
+// A strategy's plan for one rank, with the host's defaults where the strategy has no plan():
+// one stage, no shards, one slot of ceil(global_batch / micro_batches) rows.
+struct LayoutPlan {
+  graft_plan plan{};
+  std::vector<graft_layer_placement> layers;
+};
+LayoutPlan plan_layout(const PluginRecord& strategy, void* strategy_self,
+                       const std::vector<LayerSurvey>& surveys, int64_t global_batch,
+                       int64_t micro_batches);
+
+}  // namespace graft::runtime
