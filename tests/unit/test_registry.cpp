@@ -61,6 +61,15 @@ TEST_CASE("a well-formed fixture loads") {
   CHECK(r.find(GRAFT_KIND_LAYER, "fixture_identity"));
 }
 
+TEST_CASE("a plugin built against ABI 1.0 (smaller layer vtable) loads in this graft") {
+  Registry r(graft::runtime::host_api());
+  r.load_library(fixture("abi_1_0"));
+  const graft::runtime::PluginRecord* rec = r.find(GRAFT_KIND_LAYER, "fixture_identity");
+  REQUIRE(rec);
+  CHECK(rec->info->abi_minor == 0);
+  CHECK(rec->vtable<graft_layer_vtable>().struct_size < sizeof(graft_layer_vtable));
+}
+
 TEST_CASE("a file that is not a shared library") {
   fs::path dir = graft::test::temp_dir("registry_not_elf");
   std::ofstream(dir / "graft_text.so") << "this is a text file, not a library\n";
