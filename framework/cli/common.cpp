@@ -38,20 +38,62 @@ runtime::SessionOptions session_options(const ConfigArguments& a) {
   return o;
 }
 
+runtime::SessionOptions session_options(const ConfigArguments& a, runtime::Job& job) {
+  runtime::SessionOptions o = session_options(a);
+  o.job = &job;
+  return o;
+}
+
+namespace {
+
+// Prints the exception being handled and returns its exit code. `who` is "" or " (rank r of n)".
+int print_error(const std::string& command, const std::string& who) {
+  const char* c = command.c_str();
+  try {
+    throw;
+  } catch (const po::error& e) {
+    std::fprintf(stderr, "graft %s%s: error: %s (see graft %s --help)\n", c, who.c_str(),
+                 e.what(), c);
+    return 2;
+  } catch (const runtime::UserError& e) {
+    std::fprintf(stderr, "graft %s%s: error: %s\n", c, who.c_str(), e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "graft %s%s: failed: %s\n", c, who.c_str(), e.what());
+    return 1;
+  } catch (...) {
+    std::fprintf(stderr, "graft %s%s: failed: an unknown exception\n", c, who.c_str());
+    return 1;
+  }
+}
+
+}  // namespace
+
 int run_command(const std::string& command, const std::function<int()>& body) {
   try {
     return body();
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "graft %s: error: %s (see graft %s --help)\n", command.c_str(), e.what(),
-                 command.c_str());
-    return 2;
-  } catch (const runtime::UserError& e) {
-    std::fprintf(stderr, "graft %s: error: %s\n", command.c_str(), e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "graft %s: failed: %s\n", command.c_str(), e.what());
-    return 1;
+  } catch (...) {
+    return print_error(command, "");
   }
+}
+
+int run_job_command(const std::string& command,
+                    const std::function<int(runtime::Job& job)>& body) {
+  std::unique_ptr<runtime::Job> job;
+  try {
+    job = runtime::start_job();
+  } catch (...) {
+    return print_error(command, "");
+  }
+  const std::string who = job->distributed() ? " (rank " + std::to_string(job->world().rank()) +
+                                                   " of " + std::to_string(job->world().size()) + ")"
+                                             : "";
+  try {
+    return body(*job);
+  } catch (...) {
+    return job->fail(print_error(command, who));
+  }
+  // The job ends as `job` goes: under MPI, a barrier every rank reaches, then MPI_Finalize.
 }
 
 }  // namespace graft::cli
