@@ -10,6 +10,7 @@
 #include <new>
 #include <thread>
 
+#include "device/cpu/cpu_parallel.hpp"
 #include "device/cpu/cpu_primitives.hpp"
 #include "util/errors.hpp"
 
@@ -102,9 +103,14 @@ graft_status* fill_normal(const graft_exec_ctx* ctx, DLTensor* t, uint64_t seed,
   return unsupported_device();
 }
 
+void parallel_for(const graft_exec_ctx*, int64_t n, int64_t grain,
+                  void (*body)(void*, int64_t, int64_t), void* user) {
+  cpu::parallel_for(n, grain, body, user);
+}
+
 const graft_host_api kHostApi = {
     sizeof(graft_host_api), GRAFT_ABI_MAJOR, GRAFT_ABI_MINOR, host_alloc, host_free, make_status,
-    host_log, fill_uniform, fill_normal, gemm, axpby, fill, copy, sum_rows, dot};
+    host_log, fill_uniform, fill_normal, gemm, axpby, fill, copy, sum_rows, dot, parallel_for};
 
 }  // namespace
 
@@ -132,6 +138,7 @@ void set_cpu_threads(int threads) {
   int n = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
   g_threads.store(n);
   openblas_set_num_threads(n);
+  cpu::set_parallel_threads(n);
 }
 int cpu_threads() {
   int n = g_threads.load();

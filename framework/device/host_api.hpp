@@ -30,7 +30,7 @@ void throw_if_failed(graft_status* s, const std::string& who);
 size_t allocated_bytes();
 size_t peak_allocated_bytes();
 
-// Threads the CPU primitives (OpenBLAS) may use; 0 means all cores.
+// Threads the CPU primitives (OpenBLAS, and host->parallel_for) may use; 0 means all cores.
 void set_cpu_threads(int threads);
 int cpu_threads();
 

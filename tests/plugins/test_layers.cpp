@@ -3,6 +3,8 @@
 #include <cmath>
 #include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gradient_check.hpp"
 #include "graft/random.h"
@@ -306,4 +308,40 @@ TEST_CASE("flatten: (C, H, W) to C*H*W, copies both ways, gradients") {
   }
   GradientReport report = check_layer(layer("flatten"), "", {2, 2, 3});
   CHECK_MESSAGE(report.ok, report.summary());
+}
+
+TEST_CASE("linear: a scratch workspace carries nothing, and may be dy's own memory") {
+  // The model lends such a workspace from its buffers (layer.h's graft_workspace_use): the
+  // claim must hold. Overwriting the workspace between forward and backward, or handing
+  // backward dy's memory as the workspace, changes no gradient.
+  enum class Workspace { own, scribbled, over_dy };
+  for (const std::string activation : {"relu", "leaky_relu", "sigmoid", "tanh", "gelu"}) {
+    CAPTURE(activation);
+    const std::string options = "units = 4\nactivation = \"" + activation + "\"";
+    auto run = [&](Workspace how) {
+      LayerUnderTest l(layer("linear"), options, {3}, 5);
+      std::mt19937 rng(7);
+      l.init_parameters(rng);
+      std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+      for (int64_t i = 0; i < l.x.numel(); ++i) l.x.f()[i] = uniform(rng);
+      for (int64_t i = 0; i < l.dy.numel(); ++i) l.dy.f()[i] = uniform(rng);
+      l.zero_gradients();
+      l.forward(cpu_ctx());
+      if (how == Workspace::scribbled)
+        for (int64_t i = 0; i < l.workspace.numel(); ++i) l.workspace.f()[i] = 1e30f;
+      void* own = l.workspace.get()->data;
+      if (how == Workspace::over_dy) l.workspace.get()->data = l.dy.get()->data;
+      l.backward(cpu_ctx());
+      l.workspace.get()->data = own;
+      std::vector<float> out(l.dx.f(), l.dx.f() + l.dx.numel());
+      for (auto& g : l.grads) out.insert(out.end(), g.f(), g.f() + g.numel());
+      return std::make_pair(l.desc().workspace_use, out);
+    };
+    const auto [use, clean] = run(Workspace::own);
+    CHECK(use == (activation == "gelu" ? GRAFT_WORKSPACE_KEPT  // gelu keeps its pre-activation
+                                       : GRAFT_WORKSPACE_SCRATCH_OVER_DY));
+    if (use == GRAFT_WORKSPACE_KEPT) continue;
+    CHECK(run(Workspace::scribbled).second == clean);
+    CHECK(run(Workspace::over_dy).second == clean);
+  }
 }

@@ -3,15 +3,24 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
+#include "device/cpu/cpu_parallel.hpp"
 #include "device/host_api.hpp"
 #include "graft/random.h"
 
 namespace graft::runtime::cpu {
 
 namespace {
+// Elements a loop should have before it is split across threads (waking one costs ~10 us).
+constexpr int64_t kParallelWork = 32768;
+
 graft_status* invalid(const std::string& message) {
   return new graft_status{GRAFT_ERR_INVALID_ARGUMENT, message};
 }
@@ -61,6 +70,33 @@ graft_status* axpby(const graft_exec_ctx*, float alpha, const DLTensor* x, float
   return nullptr;
 }
 
+void zero(float* p, int64_t n) {
+  // Below this many floats (4 MB, half the L3 cache of the machine measured) the block may
+  // still be in the cache when the step writes it again: plain stores. Above, it has left the
+  // cache by then anyway, and streaming stores write whole lines without fetching them first:
+  // 2.5-3x faster than memset on Zen 1 (7.4 MB: 1.05 -> 0.40 ms on one core).
+  constexpr int64_t kStreamFloats = int64_t(1) << 20;
+  const bool stream = n >= kStreamFloats;
+  parallel_for(n, 65536, [p, stream](int64_t begin, int64_t end) {
+    float* part = p + begin;
+    int64_t count = end - begin;
+#if defined(__SSE2__)
+    if (stream) {
+      for (; count > 0 && (reinterpret_cast<uintptr_t>(part) & 15) != 0; --count) *part++ = 0.0f;
+      const __m128 zeros = _mm_setzero_ps();
+      for (; count >= 16; count -= 16, part += 16) {
+        _mm_stream_ps(part, zeros);
+        _mm_stream_ps(part + 4, zeros);
+        _mm_stream_ps(part + 8, zeros);
+        _mm_stream_ps(part + 12, zeros);
+      }
+      _mm_sfence();  // the streamed lines are visible before the step reads them
+    }
+#endif
+    std::memset(part, 0, size_t(count) * sizeof(float));
+  });
+}
+
 graft_status* fill(const graft_exec_ctx*, DLTensor* t, float value) {
   float* p = data(t);
   const int64_t n = numel(t);
@@ -83,11 +119,22 @@ graft_status* sum_rows(const graft_exec_ctx*, const DLTensor* x, float beta, DLT
                                       " elements, x has " + std::to_string(c) + " columns");
   float* o = data(out);
   const float* xs = data(x);
-  for (int64_t j = 0; j < c; ++j) o[j] *= beta;
-  for (int64_t i = 0; i < r; ++i) {
-    const float* row = xs + i * c;
-    for (int64_t j = 0; j < c; ++j) o[j] += row[j];
-  }
+  // Ranges of columns on the host's threads, about kParallelWork elements each. Every column
+  // still adds its rows in order, so the sums do not depend on the split.
+  const int64_t grain = std::max<int64_t>(16, kParallelWork / std::max<int64_t>(r, 1));
+  parallel_for(c, grain, [=](int64_t begin, int64_t end) {
+    float* __restrict part = o + begin;
+    const int64_t width = end - begin;
+    if (beta == 0.0f) {
+      for (int64_t j = 0; j < width; ++j) part[j] = 0.0f;  // as BLAS: old values never read
+    } else {
+      for (int64_t j = 0; j < width; ++j) part[j] *= beta;
+    }
+    for (int64_t i = 0; i < r; ++i) {
+      const float* __restrict row = xs + i * c + begin;
+      for (int64_t j = 0; j < width; ++j) part[j] += row[j];
+    }
+  });
   return nullptr;
 }
 

@@ -19,4 +19,8 @@ graft_status* fill_uniform(const graft_exec_ctx* ctx, DLTensor* t, uint64_t seed
 graft_status* fill_normal(const graft_exec_ctx* ctx, DLTensor* t, uint64_t seed, uint64_t stream,
                           uint64_t offset, float mean, float stddev);
 
+// p[0, n) = 0 on the host's threads; a large block with streaming stores, which skip reading
+// the old lines into the cache first (the gradients' zeroing before each step).
+void zero(float* p, int64_t n);
+
 }  // namespace graft::runtime::cpu

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "graft/cpp/parallel.hpp"
 #include "graft/cpp/plugin.hpp"
 #include "update_math.hpp"
 
@@ -12,6 +13,10 @@ namespace graft::optimizers {
 namespace {
 
 constexpr double kUnbounded = std::numeric_limits<double>::infinity();
+
+// Elements per range when an update is split across the host's threads: below two of these a
+// parameter is updated on the calling thread (waking a thread costs more than the loop).
+constexpr int64_t kGrain = 32768;
 
 std::string device_name(const DLDevice& device) {
   switch (device.device_type) {
@@ -68,6 +73,48 @@ int64_t check_update(const char* optimizer, const graft_param_update& u, size_t 
   return n;
 }
 
+// The loops over one parameter, one instantiation per combination of flags (update_math.hpp).
+// The state a combination does not use may be null and is never touched: the element's value
+// lives in a local instead. __restrict (parameter, gradient and state never overlap) and the
+// absence of branches let GCC vectorise each loop.
+
+template <bool kDecay, bool kMomentum, bool kNesterov, bool kFirst>
+void sgd_loop(const SgdCoefficients c, float* __restrict param, const float* __restrict grad,
+              float* __restrict buffer, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    float b = 0.0f;
+    if constexpr (kMomentum && !kFirst) b = buffer[i];
+    sgd_update<kDecay, kMomentum, kNesterov, kFirst>(c, param[i], grad[i], b);
+    if constexpr (kMomentum) buffer[i] = b;
+  }
+}
+
+template <bool kDecoupled, bool kL2, bool kAmsgrad>
+void adam_loop(const AdamCoefficients c, float* __restrict param, const float* __restrict grad,
+               float* __restrict exp_avg, float* __restrict exp_avg_sq,
+               float* __restrict max_exp_avg_sq, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    float m = 0.0f;
+    if constexpr (kAmsgrad) m = max_exp_avg_sq[i];
+    adam_update<kDecoupled, kL2, kAmsgrad>(c, param[i], grad[i], exp_avg[i], exp_avg_sq[i], m);
+    if constexpr (kAmsgrad) max_exp_avg_sq[i] = m;
+  }
+}
+
+template <bool kDecay, bool kCentered, bool kMomentum>
+void rmsprop_loop(const RmspropCoefficients c, float* __restrict param,
+                  const float* __restrict grad, float* __restrict square_avg,
+                  float* __restrict buffer, float* __restrict grad_avg, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    float b = 0.0f, a = 0.0f;
+    if constexpr (kMomentum) b = buffer[i];
+    if constexpr (kCentered) a = grad_avg[i];
+    rmsprop_update<kDecay, kCentered, kMomentum>(c, param[i], grad[i], square_avg[i], b, a);
+    if constexpr (kMomentum) buffer[i] = b;
+    if constexpr (kCentered) grad_avg[i] = a;
+  }
+}
+
 // torch.optim.SGD: momentum, dampening, Nesterov and L2 weight decay.
 class Sgd : public Optimizer {
  public:
@@ -101,7 +148,7 @@ class Sgd : public Optimizer {
     return {};
   }
 
-  void step(const Context&, const graft_param_update& u) override {
+  void step(const Context& ctx, const graft_param_update& u) override {
     const bool has_buffer = momentum_ > 0.0;
     const int64_t n = check_update("sgd", u, has_buffer ? 1 : 0);
     const SgdCoefficients c{u.lr,
@@ -113,7 +160,12 @@ class Sgd : public Optimizer {
     float* param = f32(*u.param);             // (n)
     const float* grad = f32(*u.grad);         // (n)
     float* buffer = has_buffer ? f32(*u.state[0]) : nullptr;  // (n) or none
-    for (int64_t i = 0; i < n; ++i) sgd_update(c, param[i], grad[i], buffer ? buffer + i : nullptr);
+    parallel_for(ctx, n, kGrain, [&](int64_t b, int64_t e) {
+      with_sgd_flags(c, [&](auto... flags) {
+        sgd_loop<decltype(flags)::value...>(c, param + b, grad + b, buffer ? buffer + b : nullptr,
+                                            e - b);
+      });
+    });
   }
 
  private:
@@ -156,7 +208,7 @@ class AdamBase : public Optimizer {
     return {"exp_avg", "exp_avg_sq"};
   }
 
-  void step(const Context&, const graft_param_update& u) override {
+  void step(const Context& ctx, const graft_param_update& u) override {
     const char* name = decoupled_ ? "adamw" : "adam";
     const int64_t n = check_update(name, u, amsgrad_ ? 3 : 2);
     // Scalars in double, as torch computes them in Python before the float32 kernel.
@@ -178,9 +230,12 @@ class AdamBase : public Optimizer {
     float* exp_avg = f32(*u.state[0]);          // (n)
     float* exp_avg_sq = f32(*u.state[1]);       // (n)
     float* max_exp_avg_sq = amsgrad_ ? f32(*u.state[2]) : nullptr;  // (n) or none
-    for (int64_t i = 0; i < n; ++i)
-      adam_update(c, param[i], grad[i], exp_avg[i], exp_avg_sq[i],
-                  max_exp_avg_sq ? max_exp_avg_sq + i : nullptr);
+    parallel_for(ctx, n, kGrain, [&](int64_t b, int64_t e) {
+      with_adam_flags(c, [&](auto... flags) {
+        adam_loop<decltype(flags)::value...>(c, param + b, grad + b, exp_avg + b, exp_avg_sq + b,
+                                             max_exp_avg_sq ? max_exp_avg_sq + b : nullptr, e - b);
+      });
+    });
   }
 
  private:
@@ -251,7 +306,7 @@ class Rmsprop : public Optimizer {
     return names;
   }
 
-  void step(const Context&, const graft_param_update& u) override {
+  void step(const Context& ctx, const graft_param_update& u) override {
     const bool has_buffer = momentum_ > 0.0;
     const int64_t n = check_update("rmsprop", u, 1 + (has_buffer ? 1 : 0) + (centered_ ? 1 : 0));
     const RmspropCoefficients c{u.lr,
@@ -266,9 +321,13 @@ class Rmsprop : public Optimizer {
     float* square_avg = f32(*u.state[0]);                               // (n)
     float* buffer = has_buffer ? f32(*u.state[1]) : nullptr;            // (n) or none
     float* grad_avg = centered_ ? f32(*u.state[has_buffer ? 2 : 1]) : nullptr;  // (n) or none
-    for (int64_t i = 0; i < n; ++i)
-      rmsprop_update(c, param[i], grad[i], square_avg[i], buffer ? buffer + i : nullptr,
-                     grad_avg ? grad_avg + i : nullptr);
+    parallel_for(ctx, n, kGrain, [&](int64_t b, int64_t e) {
+      with_rmsprop_flags(c, [&](auto... flags) {
+        rmsprop_loop<decltype(flags)::value...>(c, param + b, grad + b, square_avg + b,
+                                                buffer ? buffer + b : nullptr,
+                                                grad_avg ? grad_avg + b : nullptr, e - b);
+      });
+    });
   }
 
  private:

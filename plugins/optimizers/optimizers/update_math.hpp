@@ -1,12 +1,34 @@
 // Per-element update rules of the built-in optimizers (sgd, adam, adamw, rmsprop), written once
 // for the CPU loops in optimizers.cpp and the CUDA kernels to come (GRAFT_HD is __host__ __device__).
+//
+// Each option that changes the formula is a template flag, not a run-time test: the loop over a
+// parameter then has no per-element branch and no pointer that may be null, so the compiler
+// vectorises it. with_flags() turns the run-time options into those flags once per parameter.
+// The order of operations is the same in every combination (and no two are fused), so the
+// vectorised loops give the bits the scalar formulas give.
 #pragma once
 
 #include <math.h>
 
+#include <type_traits>
+
 #include "graft/random.h"
 
 namespace graft::optimizers {
+
+// Calls f(std::bool_constant<a>, std::bool_constant<b>, ...) for run-time flags a, b, ...: one
+// instantiation of f's body per combination.
+template <class F>
+inline void with_flags(F&& f) {
+  f();
+}
+template <class F, class... Rest>
+inline void with_flags(F&& f, bool first, Rest... rest) {
+  if (first)
+    with_flags([&](auto... flags) { f(std::true_type{}, flags...); }, rest...);
+  else
+    with_flags([&](auto... flags) { f(std::false_type{}, flags...); }, rest...);
+}
 
 // Everything one SGD step needs besides the element's own values; made once per parameter.
 // Follows torch.optim.SGD (PyTorch 1.13): weight decay is L2 added to the gradient, and the
@@ -20,18 +42,29 @@ struct SgdCoefficients {
   bool first_step;     // buffer = gradient instead of momentum * buffer + (1 - dampening) * grad
 };
 
-// momentum_buffer is null exactly when c.momentum == 0.
+// The flags of one SGD loop: kDecay (weight_decay != 0), kMomentum (momentum != 0; the buffer
+// is read and written only then), kNesterov and kFirst (only with momentum).
+template <bool kDecay, bool kMomentum, bool kNesterov, bool kFirst>
 GRAFT_HD inline void sgd_update(const SgdCoefficients& c, float& param, float grad,
-                                float* momentum_buffer) {
+                                float& momentum_buffer) {
   float direction = grad;
-  if (c.weight_decay != 0.0f) direction += c.weight_decay * param;
-  if (c.momentum != 0.0f) {
-    float buffer = c.first_step ? direction
-                                : c.momentum * *momentum_buffer + c.one_minus_dampening * direction;
-    *momentum_buffer = buffer;
-    direction = c.nesterov ? direction + c.momentum * buffer : buffer;
+  if constexpr (kDecay) direction += c.weight_decay * param;
+  if constexpr (kMomentum) {
+    float buffer;
+    if constexpr (kFirst) buffer = direction;
+    else buffer = c.momentum * momentum_buffer + c.one_minus_dampening * direction;
+    momentum_buffer = buffer;
+    if constexpr (kNesterov) direction = direction + c.momentum * buffer;
+    else direction = buffer;
   }
   param -= c.lr * direction;
+}
+
+// f(decay, momentum, nesterov, first) with the flags c asks for.
+template <class F>
+inline void with_sgd_flags(const SgdCoefficients& c, F&& f) {
+  const bool momentum = c.momentum != 0.0f;
+  with_flags(f, c.weight_decay != 0.0f, momentum, momentum && c.nesterov, momentum && c.first_step);
 }
 
 // One Adam or AdamW step for one parameter, with the bias corrections already folded in:
@@ -48,22 +81,30 @@ struct AdamCoefficients {
   bool amsgrad;
 };
 
-// max_exp_avg_sq is null unless c.amsgrad. The order of operations is torch's
+// Flags: kDecoupled (decoupled_decay != 1), kL2 (l2_weight_decay != 0), kAmsgrad (the running
+// maximum is read and written only then). The order of operations is torch's
 // (_single_tensor_adam, 1.13), so float results match it closely: the running maximum is over
 // the uncorrected second moment, and eps is added after the bias correction.
+template <bool kDecoupled, bool kL2, bool kAmsgrad>
 GRAFT_HD inline void adam_update(const AdamCoefficients& c, float& param, float grad,
-                                 float& exp_avg, float& exp_avg_sq, float* max_exp_avg_sq) {
-  if (c.decoupled_decay != 1.0f) param *= c.decoupled_decay;
-  if (c.l2_weight_decay != 0.0f) grad += c.l2_weight_decay * param;
+                                 float& exp_avg, float& exp_avg_sq, float& max_exp_avg_sq) {
+  if constexpr (kDecoupled) param *= c.decoupled_decay;
+  if constexpr (kL2) grad += c.l2_weight_decay * param;
   exp_avg = c.beta1 * exp_avg + c.one_minus_beta1 * grad;
   exp_avg_sq = c.beta2 * exp_avg_sq + c.one_minus_beta2 * grad * grad;
   float second_moment = exp_avg_sq;
-  if (c.amsgrad) {
-    if (*max_exp_avg_sq < exp_avg_sq) *max_exp_avg_sq = exp_avg_sq;
-    second_moment = *max_exp_avg_sq;
+  if constexpr (kAmsgrad) {
+    // A select rather than a branch, so the loop stays branch-free.
+    max_exp_avg_sq = max_exp_avg_sq < exp_avg_sq ? exp_avg_sq : max_exp_avg_sq;
+    second_moment = max_exp_avg_sq;
   }
   float denominator = sqrtf(second_moment) / c.bias_correction2_sqrt + c.eps;
   param -= c.step_size * (exp_avg / denominator);
+}
+
+template <class F>
+inline void with_adam_flags(const AdamCoefficients& c, F&& f) {
+  with_flags(f, c.decoupled_decay != 1.0f, c.l2_weight_decay != 0.0f, c.amsgrad);
 }
 
 // One RMSprop step, in the order of operations of torch (_single_tensor_rmsprop, 1.13):
@@ -83,25 +124,32 @@ struct RmspropCoefficients {
   bool centered;
 };
 
-// momentum_buffer is null exactly when c.momentum == 0; grad_avg null unless c.centered.
+// Flags: kDecay (weight_decay != 0), kCentered (grad_avg read and written only then),
+// kMomentum (momentum > 0; the buffer likewise).
+template <bool kDecay, bool kCentered, bool kMomentum>
 GRAFT_HD inline void rmsprop_update(const RmspropCoefficients& c, float& param, float grad,
-                                    float& square_avg, float* momentum_buffer, float* grad_avg) {
-  if (c.weight_decay != 0.0f) grad += c.weight_decay * param;
+                                    float& square_avg, float& momentum_buffer, float& grad_avg) {
+  if constexpr (kDecay) grad += c.weight_decay * param;
   square_avg = c.alpha * square_avg + c.one_minus_alpha * grad * grad;
   float avg;
-  if (c.centered) {
-    *grad_avg = c.alpha * *grad_avg + c.one_minus_alpha * grad;
-    avg = sqrtf(square_avg - *grad_avg * *grad_avg);
+  if constexpr (kCentered) {
+    grad_avg = c.alpha * grad_avg + c.one_minus_alpha * grad;
+    avg = sqrtf(square_avg - grad_avg * grad_avg);
   } else {
     avg = sqrtf(square_avg);
   }
   avg += c.eps;
-  if (c.momentum > 0.0f) {
-    *momentum_buffer = c.momentum * *momentum_buffer + grad / avg;
-    param += -c.lr * *momentum_buffer;
+  if constexpr (kMomentum) {
+    momentum_buffer = c.momentum * momentum_buffer + grad / avg;
+    param += -c.lr * momentum_buffer;
   } else {
     param += -c.lr * (grad / avg);
   }
+}
+
+template <class F>
+inline void with_rmsprop_flags(const RmspropCoefficients& c, F&& f) {
+  with_flags(f, c.weight_decay != 0.0f, c.centered, c.momentum > 0.0f);
 }
 
 }  // namespace graft::optimizers

@@ -96,6 +96,16 @@ typedef struct graft_host_api {
   /* *out = sum_i x[i] * y[i] in double precision (x == y gives the squared norm). */
   graft_status* (*dot)(const graft_exec_ctx* ctx, const DLTensor* x, const DLTensor* y,
                        double* out);
+
+  /* Added in ABI 1.1 (use it only when struct_size reaches it; graft/cpp/parallel.hpp does):
+   * runs body(user, begin, end) over contiguous, disjoint ranges covering [0, n), at the same
+   * time on the host's CPU threads ([run] threads), each range at least `grain` long so that
+   * short loops stay on the calling thread; returns when every range has run. A call made
+   * while the threads are busy (from inside a body, or from another thread) runs on the
+   * calling thread alone. body must not throw or longjmp. For loops outside gemm (optimizer
+   * updates, element-wise passes) on host memory. */
+  void (*parallel_for)(const graft_exec_ctx* ctx, int64_t n, int64_t grain,
+                       void (*body)(void* user, int64_t begin, int64_t end), void* user);
 } graft_host_api;
 
 #ifdef __cplusplus
