@@ -1,14 +1,17 @@
 // The `learns` checks: the plugin inside the runtime's Model, next to built-in layers, trained
 // on a small task whose answer the model can represent. A layer or activation student learns a
 // teacher of its own architecture; a loss trains a linear model on labels a linear rule makes.
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <random>
 
 #include "check/check_common.hpp"
 #include "check/gradient_check.hpp"
+#include "comm/local.hpp"
 #include "device/host_api.hpp"
 #include "model/model.hpp"
+#include "model/model_survey.hpp"
 #include "util/errors.hpp"
 
 namespace graft::checker::detail {
@@ -60,7 +63,11 @@ runtime::PluginChoice choice(const Part& part, const std::string& section) {
   return c;
 }
 
-std::unique_ptr<runtime::Model> build(const Task& task, uint64_t seed) {
+// With a strategy (record and instance), the model is built with the layout its plan() gives
+// for a world of one, as a session would build it.
+std::unique_ptr<runtime::Model> build(const Task& task, uint64_t seed,
+                                      const PluginRecord* strategy = nullptr,
+                                      void* strategy_self = nullptr) {
   std::vector<runtime::PluginChoice> layers;
   for (size_t i = 0; i < task.layers.size(); ++i)
     layers.push_back(choice(task.layers[i], "[[model.layers]] #" + std::to_string(i + 1)));
@@ -70,6 +77,17 @@ std::unique_ptr<runtime::Model> build(const Task& task, uint64_t seed) {
   settings.schedule.lr = task.lr;
   graft_shape input{};
   for (int64_t d : task.input) input.dims[input.ndim++] = d;
+  if (strategy) {
+    const runtime::LayoutPlan layout = runtime::plan_layout(
+        *strategy, strategy_self, runtime::survey_layers(layers, input), kSamples, 1);
+    settings.max_batch = std::max<int64_t>(layout.plan.rows_per_slot, kSamples);
+    settings.slots = layout.plan.slots;
+    settings.placement = layout.layers;
+    settings.stages = layout.plan.stages;
+    settings.shards = layout.plan.shards;
+    settings.stage_index = layout.plan.stage_index;
+    settings.shard_index = layout.plan.shard_index;
+  }
   return std::make_unique<runtime::Model>(std::move(layers), choice(task.loss, "[loss]"),
                                           choice(task.optimizer, "[optimizer]"), input,
                                           task.target, settings);
@@ -228,7 +246,9 @@ CheckResult strategy_learns(const runtime::Registry& registry, const PluginRecor
                    {&linear, table("units = 1")}};
     const auto& vtable = record.vtable<graft_strategy_vtable>();
     const runtime::BoundOptions bound = bind(record, options);
-    const graft_world world{sizeof(graft_world), 0, 1, nullptr, nullptr, 0.0};
+    runtime::LocalCommunicator local;  // a world of one, as `graft train` without mpirun
+    const graft_world world{sizeof(graft_world), 0, 1, runtime::comm_handle(local),
+                            runtime::comm_api(), 0.0};
     void* self = nullptr;
     runtime::throw_if_failed(vtable.create(runtime::host_api(), bound.get(), &world, &self),
                              "strategy '" + record.name + "'");
@@ -239,7 +259,7 @@ CheckResult strategy_learns(const runtime::Registry& registry, const PluginRecor
     fill_random(x, rng, 1.0f);
     for (int64_t n = 0; n < kSamples; ++n)
       y.f()[n] = std::sin(2.0f * x.f()[n * 8] + x.f()[n * 8 + 1]);
-    std::unique_ptr<runtime::Model> model = build(task, 1);
+    std::unique_ptr<runtime::Model> model = build(task, 1, &record, self);
     auto run = [&](bool training, int64_t step) {
       const graft_exec_ctx ctx = model_context(training, step);
       graft_step_result result{sizeof(graft_step_result), 0.0, {}, 0};

@@ -21,19 +21,76 @@ std::string human_bytes(double bytes) {
   std::snprintf(buf, sizeof buf, "%.1f %s", bytes, units[u]);
   return buf;
 }
+
+const char* shard_name(int32_t mode) {
+  switch (mode) {
+    case GRAFT_SHARD_COLUMN: return "column";
+    case GRAFT_SHARD_ROW: return "row";
+    default: return "whole";
+  }
+}
+
+// --world N: the plan each rank r of N would get from the strategy, made without MPI (the
+// strategy sees a world with no communicator). Memory is an estimate from the layer survey:
+// the rank's parameters (a shard's part), their gradients and optimizer state, and per slot
+// the outputs and input gradients of its layers; workspaces are not counted.
+void print_placement(const runtime::Session& session, int32_t world) {
+  const std::vector<runtime::LayerSurvey>& survey = session.survey;
+  const double states = double(session.model->optimizer_state_names().size());
+  std::printf("\nplacement on %d rank(s), strategy %s:\n", world, session.strategy->name.c_str());
+  for (int32_t r = 0; r < world; ++r) {
+    const runtime::LayoutPlan layout = session.plan_for(r, world);
+    const graft_plan& plan = layout.plan;
+    std::string layers;
+    double parameters = 0.0, activations = 0.0;
+    for (size_t i = 0; i < survey.size(); ++i) {
+      const graft_layer_placement& place = layout.layers[i];
+      if (place.stage != plan.stage_index) continue;
+      const bool sharded = place.shard != GRAFT_SHARD_NONE && plan.shards > 1;
+      layers += (layers.empty() ? "" : ", ") + std::to_string(i) + " " + survey[i].type;
+      if (sharded)
+        layers += " (" + std::string(shard_name(place.shard)) + " " +
+                  std::to_string(plan.shard_index + 1) + "/" + std::to_string(plan.shards) + ")";
+      parameters += double(survey[i].parameters) / (sharded ? plan.shards : 1);
+      const double out = double(graft_shape_numel(&survey[i].output)) /
+                         (sharded && place.shard == GRAFT_SHARD_COLUMN ? plan.shards : 1);
+      activations += out + double(graft_shape_numel(&survey[i].input));
+    }
+    const double bytes = 4.0 * (parameters * (2.0 + states) +
+                                double(plan.slots) * double(plan.rows_per_slot) * activations);
+    std::printf("rank %d  stage %d/%d, shard %d/%d: layers %s\n", r, plan.stage_index,
+                plan.stages, plan.shard_index, plan.shards,
+                layers.empty() ? "none" : layers.c_str());
+    std::printf("        parameters %.0f, memory ~%s (%d slot(s) x %lld rows); per step sends "
+                "%lld message(s), %s\n",
+                parameters, human_bytes(bytes).c_str(), plan.slots,
+                static_cast<long long>(plan.rows_per_slot),
+                static_cast<long long>(plan.messages_per_step),
+                human_bytes(double(plan.message_bytes_per_step)).c_str());
+  }
+}
 }  // namespace
 
 int validate(const Arguments& args) {
   return run_command("validate", [&] {
     const auto start = std::chrono::steady_clock::now();
     ConfigArguments a;
+    int world = -1;  // not given
     po::options_description options("graft validate options");
     add_config_options(options, a);
+    options.add_options()("world", po::value<int>(&world),
+                          "show the placement each rank of a job of N ranks would get (the "
+                          "layers, shards, memory and messages per step), without MPI");
     po::positional_options_description positional;
     positional.add("config", 1);
-    if (!parse(args, "usage: graft validate CONFIG [--set key=value ...]", options, positional))
+    if (!parse(args, "usage: graft validate CONFIG [--world N] [--set key=value ...]", options,
+               positional))
       return 0;
-    runtime::Session session(load(a), session_options(a));
+    if (world == 0 || world < -1 || world > 4096)
+      throw runtime::UserError("--world " + std::to_string(world) + ": expected 1..4096 ranks");
+    runtime::SessionOptions session_opts = session_options(a);
+    if (world > 0) session_opts.world = world;  // built as rank 0 of that job would build it
+    runtime::Session session(load(a), session_opts);
     const runtime::Model& m = *session.model;
     const graft_dataset_info& data = session.train_set->info();
     std::printf("%s: valid\n\n", session.config.file.c_str());
@@ -67,6 +124,7 @@ int validate(const Arguments& args) {
                 session.config.loss.type.c_str(), session.config.optimizer.type.c_str(),
                 session.config.optimizer.lr, session.config.optimizer.schedule.type.c_str(),
                 session.strategy->name.c_str());
+    if (world > 0) print_placement(session, world);
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::printf("checked in %.1f ms\n", ms);
     return 0;

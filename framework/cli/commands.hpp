@@ -14,5 +14,6 @@ int validate(const Arguments& args);
 int evaluate(const Arguments& args);
 int plugins(const Arguments& args);
 int check_plugin(const Arguments& args);
+int verify(const Arguments& args);
 
 }  // namespace graft::cli

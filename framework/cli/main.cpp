@@ -14,10 +14,12 @@ const char* const kUsage =
     "\n"
     "commands:\n"
     "  train CONFIG [--set key=value ...]   train as the config says\n"
-    "  validate CONFIG                      check plugins, options and shapes; print the model\n"
+    "  validate CONFIG [--world N]          check plugins, options and shapes; print the model\n"
+    "                                       (and each rank's placement in a job of N ranks)\n"
     "  eval CONFIG --checkpoint PATH        loss and metrics of a checkpoint on the test split\n"
     "  plugins [--json]                     every installed plugin with its options\n"
     "  check-plugin LIBRARY [--name NAME]   gradients, ABI, determinism, learns a toy task\n"
+    "  verify CONFIG --strategies a,b,...   (under mpirun) each strategy against single\n"
     "\n"
     "graft <command> --help shows a command's options.\n";
 }
@@ -38,6 +40,7 @@ int main(int argc, char** argv) {
   if (command == "eval") return graft::cli::evaluate(args);
   if (command == "plugins") return graft::cli::plugins(args);
   if (command == "check-plugin") return graft::cli::check_plugin(args);
+  if (command == "verify") return graft::cli::verify(args);
   std::fprintf(stderr, "graft: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }

@@ -36,13 +36,23 @@ BatchLoader::HostMemory::~HostMemory() {
 }
 
 BatchLoader::BatchLoader(DatasetInstance& dataset, int64_t batch_size, bool shuffle, uint64_t seed,
-                         bool drop_last)
+                         bool drop_last, const RowSelection& select)
     : dataset_(dataset), batch_size_(batch_size), shuffle_(shuffle), seed_(seed) {
   if (batch_size < 1)
     throw UserError("batch_size is " + std::to_string(batch_size) + "; it must be at least 1");
   const graft_dataset_info& info = dataset.info();
   const int64_t samples = info.samples;
   batches_ = drop_last ? samples / batch_size : (samples + batch_size - 1) / batch_size;
+  // Only two batch lengths occur, so the selection is asked up front.
+  auto rows_of = [&](int64_t rows) {
+    std::pair<int64_t, int64_t> r = select ? select(rows) : std::pair<int64_t, int64_t>{0, rows};
+    if (r.first < 0 || r.second < r.first || r.second > rows)
+      throw Failure("the strategy asked for rows [" + std::to_string(r.first) + ", " +
+                    std::to_string(r.second) + ") of a batch of " + std::to_string(rows));
+    return r;
+  };
+  full_rows_ = rows_of(batch_size);
+  last_rows_ = samples % batch_size ? rows_of(samples % batch_size) : full_rows_;
   order_.resize(static_cast<size_t>(samples));
   std::iota(order_.begin(), order_.end(), int64_t{0});
 
@@ -157,11 +167,13 @@ void BatchLoader::run_worker() {
 void BatchLoader::fill(Slot& slot, int64_t batch) {
   const int64_t start = batch * batch_size_;
   const int64_t rows = std::min(batch_size_, static_cast<int64_t>(order_.size()) - start);
+  const auto [begin, end] = rows == batch_size_ ? full_rows_ : last_rows_;
   slot.batch.rows = rows;
   slot.batch.index = batch;
-  slot.x_shape[0] = rows;
-  slot.y_shape[0] = rows;
-  dataset_.read(order_.data() + start, rows, slot.batch.x, slot.batch.y);
+  slot.batch.row_offset = begin;
+  slot.x_shape[0] = end - begin;
+  slot.y_shape[0] = end - begin;
+  if (end > begin) dataset_.read(order_.data() + start + begin, end - begin, slot.batch.x, slot.batch.y);
 }
 
 }  // namespace graft::runtime

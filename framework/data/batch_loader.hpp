@@ -5,28 +5,37 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "data/dataset_instance.hpp"
 
 namespace graft::runtime {
 
-// One batch on the CPU; valid until the next call to next() or start_epoch().
+// One batch on the CPU; valid until the next call to next() or start_epoch(). A process of a
+// parallel job may read only some rows of it: x and y hold rows [row_offset, row_offset + n).
 struct Batch {
-  DLTensor x;     // (rows, input...) float32
-  DLTensor y;     // (rows, target...) int32 class labels or float32 values
-  int64_t rows;   // batch_size, or fewer in the last batch of an epoch
-  int64_t index;  // position of the batch within its epoch
+  DLTensor x;          // (n, input...) float32
+  DLTensor y;          // (n, target...) int32 class labels or float32 values
+  int64_t rows;        // of the whole batch: batch_size, or fewer in the last of an epoch
+  int64_t index;       // position of the batch within its epoch
+  int64_t row_offset;  // the whole batch's row that x's first row is
 };
+
+// Which rows [begin, end) of a whole batch of `rows` this process reads (a strategy's
+// batch_rows); none given: all of them.
+using RowSelection = std::function<std::pair<int64_t, int64_t>(int64_t rows)>;
 
 class BatchLoader {
  public:
   // The loader reads `dataset` from its own thread; nothing else may read it meanwhile.
   // drop_last leaves out the last batch of an epoch when it would be short.
+  // `select` is asked here, once per batch length, never from the reading thread.
   BatchLoader(DatasetInstance& dataset, int64_t batch_size, bool shuffle, uint64_t seed,
-              bool drop_last);
+              bool drop_last, const RowSelection& select = {});
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -70,6 +79,8 @@ class BatchLoader {
   const uint64_t seed_;
   int64_t batches_ = 0;
   std::vector<int64_t> order_;  // (samples,)
+  // The rows read of a full batch and of the short last one.
+  std::pair<int64_t, int64_t> full_rows_{0, 0}, last_rows_{0, 0};
   Slot slots_[2];
 
   // Shared with the worker, under mutex_.

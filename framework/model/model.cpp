@@ -2,10 +2,13 @@
 // parameters initialised, and every buffer planned once. The step itself is in model_step.cpp.
 #include "model/model.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 
 #include "model/model_parts.hpp"
+#include "model/tensor_parts.hpp"
 
 namespace graft::runtime {
 
@@ -13,6 +16,11 @@ namespace {
 constexpr uint64_t kParameterStream = 0x5041524d00000000ull;  // "PARM": init streams
 
 const auto& who = model_who;
+
+// The axis a parameter is a tensor-parallel part along, or -1 when it is whole.
+int part_axis(const graft_param_spec& spec) {
+  return spec.shard_axis >= 0 && spec.shard_axis < spec.shape.ndim ? spec.shard_axis : -1;
+}
 
 bool same_shape(const graft_shape& a, const graft_shape& b) {
   if (a.ndim != b.ndim) return false;
@@ -71,20 +79,66 @@ Model::Model(std::vector<PluginChoice> layer_choices, PluginChoice loss, PluginC
   // Activation, gradient and workspace buffers for each slot, for every layer of the tree.
   const size_t rows = static_cast<size_t>(settings_.max_batch);
   const size_t n_layers = all_layers_.size();
+  // The layer that reads the model's input (layer 0, or the first inner layer of the blocks
+  // that open the model) is never asked for dx (backward's want_dx), so it gets no buffer.
+  size_t reads_model_input = 0;
+  while (all_layers_[reads_model_input]->is_residual) ++reads_model_input;
+  place_workspaces(layers_, true);
   for (int32_t s = 0; s < settings_.slots; ++s) {
     auto slot = std::make_unique<Slot>();
+    size_t scratch_floats = 0;
     for (const auto& layer : all_layers_) {
       slot->outputs.emplace_back(settings_.device, rows * graft_shape_numel(&layer->out));
+      const bool no_dx = layer->is_residual || layer->flat == reads_model_input;
       slot->input_grads.emplace_back(settings_.device,
-                                     layer->is_residual ? 0 : rows * graft_shape_numel(&layer->in));
-      slot->workspaces.emplace_back(settings_.device, rows * layer->workspace_per_sample);
+                                     no_dx ? 0 : rows * graft_shape_numel(&layer->in));
+      const size_t workspace = rows * size_t(layer->workspace_per_sample);
+      const bool own = layer->workspace_in == Layer::WorkspaceIn::own;
+      slot->workspaces.emplace_back(settings_.device, own ? workspace : 0);
+      if (layer->workspace_in == Layer::WorkspaceIn::scratch)
+        scratch_floats = std::max(scratch_floats, workspace);
     }
+    slot->scratch = Buffer(settings_.device, scratch_floats);
     slot->inputs.resize(n_layers);
     slot->output_views.resize(n_layers);
     slot->input_grad_views.resize(n_layers);
     slot->workspace_views.resize(n_layers);
     slot->dprediction = Buffer(settings_.device, rows * graft_shape_numel(&shape));
+    for (const auto& layer : all_layers_) {
+      if (layer->workspace_in != Layer::WorkspaceIn::output_gradient) continue;
+      const Buffer& lent = layer->workspace_over < 0
+                               ? slot->dprediction
+                               : slot->input_grads[size_t(layer->workspace_over)];
+      if (lent.size() < rows * size_t(layer->workspace_per_sample))
+        throw Failure(layer->who + ": the buffer planned for its workspace is too small");
+    }
     slots_.push_back(std::move(slot));
+  }
+}
+
+// Where each layer of `list` (the model's, or a block's inner layers) keeps its workspace
+// (model_parts.hpp). A SCRATCH_OVER_DY layer borrows the buffer of its output's gradient,
+// where its dy is whenever the model computed it: the next layer's dx (a block's dx is its
+// first inner layer's), or the loss gradient after the model's last layer. Nothing reads
+// that dy after the layer's backward, except the block's own dy, which the block adds to
+// its dx at the end: the last inner layer of a block takes the shared scratch instead.
+void Model::place_workspaces(const std::vector<Layer*>& list, bool top) {
+  const auto dx_buffer = [](const Layer* l) {
+    while (l->is_residual) l = l->inner.front();
+    return int64_t(l->flat);
+  };
+  for (size_t i = 0; i < list.size(); ++i) {
+    Layer& layer = *list[i];
+    if (layer.is_residual) place_workspaces(layer.inner, false);
+    if (layer.is_residual || layer.workspace_per_sample == 0) continue;
+    const bool last = i + 1 == list.size();
+    if (layer.workspace_use == GRAFT_WORKSPACE_SCRATCH_OVER_DY && (top || !last) &&
+        layer.workspace_per_sample <= graft_shape_numel(&layer.out)) {
+      layer.workspace_in = Layer::WorkspaceIn::output_gradient;
+      layer.workspace_over = last ? -1 : dx_buffer(list[i + 1]);
+    } else if (layer.workspace_use != GRAFT_WORKSPACE_KEPT) {
+      layer.workspace_in = Layer::WorkspaceIn::scratch;
+    }
   }
 }
 
@@ -94,8 +148,12 @@ Model::Model(std::vector<PluginChoice> layer_choices, PluginChoice loss, PluginC
 graft_shape Model::build_layers(std::vector<PluginChoice>& choices, graft_shape shape,
                                 const std::string& prefix, int64_t top, int depth,
                                 std::vector<Layer*>& out, int32_t& next_nested_index) {
+  // Tensor parallelism: after a COLUMN layer, `shape` is this rank's part of the last axis
+  // until a ROW layer takes it back; only element-wise activations may run in between.
+  bool sharded = false;
   for (size_t i = 0; i < choices.size(); ++i) {
     PluginChoice& choice = choices[i];
+    const int32_t mode = depth == 0 ? layer_shard(static_cast<int64_t>(i)) : GRAFT_SHARD_NONE;
     auto owned = std::make_unique<Layer>();
     Layer& layer = *owned;
     layer.choice = &choice;
@@ -111,6 +169,7 @@ graft_shape Model::build_layers(std::vector<PluginChoice>& choices, graft_shape 
       layer.is_residual = true;
       layer.type = "residual";
       layer.who = choice.section + " (residual block)";
+      check_shard_order(layer, mode, sharded);
       if (choice.inner.empty())
         throw UserError(layer.who + " has no inner layers; add [[model.layers.layers]] tables "
                         "after it (its f in y = x + f(x))");
@@ -128,7 +187,14 @@ graft_shape Model::build_layers(std::vector<PluginChoice>& choices, graft_shape 
         throw Failure(choice.section + ": a layer choice with neither a plugin nor residual");
       layer.type = choice.record->name;
       layer.who = who(choice);
-      create_plugin_layer(layer, shape);
+      check_shard_order(layer, mode, sharded);
+      create_plugin_layer(layer, shape, mode);
+      const graft_activation_vtable* act = layer.activation_vtable;
+      if (sharded && act && act->flags && !(act->flags(layer.self) & GRAFT_ACTIVATION_ELEMENTWISE))
+        throw Failure(layer.who + ": its input is a tensor-parallel part, but it is not "
+                      "element-wise (the [parallel] strategy's plan is invalid)");
+      if (mode == GRAFT_SHARD_COLUMN) sharded = true;
+      if (mode == GRAFT_SHARD_ROW) sharded = false;
       for (size_t p : layer.param_indices) {
         params_[p].name = path + params_[p].name;
         params_[p].layer = layer.top;
@@ -139,11 +205,35 @@ graft_shape Model::build_layers(std::vector<PluginChoice>& choices, graft_shape 
                       " is empty for input " + shape_string(shape));
     shape = layer.out;
   }
+  if (depth == 0 && sharded)
+    throw Failure(out.back()->who + ": its output is still a tensor-parallel part, but the loss "
+                  "needs the whole prediction (the [parallel] strategy's plan is invalid)");
   return shape;
 }
 
+// Between a COLUMN and a ROW layer only element-wise activations (which run on any part)
+// may stand; a residual block or an activation is never sharded itself.
+void Model::check_shard_order(const Layer& layer, int32_t mode, bool sharded) const {
+  const PluginRecord* rec = layer.choice->record;
+  const bool activation = rec && rec->kind == GRAFT_KIND_ACTIVATION;
+  std::string problem;
+  if (mode != GRAFT_SHARD_NONE && (activation || layer.is_residual))
+    problem = "the plan shards it, but only layers can shard";
+  else if (mode == GRAFT_SHARD_COLUMN && sharded)
+    problem = "the plan splits its output, but its input is already split";
+  else if (mode == GRAFT_SHARD_ROW && !sharded)
+    problem = "the plan splits its input by rows, but no column-split layer comes before it";
+  else if (mode == GRAFT_SHARD_NONE && sharded && !activation)
+    problem = "its input is a tensor-parallel part, but it is neither row-split nor an "
+              "element-wise activation";
+  if (!problem.empty())
+    throw Failure(layer.who + ": " + problem + " (the [parallel] strategy's plan is invalid)");
+}
+
 // Creates the plugin and records its parameter specs (names without the "layers.i." prefix).
-void Model::create_plugin_layer(Layer& layer, const graft_shape& input) {
+// A sharded layer is created whole and then told its part: a ROW layer is created with the
+// whole input (this rank's `input` part times the shards) and then expects the part.
+void Model::create_plugin_layer(Layer& layer, const graft_shape& input, int32_t mode) {
   const graft_host_api* host = host_api();
   graft_shape shape = input;
   const PluginRecord& rec = *layer.choice->record;
@@ -156,13 +246,27 @@ void Model::create_plugin_layer(Layer& layer, const graft_shape& input) {
     return;
   }
   layer.layer_vtable = &rec.vtable<graft_layer_vtable>();
+  if (mode == GRAFT_SHARD_ROW) shape = whole_shape(input, input.ndim - 1, settings_.shards);
   throw_if_failed(layer.layer_vtable->create(host, layer.choice->options.get(), &shape, &layer.self),
                   layer.who + " with input shape " + shape_string(shape));
+  if (mode != GRAFT_SHARD_NONE) {
+    const graft_layer_vtable& vt = *layer.layer_vtable;
+    const bool has_shard = vt.struct_size >= offsetof(graft_layer_vtable, shard) + sizeof(vt.shard) &&
+                           vt.shard != nullptr;
+    if (!has_shard)
+      throw Failure(layer.who + ": the plan shards it, but the plugin has no shard()");
+    throw_if_failed(vt.shard(layer.self, mode, settings_.shard_index, settings_.shards),
+                    layer.who + " split " + (mode == GRAFT_SHARD_COLUMN ? "by columns" : "by rows") +
+                        " into " + std::to_string(settings_.shards) +
+                        " tensor-parallel parts ([parallel] strategy)");
+  }
   graft_layer_desc desc{};
   desc.struct_size = sizeof desc;
   throw_if_failed(layer.layer_vtable->describe(layer.self, &desc), layer.who);
   layer.out = desc.output;
   layer.workspace_per_sample = desc.workspace_per_sample;
+  const size_t use_end = offsetof(graft_layer_desc, workspace_use) + sizeof(desc.workspace_use);
+  if (desc.struct_size >= use_end) layer.workspace_use = desc.workspace_use;
   // The array's stride is the plugin's struct_size, which an older plugin has smaller.
   const size_t stride = desc.n_params ? desc.params[0].struct_size : 0;
   for (size_t p = 0; p < desc.n_params; ++p) {
@@ -204,6 +308,17 @@ void Model::initialise_parameters() {
       const graft_param_spec& s = info.spec;
       const uint64_t stream = kParameterStream | (uint64_t(layer->index) << 16) | k;
       DLTensor* t = layer->param_views.back().get();
+      // A tensor-parallel part is its slice of the whole tensor drawn from the same stream,
+      // so its values do not depend on the layout; the whole lives only during the fill.
+      const int axis = part_axis(info.spec);
+      Buffer whole;
+      TensorView whole_view;
+      if (axis >= 0) {
+        const graft_shape whole_dims = whole_shape(info.shape, axis, settings_.shards);
+        whole = Buffer(settings_.device, size_t(graft_shape_numel(&whole_dims)));
+        whole_view = TensorView(whole.data(), settings_.device, whole_dims);
+        t = whole_view.get();
+      }
       const double fan_in = double(std::max<int64_t>(1, s.fan_in));
       const double fan_out = double(std::max<int64_t>(1, s.fan_out));
       graft_status* st = nullptr;
@@ -232,6 +347,9 @@ void Model::initialise_parameters() {
                           std::to_string(s.init));
       }
       throw_if_failed(st, "initialising " + info.name);
+      if (axis >= 0)
+        copy_part_from_whole(whole.data(), param_buffer_.data() + info.offset, info.shape, axis,
+                             settings_.shard_index, settings_.shards);
     }
     for (auto& v : layer->param_views) layer->param_ptrs.push_back(v.get());
     for (auto& v : layer->grad_views) layer->grad_ptrs.push_back(v.get());
@@ -279,6 +397,7 @@ size_t Model::planned_bytes() const {
     for (const Buffer& b : slot->outputs) bytes += b.bytes();
     for (const Buffer& b : slot->input_grads) bytes += b.bytes();
     for (const Buffer& b : slot->workspaces) bytes += b.bytes();
+    bytes += slot->scratch.bytes();
     bytes += slot->dprediction.bytes();
   }
   return bytes;

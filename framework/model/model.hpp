@@ -3,6 +3,7 @@
 // buffers, the loss, and the graft_model_api strategies drive. No allocation after construction.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -119,7 +120,19 @@ class Model {
   const DLTensor* backward(const graft_exec_ctx& ctx, int64_t begin, int64_t end,
                            const DLTensor& dy, void (*on_layer_done)(void*, int64_t), void* user);
   void zero_grad();
-  void optimizer_step(const graft_exec_ctx& ctx);
+  void optimizer_step(const graft_exec_ctx& ctx);  // optimizer_step_layers over every layer
+
+  // For the parallel strategies (strategy.h; model_api.cpp). Layer indices are top-level.
+  // A 1-D float32 view of the parameters (or gradients) of layers [begin, end); its shape
+  // array is the model's and stays valid while the model lives.
+  void layer_range_view(bool gradients, int64_t begin, int64_t end, DLTensor& out);
+  // Sum of squared gradients of layers [begin, end): buffers never count, a tensor-parallel
+  // shard (spec.shard_axis >= 0) always, a whole tensor only when count_replicated.
+  double grad_sq_norm(int64_t begin, int64_t end, bool count_replicated);
+  // Clips (by total_sq_norm when >= 0, else by these layers' own norm), applies the schedule
+  // and updates the parameters of layers [begin, end); one optimizer step is counted.
+  void optimizer_step_layers(const graft_exec_ctx& ctx, int64_t begin, int64_t end,
+                             double total_sq_norm);
 
  private:
   struct Layer;
@@ -130,12 +143,17 @@ class Model {
   graft_shape build_layers(std::vector<PluginChoice>& choices, graft_shape shape,
                            const std::string& prefix, int64_t top, int depth,
                            std::vector<Layer*>& out, int32_t& next_nested_index);
-  void create_plugin_layer(Layer& layer, const graft_shape& shape);
+  // mode: the plan's graft_shard_mode for this layer (NONE inside residual blocks).
+  void create_plugin_layer(Layer& layer, const graft_shape& shape, int32_t mode);
+  void check_shard_order(const Layer& layer, int32_t mode, bool sharded) const;
   void initialise_parameters();
   const DLTensor* forward_layer(Slot& slot, Layer& layer, graft_exec_ctx& ctx, int64_t rows,
                                 const DLTensor* input);
+  void place_workspaces(const std::vector<Layer*>& list, bool top);
   DLTensor* backward_layer(Slot& slot, Layer& layer, graft_exec_ctx& ctx, int64_t rows,
                            const DLTensor* dy, bool want_dx);
+  // [first, last) in floats of the buffers that layers [begin, end) own; throws on a bad range.
+  std::pair<size_t, size_t> layer_floats(int64_t begin, int64_t end, const char* what) const;
 
   ModelSettings settings_;
   graft_shape input_;
@@ -153,6 +171,7 @@ class Model {
   graft_target_info target_;
   int64_t optimizer_steps_ = 0;
   double last_lr_ = 0.0;
+  std::map<std::pair<int64_t, int64_t>, int64_t> range_shapes_;  // layer_range_view's shapes
 };
 
 }  // namespace graft::runtime

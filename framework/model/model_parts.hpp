@@ -33,6 +33,13 @@ struct Model::Layer {
   const graft_activation_vtable* activation_vtable = nullptr;
   graft_shape in{}, out{};
   int64_t workspace_per_sample = 0;
+  int32_t workspace_use = GRAFT_WORKSPACE_KEPT;  // the plugin's graft_workspace_use
+  // Where the workspace lives (model.cpp plans it): the layer's own buffer, the slot's shared
+  // scratch, or the buffer of its output's gradient (GRAFT_WORKSPACE_SCRATCH_OVER_DY): the
+  // input gradient of the layer at flat index workspace_over, or the loss gradient (-1).
+  enum class WorkspaceIn { own, scratch, output_gradient };
+  WorkspaceIn workspace_in = WorkspaceIn::own;
+  int64_t workspace_over = -1;
   std::vector<size_t> param_indices;
   std::vector<TensorView> param_views, grad_views;
   std::vector<const DLTensor*> param_ptrs;
@@ -46,6 +53,20 @@ struct Model::Layer {
 struct Model::Slot {
   std::vector<Buffer> outputs, input_grads, workspaces;
   std::vector<TensorView> inputs, output_views, input_grad_views, workspace_views;
+  // One workspace for all layers whose workspace is scratch only: layers of a slot run one
+  // at a time, so they can take turns with it (the largest one's size).
+  Buffer scratch;
+
+  float* workspace(const Layer& layer) {
+    switch (layer.workspace_in) {
+      case Layer::WorkspaceIn::scratch: return scratch.data();
+      case Layer::WorkspaceIn::output_gradient:
+        return layer.workspace_over < 0 ? dprediction.data()
+                                        : input_grads[size_t(layer.workspace_over)].data();
+      case Layer::WorkspaceIn::own: break;
+    }
+    return workspaces[layer.flat].data();
+  }
   Buffer dprediction;
   TensorView dprediction_view;
 };

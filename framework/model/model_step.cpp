@@ -4,6 +4,7 @@
 #include <cstring>
 #include <functional>
 
+#include "device/cpu/cpu_primitives.hpp"
 #include "model/model.hpp"
 #include "model/model_parts.hpp"
 
@@ -49,7 +50,7 @@ const DLTensor* Model::forward_layer(Slot& slot, Layer& layer, graft_exec_ctx& c
     st = layer.activation_vtable->forward(layer.self, &ctx, slot.inputs[f].get(), y);
   } else {
     graft_shape ws{1, {layer.workspace_per_sample}};
-    slot.workspace_views[f] = TensorView(slot.workspaces[f].data(), settings_.device, rows, ws);
+    slot.workspace_views[f] = TensorView(slot.workspace(layer), settings_.device, rows, ws);
     st = layer.layer_vtable->forward(layer.self, &ctx, layer.param_ptrs.data(), slot.inputs[f].get(),
                                      y, layer.workspace_per_sample ? slot.workspace_views[f].get() : nullptr);
   }
@@ -139,6 +140,9 @@ DLTensor* Model::backward_layer(Slot& slot, Layer& layer, graft_exec_ctx& ctx, i
   }
   DLTensor* dx = nullptr;
   if (want_dx) {
+    if (!slot.input_grads[f].size())  // model.cpp plans none for the layer reading the input
+      throw Failure(layer.who + " backward: the gradient of the model's input was asked for, "
+                    "but no buffer is planned for it");
     slot.input_grad_views[f] = TensorView(slot.input_grads[f].data(), settings_.device, rows, layer.in);
     dx = slot.input_grad_views[f].get();
   }
@@ -158,26 +162,34 @@ DLTensor* Model::backward_layer(Slot& slot, Layer& layer, graft_exec_ctx& ctx, i
 }
 
 void Model::zero_grad() {
-  if (grad_buffer_.size()) std::memset(grad_buffer_.data(), 0, grad_buffer_.bytes());
+  // On the host's threads, with streaming stores for a large model (cpu_primitives.hpp).
+  cpu::zero(grad_buffer_.data(), int64_t(grad_buffer_.size()));
 }
 
 void Model::optimizer_step(const graft_exec_ctx& ctx) {
+  optimizer_step_layers(ctx, 0, layer_count(), -1.0);
+}
+
+void Model::optimizer_step_layers(const graft_exec_ctx& ctx, int64_t begin, int64_t end,
+                                  double total_sq_norm) {
   const graft_host_api* host = host_api();
-  if (settings_.clip_grad_norm > 0.0 && grad_buffer_.size()) {
-    TensorView all(grad_buffer_.data(), settings_.device, graft_shape{1, {int64_t(grad_buffer_.size())}});
-    double squared = 0.0;
-    if (graft_status* st = host->dot(&ctx, all.get(), all.get(), &squared))
-      throw_if_failed(st, "gradient norm");
+  const auto [first, last] = layer_floats(begin, end, "optimizer_step_layers");
+  if (settings_.clip_grad_norm > 0.0 && last > first) {
+    // The norm is global: a strategy that holds part of the model passes the all-reduced sum.
+    const double squared = total_sq_norm >= 0.0 ? total_sq_norm : grad_sq_norm(begin, end, true);
     const double norm = std::sqrt(squared);
     if (norm > settings_.clip_grad_norm) {  // as torch.nn.utils.clip_grad_norm_
+      TensorView grads(grad_buffer_.data() + first, settings_.device,
+                       graft_shape{1, {int64_t(last - first)}});
       const float scale = float(settings_.clip_grad_norm / (norm + 1e-6));
-      if (graft_status* st = host->axpby(&ctx, scale, all.get(), 0.0f, all.get()))
+      if (graft_status* st = host->axpby(&ctx, scale, grads.get(), 0.0f, grads.get()))
         throw_if_failed(st, "gradient clipping");
     }
   }
   last_lr_ = settings_.schedule.at(optimizer_steps_);
   const auto& vt = optimizer_choice_.record->vtable<graft_optimizer_vtable>();
   for (auto& layer : all_layers_) {
+    if (layer->top < begin || layer->top >= end) continue;
     for (size_t k = 0; k < layer->param_indices.size(); ++k) {
       const ParameterInfo& info = params_[layer->param_indices[k]];
       if (info.spec.is_buffer) continue;  // the layer keeps it (running statistics)
@@ -241,10 +253,24 @@ graft_status* api_optimizer_step(graft_model* m, const graft_exec_ctx* ctx) {
 }
 int32_t api_layer_stage(graft_model* m, int64_t i) { return self(m)->layer_stage(i); }
 int32_t api_layer_shard(graft_model* m, int64_t i) { return self(m)->layer_shard(i); }
-// gradients .. optimizer_step_layers: the data-parallel work fills them in.
+graft_status* api_gradients(graft_model* m, int64_t b, int64_t e, DLTensor* out) {
+  return guarded([&] { self(m)->layer_range_view(true, b, e, *out); });
+}
+graft_status* api_parameters(graft_model* m, int64_t b, int64_t e, DLTensor* out) {
+  return guarded([&] { self(m)->layer_range_view(false, b, e, *out); });
+}
+graft_status* api_grad_sq_norm(graft_model* m, int64_t b, int64_t e, int32_t count_replicated,
+                               double* out) {
+  return guarded([&] { *out = self(m)->grad_sq_norm(b, e, count_replicated != 0); });
+}
+graft_status* api_optimizer_step_layers(graft_model* m, const graft_exec_ctx* ctx, int64_t b,
+                                        int64_t e, double total_sq_norm) {
+  return guarded([&] { self(m)->optimizer_step_layers(*ctx, b, e, total_sq_norm); });
+}
 const graft_model_api kModelApi = {sizeof(graft_model_api), api_layer_count, api_forward, api_loss,
                                    api_backward, api_zero_grad, api_optimizer_step,
-                                   nullptr, nullptr, nullptr, nullptr,
+                                   api_gradients, api_parameters, api_grad_sq_norm,
+                                   api_optimizer_step_layers,
                                    api_layer_stage, api_layer_shard};
 }  // namespace
 

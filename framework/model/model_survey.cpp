@@ -16,6 +16,29 @@ struct Instance {
   }
 };
 
+// The entry's flags say what the plugin can shard; an instance may refuse by its options (a
+// linear with a fused activation cannot be row-split). Each mode is tried on a fresh instance
+// as one part of one, which no divisibility rule refuses; the flags it refuses are cleared,
+// so a strategy replicates that layer instead of failing later.
+uint32_t shard_modes_accepted(const PluginChoice& choice, const graft_shape& input) {
+  const auto& vt = choice.record->vtable<graft_layer_vtable>();
+  const uint32_t flags = choice.record->entry->flags;
+  const bool has_shard = vt.struct_size >= offsetof(graft_layer_vtable, shard) + sizeof(vt.shard) &&
+                         vt.shard != nullptr;
+  uint32_t keep = ~(GRAFT_ENTRY_SHARD_COLUMN | GRAFT_ENTRY_SHARD_ROW);
+  for (const auto& [flag, mode] : {std::pair{GRAFT_ENTRY_SHARD_COLUMN, GRAFT_SHARD_COLUMN},
+                                   std::pair{GRAFT_ENTRY_SHARD_ROW, GRAFT_SHARD_ROW}}) {
+    if (!has_shard || !(flags & flag)) continue;
+    Instance probe;
+    probe.destroy = vt.destroy;
+    graft_shape shape = input;
+    if (StatusPtr failed = take(vt.create(host_api(), choice.options.get(), &shape, &probe.self)))
+      continue;
+    if (!take(vt.shard(probe.self, mode, 0, 1))) keep |= flag;
+  }
+  return keep;
+}
+
 LayerSurvey survey_one(const PluginChoice& choice, const graft_shape& input) {
   LayerSurvey s;
   s.input = input;
@@ -26,6 +49,7 @@ LayerSurvey survey_one(const PluginChoice& choice, const graft_shape& input) {
     for (const PluginChoice& inner : choice.inner) {
       LayerSurvey in = survey_one(inner, shape);
       s.parameters += in.parameters;
+      s.flags |= in.flags & GRAFT_ENTRY_BATCH_STATISTICS;  // a block mixes rows if one inside does
       shape = in.output;
     }
     return s;  // the model checks that the block gives its input shape back
@@ -60,6 +84,7 @@ LayerSurvey survey_one(const PluginChoice& choice, const graft_shape& input) {
         reinterpret_cast<const char*>(desc.params) + p * stride);
     s.parameters += graft_shape_numel(&spec->shape);
   }
+  s.flags &= shard_modes_accepted(choice, input);
   return s;
 }
 

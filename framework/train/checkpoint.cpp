@@ -2,10 +2,10 @@
 #include "train/checkpoint.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "train/parameters_gather.hpp"
 #include "train/safetensors.hpp"
 #include "util/errors.hpp"
 
@@ -15,7 +15,12 @@ namespace graft::runtime {
 
 namespace {
 
-std::vector<int64_t> dims(const graft_shape& s) { return {s.dims, s.dims + s.ndim}; }
+// "(784, 512)"
+std::string dims_string(const std::vector<int64_t>& dims) {
+  std::string out;
+  for (int64_t d : dims) out += (out.empty() ? "" : ", ") + std::to_string(d);
+  return "(" + out + (dims.size() == 1 ? ",)" : ")");
+}
 
 // Steps of the complete checkpoints in a folder, ascending.
 std::vector<int64_t> complete_steps(const fs::path& folder) {
@@ -44,18 +49,16 @@ fs::path latest_checkpoint(const fs::path& folder) {
 }
 
 fs::path save_checkpoint(const fs::path& folder, Model& model, const TrainingPosition& position,
-                         int64_t keep) {
-  fs::create_directories(folder);
-  std::vector<NamedTensor> tensors;
-  for (const ParameterInfo& p : model.parameters())
-    tensors.push_back({p.name, dims(p.shape), model.parameter_data() + p.offset});
-  const auto& states = model.optimizer_state_names();
-  for (size_t s = 0; s < states.size(); ++s)
-    for (const ParameterInfo& p : model.parameters())
-      tensors.push_back({"optimizer." + p.name + "." + states[s], dims(p.shape),
-                         model.state_data(s) + p.offset});
+                         int64_t keep, Communicator* comm) {
+  // Parameters first, then each optimizer state: the order of the tensors in the file.
+  const std::vector<WholeTensor> whole = gather_whole_parameters(model, comm, true);
   const std::string stem = "step_" + std::to_string(position.step);
   const fs::path tensor_file = folder / (stem + ".safetensors");
+  if (comm && comm->rank() != 0) return tensor_file;
+  fs::create_directories(folder);
+  std::vector<NamedTensor> tensors;
+  for (const WholeTensor& w : whole) tensors.push_back({w.name, w.shape, w.values.data()});
+  const auto& states = model.optimizer_state_names();
   write_safetensors(tensor_file, tensors,
                     {{"format", "graft"}, {"step", std::to_string(position.step)}});
   nlohmann::ordered_json meta = {{"step", position.step},
@@ -103,26 +106,18 @@ TrainingPosition load_checkpoint(const fs::path& given, Model& model) {
     throw UserError("checkpoint " + meta_file.string() + " is not valid JSON: " + e.what());
   }
   SafetensorsFile file = read_safetensors(tensor_file);
-  auto restore = [&](const std::string& name, const graft_shape& shape, float* into) {
+  // The file holds whole tensors; this rank keeps its part of each.
+  keep_own_parts(model, [&](const std::string& name, const std::vector<int64_t>& expected) {
     auto it = file.tensors.find(name);
     if (it == file.tensors.end())
       throw UserError("checkpoint " + tensor_file.string() + " has no tensor '" + name +
                       "': it was saved from a different model or optimizer");
-    if (it->second.shape != dims(shape)) {
-      std::string saved;
-      for (int64_t d : it->second.shape) saved += (saved.empty() ? "" : ", ") + std::to_string(d);
-      throw UserError("checkpoint " + tensor_file.string() + ": tensor '" + name + "' has shape (" +
-                      saved + ") but the model's is " + shape_string(shape) +
-                      ": the config's model differs from the one saved");
-    }
-    std::memcpy(into, it->second.values.data(), it->second.values.size() * sizeof(float));
-  };
-  for (const ParameterInfo& p : model.parameters())
-    restore(p.name, p.shape, model.parameter_data() + p.offset);
-  const auto& states = model.optimizer_state_names();
-  for (size_t s = 0; s < states.size(); ++s)
-    for (const ParameterInfo& p : model.parameters())
-      restore("optimizer." + p.name + "." + states[s], p.shape, model.state_data(s) + p.offset);
+    if (it->second.shape != expected)
+      throw UserError("checkpoint " + tensor_file.string() + ": tensor '" + name + "' has shape " +
+                      dims_string(it->second.shape) + " but the model's is " +
+                      dims_string(expected) + ": the config's model differs from the one saved");
+    return static_cast<const float*>(it->second.values.data());
+  });
   TrainingPosition pos;
   try {
     pos.step = meta.at("step").get<int64_t>();

@@ -1,12 +1,14 @@
 // Checkpoints (DESIGN.md §7): checkpoints/step_N.safetensors with whole parameters and
 // optimizer state, plus step_N.json with the training position. The .json is written last, so
-// a checkpoint counts only when both files exist.
+// a checkpoint counts only when both files exist. Tensors are always whole (gathered from
+// tensor-parallel parts and pipeline stages), so any strategy on any world can resume them.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <string>
 
+#include "comm/communicator.hpp"
 #include "model/model.hpp"
 
 namespace graft::runtime {
@@ -19,12 +21,15 @@ struct TrainingPosition {
 };
 
 // Saves and then deletes all but the newest `keep` checkpoints (keep <= 0 keeps all).
+// Collective over `comm` (NULL: a world of one): every rank calls it, rank 0 alone writes.
 std::filesystem::path save_checkpoint(const std::filesystem::path& folder, Model& model,
-                                      const TrainingPosition& position, int64_t keep);
+                                      const TrainingPosition& position, int64_t keep,
+                                      Communicator* comm = nullptr);
 
 // Loads parameters and optimizer state into the model; returns where training stopped.
 // `path` is a step_N.safetensors or step_N.json file, or a run folder / checkpoints folder
-// (its newest complete checkpoint).
+// (its newest complete checkpoint). Every rank reads the file and keeps its own parts; no
+// communication.
 TrainingPosition load_checkpoint(const std::filesystem::path& path, Model& model);
 
 // The newest complete checkpoint in a checkpoints folder, or "" when there is none.

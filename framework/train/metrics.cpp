@@ -33,6 +33,15 @@ void MetricsLog::eval(const EvalRecord& r) {
   out_.flush();
 }
 
+void MetricsLog::strategy(const StrategyRecord& r) {
+  if (!out_.is_open()) return;
+  nlohmann::ordered_json j = {{"event", "strategy"}, {"strategy", r.strategy}, {"step", r.step},
+                              {"epoch", r.epoch}};
+  for (const auto& [name, value] : r.values) j[name] = value;
+  out_ << j.dump() << '\n';
+  out_.flush();
+}
+
 Progress::Progress(const std::string& mode, int64_t total_steps)
     : total_(total_steps), start_(std::chrono::steady_clock::now()), last_draw_(start_) {
   quiet_ = mode == "none";

@@ -23,6 +23,13 @@ struct EvalRecord {
   std::vector<std::pair<std::string, double>> metrics;  // e.g. accuracy
 };
 
+// What a strategy reported at an epoch's end (strategy.h), e.g. a pipeline's idle per stage.
+struct StrategyRecord {
+  std::string strategy;
+  int64_t step, epoch;
+  std::vector<std::pair<std::string, double>> values;
+};
+
 class MetricsLog {
  public:
   MetricsLog() = default;
@@ -30,6 +37,7 @@ class MetricsLog {
   MetricsLog(const std::filesystem::path& file, bool append);
   void train(const TrainRecord& r);
   void eval(const EvalRecord& r);
+  void strategy(const StrategyRecord& r);
 
  private:
   std::ofstream out_;

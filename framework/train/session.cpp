@@ -60,7 +60,13 @@ void Session::check_early_stopping_metric() const {
 }
 
 Session::Session(Config cfg, const SessionOptions& options)
-    : config(std::move(cfg)), registry(host_api()), rank(options.rank), world(options.world) {
+    : config(std::move(cfg)), registry(host_api()), rank(options.rank), world(options.world),
+      write_outputs(options.write_outputs), job_(options.job) {
+  if (job_) {
+    rank = job_->world().rank();
+    world = job_->world().size();
+    job_->set_timeout(config.parallel.timeout_s);
+  }
   set_cpu_threads(config.run.threads);
   if (config.run.device != "cpu")
     throw UserError(config.file.string() + ": [run] device = \"" + config.run.device +
@@ -107,7 +113,8 @@ Session::Session(Config cfg, const SessionOptions& options)
   strategy_options_ = bind_options(*strategy->entry, config.parallel.table, "[parallel]",
                                    reserved_keys(Section::parallel));
   resolved.emplace_back("parallel", strategy_options_.resolved());
-  strategy_self = create_strategy(rank, world, nullptr, nullptr);
+  strategy_self = job_ ? create_strategy(rank, world, comm_handle(job_->world()), comm_api())
+                      : create_strategy(rank, world, nullptr, nullptr);
   survey = survey_layers(layers, info.input);
   layout = plan_layout(*strategy, strategy_self, survey, config.data.batch_size,
                        config.run.gradient_accumulation);
@@ -139,7 +146,7 @@ Session::Session(Config cfg, const SessionOptions& options)
 
 void* Session::create_strategy(int32_t r, int32_t size, graft_comm* comm,
                                const graft_comm_api* comm_api) const {
-  graft_world w{sizeof(graft_world), r, size, comm, comm_api, 0.0};
+  graft_world w{sizeof(graft_world), r, size, comm, comm_api, config.parallel.timeout_s};
   void* self = nullptr;
   throw_if_failed(strategy->vtable<graft_strategy_vtable>().create(host_api(), strategy_options_.get(),
                                                                   &w, &self),

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/job.hpp"
 #include "config/config.hpp"
 #include "data/dataset_instance.hpp"
 #include "model/model.hpp"
@@ -18,6 +19,11 @@ namespace graft::runtime {
 struct SessionOptions {
   std::vector<std::string> plugin_dirs;  // --plugin-dir
   bool open_test_split = true;
+  bool write_outputs = true;  // false: no run folder files at all (`graft verify`)
+  // The job this process belongs to (train, eval, verify): rank and world come from its
+  // communicator, which the strategy gets, and its watchdog takes [parallel] timeout_s. NULL
+  // when nothing communicates (validate): then rank and world below are used as given.
+  Job* job = nullptr;
   int32_t rank = 0;
   int32_t world = 1;
 };
@@ -37,8 +43,12 @@ class Session {
   const PluginRecord* strategy = nullptr;
   void* strategy_self = nullptr;
   int32_t rank = 0, world = 1;
+  bool write_outputs = true;  // SessionOptions::write_outputs
   std::vector<LayerSurvey> survey;  // the top-level layers, before the model was built
   LayoutPlan layout;                // this rank's plan, which the model was built with
+
+  // The job's world communicator (checkpoint gathers, agreeing on results); NULL without a job.
+  Communicator* comm() const { return job_ ? &job_->world() : nullptr; }
 
   // The plan rank r of a world of `size` would get (`graft validate --world`); no comm needed.
   LayoutPlan plan_for(int32_t r, int32_t size) const;
@@ -60,6 +70,7 @@ class Session {
   // The strategy for rank r of `size`; comm may be NULL when only planning.
   void* create_strategy(int32_t r, int32_t size, graft_comm* comm,
                         const graft_comm_api* comm_api) const;
+  Job* job_ = nullptr;  // see SessionOptions::job
   PluginChoice reader_;
   BoundOptions strategy_options_;
   std::string resolved_config_;

@@ -3,6 +3,7 @@
 #include "train/trainer.hpp"
 
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -29,6 +30,20 @@ graft_step_result empty_result() {
   graft_step_result r{};
   r.struct_size = sizeof r;
   return r;
+}
+
+// The rows of each batch this rank reads: the strategy's batch_rows (absent in an older
+// plugin: all of them).
+RowSelection strategy_rows(const Session& session, bool training) {
+  const auto& vt = session.strategy->vtable<graft_strategy_vtable>();
+  const size_t has_rows = offsetof(graft_strategy_vtable, batch_rows) + sizeof(vt.batch_rows);
+  if (vt.struct_size < has_rows || !vt.batch_rows) return {};
+  void* self = session.strategy_self;
+  return [&vt, self, training](int64_t rows) {
+    int64_t begin = 0, end = rows;
+    vt.batch_rows(self, rows, training ? 1 : 0, &begin, &end);
+    return std::pair<int64_t, int64_t>{begin, end};
+  };
 }
 
 std::string format_value(double value) {
@@ -123,13 +138,15 @@ std::string describe(const EvalSummary& e) {
 EvalSummary evaluate(Session& session, DatasetInstance& data) {
   const Config& c = session.config;
   const int64_t batch = c.data.eval_batch_size > 0 ? c.data.eval_batch_size : c.data.batch_size;
-  BatchLoader loader(data, batch, /*shuffle=*/false, c.run.seed, /*drop_last=*/false);
+  BatchLoader loader(data, batch, /*shuffle=*/false, c.run.seed, /*drop_last=*/false,
+                     strategy_rows(session, false));
   loader.start_epoch(0);
   graft_exec_ctx ctx = session.context(false);
   const auto& strategy = session.strategy->vtable<graft_strategy_vtable>();
   graft_step_result total = empty_result();
   while (const Batch* b = loader.next()) {
     ctx.global_batch = b->rows;
+    ctx.row_offset = b->row_offset;
     if (graft_status* st = strategy.eval_step(session.strategy_self, session.model->api(),
                                               session.model->handle(), &ctx, &b->x, &b->y, &total))
       throw_if_failed(st, "strategy '" + session.strategy->name + "' evaluation");
@@ -144,14 +161,14 @@ EvalSummary evaluate(Session& session, DatasetInstance& data) {
   return e;
 }
 
-TrainSummary train(Session& session) {
+TrainSummary train(Session& session, const StepObserver& on_step) {
   const Config& c = session.config;
   Model& model = *session.model;
-  const bool lead = session.rank == 0;  // only one rank writes files
+  const bool lead = session.rank == 0 && session.write_outputs;  // only one rank writes files
   const fs::path checkpoints = session.run_dir / "checkpoints";
 
   BatchLoader loader(*session.train_set, c.data.batch_size, c.data.shuffle, c.run.seed,
-                     c.data.drop_last);
+                     c.data.drop_last, strategy_rows(session, true));
   const int64_t per_epoch = loader.batches_per_epoch();
   if (per_epoch == 0)
     throw UserError("[data] the training split has no full batch of " +
@@ -185,14 +202,16 @@ TrainSummary train(Session& session) {
                   std::to_string(position.epoch) + ", batch " +
                   std::to_string(position.batch_in_epoch) + ")").c_str());
 
+  // Every rank takes part (the checkpoint gathers whole tensors from parts and stages); rank 0
+  // alone writes. The condition must not depend on the rank, or the others would wait.
   auto save = [&](const TrainingPosition& p) {
-    if (!lead || !c.checkpoint.enabled) return;
+    if (!session.write_outputs || !c.checkpoint.enabled) return;
     TrainingPosition at = p;
     if (at.batch_in_epoch >= per_epoch) {  // an epoch's end continues with the next epoch
       at.epoch += 1;
       at.batch_in_epoch = 0;
     }
-    save_checkpoint(checkpoints, model, at, c.checkpoint.keep);
+    save_checkpoint(checkpoints, model, at, c.checkpoint.keep, session.comm());
   };
   if (c.run.early_stopping.enabled && !session.test_set)
     throw UserError(c.file.string() + ": [run.early_stopping] watches the test-split evaluations, "
@@ -222,6 +241,21 @@ TrainSummary train(Session& session) {
   int64_t window_steps = 0;
   graft_exec_ctx ctx = session.context(true);
   const auto& strategy = session.strategy->vtable<graft_strategy_vtable>();
+  // The strategy's word on the epoch (a pipeline's idle per stage): asked on every rank, since
+  // it may gather figures from all of them; rank 0 prints and records it.
+  auto report_strategy = [&](int64_t at_step, int64_t epoch) {
+    const size_t has = offsetof(graft_strategy_vtable, report) + sizeof(strategy.report);
+    if (strategy.struct_size < has || !strategy.report) return;
+    graft_strategy_report r{};
+    r.struct_size = sizeof r;
+    if (graft_status* st = strategy.report(session.strategy_self, &r))
+      throw_if_failed(st, "strategy '" + session.strategy->name + "' report");
+    if (!lead) return;
+    if (r.message) progress.line(r.message);
+    StrategyRecord record{session.strategy->name, at_step, epoch, {}};
+    for (int64_t i = 0; i < r.n_values; ++i) record.values.emplace_back(r.names[i], r.values[i]);
+    if (!record.values.empty()) metrics.strategy(record);
+  };
   int64_t step = position.step;
   int64_t skip = position.batch_in_epoch;
   bool done = step >= total_steps || !stop_message.empty();
@@ -232,7 +266,8 @@ TrainSummary train(Session& session) {
     skip = 0;
     while (const Batch* b = loader.next()) {
       ctx.step = step;
-      ctx.global_batch = b->rows;
+      ctx.global_batch = b->rows;  // x and y hold this rank's rows of it
+      ctx.row_offset = b->row_offset;
       graft_step_result result = empty_result();
       if (graft_status* st = strategy.train_step(session.strategy_self, model.api(), model.handle(),
                                                  &ctx, &b->x, &b->y, &result))
@@ -241,6 +276,7 @@ TrainSummary train(Session& session) {
       ++batch_in_epoch;
       const double loss = result.rows ? result.loss_sum / double(result.rows) : 0.0;
       summary.last_loss = loss;
+      if (on_step) on_step(step, loss);
       window_loss += loss;
       window_rows += b->rows;
       ++window_steps;
@@ -267,6 +303,7 @@ TrainSummary train(Session& session) {
       }
     }
     const bool epoch_finished = batch_in_epoch >= per_epoch;
+    if (epoch_finished || done) report_strategy(step, epoch);
     if (c.run.eval_every == 0 && (epoch_finished || done) && run_eval(step, epoch, summary))
       done = true;
     if (c.checkpoint.every == 0 || done) save({step, epoch, batch_in_epoch, c.run.seed});

@@ -1,6 +1,7 @@
 // The training loop and evaluation over a session.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,8 +25,10 @@ struct TrainSummary {
 };
 
 // Trains as the session's config says, resuming when [checkpoint] resume asks; writes
-// config.toml, metrics.jsonl and checkpoints under the run folder.
-TrainSummary train(Session& session);
+// config.toml, metrics.jsonl and checkpoints under the run folder (rank 0, unless the session
+// writes no outputs). on_step, when given, hears each step's mean loss (`graft verify`).
+using StepObserver = std::function<void(int64_t step, double loss)>;
+TrainSummary train(Session& session, const StepObserver& on_step = {});
 
 // Loss and metrics of the current model on a data set (the test split by default).
 EvalSummary evaluate(Session& session, DatasetInstance& data);

@@ -125,6 +125,42 @@ TEST_CASE("skip_batches resumes an epoch where it stopped; drop_last leaves the 
   for (size_t b = 0; b < batches.size(); ++b) CHECK(batches[b] == full[b]);
 }
 
+TEST_CASE("a row selection reads only its rows of each batch, the short last one too") {
+  auto dataset = generated("loader_rows");
+  BatchLoader whole(*dataset, 10, true, 4, false);
+  const auto full = epoch(whole, 1);
+  // The middle third, as rank 1 of 3 of data_parallel would read it.
+  auto middle = [](int64_t rows) { return std::pair<int64_t, int64_t>{rows / 3, 2 * rows / 3}; };
+  BatchLoader part(*dataset, 10, true, 4, false, middle);
+  part.start_epoch(1);
+  size_t b = 0;
+  while (const Batch* batch = part.next()) {
+    REQUIRE(b < full.size());
+    const int64_t rows = int64_t(full[b].size());
+    CHECK(batch->rows == rows);  // the whole batch's, for ctx.global_batch
+    CHECK(batch->row_offset == rows / 3);
+    REQUIRE(batch->x.shape[0] == 2 * rows / 3 - rows / 3);
+    CHECK(batch->y.shape[0] == batch->x.shape[0]);
+    for (int64_t row = 0; row < batch->x.shape[0]; ++row)
+      CHECK(sample_of(*batch, row) == full[b][size_t(batch->row_offset + row)]);
+    ++b;
+  }
+  CHECK(b == full.size());
+  // A rank with no rows of a batch gets an empty one, and a selection outside the batch is
+  // the strategy's error.
+  BatchLoader none(*dataset, 10, true, 4, false, [](int64_t rows) {
+    return std::pair<int64_t, int64_t>{rows, rows};
+  });
+  none.start_epoch(0);
+  const Batch* first = none.next();
+  REQUIRE(first);
+  CHECK(first->x.shape[0] == 0);
+  CHECK(first->rows == 10);
+  CHECK_THROWS_AS(BatchLoader(*dataset, 10, true, 4, false,
+                              [](int64_t rows) { return std::pair<int64_t, int64_t>{0, rows + 1}; }),
+                  graft::runtime::Failure);
+}
+
 TEST_CASE("two buffer sets serve every batch; a new epoch may start mid-epoch") {
   auto dataset = generated("loader_buffers");
   BatchLoader loader(*dataset, 7, true, 3, false);

@@ -257,4 +257,5 @@ class BatchNorm : public graft::Layer {
 GRAFT_PLUGIN_LIBRARY("batch_norm", "0.1.0",
                      graft::layer<BatchNorm>("batch_norm",
                                              "per-channel batch normalisation with running "
-                                             "statistics (torch BatchNorm1d/2d)"))
+                                             "statistics (torch BatchNorm1d/2d)",
+                                             GRAFT_ENTRY_BATCH_STATISTICS))

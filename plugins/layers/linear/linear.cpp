@@ -1,5 +1,7 @@
 // The fully connected layer y = f(x W + b): x flattened to (N, D), W (D, H), b (H,).
 // One gemm per matrix product; the bias add and the activation f share one loop (fused).
+// Tensor parallelism (Megatron): shard(COLUMN) keeps W's columns (outputs) of one part,
+// shard(ROW) keeps W's rows (inputs) of one part and yields partial sums.
 #include <cmath>
 #include <string>
 #include <type_traits>
@@ -46,14 +48,26 @@ void bias_activation(float* y, const float* bias, float* pre, int64_t n, int64_t
   }
 }
 
+// g *= f'(y) in place: dz over dy's own memory (GRAFT_WORKSPACE_SCRATCH_OVER_DY). A loop of
+// its own, so that the compiler need not guard a vector loop against dz overlapping dy.
+template <Kind K>
+void scale_by_derivative(float* __restrict g, const float* __restrict y, int64_t count,
+                         float slope) {
+  for (int64_t i = 0; i < count; ++i)
+    g[i] = g[i] * graft::elementwise::derivative(K, y[i], y[i], slope);
+}
+
 // dz = dy * f'(.) over `count` elements. dz holds the pre-activation on entry when the
-// derivative needs it (gelu) and is overwritten in place; otherwise f' comes from y.
+// derivative needs it (gelu) and is overwritten in place; otherwise f' comes from y, and dz
+// may be dy itself.
 template <Kind K>
 void activation_gradient(const float* dy, const float* y, float* dz, bool dz_holds_pre,
                          int64_t count, float slope) {
   if (dz_holds_pre) {
     for (int64_t i = 0; i < count; ++i)
       dz[i] = dy[i] * graft::elementwise::derivative(K, dz[i], y[i], slope);
+  } else if (dz == dy) {
+    scale_by_derivative<K>(dz, y, count, slope);
   } else {
     // For relu and leaky_relu (slope >= 0), y > 0 exactly when x > 0, so y stands in for x.
     for (int64_t i = 0; i < count; ++i)
@@ -77,24 +91,66 @@ class Linear : public graft::Layer {
   }
 
   Linear(const graft::Options& o, const graft::Shape& input, graft::Host)
-      : in_features_(input.numel()),
+      : input_(input),
+        in_features_(input.numel()),
         out_features_(o.get_int("units")),
+        whole_in_(in_features_),
+        whole_out_(out_features_),
         has_bias_(o.get_bool("bias")),
         slope_(static_cast<float>(o.get_float("slope"))),
         init_name_(o.get_string("init")) {
     GRAFT_CHECK(in_features_ >= 1, "linear: the input " << input.str() << " has no features");
     const std::string activation = o.get_string("activation");
+    activation_ = activation;
     GRAFT_CHECK(graft::elementwise::parse(activation.c_str(), &kind_),
                 "linear: unknown activation '" << activation << "'; use one of "
                                                << graft::elementwise::kNames);
     keeps_pre_activation_ = !graft::elementwise::derivative_from_output(kind_);
   }
 
+  // COLUMN: W (D, H/n), b (H/n,), y (N, H/n) computed from the whole x; the fused activation
+  // runs on the part (every fused kind is element-wise). ROW: W (D/n, H), x (N, D/n), y the
+  // partial sum x W over this part's inputs; b is kept whole and added by part 0 only, so the
+  // all-reduced sum adds it once.
+  void shard(int mode, int index, int count) override {
+    GRAFT_CHECK(mode_ == GRAFT_SHARD_NONE, "linear: shard() called twice");
+    GRAFT_CHECK(count >= 1 && index >= 0 && index < count,
+                "linear: shard " << index << " of " << count << " is out of range");
+    auto divisible = [&](int64_t features, const char* what, const char* fix) {
+      GRAFT_CHECK(features % count == 0,
+                  "linear: " << what << " " << features << " does not split into " << count
+                             << " equal tensor-parallel parts; " << fix
+                             << " divisible by " << count
+                             << ", or change [parallel] (strategy or the number of ranks)");
+    };
+    if (mode == GRAFT_SHARD_COLUMN) {
+      divisible(out_features_, "units =", "choose units");
+      out_features_ /= count;
+    } else if (mode == GRAFT_SHARD_ROW) {
+      GRAFT_CHECK(input_.ndim == 1, "linear: row sharding splits the input's last axis, but the "
+                                    "input " << input_.str() << " is not 1-D");
+      GRAFT_CHECK(kind_ == Kind::none,
+                  "linear: a row-sharded linear yields partial sums, so it cannot fuse "
+                  "activation = \"" << activation_
+                                    << "\" (it must follow the all-reduce); put the activation "
+                                       "in its own layer");
+      divisible(in_features_, "its input features (the previous layer's units)",
+                "choose that layer's units");
+      in_features_ /= count;
+    } else {
+      GRAFT_CHECK(mode == GRAFT_SHARD_NONE, "linear: unknown shard mode " << mode);
+    }
+    mode_ = mode;
+    index_ = index;
+  }
+
   graft::Shape output_shape() const override { return graft::Shape{out_features_}; }
 
   std::vector<graft::Param> parameters() const override {
+    // Fans stay the whole layer's, so a part is initialised as its slice of the whole.
     graft::Param weight{"weight", graft::Shape{in_features_, out_features_}, GRAFT_INIT_ZEROS,
-                        in_features_, out_features_, 1.0f, false};
+                        whole_in_, whole_out_, 1.0f, false};
+    weight.shard_axis = mode_ == GRAFT_SHARD_COLUMN ? 1 : mode_ == GRAFT_SHARD_ROW ? 0 : -1;
     if (init_name_ == "xavier_uniform") weight.init = GRAFT_INIT_XAVIER_UNIFORM;
     if (init_name_ == "kaiming_normal") weight.init = GRAFT_INIT_KAIMING_NORMAL;
     if (init_name_ == "kaiming_uniform") {
@@ -103,9 +159,12 @@ class Linear : public graft::Layer {
       weight.gain = 0.57735026918962576f;
     }
     std::vector<graft::Param> params{weight};
-    if (has_bias_)
-      params.push_back(graft::Param{"bias", graft::Shape{out_features_}, GRAFT_INIT_ZEROS,
-                                    in_features_, out_features_, 1.0f, true});
+    if (has_bias_) {
+      graft::Param bias{"bias", graft::Shape{out_features_}, GRAFT_INIT_ZEROS, whole_in_,
+                        whole_out_, 1.0f, true};
+      bias.shard_axis = mode_ == GRAFT_SHARD_COLUMN ? 0 : -1;
+      params.push_back(bias);
+    }
     return params;
   }
 
@@ -113,19 +172,26 @@ class Linear : public graft::Layer {
   int64_t workspace_per_sample() const override {
     return kind_ == Kind::none ? 0 : out_features_;
   }
+  // Without gelu's pre-activation, dz is made from y in backward: nothing is kept, and dz may
+  // overwrite dy element by element.
+  graft_workspace_use workspace_use() const override {
+    return keeps_pre_activation_ ? GRAFT_WORKSPACE_KEPT : GRAFT_WORKSPACE_SCRATCH_OVER_DY;
+  }
 
   // x: (N, D...), y: (N, H).
   void forward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                DLTensor& y, DLTensor* workspace) override {
     require_cpu(x);
     graft::gemm(ctx, false, false, 1.0f, x, *params[0], 0.0f, y);
-    if (kind_ == Kind::none && !has_bias_) return;
+    // A row part other than 0 adds no bias: the parts' sum must hold it once.
+    const bool add_bias = has_bias_ && !(mode_ == GRAFT_SHARD_ROW && index_ != 0);
+    if (kind_ == Kind::none && !add_bias) return;
     const int64_t n = graft::rows(y);
     float* pre = nullptr;
     if (keeps_pre_activation_) pre = graft::f32(checked_workspace(workspace, n));
-    const float* bias = has_bias_ ? graft::f32(*params[1]) : nullptr;
+    const float* bias = add_bias ? graft::f32(*params[1]) : nullptr;
     with_kind(kind_, [&](auto k) {
-      if (has_bias_)
+      if (add_bias)
         bias_activation<decltype(k)::value, true>(graft::f32(y), bias, pre, n, out_features_,
                                                    slope_);
       else
@@ -135,6 +201,8 @@ class Linear : public graft::Layer {
   }
 
   // dW += x^T dz, db += sum over rows of dz, dx = dz W^T; dz = dy * f'(.) (N, H).
+  // A row part's dy is the whole output's gradient, so every part computes the same db and
+  // the replicas of b stay equal; a column part's dx is a partial sum the strategy reduces.
   void backward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                 const DLTensor& y, const DLTensor& dy, DLTensor* dx, DLTensor* const* grads,
                 DLTensor* workspace) override {
@@ -169,11 +237,16 @@ class Linear : public graft::Layer {
     return *workspace;
   }
 
-  int64_t in_features_;   // D
-  int64_t out_features_;  // H
+  graft::Shape input_;
+  int64_t in_features_;   // D (this part's, after a ROW shard)
+  int64_t out_features_;  // H (this part's, after a COLUMN shard)
+  int64_t whole_in_, whole_out_;
+  int mode_ = GRAFT_SHARD_NONE;
+  int index_ = 0;
   bool has_bias_;
   float slope_;
   std::string init_name_;
+  std::string activation_;
   Kind kind_ = Kind::none;
   bool keeps_pre_activation_ = false;
 };
@@ -181,4 +254,5 @@ class Linear : public graft::Layer {
 }  // namespace
 
 GRAFT_PLUGIN_LIBRARY("linear", "0.1.0",
-                     graft::layer<Linear>("linear", "fully connected y = f(x W + b), f fused"))
+                     graft::layer<Linear>("linear", "fully connected y = f(x W + b), f fused",
+                                          GRAFT_ENTRY_SHARD_COLUMN | GRAFT_ENTRY_SHARD_ROW))

@@ -87,6 +87,9 @@ typedef struct graft_plugin_entry {
 #define GRAFT_ENTRY_SHARD_ROW 4u
 /* An activation that maps each element on its own, so it runs on any shard of its input. */
 #define GRAFT_ENTRY_ELEMENTWISE 8u
+/* A layer whose training forward mixes the rows of its batch (batch statistics, as batch_norm):
+ * computed on part of a batch (a data-parallel shard, a micro-batch) it gives another result. */
+#define GRAFT_ENTRY_BATCH_STATISTICS 16u
 
 typedef struct graft_plugin_info {
   size_t struct_size;

@@ -39,6 +39,21 @@ typedef struct graft_param_spec {
   int32_t shard_axis;
 } graft_param_spec;
 
+/* How a layer uses its workspace (graft_layer_desc.workspace_use, ABI 1.1), which tells the
+ * host what memory it may lend for it. */
+typedef enum graft_workspace_use {
+  /* Forward leaves data in it for backward: the layer's own memory from forward to backward. */
+  GRAFT_WORKSPACE_KEPT = 0,
+  /* Scratch inside each call only: the host may give several layers the same memory. */
+  GRAFT_WORKSPACE_SCRATCH = 1,
+  /* Scratch, and backward also works when the workspace is the memory dy is in (the same data
+   * pointer and offset): it reads each element of dy before it writes that element of the
+   * workspace and reads no element of dy after writing it. The host lends the buffer of the
+   * output's gradient, dy's own when the model computed it, which nothing reads after the
+   * call; workspace_per_sample must not exceed the output's size. */
+  GRAFT_WORKSPACE_SCRATCH_OVER_DY = 2
+} graft_workspace_use;
+
 /* What a layer answers once it is created. Pointers stay valid until destroy(). */
 typedef struct graft_layer_desc {
   size_t struct_size;
@@ -48,6 +63,8 @@ typedef struct graft_layer_desc {
   /* float32 scratch per sample that forward leaves for backward (masks, pre-activations);
    * planned and owned by the host, handed back as a (batch, workspace_per_sample) tensor. */
   int64_t workspace_per_sample;
+  /* Added in ABI 1.1: a graft_workspace_use; 0 (KEPT) when absent in an older plugin. */
+  int32_t workspace_use;
 } graft_layer_desc;
 
 /* All tensors carry the batch as axis 0. params[i] and grads[i] follow desc.params.

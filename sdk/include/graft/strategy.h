@@ -45,7 +45,8 @@ typedef struct graft_model_api {
   /* Added for the parallel strategies (read them only when struct_size reaches them). */
   /* A 1-D float32 view of the gradients (parameters) of top-level layers [begin, end): they
    * are contiguous, in layer order, so a strategy can all-reduce them in buckets. Buffers
-   * (running statistics) have no gradient entries of their own but do occupy their place. */
+   * (running statistics) have no gradient entries of their own but do occupy their place.
+   * The model fills *out whole; its shape array is the model's and stays valid while it lives. */
   graft_status* (*gradients)(graft_model* model, int64_t begin, int64_t end, DLTensor* out);
   graft_status* (*parameters)(graft_model* model, int64_t begin, int64_t end, DLTensor* out);
   /* Sum of squared gradients of the trainable parameters of layers [begin, end); tensor-parallel
@@ -90,7 +91,9 @@ typedef struct graft_layer_info {
   const char* type;     /* the plugin's name, or "residual" */
   int32_t kind;         /* GRAFT_KIND_LAYER or GRAFT_KIND_ACTIVATION (a residual block: LAYER) */
   uint32_t flags;       /* GRAFT_ENTRY_* of its entry; GRAFT_ENTRY_ELEMENTWISE set by the host
-                           for activations (and linears with an element-wise fused activation) */
+                           for activations (and linears with an element-wise fused activation);
+                           GRAFT_ENTRY_SHARD_COLUMN/ROW cleared where this layer's options make
+                           its shard() refuse the mode (the host tries it as part 0 of 1) */
   int64_t parameters;   /* of the whole, unsharded layer */
   graft_shape input;    /* per sample, unsharded */
   graft_shape output;
@@ -119,6 +122,19 @@ typedef struct graft_plan {
   int32_t shard_index; /* this rank's part of every sharded layer (0 .. shards-1) */
 } graft_plan;
 
+/* What a strategy says about the training steps since its last report (a pipeline: the
+ * measured idle fraction of each stage next to the predicted bubble). Rank 0 prints `message`
+ * and writes the values to metrics.jsonl as {"event":"strategy","strategy":..,"step":..,
+ * "epoch":.., name: value, ...}. Everything pointed to is the strategy's, valid until its
+ * next call. */
+typedef struct graft_strategy_report {
+  size_t struct_size;
+  const char* message;      /* one line for the log, or NULL */
+  int64_t n_values;
+  const char* const* names; /* n_values names, e.g. "idle_stage0" */
+  const double* values;
+} graft_strategy_report;
+
 typedef struct graft_strategy_vtable {
   size_t struct_size;
   graft_status* (*create)(const graft_host_api* host, const graft_options* options,
@@ -143,6 +159,10 @@ typedef struct graft_strategy_vtable {
    * passes train_step/eval_step exactly those, with ctx->row_offset = *begin. A rank that needs
    * none (a middle pipeline stage) sets *begin = *end. */
   void (*batch_rows)(void* self, int64_t rows, int32_t training, int64_t* begin, int64_t* end);
+  /* (optional) At the end of each training epoch the host calls it on every rank at the same
+   * point, so it may communicate (gather per-rank figures); it resets what it reports. Leaving
+   * *out as the host cleared it (no message, no values) says nothing. */
+  graft_status* (*report)(void* self, graft_strategy_report* out);
 } graft_strategy_vtable;
 
 #ifdef __cplusplus

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "graft/cpp/core.hpp"
@@ -31,6 +32,9 @@ class Layer {
   virtual Shape output_shape() const = 0;
   virtual std::vector<Param> parameters() const { return {}; }
   virtual int64_t workspace_per_sample() const { return 0; }
+  // What the workspace holds between calls, and whether it may be dy's memory (layer.h's
+  // graft_workspace_use): the host lends shared memory for the scratch kinds.
+  virtual graft_workspace_use workspace_use() const { return GRAFT_WORKSPACE_KEPT; }
   // x: (N, input...), y: (N, output...); params follow parameters().
   virtual void forward(const Context& ctx, const DLTensor* const* params, const DLTensor& x,
                        DLTensor& y, DLTensor* workspace) = 0;
@@ -96,6 +100,13 @@ class Strategy {
     begin = 0;
     end = rows;
   }
+  // At each training epoch's end, on every rank at the same point (strategy.h): what the
+  // strategy has to say about the steps since its last report. The default: nothing.
+  struct Report {
+    std::string message;
+    std::vector<std::pair<std::string, double>> values;
+  };
+  virtual Report report() { return {}; }
   virtual void train_step(const graft_model_api& api, graft_model* model, const Context& ctx,
                           const DLTensor& x, const DLTensor& y, graft_step_result& result) = 0;
   virtual void eval_step(const graft_model_api& api, graft_model* model, const Context& ctx,

@@ -23,6 +23,9 @@ struct Holder {
   std::vector<Param> params;
   std::vector<graft_param_spec> specs;
   std::vector<std::string> names;
+  std::vector<const char*> name_ptrs;  // a strategy's report
+  std::vector<double> values;
+  std::string message;
 };
 
 template <class T>
@@ -52,7 +55,8 @@ struct LayerAdapter {
                                             p.no_weight_decay ? 1 : 0, p.buffer ? 1 : 0,
                                             p.shard_axis});
       *out = graft_layer_desc{sizeof(graft_layer_desc), h->impl->output_shape(), h->specs.size(),
-                              h->specs.data(), h->impl->workspace_per_sample()};
+                              h->specs.data(), h->impl->workspace_per_sample(),
+                              int32_t(h->impl->workspace_use())};
     });
   }
   static graft_status* forward(void* self, const graft_exec_ctx* ctx, const DLTensor* const* p,
@@ -232,9 +236,28 @@ struct StrategyAdapter {
                          int64_t* end) {
     holder<T>(self)->impl->batch_rows(rows, training != 0, *begin, *end);
   }
+  static graft_status* report(void* self, graft_strategy_report* out) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] {
+      typename T::Report r = h->impl->report();
+      h->message = std::move(r.message);
+      h->names.clear();
+      h->values.clear();
+      for (auto& [name, value] : r.values) {
+        h->names.push_back(std::move(name));
+        h->values.push_back(value);
+      }
+      h->name_ptrs.clear();
+      for (const std::string& name : h->names) h->name_ptrs.push_back(name.c_str());
+      out->message = h->message.empty() ? nullptr : h->message.c_str();
+      out->n_values = static_cast<int64_t>(h->values.size());
+      out->names = h->name_ptrs.data();
+      out->values = h->values.data();
+    });
+  }
   static const graft_strategy_vtable* vtable() {
     static const graft_strategy_vtable v{sizeof(graft_strategy_vtable), create, destroy<T>,
-                                         train, eval, plan, batch_rows};
+                                         train, eval, plan, batch_rows, report};
     return &v;
   }
 };

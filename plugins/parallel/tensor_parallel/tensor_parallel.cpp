@@ -1,0 +1,231 @@
+// The `tensor_parallel` strategy (Megatron-LM): each pair "linear, element-wise activations,
+// linear" is split over every rank, the first linear by columns and the second by rows, so one
+// all-reduce joins the pair's output in forward and one its input gradient in backward.
+//
+// Shapes (N rows of the global batch, D the pair's input, H its hidden features, P ranks):
+//   x (N, D) whole on every rank -> COLUMN linear -> (N, H/P) -> activations on the part
+//   -> ROW linear -> (N, O) partial sum -> all-reduce -> (N, O) whole on every rank.
+//   Backward mirrors it: the COLUMN linear's dx (N, D) is a partial sum, all-reduced.
+// Every other layer is replicated: every rank reads the whole batch and computes the same
+// loss, so replicated parameters get the same gradients everywhere without communication.
+//
+// Dropout between the linears ends a pair: its masks are keyed by element index within the
+// whole row, which a part of the row does not know, so a dropout never runs on a part.
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <graft/cpp/plugin.hpp>
+
+namespace {
+
+int64_t micro_batches(const graft::Context& ctx) {
+  const size_t end = offsetof(graft_exec_ctx, micro_batches) + sizeof(ctx.micro_batches);
+  if (ctx.struct_size < end || ctx.micro_batches < 1) return 1;
+  return ctx.micro_batches;
+}
+
+// Rows [begin, end) of a (rows, ...) tensor as a view; `shape` holds its shape.
+DLTensor row_range(const DLTensor& t, int64_t begin, int64_t end, int64_t* shape) {
+  DLTensor view = t;
+  int64_t row_elements = 1;
+  for (int axis = 0; axis < t.ndim; ++axis) {
+    shape[axis] = t.shape[axis];
+    if (axis > 0) row_elements *= t.shape[axis];
+  }
+  shape[0] = end - begin;
+  view.shape = shape;
+  const int64_t row_stride = t.strides ? t.strides[0] : row_elements;
+  const uint64_t element_bytes = (uint64_t(t.dtype.bits) * t.dtype.lanes + 7) / 8;
+  view.byte_offset = t.byte_offset + uint64_t(begin * row_stride) * element_bytes;
+  return view;
+}
+
+int64_t numel(const graft_shape& s) {
+  int64_t n = 1;
+  for (int d = 0; d < s.ndim; ++d) n *= s.dims[d];
+  return n;
+}
+
+bool has(const graft_layer_info& layer, uint32_t flag) { return (layer.flags & flag) != 0; }
+
+// One Megatron pair: layers column .. row, the activations between them on parts.
+struct Pair {
+  int64_t column = 0, row = 0;
+  std::string forward_what, backward_what;  // watchdog names, built before any step
+};
+
+class TensorParallel final : public graft::Strategy {
+ public:
+  TensorParallel(const graft::Options&, const graft_world& world, graft::Host)
+      : rank_(world.rank), size_(world.size) {
+    const size_t has_comm = offsetof(graft_world, comm_api) + sizeof(world.comm_api);
+    if (world.struct_size >= has_comm) {
+      comm_ = world.comm;
+      comm_api_ = world.comm_api;
+    }
+  }
+  static std::vector<graft::OptionDef> options() { return {}; }
+
+  void plan(const graft_layer_info* layers, int64_t n, int64_t global_batch,
+            graft_plan& plan) override {
+    plan.shards = size_;
+    plan.shard_index = rank_;
+    pairs_.clear();
+    int64_t messages = 0, bytes = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const graft_layer_info& first = layers[i];
+      if (first.kind != GRAFT_KIND_LAYER || !has(first, GRAFT_ENTRY_SHARD_COLUMN)) continue;
+      int64_t j = i + 1;
+      while (j < n && layers[j].kind == GRAFT_KIND_ACTIVATION &&
+             has(layers[j], GRAFT_ENTRY_ELEMENTWISE))
+        ++j;
+      if (j >= n || layers[j].kind != GRAFT_KIND_LAYER || !has(layers[j], GRAFT_ENTRY_SHARD_ROW))
+        continue;
+      const int64_t hidden = first.output.ndim ? first.output.dims[first.output.ndim - 1] : 0;
+      GRAFT_CHECK(hidden % size_ == 0,
+                  "[[model.layers]] #" << i << " (" << first.type << ") has " << hidden
+                      << " output features (its `units`), which do not split into "
+                      << size_ << " equal tensor-parallel parts; choose units divisible by "
+                      << size_ << ", or run [parallel] strategy = \"tensor_parallel\" on a "
+                         "number of ranks that divides "
+                      << hidden);
+      plan.layers[i].shard = GRAFT_SHARD_COLUMN;
+      plan.layers[j].shard = GRAFT_SHARD_ROW;
+      Pair pair;
+      pair.column = i;
+      pair.row = j;
+      pair.forward_what = "tensor_parallel: output of layer " + std::to_string(j);
+      pair.backward_what = "tensor_parallel: input gradient of layer " + std::to_string(i);
+      pairs_.push_back(pair);
+      // One all-reduce of the row layer's output, one of the column layer's input gradient
+      // (none when the pair starts the model: nobody needs that gradient).
+      messages += i > 0 ? 2 : 1;
+      bytes += global_batch * numel(layers[j].output) * int64_t(sizeof(float));
+      if (i > 0) bytes += global_batch * numel(first.input) * int64_t(sizeof(float));
+      i = j;
+    }
+    plan.messages_per_step = messages + 1;  // + the gradient norm's one double
+    plan.message_bytes_per_step = bytes + int64_t(sizeof(double));
+  }
+
+  // The loss scales by 1 / global batch; dropout keys masks by global row, and every rank
+  // sees every row, so micro-batches behave exactly as under `single`.
+  void train_step(const graft_model_api& api, graft_model* model, const graft::Context& ctx,
+                  const DLTensor& x, const DLTensor& y, graft_step_result& result) override {
+    require_parallel_api(api);
+    const int64_t layers = api.layer_count(model);
+    graft::check(api.zero_grad(model));
+    for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
+                                        const DLTensor& py) {
+      const DLTensor* prediction = forward(api, model, part, px, layers);
+      const DLTensor* dprediction = nullptr;
+      graft::check(api.loss(model, &part, prediction, &py, &result, &dprediction));
+      backward(api, model, part, *dprediction, layers);
+    });
+    // The global gradient norm for clipping: each part counts once, replicated tensors only
+    // on rank 0, so the sum over ranks is the norm `single` sees.
+    double squared = 0.0;
+    graft::check(api.grad_sq_norm(model, 0, layers, rank_ == 0 ? 1 : 0, &squared));
+    graft::check(comm_api_->all_reduce_f64(comm_, &squared, 1, GRAFT_REDUCE_SUM,
+                                           "tensor_parallel: gradient norm"));
+    graft::check(api.optimizer_step_layers(model, &ctx, 0, layers, squared));
+  }
+
+  void eval_step(const graft_model_api& api, graft_model* model, const graft::Context& ctx,
+                 const DLTensor& x, const DLTensor& y, graft_step_result& result) override {
+    require_parallel_api(api);
+    const int64_t layers = api.layer_count(model);
+    for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
+                                        const DLTensor& py) {
+      const DLTensor* prediction = forward(api, model, part, px, layers);
+      graft::check(api.loss(model, &part, prediction, &py, &result, nullptr));
+    });
+  }
+
+ private:
+  // Forward range by range, all-reducing each ROW layer's partial output in place (the
+  // model's planned buffer, which the next range reads as its input).
+  const DLTensor* forward(const graft_model_api& api, graft_model* model,
+                          const graft::Context& ctx, const DLTensor& x, int64_t layers) {
+    const DLTensor* input = &x;
+    int64_t begin = 0;
+    for (Pair& pair : pairs_) {
+      const DLTensor* out = nullptr;
+      graft::check(api.forward(model, &ctx, begin, pair.row + 1, input, &out));
+      DLTensor sum = *out;
+      graft::check(comm_api_->all_reduce(comm_, &sum, GRAFT_REDUCE_SUM, pair.forward_what.c_str()));
+      input = out;
+      begin = pair.row + 1;
+    }
+    if (begin == layers) return input;
+    const DLTensor* out = nullptr;
+    graft::check(api.forward(model, &ctx, begin, layers, input, &out));
+    return out;
+  }
+
+  // Backward range by range from the last layer, all-reducing each COLUMN layer's partial
+  // input gradient before the layers below read it.
+  void backward(const graft_model_api& api, graft_model* model, const graft::Context& ctx,
+                const DLTensor& dprediction, int64_t layers) {
+    const DLTensor* grad = &dprediction;
+    int64_t end = layers;
+    for (size_t p = pairs_.size(); p-- > 0;) {
+      Pair& pair = pairs_[p];
+      const DLTensor* dx = nullptr;
+      graft::check(api.backward(model, &ctx, pair.column, end, grad, &dx, nullptr, nullptr));
+      end = pair.column;
+      if (!dx) return;  // the pair starts the model
+      DLTensor sum = *dx;
+      graft::check(comm_api_->all_reduce(comm_, &sum, GRAFT_REDUCE_SUM,
+                                         pair.backward_what.c_str()));
+      grad = dx;
+    }
+    if (end > 0) graft::check(api.backward(model, &ctx, 0, end, grad, nullptr, nullptr, nullptr));
+  }
+
+  void require_parallel_api(const graft_model_api& api) const {
+    const size_t needed = offsetof(graft_model_api, optimizer_step_layers) +
+                          sizeof(api.optimizer_step_layers);
+    GRAFT_CHECK(api.struct_size >= needed && api.grad_sq_norm && api.optimizer_step_layers,
+                "tensor_parallel: this graft host's model api lacks grad_sq_norm and "
+                "optimizer_step_layers (SDK 1.1)");
+    GRAFT_CHECK(comm_ && comm_api_, "tensor_parallel: the host lent no communicator; run it "
+                                    "under graft train (mpirun -np N graft train CONFIG)");
+  }
+
+  template <class Run>
+  static void for_each_micro_batch(const graft::Context& ctx, const DLTensor& x,
+                                   const DLTensor& y, Run&& run) {
+    const int64_t rows = x.ndim ? x.shape[0] : 0;
+    const int64_t n = micro_batches(ctx);
+    if (n == 1) {
+      run(ctx, x, y);
+      return;
+    }
+    GRAFT_CHECK(x.ndim <= GRAFT_MAX_DIMS + 1 && y.ndim <= GRAFT_MAX_DIMS + 1,
+                "tensor_parallel: a batch tensor has more than " << GRAFT_MAX_DIMS + 1 << " axes");
+    const int64_t size = (rows + n - 1) / n;
+    int64_t x_shape[GRAFT_MAX_DIMS + 1], y_shape[GRAFT_MAX_DIMS + 1];
+    for (int64_t begin = 0; begin < rows; begin += size) {
+      const int64_t end = begin + size < rows ? begin + size : rows;
+      graft::Context part = ctx;
+      part.row_offset = ctx.row_offset + begin;
+      const DLTensor px = row_range(x, begin, end, x_shape);
+      const DLTensor py = row_range(y, begin, end, y_shape);
+      run(part, px, py);
+    }
+  }
+
+  int32_t rank_ = 0, size_ = 1;
+  graft_comm* comm_ = nullptr;
+  const graft_comm_api* comm_api_ = nullptr;
+  std::vector<Pair> pairs_;
+};
+
+}  // namespace
+
+GRAFT_PLUGIN_LIBRARY("tensor_parallel", "0.1.0",
+                     graft::strategy<TensorParallel>(
+                         "tensor_parallel",
+                         "Megatron pairs: linear split by columns, then linear split by rows"))

@@ -1,0 +1,133 @@
+// Checkpoints are layout-independent: a run saved under one strategy and world resumes under
+// another with the losses of an uninterrupted `single` run (relative 1e-5: float32, the
+// layouts only reassociate sums), because a checkpoint holds whole tensors gathered from
+// tensor-parallel parts and pipeline stages. Each run is `mpirun -np N graft train`.
+#include <cmath>
+#include <fstream>
+
+#include "mpirun.hpp"
+#include "run_files.hpp"
+#include "test_support.hpp"
+#include "train/safetensors.hpp"
+
+namespace fs = std::filesystem;
+using graft::test::metric_events;
+using graft::test::mpirun;
+
+namespace {
+
+constexpr double kTolerance = 1e-5;
+constexpr int kHalf = 6;  // steps before the checkpoint; as many after it
+
+// The two-pair model of test_tensor_parallel, with shuffling and dropout (so the data position
+// and the RNG keys must come back) and a constant learning rate.
+fs::path write_config(const fs::path& dir) {
+  const fs::path file = dir / "config.toml";
+  std::ofstream(file) << "[run]\nname = \"r\"\nseed = 21\nsteps = " << 2 * kHalf
+                      << "\nthreads = 1\nprogress = \"none\"\nlog_every = 1\noutput_dir = \""
+                      << dir.string() << "\"\n"
+                         "[data]\nreader = \"synthetic\"\nkind = \"blobs\"\nfeatures = 12\n"
+                         "classes = 4\nsamples = 400\ntest_samples = 50\nbatch_size = 24\n"
+                         "[[model.layers]]\ntype = \"linear\"\nunits = 16\n"
+                         "[[model.layers]]\ntype = \"relu\"\n"
+                         "[[model.layers]]\ntype = \"linear\"\nunits = 12\n"
+                         "[[model.layers]]\ntype = \"linear\"\nunits = 8\nactivation = \"tanh\"\n"
+                         "[[model.layers]]\ntype = \"linear\"\nunits = 10\n"
+                         "[[model.layers]]\ntype = \"dropout\"\np = 0.2\n"
+                         "[[model.layers]]\ntype = \"linear\"\nunits = 4\n"
+                         "[loss]\ntype = \"cross_entropy\"\n"
+                         "[optimizer]\ntype = \"adam\"\nlr = 0.01\n"
+                         "[checkpoint]\nevery = " << kHalf << "\nkeep = 100\n";
+  return file;
+}
+
+// `graft train` of the config on `ranks` ranks as run `name` under `strategy`.
+void train(const fs::path& config, int ranks, const std::string& name, const std::string& strategy,
+           const std::string& extra = "") {
+  const auto r = mpirun(ranks, std::string(GRAFT_EXECUTABLE) + " train " + config.string() +
+                                   " --plugin-dir " GRAFT_TEST_PLUGIN_DIR " --set run.name=" + name +
+                                   " --set parallel.strategy=" + strategy + extra);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+}
+
+std::vector<double> losses(const fs::path& run) {
+  std::vector<double> out;
+  for (const auto& e : metric_events(run / "metrics.jsonl", "train"))
+    out.push_back(e["loss"].get<double>());
+  return out;
+}
+
+bool close(double got, double want) {
+  return std::fabs(got - want) <= kTolerance * std::max(1.0, std::fabs(want));
+}
+
+// Every tensor of two checkpoints (parameters and optimizer state) agrees within tolerance,
+// relative to the tensor's largest value.
+void check_same_tensors(const fs::path& a, const fs::path& b) {
+  const auto x = graft::runtime::read_safetensors(a);
+  const auto y = graft::runtime::read_safetensors(b);
+  REQUIRE(x.tensors.size() == y.tensors.size());
+  for (const auto& [name, tensor] : x.tensors) {
+    CAPTURE(name);
+    const auto it = y.tensors.find(name);
+    REQUIRE(it != y.tensors.end());
+    REQUIRE(it->second.shape == tensor.shape);
+    double largest = 0.0, scale = 1e-30;
+    for (size_t i = 0; i < tensor.values.size(); ++i) {
+      largest = std::max(largest, std::fabs(double(tensor.values[i]) - it->second.values[i]));
+      scale = std::max(scale, std::fabs(double(tensor.values[i])));
+    }
+    CHECK(largest <= kTolerance * scale);
+  }
+}
+
+// The resumed run logs steps kHalf+1 .. 2 kHalf; they must be the uninterrupted run's.
+void check_resumed(const fs::path& resumed, const std::vector<double>& whole) {
+  const std::vector<double> after = losses(resumed);
+  REQUIRE(whole.size() == size_t(2 * kHalf));
+  REQUIRE(after.size() == size_t(kHalf));
+  for (int s = 0; s < kHalf; ++s) {
+    CAPTURE(s + kHalf + 1);
+    CHECK(close(after[size_t(s)], whole[size_t(s + kHalf)]));
+  }
+}
+
+std::string resume_from(const fs::path& run) {
+  return " --set checkpoint.resume=" +
+         (run / "checkpoints" / ("step_" + std::to_string(kHalf) + ".safetensors")).string();
+}
+
+}  // namespace
+
+TEST_CASE("a tensor_parallel checkpoint on 2 ranks resumes under data_parallel on 4 and single") {
+  const fs::path dir = graft::test::temp_dir("dist_checkpoint_tp");
+  const fs::path config = write_config(dir);
+  train(config, 1, "whole", "single");
+  const std::vector<double> whole = losses(dir / "whole");
+  train(config, 2, "tp", "tensor_parallel", " --set run.steps=" + std::to_string(kHalf));
+  // The gathered whole tensors are the ones `single` holds at that step, state included.
+  const std::string step = "step_" + std::to_string(kHalf) + ".safetensors";
+  check_same_tensors(dir / "whole" / "checkpoints" / step, dir / "tp" / "checkpoints" / step);
+  const std::vector<double> before = losses(dir / "tp");
+  REQUIRE(before.size() == size_t(kHalf));
+  for (int s = 0; s < kHalf; ++s) CHECK(close(before[size_t(s)], whole[size_t(s)]));
+
+  train(config, 4, "dp", "data_parallel", resume_from(dir / "tp"));
+  check_resumed(dir / "dp", whole);
+  train(config, 1, "single", "single", resume_from(dir / "tp"));
+  check_resumed(dir / "single", whole);
+}
+
+TEST_CASE("a pipeline checkpoint on 2 stages resumes under tensor_parallel on 4") {
+  const fs::path dir = graft::test::temp_dir("dist_checkpoint_pipeline");
+  const fs::path config = write_config(dir);
+  train(config, 1, "whole", "single");
+  const std::vector<double> whole = losses(dir / "whole");
+  // Each stage's parameters are current only on its rank: the checkpoint fetches them.
+  train(config, 2, "pipeline", "pipeline", " --set run.steps=" + std::to_string(kHalf));
+  const std::string step = "step_" + std::to_string(kHalf) + ".safetensors";
+  check_same_tensors(dir / "whole" / "checkpoints" / step, dir / "pipeline" / "checkpoints" / step);
+  train(config, 4, "tp", "tensor_parallel", resume_from(dir / "pipeline"));
+  check_resumed(dir / "tp", whole);
+}
