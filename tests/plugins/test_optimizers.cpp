@@ -1,17 +1,11 @@
 // Tests the built-in optimizers (sgd, adam, adamw, rmsprop) through their C vtables: against a
 // double-precision reference written from the PyTorch docs, against numbers torch 1.13 produced,
 // on a quadratic bowl, and for option, device and update errors.
-#include <algorithm>
 #include <array>
 #include <cmath>
-#include <cstring>
-#include <memory>
-#include <random>
 #include <string>
-#include <utility>
 #include <vector>
 
-#include "device/host_api.hpp"
 #include "test_support.hpp"
 #include "util/errors.hpp"
 
@@ -70,14 +64,6 @@ class LoadedOptimizer {
   }
   void step(Slot& slot, float lr, int64_t step, bool decay = true) {
     throw_if_failed(try_step(slot, lr, step, decay), who_);
-  }
-  // One update of any tensors (views of larger arrays), with weight decay on.
-  void step_tensors(DLTensor* param, DLTensor* grad, DLTensor* const* state, float lr,
-                    int64_t step) {
-    graft_exec_ctx ctx = graft::test::cpu_ctx();
-    ctx.step = step - 1;
-    graft_param_update update{sizeof(graft_param_update), param, grad, state, lr, step, 1};
-    throw_if_failed(vtable_->step(self_, &ctx, &update), who_);
   }
 
  private:
@@ -423,79 +409,4 @@ TEST_CASE("tensors off the CPU, of another dtype or size, and a zero step are re
     // None of the refused calls touched the parameter.
     for (int i = 0; i < kElements; ++i) CHECK(fine.param.f()[i] == kStart[i]);
   }
-}
-
-namespace {
-// A 1-D float32 view of n elements at p (the shape lives with it, so it stays put).
-struct View {
-  View(float* p, int64_t n) : shape{n} {
-    tensor.data = p;
-    tensor.device = DLDevice{kDLCPU, 0};
-    tensor.ndim = 1;
-    tensor.dtype = DLDataType{kDLFloat, 32, 1};
-    tensor.shape = shape;
-  }
-  View(const View&) = delete;
-  View& operator=(const View&) = delete;
-  int64_t shape[1];
-  DLTensor tensor{};
-};
-
-// Parameter, gradient and state arrays of n elements, and views of [begin, begin + count).
-struct Arrays {
-  std::vector<float> param, grad;
-  std::vector<std::vector<float>> state;
-  void step(LoadedOptimizer& optimizer, int64_t begin, int64_t count, float lr, int64_t t) {
-    View p(param.data() + begin, count), g(grad.data() + begin, count);
-    std::vector<std::unique_ptr<View>> views;
-    std::vector<DLTensor*> pointers;
-    for (auto& s : state) {
-      views.push_back(std::make_unique<View>(s.data() + begin, count));
-      pointers.push_back(&views.back()->tensor);
-    }
-    optimizer.step_tensors(&p.tensor, &g.tensor, pointers.data(), lr, t);
-  }
-};
-}  // namespace
-
-TEST_CASE("a parameter split across the host's threads gets the bits of one stepped in pieces") {
-  // Large enough for step() to split it over threads (optimizers.cpp: ranges of >= 32768),
-  // and an odd size, so the last range is short; pieces of 1000 are always stepped whole.
-  constexpr int64_t n = 150001, piece = 1000;
-  const std::vector<std::pair<const char*, const char*>> cases = {
-      {"sgd", ""},
-      {"sgd", "momentum = 0.9\ndampening = 0.25\nweight_decay = 0.01"},
-      {"sgd", "momentum = 0.9\nnesterov = true"},
-      {"adam", "weight_decay = 0.01\namsgrad = true"},
-      {"adamw", ""},
-      {"rmsprop", "momentum = 0.9\ncentered = true\nweight_decay = 0.01"},
-      {"rmsprop", ""}};
-  for (int threads : {2, 1}) {
-    graft::runtime::set_cpu_threads(threads);
-    for (const auto& [name, options] : cases) {
-      CAPTURE(threads);
-      CAPTURE(std::string(name));
-      CAPTURE(std::string(options));
-      LoadedOptimizer whole_optimizer(name, options), pieces_optimizer(name, options);
-      std::mt19937 rng(17);
-      std::normal_distribution<float> normal(0.0f, 1.0f);
-      Arrays whole;
-      whole.param.resize(n);
-      for (float& v : whole.param) v = normal(rng);
-      whole.state.assign(whole_optimizer.state_names().size(), std::vector<float>(n, 0.0f));
-      Arrays pieces = whole;
-      for (int64_t t = 1; t <= 3; ++t) {
-        whole.grad.resize(n);
-        for (float& v : whole.grad) v = 0.1f * normal(rng);
-        pieces.grad = whole.grad;
-        whole.step(whole_optimizer, 0, n, 0.01f, t);
-        for (int64_t begin = 0; begin < n; begin += piece)
-          pieces.step(pieces_optimizer, begin, std::min(piece, n - begin), 0.01f, t);
-      }
-      CHECK(std::memcmp(whole.param.data(), pieces.param.data(), n * sizeof(float)) == 0);
-      for (size_t k = 0; k < whole.state.size(); ++k)
-        CHECK(std::memcmp(whole.state[k].data(), pieces.state[k].data(), n * sizeof(float)) == 0);
-    }
-  }
-  graft::runtime::set_cpu_threads(0);
 }
