@@ -8,28 +8,15 @@
 #include <vector>
 
 #include <graft/cpp/plugin.hpp>
+#include <graft/cpp/rows.hpp>
 
 namespace graft::data_parallel {
+
+using graft::row_range;
 
 // The first row of rank r's part of `rows` over n ranks: r * rows / n, so parts differ by at
 // most one row and the remainder is spread over the ranks.
 inline int64_t shard_begin(int64_t rows, int64_t r, int64_t n) { return rows * r / n; }
-
-// Rows [begin, end) of a (rows, ...) tensor as a view; `shape` holds its shape.
-inline DLTensor row_range(const DLTensor& t, int64_t begin, int64_t end, int64_t* shape) {
-  DLTensor view = t;
-  int64_t row_elements = 1;
-  for (int axis = 0; axis < t.ndim; ++axis) {
-    shape[axis] = t.shape[axis];
-    if (axis > 0) row_elements *= t.shape[axis];
-  }
-  shape[0] = end - begin;
-  view.shape = shape;
-  const int64_t row_stride = t.strides ? t.strides[0] : row_elements;
-  const uint64_t element_bytes = (uint64_t(t.dtype.bits) * t.dtype.lanes + 7) / 8;
-  view.byte_offset = t.byte_offset + uint64_t(begin * row_stride) * element_bytes;
-  return view;
-}
 
 // Calls run(ctx, x rows, y rows, last) for each of ctx.micro_batches parts of this rank's rows:
 // ceil(rows / n) rows each (the last may be shorter), row_offset moved to each part's first row.
