@@ -8,7 +8,7 @@
 
 namespace {
 
-using graft::micro_batches;
+using graft::for_each_micro_batch;
 using graft::row_range;
 
 class Single final : public graft::Strategy {
@@ -47,32 +47,6 @@ class Single final : public graft::Strategy {
       graft::check(api.forward(model, &part, 0, layers, &px, &prediction));
       graft::check(api.loss(model, &part, prediction, &py, &result, nullptr));
     });
-  }
-
- private:
-  // Calls run(ctx, x rows, y rows) for each of ctx's micro-batches: ceil(rows / n) rows each
-  // (the last may be shorter), with row_offset moved to the range's first row.
-  template <class Run>
-  static void for_each_micro_batch(const graft::Context& ctx, const DLTensor& x,
-                                   const DLTensor& y, Run&& run) {
-    const int64_t rows = x.ndim ? x.shape[0] : 0;
-    const int64_t n = micro_batches(ctx);
-    if (n == 1) {
-      run(ctx, x, y);
-      return;
-    }
-    GRAFT_CHECK(x.ndim <= GRAFT_MAX_DIMS + 1 && y.ndim <= GRAFT_MAX_DIMS + 1,
-                "single: a batch tensor has more than " << GRAFT_MAX_DIMS + 1 << " axes");
-    const int64_t size = (rows + n - 1) / n;
-    int64_t x_shape[GRAFT_MAX_DIMS + 1], y_shape[GRAFT_MAX_DIMS + 1];
-    for (int64_t begin = 0; begin < rows; begin += size) {
-      const int64_t end = begin + size < rows ? begin + size : rows;
-      graft::Context part = ctx;
-      part.row_offset = ctx.row_offset + begin;
-      const DLTensor px = row_range(x, begin, end, x_shape);
-      const DLTensor py = row_range(y, begin, end, y_shape);
-      run(part, px, py);
-    }
   }
 };
 

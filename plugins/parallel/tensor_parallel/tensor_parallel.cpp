@@ -20,7 +20,7 @@
 
 namespace {
 
-using graft::micro_batches;
+using graft::for_each_micro_batch;
 using graft::row_range;
 
 int64_t numel(const graft_shape& s) {
@@ -174,29 +174,6 @@ class TensorParallel final : public graft::Strategy {
                 "optimizer_step_layers (SDK 1.1)");
     GRAFT_CHECK(comm_ && comm_api_, "tensor_parallel: the host lent no communicator; run it "
                                     "under graft train (mpirun -np N graft train CONFIG)");
-  }
-
-  template <class Run>
-  static void for_each_micro_batch(const graft::Context& ctx, const DLTensor& x,
-                                   const DLTensor& y, Run&& run) {
-    const int64_t rows = x.ndim ? x.shape[0] : 0;
-    const int64_t n = micro_batches(ctx);
-    if (n == 1) {
-      run(ctx, x, y);
-      return;
-    }
-    GRAFT_CHECK(x.ndim <= GRAFT_MAX_DIMS + 1 && y.ndim <= GRAFT_MAX_DIMS + 1,
-                "tensor_parallel: a batch tensor has more than " << GRAFT_MAX_DIMS + 1 << " axes");
-    const int64_t size = (rows + n - 1) / n;
-    int64_t x_shape[GRAFT_MAX_DIMS + 1], y_shape[GRAFT_MAX_DIMS + 1];
-    for (int64_t begin = 0; begin < rows; begin += size) {
-      const int64_t end = begin + size < rows ? begin + size : rows;
-      graft::Context part = ctx;
-      part.row_offset = ctx.row_offset + begin;
-      const DLTensor px = row_range(x, begin, end, x_shape);
-      const DLTensor py = row_range(y, begin, end, y_shape);
-      run(part, px, py);
-    }
   }
 
   int32_t rank_ = 0, size_ = 1;
