@@ -87,8 +87,9 @@ print(f"  graft all_reduce             {ar['graft_ms']:8.3f} ms  {ar['graft_gb_p
 print(f"  graft all_reduce_start+wait  {ar['graft_start_wait_ms']:8.3f} ms  "
       f"{ar['graft_start_wait_gb_per_s']:6.2f} GB/s")
 print(f"  MPI_Allreduce                {ar['mpi_ms']:8.3f} ms  {ar['mpi_gb_per_s']:6.2f} GB/s")
-bandwidth = ar["graft_gb_per_s"] / ar["mpi_gb_per_s"]
-print(f"graft / MPI_Allreduce bandwidth: {bandwidth:.3f}x (goal >= 0.95)")
+# data_parallel's buckets take the started path, so the slower of graft's two decides.
+bandwidth = min(ar["graft_gb_per_s"], ar["graft_start_wait_gb_per_s"]) / ar["mpi_gb_per_s"]
+print(f"graft / MPI_Allreduce bandwidth, the slower graft path: {bandwidth:.3f}x (goal >= 0.95)")
 if check and (ratio < 0.9 or bandwidth < 0.95):
     print("a goal was missed", file=sys.stderr)
     sys.exit(1)

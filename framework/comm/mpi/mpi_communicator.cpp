@@ -146,10 +146,14 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, Watchdog& watc
   int found = 0;
   MPI_Comm_get_attr(comm_, MPI_TAG_UB, &upper, &found);
   if (found) tag_upper_bound_ = *static_cast<int*>(upper);
+  // Made here, where every rank already is in a collective (init or split), rather than at
+  // the first all_reduce_start, where a rank that is late to it would stall the others early.
+  if (watchdog_.threads_ok()) reducer_ = std::make_unique<Reducer>(comm_, watchdog_, &members_);
 }
 
 MpiCommunicator::~MpiCommunicator() {
   children_.clear();
+  reducer_.reset();
   MPI_Comm_free(&comm_);
 }
 
@@ -198,6 +202,9 @@ std::unique_ptr<CommRequest> MpiCommunicator::all_reduce_start(DLTensor& t, graf
   const int n = mpi_count(float32_count(t, "all_reduce_start", what), "all_reduce_start", what);
   auto* data = static_cast<float*>(tensor_bytes_at(t));
   const OpRecord record = collective("all_reduce_start", what);
+  if (reducer_) {
+    return reducer_->start(data, n, op == GRAFT_REDUCE_AVG, record);
+  }
   auto request = std::make_unique<MpiRequest>(watchdog_, record, &members_);
   MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data, n, MPI_FLOAT, MPI_SUM, comm_, &request->request),
             describe(record));

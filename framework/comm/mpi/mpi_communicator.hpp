@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "comm/communicator.hpp"
+#include "comm/mpi/reducer.hpp"
 #include "comm/mpi/watchdog.hpp"
 
 namespace graft::runtime::mpi {
@@ -65,6 +66,7 @@ class MpiCommunicator final : public Communicator {
   int64_t collectives_ = 0;   // started so far: every member counts the same
   int64_t splits_ = 0;
   std::vector<std::unique_ptr<MpiCommunicator>> children_;
+  std::unique_ptr<Reducer> reducer_;  // runs all_reduce_start when MPI allows threads
 };
 
 }  // namespace graft::runtime::mpi

@@ -50,6 +50,7 @@ class Watchdog {
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
 
+  bool threads_ok() const { return threads_ok_; }
   void set_timeout(double seconds) { timeout_s_.store(seconds); }
   double timeout() const { return timeout_s_.load(); }
 

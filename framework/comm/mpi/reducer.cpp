@@ -1,0 +1,136 @@
+#include "comm/mpi/reducer.hpp"
+
+#include <chrono>
+#include <exception>
+
+#include "comm/mpi/mpi_communicator.hpp"
+
+namespace graft::runtime::mpi {
+
+class Reducer::Request final : public CommRequest {
+ public:
+  Request(Reducer& reducer, int64_t seq, const OpRecord& record)
+      : reducer_(reducer), seq_(seq), record_(record) {}
+  // The thread may still be writing into the caller's tensor.
+  ~Request() override {
+    if (waited_) return;
+    try {
+      // Unwinding after an error on this rank: the others may never join, and this rank must
+      // get to print its error and end the job (Job::fail), so it waits a moment, then leaves
+      // the thread to it, as MpiRequest leaves MPI its buffer.
+      if (std::uncaught_exceptions() > 0)
+        reducer_.wait_done(seq_, std::chrono::milliseconds(500));
+      else
+        reducer_.wait_done(seq_);
+    } catch (const std::exception&) {  // a destructor cannot report it; wait() would have
+    }
+  }
+  void wait() override {
+    if (waited_) return;
+    waited_ = true;
+    watchdog_begin();
+    try {
+      reducer_.wait_done(seq_);
+    } catch (...) {
+      reducer_.watchdog_.end(false);
+      throw;
+    }
+    reducer_.watchdog_.end(true);
+  }
+
+ private:
+  void watchdog_begin() {
+    OpRecord op = record_;
+    const std::string call = std::string("wait ") + record_.call;
+    const size_t n = std::min(call.size(), sizeof op.call - 1);
+    call.copy(op.call, n);
+    op.call[n] = '\0';
+    reducer_.watchdog_.begin(op, reducer_.members_);
+  }
+
+  Reducer& reducer_;
+  int64_t seq_;
+  OpRecord record_;
+  bool waited_ = false;
+};
+
+Reducer::Reducer(MPI_Comm parent, Watchdog& watchdog, const std::vector<int>* members)
+    : watchdog_(watchdog), members_(members) {
+  MPI_CHECK(MPI_Comm_dup(parent, &comm_), "all_reduce_start: duplicating the communicator");
+  MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+  MPI_Comm_size(comm_, &size_);
+  thread_ = std::thread([this] { run(); });
+}
+
+Reducer::~Reducer() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  work_.notify_all();
+  thread_.join();
+  MPI_Comm_free(&comm_);
+}
+
+std::unique_ptr<CommRequest> Reducer::start(float* data, int n, bool average,
+                                            const OpRecord& record) {
+  int64_t seq = 0;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return queued_ - completed_ < int64_t(ring_.size()); });
+    seq = queued_++;
+    Job& job = ring_[size_t(seq % int64_t(ring_.size()))];
+    job.data = data;
+    job.n = n;
+    job.average = average;
+    job.context = describe(record);
+  }
+  work_.notify_one();
+  return std::make_unique<Request>(*this, seq, record);
+}
+
+void Reducer::wait_done(int64_t seq) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  done_.wait(lock, [&] { return completed_ > seq; });
+  if (failed_at_ >= 0 && failed_at_ <= seq) throw Failure(error_);
+}
+
+void Reducer::wait_done(int64_t seq, std::chrono::milliseconds at_most) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  done_.wait_for(lock, at_most, [&] { return completed_ > seq; });
+  if (failed_at_ >= 0 && failed_at_ <= seq) throw Failure(error_);
+}
+
+void Reducer::run() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      work_.wait(lock, [&] { return stop_ || queued_ > completed_; });
+      if (queued_ == completed_) return;  // stopping with nothing left
+      job = ring_[size_t(completed_ % int64_t(ring_.size()))];
+    }
+    std::string error;
+    if (failed_at_ < 0) {  // after a failure the ranks no longer agree on what comes next
+      try {
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, job.data, job.n, MPI_FLOAT, MPI_SUM, comm_),
+                  job.context);
+        if (job.average)
+          for (int i = 0; i < job.n; ++i) job.data[i] /= float(size_);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error.empty() && failed_at_ < 0) {
+        failed_at_ = completed_;
+        error_ = error;
+      }
+      ++completed_;
+      done_.notify_all();  // under the lock: a waiter may free its request once it wakes
+    }
+  }
+}
+
+}  // namespace graft::runtime::mpi
