@@ -147,6 +147,8 @@ TEST_CASE("pipeline on 2 and 4 stages, gpipe and 1f1b, trains as single does") {
   const Case cases[] = {{2, "1f1b", 4, ""},
                         {2, "gpipe", 3, "--set parallel.stages=[0,2,3,5]"},  // 32 rows: 11, 11, 10
                         {4, "1f1b", 8, ""},
+                        // Stages 0-2 run one forward more before their first backward.
+                        {4, "1f1b", 6, "--set parallel.warmup_extra=1"},
                         // Clipping by the global norm: the stages' squared norms all-reduced.
                         {4, "gpipe", 4, "--set parallel.stages=[0,1,2,3,4,4,5,5]",
                          "--set run.clip_grad_norm=0.05"}};

@@ -209,10 +209,11 @@ TEST_CASE("micro-batches are ceil(rows / m) rows; fewer when the batch is small"
 
 TEST_CASE("gpipe and 1f1b orders finish without deadlock in (m + p - 1) forward+backward times") {
   using namespace graft::pipeline;
-  for (bool one_f_one_b : {false, true}) {
+  for (auto [one_f_one_b, extra] : {std::pair{false, 0}, {true, 0}, {true, 1}, {true, 2}}) {
     for (int32_t p : {1, 2, 3, 4}) {
       for (int64_t m : {1, 2, 4, 8, 16}) {
         CAPTURE(one_f_one_b);
+        CAPTURE(extra);
         CAPTURE(p);
         CAPTURE(m);
         // Unit-time forwards and backwards; an op waits for its neighbour's matching op.
@@ -229,7 +230,7 @@ TEST_CASE("gpipe and 1f1b orders finish without deadlock in (m + p - 1) forward+
           std::vector<std::pair<int32_t, Op>> now;
           for (int32_t s = 0; s < p; ++s) {
             if (next[size_t(s)] == 2 * m) continue;
-            const Op op = schedule_op(one_f_one_b, s, p, m, next[size_t(s)]);
+            const Op op = schedule_op(one_f_one_b, s, p, m, next[size_t(s)], extra);
             const bool ready =
                 op.forward ? (s == 0 || before(forward_done, s - 1, op.micro, time))
                            : (forward_done[size_t(s)][size_t(op.micro)] >= 0 &&
@@ -246,7 +247,7 @@ TEST_CASE("gpipe and 1f1b orders finish without deadlock in (m + p - 1) forward+
         }
         REQUIRE(finished == p);  // no stage waits forever
         CHECK(time == 2 * (m + p - 1));  // idle (p - 1) / (m + p - 1) of it on every stage
-        for (int32_t s = 0; s < p; ++s) CHECK(most[size_t(s)] <= in_flight(one_f_one_b, s, p, m));
+        for (int32_t s = 0; s < p; ++s) CHECK(most[size_t(s)] <= in_flight(one_f_one_b, s, p, m, extra));
         CHECK(predicted_bubble(p, m) == doctest::Approx(double(p - 1) / double(m + p - 1)));
       }
     }

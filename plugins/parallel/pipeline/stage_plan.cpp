@@ -102,9 +102,16 @@ StageBounds explicit_stages(const std::vector<int64_t>& pairs, int64_t n_layers)
   return out;
 }
 
-Op schedule_op(bool one_f_one_b, int32_t stage, int32_t stages, int64_t micro, int64_t i) {
+// Stages before the last run `extra` more warm-up forwards: 1f1b with none has no slack, so
+// a late message or a slow micro-batch on one stage idles its neighbours at once.
+static int64_t warm_up_of(int32_t stage, int32_t stages, int64_t micro, int32_t extra) {
+  return std::min<int64_t>(stages - stage - 1 + (stage < stages - 1 ? extra : 0), micro);
+}
+
+Op schedule_op(bool one_f_one_b, int32_t stage, int32_t stages, int64_t micro, int64_t i,
+               int32_t extra) {
   if (!one_f_one_b) return i < micro ? Op{true, i} : Op{false, i - micro};
-  const int64_t warm_up = std::min<int64_t>(stages - stage - 1, micro);
+  const int64_t warm_up = warm_up_of(stage, stages, micro, extra);
   if (i < warm_up) return {true, i};
   const int64_t steady = i - warm_up;  // F(warm_up), B(0), F(warm_up + 1), B(1), ...
   if (steady < 2 * (micro - warm_up))
@@ -112,8 +119,10 @@ Op schedule_op(bool one_f_one_b, int32_t stage, int32_t stages, int64_t micro, i
   return {false, micro - warm_up + (steady - 2 * (micro - warm_up))};
 }
 
-int32_t in_flight(bool one_f_one_b, int32_t stage, int32_t stages, int64_t micro) {
-  const int64_t n = one_f_one_b ? std::min<int64_t>(micro, stages - stage) : micro;
+int32_t in_flight(bool one_f_one_b, int32_t stage, int32_t stages, int64_t micro,
+                  int32_t extra) {
+  const int64_t n =
+      one_f_one_b ? std::min<int64_t>(micro, warm_up_of(stage, stages, micro, extra) + 1) : micro;
   return static_cast<int32_t>(std::max<int64_t>(n, 1));
 }
 

@@ -39,13 +39,16 @@ struct Op {
 };
 
 // Op i (0 <= i < 2 * micro) of a stage's order. gpipe: every forward, then every backward.
-// 1f1b: min(stages - stage - 1, micro) warm-up forwards, then one forward and one backward in
-// turn, then the remaining backwards; a stage never holds more than in_flight(...)
-// micro-batches between their forward and backward. Computed, not listed: no allocation.
-Op schedule_op(bool one_f_one_b, int32_t stage, int32_t stages, int64_t micro, int64_t i);
+// 1f1b: min(stages - stage - 1 (+ extra but on the last stage), micro) warm-up forwards, then
+// one forward and one backward in turn, then the remaining backwards; a stage never holds more
+// than in_flight(...) micro-batches between their forward and backward. Computed, not listed:
+// no allocation.
+Op schedule_op(bool one_f_one_b, int32_t stage, int32_t stages, int64_t micro, int64_t i,
+               int32_t extra = 0);
 
 // Micro-batches in flight at once on a stage: the model's buffer sets (plan.slots).
-int32_t in_flight(bool one_f_one_b, int32_t stage, int32_t stages, int64_t micro);
+int32_t in_flight(bool one_f_one_b, int32_t stage, int32_t stages, int64_t micro,
+                  int32_t extra = 0);
 
 // The micro-batches a global batch of `rows` is split into: ceil(rows / requested) rows each,
 // so there may be fewer than requested (10 rows as 4 -> 3, 3, 3, 1; 5 rows as 4 -> 2, 2, 1).
