@@ -26,6 +26,7 @@ const char* shard_name(int32_t mode) {
   switch (mode) {
     case GRAFT_SHARD_COLUMN: return "column";
     case GRAFT_SHARD_ROW: return "row";
+    case GRAFT_SHARD_PART: return "part";
     default: return "whole";
   }
 }
@@ -53,8 +54,10 @@ void print_placement(const runtime::Session& session, int32_t world) {
                   std::to_string(plan.shard_index + 1) + "/" + std::to_string(plan.shards) + ")";
       parameters += double(survey[i].parameters) / (sharded ? plan.shards : 1);
       const double out = double(graft_shape_numel(&survey[i].output)) /
-                         (sharded && place.shard == GRAFT_SHARD_COLUMN ? plan.shards : 1);
-      activations += out + double(graft_shape_numel(&survey[i].input));
+                         (sharded && place.shard != GRAFT_SHARD_ROW ? plan.shards : 1);
+      const double in = double(graft_shape_numel(&survey[i].input)) /
+                        (sharded && place.shard != GRAFT_SHARD_COLUMN ? plan.shards : 1);
+      activations += out + in;
     }
     const double bytes = 4.0 * (parameters * (2.0 + states) +
                                 double(plan.slots) * double(plan.rows_per_slot) * activations);

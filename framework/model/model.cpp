@@ -212,13 +212,15 @@ graft_shape Model::build_layers(std::vector<PluginChoice>& choices, graft_shape 
 }
 
 // Between a COLUMN and a ROW layer only element-wise activations (which run on any part)
-// may stand; a residual block or an activation is never sharded itself.
+// and PART layers may stand; a residual block or an activation is never sharded itself.
 void Model::check_shard_order(const Layer& layer, int32_t mode, bool sharded) const {
   const PluginRecord* rec = layer.choice->record;
   const bool activation = rec && rec->kind == GRAFT_KIND_ACTIVATION;
   std::string problem;
   if (mode != GRAFT_SHARD_NONE && (activation || layer.is_residual))
     problem = "the plan shards it, but only layers can shard";
+  else if (mode == GRAFT_SHARD_PART && !sharded)
+    problem = "the plan runs it on a part of its input, but its input is whole";
   else if (mode == GRAFT_SHARD_COLUMN && sharded)
     problem = "the plan splits its output, but its input is already split";
   else if (mode == GRAFT_SHARD_ROW && !sharded)
@@ -246,7 +248,8 @@ void Model::create_plugin_layer(Layer& layer, const graft_shape& input, int32_t 
     return;
   }
   layer.layer_vtable = &rec.vtable<graft_layer_vtable>();
-  if (mode == GRAFT_SHARD_ROW) shape = whole_shape(input, input.ndim - 1, settings_.shards);
+  if (mode == GRAFT_SHARD_ROW || mode == GRAFT_SHARD_PART)
+    shape = whole_shape(input, input.ndim - 1, settings_.shards);
   throw_if_failed(layer.layer_vtable->create(host, layer.choice->options.get(), &shape, &layer.self),
                   layer.who + " with input shape " + shape_string(shape));
   if (mode != GRAFT_SHARD_NONE) {
@@ -256,7 +259,10 @@ void Model::create_plugin_layer(Layer& layer, const graft_shape& input, int32_t 
     if (!has_shard)
       throw Failure(layer.who + ": the plan shards it, but the plugin has no shard()");
     throw_if_failed(vt.shard(layer.self, mode, settings_.shard_index, settings_.shards),
-                    layer.who + " split " + (mode == GRAFT_SHARD_COLUMN ? "by columns" : "by rows") +
+                    layer.who + " split " +
+                        (mode == GRAFT_SHARD_COLUMN ? "by columns"
+                         : mode == GRAFT_SHARD_ROW  ? "by rows"
+                                                    : "element-wise") +
                         " into " + std::to_string(settings_.shards) +
                         " tensor-parallel parts ([parallel] strategy)");
   }

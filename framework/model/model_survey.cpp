@@ -25,9 +25,10 @@ uint32_t shard_modes_accepted(const PluginChoice& choice, const graft_shape& inp
   const uint32_t flags = choice.record->entry->flags;
   const bool has_shard = vt.struct_size >= offsetof(graft_layer_vtable, shard) + sizeof(vt.shard) &&
                          vt.shard != nullptr;
-  uint32_t keep = ~(GRAFT_ENTRY_SHARD_COLUMN | GRAFT_ENTRY_SHARD_ROW);
+  uint32_t keep = ~(GRAFT_ENTRY_SHARD_COLUMN | GRAFT_ENTRY_SHARD_ROW | GRAFT_ENTRY_SHARD_PART);
   for (const auto& [flag, mode] : {std::pair{GRAFT_ENTRY_SHARD_COLUMN, GRAFT_SHARD_COLUMN},
-                                   std::pair{GRAFT_ENTRY_SHARD_ROW, GRAFT_SHARD_ROW}}) {
+                                   std::pair{GRAFT_ENTRY_SHARD_ROW, GRAFT_SHARD_ROW},
+                                   std::pair{GRAFT_ENTRY_SHARD_PART, GRAFT_SHARD_PART}}) {
     if (!has_shard || !(flags & flag)) continue;
     Instance probe;
     probe.destroy = vt.destroy;

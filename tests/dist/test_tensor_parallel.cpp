@@ -1,7 +1,8 @@
 // tensor_parallel against `single` under mpirun -np 2 and 4, in process: each rank trains the
 // same config alone under single (the reference) and together with the others under
-// tensor_parallel. The model has two Megatron pairs (linear | relu | linear, and linear with a
-// fused tanh | linear) and replicated layers around them (dropout, a last linear), with adam,
+// tensor_parallel. The model has two Megatron pairs (linear | relu, dropout on the parts |
+// linear, and linear with a fused tanh | linear) and replicated layers around them (dropout, a
+// last linear), with adam,
 // gradient clipping (the norm summed over parts) and gradient accumulation.
 // Equivalence: after 16 steps every step's loss and every whole parameter (gathered from the
 // parts) agree within a relative 1e-5 (float32; the parts only reassociate single's sums), and
@@ -32,7 +33,7 @@ Job& job() {
   return *j;
 }
 
-// Blobs in 12 features, 4 classes. Layers 0 | 1 | 2 and 3 | 4 are the pairs; `hidden` is the
+// Blobs in 12 features, 4 classes. Layers 0 | 1, 2 | 3 and 4 | 5 are the pairs; `hidden` is the
 // first pair's width (a multiple of 4 splits on 2 and 4 ranks).
 fs::path write_config(const std::string& test, const std::string& run_extra, int hidden = 16) {
   const fs::path dir = graft::test::temp_dir(test + "_r" + std::to_string(job().world().rank()));
@@ -44,6 +45,7 @@ fs::path write_config(const std::string& test, const std::string& run_extra, int
                          "classes = 4\nsamples = 400\ntest_samples = 50\nbatch_size = 24\n"
                          "[[model.layers]]\ntype = \"linear\"\nunits = " << hidden << "\n"
                          "[[model.layers]]\ntype = \"relu\"\n"
+                         "[[model.layers]]\ntype = \"dropout\"\np = 0.3\n"
                          "[[model.layers]]\ntype = \"linear\"\nunits = 12\n"
                          "[[model.layers]]\ntype = \"linear\"\nunits = 8\nactivation = \"tanh\"\n"
                          "[[model.layers]]\ntype = \"linear\"\nunits = 10\n"
@@ -82,9 +84,9 @@ Trained run_training(const fs::path& config, bool single) {
 }
 
 void check_equivalent(const Trained& tp, const Trained& single) {
-  const std::vector<int32_t> expected = {GRAFT_SHARD_COLUMN, GRAFT_SHARD_NONE, GRAFT_SHARD_ROW,
-                                         GRAFT_SHARD_COLUMN, GRAFT_SHARD_ROW,  GRAFT_SHARD_NONE,
-                                         GRAFT_SHARD_NONE};
+  const std::vector<int32_t> expected = {GRAFT_SHARD_COLUMN, GRAFT_SHARD_NONE, GRAFT_SHARD_PART,
+                                         GRAFT_SHARD_ROW,    GRAFT_SHARD_COLUMN, GRAFT_SHARD_ROW,
+                                         GRAFT_SHARD_NONE,   GRAFT_SHARD_NONE};
   CHECK(tp.shards == expected);
   REQUIRE(tp.losses.size() == size_t(kSteps));
   REQUIRE(single.losses.size() == size_t(kSteps));
@@ -118,7 +120,7 @@ void check_equivalent(const Trained& tp, const Trained& single) {
 
 }  // namespace
 
-TEST_CASE("tensor_parallel trains as single: two pairs, adam, dropout outside the pairs") {
+TEST_CASE("tensor_parallel trains as single: two pairs, adam, dropout inside and outside") {
   const fs::path config = write_config("tp_plain", "");
   check_equivalent(run_training(config, false), run_training(config, true));
 }

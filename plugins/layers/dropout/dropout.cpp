@@ -13,9 +13,25 @@ class Dropout : public graft::Layer {
   }
 
   Dropout(const graft::Options& o, const graft::Shape& input, graft::Host)
-      : shape_(input), features_(input.numel()), p_(static_cast<float>(o.get_float("p"))) {
+      : shape_(input), features_(input.numel()), whole_features_(features_),
+        p_(static_cast<float>(o.get_float("p"))) {
     GRAFT_CHECK(p_ < 1.0f, "dropout: p = 1 would zero every element; choose p in [0, 1)");
     keep_scale_ = 1.0f / (1.0f - p_);
+  }
+
+  // Tensor parallelism: this copy sees part `index` of `count` of each row's features. Its
+  // masks keep the whole row's element indices (offset_ + j), so they equal the whole layer's.
+  void shard(int mode, int index, int count) override {
+    GRAFT_CHECK(mode == GRAFT_SHARD_PART, "dropout: only runs on a part of its input's last "
+                                          "axis (GRAFT_SHARD_PART), not shard mode " << mode);
+    GRAFT_CHECK(shape_.ndim == 1, "dropout: runs on a tensor-parallel part only with a flat "
+                                  "input (features); this one has " << shape_.ndim << " axes");
+    GRAFT_CHECK(count >= 1 && index >= 0 && index < count && features_ % count == 0,
+                "dropout: part " << index << " of " << count << " does not split "
+                                 << features_ << " features evenly");
+    features_ /= count;
+    offset_ = int64_t(index) * features_;
+    shape_.dims[0] = features_;
   }
 
   graft::Shape output_shape() const override { return shape_; }
@@ -42,7 +58,7 @@ class Dropout : public graft::Layer {
     float* mask = graft::f32(*workspace);
     for (int64_t i = 0; i < n; ++i) {
       const uint64_t first = graft::dropout::index(ctx.step, ctx.global_batch,
-                                                   ctx.row_offset + i, features_, 0);
+                                                   ctx.row_offset + i, whole_features_, offset_);
       // One Philox block yields four consecutive uniforms; compute each block once.
       graft_philox_block block{};
       for (int64_t j = 0; j < features_; ++j) {
@@ -81,7 +97,9 @@ class Dropout : public graft::Layer {
   }
 
   graft::Shape shape_;
-  int64_t features_;  // F
+  int64_t features_;        // F: this part's (all of them unless sharded)
+  int64_t whole_features_;  // the whole row's, which mask indices count in
+  int64_t offset_ = 0;      // this part's first feature within the whole row
   float p_;
   float keep_scale_;
 };
@@ -89,4 +107,5 @@ class Dropout : public graft::Layer {
 }  // namespace
 
 GRAFT_PLUGIN_LIBRARY("dropout", "0.1.0",
-                     graft::layer<Dropout>("dropout", "inverted dropout with layout-free masks"))
+                     graft::layer<Dropout>("dropout", "inverted dropout with layout-free masks",
+                                           GRAFT_ENTRY_SHARD_PART))

@@ -9,8 +9,9 @@
 // Every other layer is replicated: every rank reads the whole batch and computes the same
 // loss, so replicated parameters get the same gradients everywhere without communication.
 //
-// Dropout between the linears ends a pair: its masks are keyed by element index within the
-// whole row, which a part of the row does not know, so a dropout never runs on a part.
+// Between the linears may also stand layers that run on a part (GRAFT_SHARD_PART): dropout,
+// whose masks are keyed by the element's index within the whole row, so a part draws the
+// same mask elements as the whole layer does.
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -59,9 +60,16 @@ class TensorParallel final : public graft::Strategy {
       const graft_layer_info& first = layers[i];
       if (first.kind != GRAFT_KIND_LAYER || !has(first, GRAFT_ENTRY_SHARD_COLUMN)) continue;
       int64_t j = i + 1;
-      while (j < n && layers[j].kind == GRAFT_KIND_ACTIVATION &&
-             has(layers[j], GRAFT_ENTRY_ELEMENTWISE))
-        ++j;
+      std::vector<int64_t> parts;  // layers between that shard as PART
+      for (; j < n; ++j) {
+        if (layers[j].kind == GRAFT_KIND_ACTIVATION && has(layers[j], GRAFT_ENTRY_ELEMENTWISE))
+          continue;
+        if (layers[j].kind == GRAFT_KIND_LAYER && has(layers[j], GRAFT_ENTRY_SHARD_PART)) {
+          parts.push_back(j);
+          continue;
+        }
+        break;
+      }
       if (j >= n || layers[j].kind != GRAFT_KIND_LAYER || !has(layers[j], GRAFT_ENTRY_SHARD_ROW))
         continue;
       const int64_t hidden = first.output.ndim ? first.output.dims[first.output.ndim - 1] : 0;
@@ -73,6 +81,7 @@ class TensorParallel final : public graft::Strategy {
                          "number of ranks that divides "
                       << hidden);
       plan.layers[i].shard = GRAFT_SHARD_COLUMN;
+      for (int64_t k : parts) plan.layers[k].shard = GRAFT_SHARD_PART;
       plan.layers[j].shard = GRAFT_SHARD_ROW;
       Pair pair;
       pair.column = i;

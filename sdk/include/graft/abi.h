@@ -90,6 +90,10 @@ typedef struct graft_plugin_entry {
 /* A layer whose training forward mixes the rows of its batch (batch statistics, as batch_norm):
  * computed on part of a batch (a data-parallel shard, a micro-batch) it gives another result. */
 #define GRAFT_ENTRY_BATCH_STATISTICS 16u
+/* A layer whose shard() accepts GRAFT_SHARD_PART (strategy.h): element-wise over its input's
+ * last axis, so it runs on one tensor-parallel part of it (dropout between Megatron's linears).
+ * A host that predates it never asks. */
+#define GRAFT_ENTRY_SHARD_PART 32u
 
 typedef struct graft_plugin_info {
   size_t struct_size;

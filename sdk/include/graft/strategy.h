@@ -78,11 +78,14 @@ typedef struct graft_world {
 /* How a layer is split across tensor-parallel ranks (DESIGN.md §4, Megatron's pairs).
  * COLUMN: the output's last axis is split in `count` equal parts; rank `index` computes its
  * part from the whole input. ROW: the input's last axis is split; the output keeps its shape
- * and holds a partial sum the strategy all-reduces; only index 0 adds the bias. */
+ * and holds a partial sum the strategy all-reduces; only index 0 adds the bias. PART: the
+ * input's last axis is split and the layer, element-wise, computes on part `index` exactly what
+ * the whole layer computes on those elements (created with the whole input shape, as ROW is). */
 typedef enum graft_shard_mode {
   GRAFT_SHARD_NONE = 0,
   GRAFT_SHARD_COLUMN = 1,
-  GRAFT_SHARD_ROW = 2
+  GRAFT_SHARD_ROW = 2,
+  GRAFT_SHARD_PART = 3
 } graft_shard_mode;
 
 /* What the host tells plan() about top-level layer i, before any layer is created. */
