@@ -93,9 +93,21 @@ struct Binder {
         out.resolved_.insert_or_assign(s.name, out.strings_.back());
         break;
       case GRAFT_OPT_INT_LIST: {
+        // Nested lists are read in order: stages = [[0, 3], [4, 7]] is [0, 3, 4, 7], so a
+        // list of pairs can be written as pairs. The resolved config keeps what was written.
         auto& ints = out.ints_.emplace_back();
         toml::array copy;
         for (const toml::node& e : *list) {
+          if (const toml::array* inner = e.as_array()) {
+            toml::array inner_copy;
+            for (const toml::node& x : *inner) {
+              if (x.is_array()) fail(x, s, "lists nest one level deep at most");
+              ints.push_back(static_cast<int64_t>(number(x, s, true)));
+              inner_copy.push_back(ints.back());
+            }
+            copy.push_back(std::move(inner_copy));
+            continue;
+          }
           ints.push_back(static_cast<int64_t>(number(e, s, true)));
           copy.push_back(ints.back());
         }

@@ -124,23 +124,26 @@ TEST_CASE("more ranks than layers is an error, never a silent drop") {
   CHECK(contains(error, "mpirun -np 5"));
 }
 
-TEST_CASE("explicit stages place layers as written") {
-  PipelineRank rank("stages = [0, 1, 2, 4]", 1, 2);
-  REQUIRE(rank.create_error().empty());
-  REQUIRE(rank.plan({5, 0, 5, 0, 5}, 64).empty());
-  CHECK(rank.stages() == std::vector<int32_t>{0, 0, 1, 1, 1});
-  CHECK(rank.result().stages == 2);
-  CHECK(rank.result().stage_index == 1);
+TEST_CASE("explicit stages place layers as written, as pairs or flat") {
+  for (const char* stages : {"stages = [[0, 1], [2, 4]]", "stages = [0, 1, 2, 4]"}) {
+    CAPTURE(stages);
+    PipelineRank rank(stages, 1, 2);
+    REQUIRE(rank.create_error().empty());
+    REQUIRE(rank.plan({5, 0, 5, 0, 5}, 64).empty());
+    CHECK(rank.stages() == std::vector<int32_t>{0, 0, 1, 1, 1});
+    CHECK(rank.result().stages == 2);
+    CHECK(rank.result().stage_index == 1);
+  }
 }
 
 TEST_CASE("explicit stages that do not cover the layers once, in order, name the key and fix") {
   const std::map<std::string, std::string> cases = {
-      {"[0, 1, 3, 4]", "stage 1 starts at layer 3, but stage 0 ended at layer 1"},
-      {"[0, 2, 1, 4]", "stage 1 starts at layer 1, but stage 0 ended at layer 2"},
-      {"[1, 2, 3, 4]", "stage 0 starts at layer 1, not at layer 0"},
-      {"[0, 1, 2, 3]", "layers 4..4 are in no stage"},
-      {"[0, 4, 5, 5]", "stage 1 ends at layer 5, but the model's last layer is 4"},
-      {"[0, 3, 4, 2]", "stage 1 ends (layer 2) before it starts (layer 4)"},
+      {"[[0, 1], [3, 4]]", "stage 1 starts at layer 3, but stage 0 ended at layer 1"},
+      {"[[0, 2], [1, 4]]", "stage 1 starts at layer 1, but stage 0 ended at layer 2"},
+      {"[[1, 2], [3, 4]]", "stage 0 starts at layer 1, not at layer 0"},
+      {"[[0, 1], [2, 3]]", "layers 4..4 are in no stage"},
+      {"[[0, 4], [5, 5]]", "stage 1 ends at layer 5, but the model's last layer is 4"},
+      {"[[0, 3], [4, 2]]", "stage 1 ends (layer 2) before it starts (layer 4)"},
   };
   for (const auto& [stages, why] : cases) {
     CAPTURE(stages);
@@ -150,7 +153,7 @@ TEST_CASE("explicit stages that do not cover the layers once, in order, name the
     CHECK(contains(error, why));
     CHECK(contains(error, "pipeline: stages = " + stages));
     CHECK(contains(error, "must cover layers 0..4 in order, each exactly once"));
-    CHECK(contains(error, "e.g. stages = [0, 1, 2, 4]"));
+    CHECK(contains(error, "e.g. stages = [[0, 1], [2, 4]]"));
   }
   PipelineRank six("stages = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]", 0, 6);
   REQUIRE(six.create_error().empty());
@@ -159,13 +162,15 @@ TEST_CASE("explicit stages that do not cover the layers once, in order, name the
 
 TEST_CASE("stages given for another world size, or not in pairs, fail at creation on every rank") {
   for (int32_t r = 0; r < 3; ++r) {
-    PipelineRank rank("stages = [0, 1, 2, 4]", r, 3);
+    PipelineRank rank("stages = [[0, 1], [2, 4]]", r, 3);
     const std::string error = rank.create_error();
-    CHECK(contains(error, "pipeline: stages = [0, 1, 2, 4] lists 2 stages, but the job has 3"));
+    CHECK(contains(error, "pipeline: stages = [[0, 1], [2, 4]] lists 2 stages, but the job has 3"));
     CHECK(contains(error, "mpirun -np 2"));
   }
   PipelineRank odd("stages = [0, 1, 2]", 0, 2);
   CHECK(contains(odd.create_error(), "expected [first, last] pairs"));
+  CHECK_THROWS_WITH(PipelineRank("stages = [[[0, 1]], [2, 4]]", 0, 2),
+                    doctest::Contains("[pipeline] stages: lists nest one level deep at most"));
 }
 
 TEST_CASE("slots, rows and messages per rank follow the schedule") {
@@ -281,9 +286,9 @@ TEST_CASE("graft validate --world N prints each rank's placement, or the config 
   CHECK(contains(ok.output, "sends 4 message(s), 4.0 KiB"));
 
   auto wrong = graft::test::run_graft("validate " + config.string() +
-                                      " --set parallel.stages=[0,1,2,4] --world 3");
+                                      " --set parallel.stages=[[0,1],[2,4]] --world 3");
   CHECK(wrong.exit_code == 2);
-  CHECK(contains(wrong.output, "[parallel] strategy 'pipeline': stages = [0, 1, 2, 4] lists 2"));
+  CHECK(contains(wrong.output, "[parallel] strategy 'pipeline': stages = [[0, 1], [2, 4]] lists 2"));
   auto many = graft::test::run_graft("validate " + config.string() + " --world 6");
   CHECK(many.exit_code == 2);
   CHECK(contains(many.output, "only 5 top-level layers"));

@@ -91,8 +91,9 @@ class Pipeline final : public graft::Strategy {
             .range(0, 64),
         graft::option_int_list("stages", {},
                                "inclusive top-level layer ranges, one [first, last] pair per "
-                               "stage (rank r = stage r), flat: [0, 3, 4, 7] is layers 0..3 "
-                               "then 4..7; empty: balanced by parameter count over the ranks"),
+                               "stage (rank r = stage r): [[0, 3], [4, 7]] (or flat, "
+                               "[0, 3, 4, 7]) is layers 0..3 then 4..7; empty: balanced by "
+                               "parameter count over the ranks"),
     };
   }
 

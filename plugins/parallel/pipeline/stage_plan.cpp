@@ -11,20 +11,27 @@
 namespace graft::pipeline {
 
 namespace {
-// "[0, 3, 4, 7] (stage 0: layers 0..3, stage 1: layers 4..7)" for a model of n_layers.
+// "[[0, 3], [4, 7]] (stage 0: layers 0..3, stage 1: layers 4..7)" for a model of n_layers.
 std::string example_pairs(int64_t n_layers) {
-  if (n_layers < 2) return "[0, 0] (stage 0: layer 0)";
+  if (n_layers < 2) return "[[0, 0]] (stage 0: layer 0)";
   const int64_t half = n_layers / 2;
   const std::string a = std::to_string(half - 1), b = std::to_string(half),
                     c = std::to_string(n_layers - 1);
-  return "[0, " + a + ", " + b + ", " + c + "] (stage 0: layers 0.." + a + ", stage 1: layers " +
-         b + ".." + c + ")";
+  return "[[0, " + a + "], [" + b + ", " + c + "]] (stage 0: layers 0.." + a +
+         ", stage 1: layers " + b + ".." + c + ")";
 }
 }  // namespace
 
+// As pairs when the count is even ("[[0, 3], [4, 7]]"), else as given ("[0, 3, 4]").
 std::string format_pairs(const std::vector<int64_t>& pairs) {
+  const bool paired = !pairs.empty() && pairs.size() % 2 == 0;
   std::string s = "[";
-  for (size_t i = 0; i < pairs.size(); ++i) s += (i ? ", " : "") + std::to_string(pairs[i]);
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    if (i) s += ", ";
+    if (paired && i % 2 == 0) s += "[";
+    s += std::to_string(pairs[i]);
+    if (paired && i % 2 == 1) s += "]";
+  }
   return s + "]";
 }
 
@@ -71,8 +78,8 @@ StageBounds balance_stages(const std::vector<int64_t>& parameters, int32_t stage
 StageBounds explicit_stages(const std::vector<int64_t>& pairs, int64_t n_layers) {
   const std::string given = "stages = " + format_pairs(pairs);
   const std::string fix = "; the stages must cover layers 0.." + std::to_string(n_layers - 1) +
-                          " in order, each exactly once, as a flat list of [first, last] "
-                          "pairs, e.g. stages = " + example_pairs(n_layers);
+                          " in order, each exactly once, as a list of [first, last] pairs, "
+                          "e.g. stages = " + example_pairs(n_layers);
   GRAFT_CHECK(!pairs.empty() && pairs.size() % 2 == 0,
               given << ": expected [first, last] pairs of layer indices" << fix);
   const int32_t stages = static_cast<int32_t>(pairs.size() / 2);
