@@ -68,8 +68,9 @@ int plugins(const Arguments& args) {
     for (const auto& p : out) {
       std::printf("%-10s %-16s %s\n", p["kind"].get<std::string>().c_str(),
                   p["name"].get<std::string>().c_str(), p["summary"].get<std::string>().c_str());
-      std::printf("           from %s (%s %s)\n", p["library"].get<std::string>().c_str(),
-                  p["library_name"].get<std::string>().c_str(), p["version"].get<std::string>().c_str());
+      std::printf("           from %s (%s %s)%s\n", p["library"].get<std::string>().c_str(),
+                  p["library_name"].get<std::string>().c_str(), p["version"].get<std::string>().c_str(),
+                  p["cuda"].get<bool>() ? ", with CUDA kernels" : "");
       for (const auto& o : p["options"]) {
         std::string def = o["required"].get<bool>() ? "required" : "default " + o["default"].get<std::string>();
         std::string range = o["range"].get<std::string>();

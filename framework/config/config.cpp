@@ -23,7 +23,7 @@ const std::vector<std::string>& run_keys() {
   static const std::vector<std::string> keys = {
       "name",       "seed",       "device",  "epochs",         "steps",   "output_dir",
       "log_every", "eval_every", "threads", "clip_grad_norm", "progress", "gradient_accumulation",
-      "early_stopping"};
+      "early_stopping", "tf32", "deterministic"};
   return keys;
 }
 const std::vector<std::string>& early_stopping_keys() {
@@ -89,6 +89,8 @@ RunConfig read_run(const toml::table& root, const std::string& file) {
                         "digits, '-' or '_', e.g. name = \"mnist_mlp\"");
   run.seed = static_cast<uint64_t>(in.integer("seed", 0, 0));
   run.device = in.string("device", run.device, {"cpu", "cuda"});
+  run.tf32 = in.boolean("tf32", run.tf32);
+  run.deterministic = in.boolean("deterministic", run.deterministic);
   run.steps = in.integer("steps", 0, 0);
   // Epochs is the default measure, unless the run is given in steps.
   run.epochs = in.integer("epochs", run.steps > 0 ? 0 : 1, 0);

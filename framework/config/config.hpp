@@ -42,6 +42,8 @@ struct RunConfig {
   std::string name = "run";  // the run's folder under output_dir
   uint64_t seed = 0;
   std::string device = "cpu";  // cpu | cuda
+  bool tf32 = false;           // cuda: cuBLAS may round float32 inputs to TF32
+  bool deterministic = false;  // cuda: fixed cuBLAS workspace, no atomics: the same bits each run
   int64_t epochs = 0;          // exactly one of epochs and steps is > 0 (epochs = 1 if neither given)
   int64_t steps = 0;
   std::string output_dir = "runs";

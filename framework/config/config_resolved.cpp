@@ -50,6 +50,8 @@ void write_framework_values(const Config& config, toml::table& out) {
   run.insert_or_assign("name", r.name);
   run.insert_or_assign("seed", static_cast<int64_t>(r.seed));
   run.insert_or_assign("device", r.device);
+  run.insert_or_assign("tf32", r.tf32);
+  run.insert_or_assign("deterministic", r.deterministic);
   run.insert_or_assign("epochs", r.epochs);
   run.insert_or_assign("steps", r.steps);
   run.insert_or_assign("output_dir", r.output_dir);

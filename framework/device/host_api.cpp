@@ -1,5 +1,5 @@
 // The host API table handed to every plugin: accounted allocation, statuses, logging, and
-// compute primitives dispatched on the tensors' device (CPU here; CUDA joins in its own file).
+// compute primitives dispatched on the tensors' device (CPU, or the CUDA module once started).
 #include "device/host_api.hpp"
 
 #include <cblas.h>
@@ -12,6 +12,7 @@
 
 #include "device/cpu/cpu_parallel.hpp"
 #include "device/cpu/cpu_primitives.hpp"
+#include "device/cuda_loader.hpp"
 #include "util/errors.hpp"
 
 namespace graft::runtime {
@@ -27,6 +28,10 @@ std::atomic<int> g_threads{0};
 constexpr size_t kHeader = 64;
 
 void* host_alloc(DLDevice device, size_t bytes) {
+  if (device.device_type == kDLCUDA) {
+    cuda::Device* gpu = cuda_device();
+    return gpu ? gpu->alloc(bytes) : nullptr;
+  }
   if (device.device_type != kDLCPU) return nullptr;
   void* raw = std::aligned_alloc(64, ((bytes + kHeader + 63) / 64) * 64);
   if (!raw) return nullptr;
@@ -38,8 +43,12 @@ void* host_alloc(DLDevice device, size_t bytes) {
   return static_cast<char*>(raw) + kHeader;
 }
 
-void host_free(DLDevice, void* ptr) {
+void host_free(DLDevice device, void* ptr) {
   if (!ptr) return;
+  if (device.device_type == kDLCUDA) {
+    if (cuda::Device* gpu = cuda_device()) gpu->free(ptr);
+    return;
+  }
   void* raw = static_cast<char*>(ptr) - kHeader;
   g_allocated.fetch_sub(*static_cast<size_t*>(raw));
   std::free(raw);
@@ -66,40 +75,56 @@ graft_status* unsupported_device() {
                           "tensor on a device this build of graft does not support"};
 }
 
+// The started CUDA device when every tensor given is in its memory (NULL entries skipped).
+cuda::Device* all_cuda(std::initializer_list<const DLTensor*> ts) {
+  for (const DLTensor* t : ts)
+    if (t && t->device.device_type != kDLCUDA) return nullptr;
+  return cuda_device();
+}
+
 graft_status* gemm(const graft_exec_ctx* ctx, int32_t ta, int32_t tb, float alpha,
                    const DLTensor* a, const DLTensor* b, float beta, DLTensor* c) {
   if (all_cpu({a, b, c})) return cpu::gemm(ctx, ta, tb, alpha, a, b, beta, c);
+  if (cuda::Device* gpu = all_cuda({a, b, c})) return gpu->gemm(ta, tb, alpha, a, b, beta, c);
   return unsupported_device();
 }
 graft_status* axpby(const graft_exec_ctx* ctx, float alpha, const DLTensor* x, float beta,
                     DLTensor* y) {
   if (all_cpu({x, y})) return cpu::axpby(ctx, alpha, x, beta, y);
+  if (cuda::Device* gpu = all_cuda({x, y})) return gpu->axpby(alpha, x, beta, y);
   return unsupported_device();
 }
 graft_status* fill(const graft_exec_ctx* ctx, DLTensor* t, float v) {
   if (all_cpu({t})) return cpu::fill(ctx, t, v);
+  if (cuda::Device* gpu = all_cuda({t})) return gpu->fill(t, v);
   return unsupported_device();
 }
 graft_status* copy(const graft_exec_ctx* ctx, const DLTensor* s, DLTensor* d) {
   if (all_cpu({s, d})) return cpu::copy(ctx, s, d);
+  // Host <-> device or device <-> device: the device copies (UVA tells the direction).
+  if (cuda::Device* gpu = cuda_device()) return gpu->copy(s, d);
   return unsupported_device();
 }
 graft_status* sum_rows(const graft_exec_ctx* ctx, const DLTensor* x, float beta, DLTensor* out) {
   if (all_cpu({x, out})) return cpu::sum_rows(ctx, x, beta, out);
+  if (cuda::Device* gpu = all_cuda({x, out})) return gpu->sum_rows(x, beta, out);
   return unsupported_device();
 }
 graft_status* dot(const graft_exec_ctx* ctx, const DLTensor* x, const DLTensor* y, double* out) {
   if (all_cpu({x, y})) return cpu::dot(ctx, x, y, out);
+  if (cuda::Device* gpu = all_cuda({x, y})) return gpu->dot(x, y, out);
   return unsupported_device();
 }
 graft_status* fill_uniform(const graft_exec_ctx* ctx, DLTensor* t, uint64_t seed, uint64_t stream,
                            uint64_t offset, float lo, float hi) {
   if (all_cpu({t})) return cpu::fill_uniform(ctx, t, seed, stream, offset, lo, hi);
+  if (cuda::Device* gpu = all_cuda({t})) return gpu->fill_uniform(t, seed, stream, offset, lo, hi);
   return unsupported_device();
 }
 graft_status* fill_normal(const graft_exec_ctx* ctx, DLTensor* t, uint64_t seed, uint64_t stream,
                           uint64_t offset, float mean, float sd) {
   if (all_cpu({t})) return cpu::fill_normal(ctx, t, seed, stream, offset, mean, sd);
+  if (cuda::Device* gpu = all_cuda({t})) return gpu->fill_normal(t, seed, stream, offset, mean, sd);
   return unsupported_device();
 }
 

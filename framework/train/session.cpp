@@ -3,6 +3,7 @@
 #include "train/session.hpp"
 
 #include "device/host_api.hpp"
+#include "train/device_check.hpp"
 #include "util/errors.hpp"
 
 namespace fs = std::filesystem;
@@ -68,9 +69,6 @@ Session::Session(Config cfg, const SessionOptions& options)
     job_->set_timeout(config.parallel.timeout_s);
   }
   set_cpu_threads(config.run.threads);
-  if (config.run.device != "cpu")
-    throw UserError(config.file.string() + ": [run] device = \"" + config.run.device +
-                    "\": this build of graft has no CUDA support; use device = \"cpu\"");
   std::vector<std::string> dirs = options.plugin_dirs;
   dirs.insert(dirs.end(), config.plugin_paths.begin(), config.plugin_paths.end());
   load_plugins(registry, dirs);
@@ -106,6 +104,7 @@ Session::Session(Config cfg, const SessionOptions& options)
                                   "[optimizer]", reserved_keys(Section::optimizer));
   resolved.emplace_back("loss", loss.options.resolved());
   resolved.emplace_back("optimizer", optimizer.options.resolved());
+  if (config.run.device == "cuda") check_cuda_run(config, layers, loss, optimizer);
 
   // The strategy comes before the model: its plan decides each layer's stage and shard, and
   // how many rows and micro-batches the buffers hold.

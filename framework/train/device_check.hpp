@@ -1,0 +1,17 @@
+// [run] device = "cuda" is checked before anything is built on it: every plugin the model uses
+// must ship CUDA kernels, and this process must get a GPU.
+#pragma once
+
+#include <vector>
+
+#include "config/config.hpp"
+#include "model/model.hpp"
+
+namespace graft::runtime {
+
+// Throws UserError naming the config file, the plugins without CUDA kernels (and their
+// libraries), or why no GPU can be used, each with the fix.
+void check_cuda_run(const Config& config, const std::vector<PluginChoice>& layers,
+                    const PluginChoice& loss, const PluginChoice& optimizer);
+
+}  // namespace graft::runtime

@@ -1,0 +1,50 @@
+// [run] device = "cuda" where it cannot run is a clear error before anything trains: a build
+// without the CUDA module, a machine without a GPU (this one), and a model whose plugins ship
+// no CUDA kernels (the built-ins, so far), each naming the reason and the fix.
+#include <fstream>
+
+#include "device/cuda_loader.hpp"
+#include "test_support.hpp"
+#include "util/errors.hpp"
+
+namespace rt = graft::runtime;
+
+TEST_CASE("starting the CUDA device without a GPU or a CUDA build says which, and the fix") {
+  std::string message;
+  try {
+    const rt::cuda::Device& gpu = rt::start_cuda(rt::cuda::Options{});
+    MESSAGE("a GPU is present here: " << gpu.describe() << " (tests/gpu covers it)");
+    return;
+  } catch (const rt::UserError& e) {
+    message = e.what();
+  }
+  INFO(message);
+  CHECK(message.find("[run] device = \"cuda\"") != std::string::npos);
+  CHECK(message.find("device = \"cpu\"") != std::string::npos);  // the fix
+  if (rt::cuda_built())
+    CHECK((message.find("no CUDA device is present") != std::string::npos ||
+           message.find("does not load") != std::string::npos));
+  else
+    CHECK(message.find("this build of graft has no CUDA device") != std::string::npos);
+}
+
+TEST_CASE("a cuda config whose plugins have no CUDA kernels names them before training") {
+  const auto dir = graft::test::temp_dir("cuda_config");
+  const auto config = dir / "cuda.toml";
+  std::ofstream(config) << "[run]\nname = \"c\"\ndevice = \"cuda\"\nsteps = 1\n"
+                           "output_dir = \"" << (dir / "runs").string() << "\"\n"
+                           "[data]\nreader = \"synthetic\"\nkind = \"blobs\"\nfeatures = 4\n"
+                           "classes = 2\nsamples = 8\ntest_samples = 4\nbatch_size = 4\n"
+                           "[[model.layers]]\ntype = \"linear\"\nunits = 2\n"
+                           "[loss]\ntype = \"cross_entropy\"\n[optimizer]\ntype = \"sgd\"\n";
+  const auto run = graft::test::run_graft("validate " + config.string());
+  INFO(run.output);
+  CHECK(run.exit_code == 2);
+  CHECK(run.output.find(config.string() + ": [run] device = \"cuda\": these plugins have no "
+                        "CUDA kernels") != std::string::npos);
+  CHECK(run.output.find("[[model.layers]] #0 (layer 'linear' from graft_linear.so)") !=
+        std::string::npos);
+  CHECK(run.output.find("[loss]") != std::string::npos);
+  CHECK(run.output.find("use device = \"cpu\"") != std::string::npos);
+  CHECK(!std::filesystem::exists(dir / "runs" / "c" / "metrics.jsonl"));
+}
