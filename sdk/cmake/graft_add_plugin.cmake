@@ -8,9 +8,12 @@ function(graft_add_plugin name)
   set(target graft_${name})
   add_library(${target} MODULE ${ARG_SOURCES})
   if(ARG_CUDA_SOURCES)
+    # The caller enables CUDA (enable_language(CUDA)); the kernels need the CUDA runtime.
+    find_package(CUDAToolkit REQUIRED)
     target_sources(${target} PRIVATE ${ARG_CUDA_SOURCES})
     target_compile_definitions(${target} PRIVATE
       GRAFT_PLUGIN_CUDA_VERSION="${CMAKE_CUDA_COMPILER_VERSION}")
+    target_link_libraries(${target} PRIVATE CUDA::cudart)
   endif()
   target_link_libraries(${target} PRIVATE graft::sdk)
   set_target_properties(${target} PROPERTIES
