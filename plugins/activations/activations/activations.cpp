@@ -20,7 +20,6 @@ void check_launch(const char* error, const char* name) {
 }
 #else
 constexpr uint32_t kCuda = 0;
-bool on_gpu(const DLTensor&) { return false; }
 #endif
 
 void require_cpu(const DLTensor& x, const char* name) {
