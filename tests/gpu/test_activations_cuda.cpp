@@ -2,56 +2,17 @@
 // element math, compiled by nvcc and by g++): relative 1e-5 in float32. Exits 77 (skipped)
 // without a GPU; fails when a built-in activation of a CUDA build lacks its kernels.
 #define DOCTEST_CONFIG_IMPLEMENT
-#include <doctest/doctest.h>
+#include "gpu_support.hpp"
 
-#include <cmath>
-#include <cstdio>
-
-#include "device/cuda_loader.hpp"
 #include "graft/random.h"
-#include "test_support.hpp"
-#include "util/errors.hpp"
 
 namespace rt = graft::runtime;
+using graft::gpu_test::Gpu;
+using graft::gpu_test::relative_error;
 using graft::test::Tensor;
 
-namespace {
-
-struct Gpu {
-  explicit Gpu(const Tensor& host) : shape(host.shape()) {
-    tensor.data = rt::host_api()->alloc(DLDevice{kDLCUDA, 0}, host.bytes());
-    REQUIRE(tensor.data);
-    tensor.device = DLDevice{kDLCUDA, 0};
-    tensor.ndim = int32_t(shape.size());
-    tensor.dtype = DLDataType{kDLFloat, 32, 1};
-    tensor.shape = shape.data();
-    rt::throw_if_failed(rt::host_api()->copy(nullptr, host.get(), &tensor), "to device");
-  }
-  ~Gpu() { rt::host_api()->free(DLDevice{kDLCUDA, 0}, tensor.data); }
-  Tensor host() const {
-    Tensor out(shape);
-    rt::throw_if_failed(rt::host_api()->copy(nullptr, &tensor, out.get()), "to host");
-    return out;
-  }
-  std::vector<int64_t> shape;
-  DLTensor tensor{};
-};
-
-double relative_error(const Tensor& got, const Tensor& want) {
-  double worst = 0, scale = 1e-30;
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    worst = std::max(worst, std::fabs(double(got.f()[i]) - want.f()[i]));
-    scale = std::max(scale, std::fabs(double(want.f()[i])));
-  }
-  return worst / scale;
-}
-
-}  // namespace
-
 TEST_CASE("activations on the GPU give the CPU's outputs and input gradients") {
-  graft_exec_ctx gpu_ctx = graft::test::cpu_ctx();
-  gpu_ctx.device = DLDevice{kDLCUDA, 0};
-  gpu_ctx.stream = rt::cuda_device()->stream();
+  const graft_exec_ctx gpu_ctx = graft::gpu_test::gpu_context();
   const graft_exec_ctx cpu_ctx = graft::test::cpu_ctx();
   for (const char* name : {"relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax"}) {
     CAPTURE(name);
@@ -80,14 +41,4 @@ TEST_CASE("activations on the GPU give the CPU's outputs and input gradients") {
   }
 }
 
-int main(int argc, char** argv) {
-  try {
-    const rt::cuda::Device& gpu = rt::start_cuda(rt::cuda::Options{});
-    std::printf("GPU: %s\n", gpu.describe().c_str());
-  } catch (const rt::UserError& e) {
-    std::printf("skipped: %s\n", e.what());
-    return 77;
-  }
-  doctest::Context context(argc, argv);
-  return context.run();
-}
+int main(int argc, char** argv) { return graft::gpu_test::run_or_skip(argc, argv); }

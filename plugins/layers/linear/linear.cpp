@@ -8,6 +8,9 @@
 
 #include "graft/cpp/elementwise.hpp"
 #include "graft/cpp/plugin.hpp"
+#if GRAFT_LINEAR_CUDA
+#include "linear_cuda.hpp"
+#endif
 
 namespace {
 
@@ -181,7 +184,7 @@ class Linear : public graft::Layer {
   // x: (N, D...), y: (N, H).
   void forward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                DLTensor& y, DLTensor* workspace) override {
-    require_cpu(x);
+    require_supported(x);
     graft::gemm(ctx, false, false, 1.0f, x, *params[0], 0.0f, y);
     // A row part other than 0 adds no bias: the parts' sum must hold it once.
     const bool add_bias = has_bias_ && !(mode_ == GRAFT_SHARD_ROW && index_ != 0);
@@ -190,6 +193,11 @@ class Linear : public graft::Layer {
     float* pre = nullptr;
     if (keeps_pre_activation_) pre = graft::f32(checked_workspace(workspace, n));
     const float* bias = add_bias ? graft::f32(*params[1]) : nullptr;
+#if GRAFT_LINEAR_CUDA
+    if (x.device.device_type == kDLCUDA)
+      return check_launch(graft::linear_cuda::bias_activation(kind_, graft::f32(y), bias, pre, n,
+                                                              out_features_, slope_, ctx.stream));
+#endif
     with_kind(kind_, [&](auto k) {
       if (add_bias)
         bias_activation<decltype(k)::value, true>(graft::f32(y), bias, pre, n, out_features_,
@@ -206,13 +214,20 @@ class Linear : public graft::Layer {
   void backward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                 const DLTensor& y, const DLTensor& dy, DLTensor* dx, DLTensor* const* grads,
                 DLTensor* workspace) override {
-    require_cpu(x);
+    require_supported(x);
     const DLTensor* dz = &dy;
     graft::View scratch;
     if (kind_ != Kind::none) {
       const int64_t n = graft::rows(dy);
       scratch = graft::View(graft::f32(checked_workspace(workspace, n)), dy.device,
                             {n, out_features_});
+#if GRAFT_LINEAR_CUDA
+      if (x.device.device_type == kDLCUDA)
+        check_launch(graft::linear_cuda::activation_gradient(
+            kind_, graft::f32(dy), graft::f32(y), graft::f32(*scratch), keeps_pre_activation_,
+            n * out_features_, slope_, ctx.stream));
+      else
+#endif
       with_kind(kind_, [&](auto k) {
         activation_gradient<decltype(k)::value>(graft::f32(dy), graft::f32(y),
                                                 graft::f32(*scratch), keeps_pre_activation_,
@@ -226,10 +241,18 @@ class Linear : public graft::Layer {
   }
 
  private:
-  static void require_cpu(const DLTensor& x) {
+  static void require_supported(const DLTensor& x) {
+#if GRAFT_LINEAR_CUDA
+    if (x.device.device_type == kDLCUDA) return;
+#endif
     if (!graft::on_cpu(x))
       throw graft::Error(GRAFT_ERR_UNSUPPORTED, "linear: this build has no CUDA kernels");
   }
+#if GRAFT_LINEAR_CUDA
+  static void check_launch(const char* error) {
+    if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string("linear: CUDA: ") + error);
+  }
+#endif
   DLTensor& checked_workspace(DLTensor* workspace, int64_t n) const {
     GRAFT_CHECK(workspace && graft::numel(*workspace) >= n * out_features_,
                 "linear: the host passed no workspace of (" << n << ", " << out_features_
@@ -251,8 +274,15 @@ class Linear : public graft::Layer {
   bool keeps_pre_activation_ = false;
 };
 
+#if GRAFT_LINEAR_CUDA
+constexpr uint32_t kLinearCuda = GRAFT_ENTRY_HAS_CUDA;
+#else
+constexpr uint32_t kLinearCuda = 0;
+#endif
+
 }  // namespace
 
 GRAFT_PLUGIN_LIBRARY("linear", "0.1.0",
                      graft::layer<Linear>("linear", "fully connected y = f(x W + b), f fused",
-                                          GRAFT_ENTRY_SHARD_COLUMN | GRAFT_ENTRY_SHARD_ROW))
+                                          GRAFT_ENTRY_SHARD_COLUMN | GRAFT_ENTRY_SHARD_ROW |
+                                              kLinearCuda))
