@@ -8,6 +8,9 @@
 #include "graft/cpp/parallel.hpp"
 #include "graft/cpp/plugin.hpp"
 #include "update_math.hpp"
+#if GRAFT_OPTIMIZERS_CUDA
+#include "optimizers_cuda.hpp"
+#endif
 
 namespace graft::optimizers {
 namespace {
@@ -38,14 +41,32 @@ bool is_dense(const DLTensor& t) {
   return true;
 }
 
-// A float32, dense CPU tensor of n elements, or an error saying which tensor is not.
-void check_tensor(const char* optimizer, const std::string& role, const DLTensor* t, int64_t n) {
+#if GRAFT_OPTIMIZERS_CUDA
+constexpr uint32_t kCuda = GRAFT_ENTRY_HAS_CUDA;
+bool supported(const DLTensor& t) { return on_cpu(t) || t.device.device_type == kDLCUDA; }
+bool on_gpu(const graft_param_update& u) { return u.param->device.device_type == kDLCUDA; }
+void check_launch(const char* optimizer, const char* error) {
+  if (error) throw Error(GRAFT_ERR_RUNTIME, std::string(optimizer) + ": CUDA: " + error);
+}
+#else
+constexpr uint32_t kCuda = 0;
+bool supported(const DLTensor& t) { return on_cpu(t); }
+#endif
+
+// A float32, dense tensor of n elements on the parameter's device, or an error saying which
+// tensor is not.
+void check_tensor(const char* optimizer, const std::string& role, const DLTensor* t, int64_t n,
+                  const DLDevice& device) {
   GRAFT_CHECK(t != nullptr, optimizer << ": the " << role << " tensor is missing (null)");
-  if (!on_cpu(*t))
+  if (t->device.device_type != device.device_type || t->device.device_id != device.device_id)
+    throw Error(GRAFT_ERR_INVALID_ARGUMENT, std::string(optimizer) + ": the " + role + " is on " +
+                                                device_name(t->device) + ", the parameter on " +
+                                                device_name(device));
+  if (!supported(*t))
     throw Error(GRAFT_ERR_UNSUPPORTED,
                 std::string(optimizer) + ": the " + role + " is on " + device_name(t->device) +
-                    ", but this optimizer runs on CPU tensors only (no CUDA kernel yet); use "
-                    "device = \"cpu\"");
+                    ", but this build of the optimizer has no kernels there; use device = "
+                    "\"cpu\"");
   if (t->dtype.code != kDLFloat || t->dtype.bits != 32 || t->dtype.lanes != 1)
     throw Error(GRAFT_ERR_UNSUPPORTED, std::string(optimizer) + ": the " + role +
                                            " must be float32; other dtypes are not supported");
@@ -61,12 +82,12 @@ int64_t check_update(const char* optimizer, const graft_param_update& u, size_t 
                         << sizeof(graft_param_update) << " (host older than the plugin)");
   GRAFT_CHECK(u.param != nullptr, optimizer << ": the parameter tensor is missing (null)");
   const int64_t n = numel(*u.param);
-  check_tensor(optimizer, "parameter", u.param, n);
-  check_tensor(optimizer, "gradient", u.grad, n);
+  check_tensor(optimizer, "parameter", u.param, n, u.param->device);
+  check_tensor(optimizer, "gradient", u.grad, n, u.param->device);
   GRAFT_CHECK(n_state == 0 || u.state != nullptr,
               optimizer << ": " << n_state << " state tensors expected, got none");
   for (size_t i = 0; i < n_state; ++i)
-    check_tensor(optimizer, "state tensor " + std::to_string(i), u.state[i], n);
+    check_tensor(optimizer, "state tensor " + std::to_string(i), u.state[i], n, u.param->device);
   GRAFT_CHECK(std::isfinite(u.lr) && u.lr >= 0.0f,
               optimizer << ": the learning rate must be finite and >= 0, got " << u.lr);
   GRAFT_CHECK(u.step >= 1, optimizer << ": update.step counts from 1, got " << u.step);
@@ -160,6 +181,9 @@ class Sgd : public Optimizer {
     float* param = f32(*u.param);             // (n)
     const float* grad = f32(*u.grad);         // (n)
     float* buffer = has_buffer ? f32(*u.state[0]) : nullptr;  // (n) or none
+#if GRAFT_OPTIMIZERS_CUDA
+    if (on_gpu(u)) return check_launch("sgd", cuda::sgd(c, param, grad, buffer, n, ctx.stream));
+#endif
     parallel_for(ctx, n, kGrain, [&](int64_t b, int64_t e) {
       with_sgd_flags(c, [&](auto... flags) {
         sgd_loop<decltype(flags)::value...>(c, param + b, grad + b, buffer ? buffer + b : nullptr,
@@ -230,6 +254,11 @@ class AdamBase : public Optimizer {
     float* exp_avg = f32(*u.state[0]);          // (n)
     float* exp_avg_sq = f32(*u.state[1]);       // (n)
     float* max_exp_avg_sq = amsgrad_ ? f32(*u.state[2]) : nullptr;  // (n) or none
+#if GRAFT_OPTIMIZERS_CUDA
+    if (on_gpu(u))
+      return check_launch(name, cuda::adam(c, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n,
+                                           ctx.stream));
+#endif
     parallel_for(ctx, n, kGrain, [&](int64_t b, int64_t e) {
       with_adam_flags(c, [&](auto... flags) {
         adam_loop<decltype(flags)::value...>(c, param + b, grad + b, exp_avg + b, exp_avg_sq + b,
@@ -321,6 +350,11 @@ class Rmsprop : public Optimizer {
     float* square_avg = f32(*u.state[0]);                               // (n)
     float* buffer = has_buffer ? f32(*u.state[1]) : nullptr;            // (n) or none
     float* grad_avg = centered_ ? f32(*u.state[has_buffer ? 2 : 1]) : nullptr;  // (n) or none
+#if GRAFT_OPTIMIZERS_CUDA
+    if (on_gpu(u))
+      return check_launch("rmsprop", cuda::rmsprop(c, param, grad, square_avg, buffer, grad_avg, n,
+                                                   ctx.stream));
+#endif
     parallel_for(ctx, n, kGrain, [&](int64_t b, int64_t e) {
       with_rmsprop_flags(c, [&](auto... flags) {
         rmsprop_loop<decltype(flags)::value...>(c, param + b, grad + b, square_avg + b,
@@ -340,11 +374,14 @@ class Rmsprop : public Optimizer {
 
 GRAFT_PLUGIN_LIBRARY("optimizers", "0.1.0",
                      graft::optimizer<graft::optimizers::Sgd>(
-                         "sgd", "stochastic gradient descent with momentum (torch.optim.SGD)"),
+                         "sgd", "stochastic gradient descent with momentum (torch.optim.SGD)",
+                         graft::optimizers::kCuda),
                      graft::optimizer<graft::optimizers::Adam>(
-                         "adam", "Adam with L2 weight decay (torch.optim.Adam)"),
+                         "adam", "Adam with L2 weight decay (torch.optim.Adam)",
+                         graft::optimizers::kCuda),
                      graft::optimizer<graft::optimizers::AdamW>(
-                         "adamw", "Adam with decoupled weight decay (torch.optim.AdamW)"),
+                         "adamw", "Adam with decoupled weight decay (torch.optim.AdamW)",
+                         graft::optimizers::kCuda),
                      graft::optimizer<graft::optimizers::Rmsprop>(
                          "rmsprop", "RMSprop, optionally centered and with momentum "
-                                    "(torch.optim.RMSprop)"))
+                                    "(torch.optim.RMSprop)", graft::optimizers::kCuda))
