@@ -2,9 +2,13 @@
 // forward returns sums over rows of the per-row loss (a mean over the row's elements).
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "graft/cpp/plugin.hpp"
 #include "loss_rows.hpp"
+#if GRAFT_LOSSES_CUDA
+#include "losses_cuda.hpp"
+#endif
 
 namespace {
 
@@ -17,16 +21,27 @@ std::string dtype_name(const DLDataType& t) {
   return "dtype (code " + std::to_string(t.code) + ", " + std::to_string(t.bits) + " bits)";
 }
 
+// cross_entropy has CUDA kernels in a CUDA build; the other losses run on the CPU.
+#if GRAFT_LOSSES_CUDA
+constexpr bool kGpu = true;
+#else
+constexpr bool kGpu = false;
+#endif
+
 void require_cpu(const DLTensor& t, const char* name) {
   if (!graft::on_cpu(t))
     throw graft::Error(GRAFT_ERR_UNSUPPORTED,
                        std::string(name) + ": this build has no CUDA kernels");
 }
 
-// The batch a loss is handed: prediction (N, E...) and target with N rows and `target_cols`.
+// The batch a loss is handed: prediction (N, E...) and target with N rows and `target_cols`,
+// on the CPU unless the loss has kernels for the GPU (`gpu_ok`).
 void require_batch(const char* name, const DLTensor& prediction, int64_t elements,
-                   const DLTensor& target, int64_t target_cols, bool int_target) {
-  require_cpu(prediction, name);
+                   const DLTensor& target, int64_t target_cols, bool int_target,
+                   bool gpu_ok = false) {
+  if (!(gpu_ok && prediction.device.device_type == kDLCUDA)) require_cpu(prediction, name);
+  GRAFT_CHECK(target.device.device_type == prediction.device.device_type,
+              name << ": the target and the prediction are on different devices");
   GRAFT_CHECK(graft::cols(prediction) == elements,
               name << ": prediction rows have " << graft::cols(prediction) << " elements, expected "
                    << elements);
@@ -139,8 +154,8 @@ class CrossEntropy : public graft::Loss {
                 .range(0.0, 1.0)};
   }
   CrossEntropy(const graft::Options& o, const graft::Shape& prediction,
-               const graft_target_info& target, graft::Host)
-      : classes_(prediction.numel()),
+               const graft_target_info& target, graft::Host host)
+      : host_(host), classes_(prediction.numel()),
         smoothing_(static_cast<float>(o.get_float("label_smoothing"))) {
     GRAFT_CHECK(is_int32(target.dtype) && target.classes > 0,
                 "cross_entropy: targets must be int32 class labels, but the dataset gives "
@@ -160,11 +175,23 @@ class CrossEntropy : public graft::Loss {
 
   std::vector<std::string> metrics() const override { return {"accuracy"}; }
 
+  ~CrossEntropy() override {
+#if GRAFT_LOSSES_CUDA
+    if (gpu_scratch_) host_->free(gpu_device_, gpu_scratch_);
+#endif
+  }
+
   // prediction: (N, C) logits; target: (N,) labels in [0, C).
-  void forward(const graft::Context&, const DLTensor& prediction, const DLTensor& target,
+  void forward(const graft::Context& ctx, const DLTensor& prediction, const DLTensor& target,
                double& loss_sum, double* metric_sums) override {
-    require_batch("cross_entropy", prediction, classes_, target, 1, true);
+    require_batch("cross_entropy", prediction, classes_, target, 1, true, kGpu);
     const int64_t n = graft::rows(prediction);
+#if GRAFT_LOSSES_CUDA
+    if (prediction.device.device_type == kDLCUDA)
+      return forward_gpu(ctx, prediction, target, n, loss_sum, metric_sums);
+#else
+    (void)ctx;
+#endif
     const float* z = graft::f32(prediction);
     const int32_t* labels = graft::i32(target);
     double total = 0.0;
@@ -179,10 +206,18 @@ class CrossEntropy : public graft::Loss {
     if (metric_sums) metric_sums[0] = static_cast<double>(correct);
   }
 
-  void backward(const graft::Context&, const DLTensor& prediction, const DLTensor& target,
+  void backward(const graft::Context& ctx, const DLTensor& prediction, const DLTensor& target,
                 float scale, DLTensor& dprediction) override {
-    require_batch("cross_entropy", prediction, classes_, target, 1, true);
+    require_batch("cross_entropy", prediction, classes_, target, 1, true, kGpu);
     const int64_t n = graft::rows(prediction);
+#if GRAFT_LOSSES_CUDA
+    if (prediction.device.device_type == kDLCUDA)
+      return check_launch(graft::losses::cuda::cross_entropy_gradient(
+          graft::f32(prediction), graft::i32(target), n, classes_, smoothing_, scale,
+          graft::f32(dprediction), ctx.stream));
+#else
+    (void)ctx;
+#endif
     const int32_t* labels = graft::i32(target);
     for (int64_t i = 0; i < n; ++i)
       graft::losses::cross_entropy_row_gradient(graft::f32(prediction) + i * classes_, classes_,
@@ -201,6 +236,63 @@ class CrossEntropy : public graft::Loss {
     return label;
   }
 
+#if GRAFT_LOSSES_CUDA
+  static void check_launch(const char* error) {
+    if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string("cross_entropy: CUDA: ") + error);
+  }
+
+  // Per-row losses, hits and bad-label marks from the kernel, copied back and summed in double
+  // here, as the CPU loop sums them. The device scratch grows only (the caching allocator's).
+  void forward_gpu(const graft::Context& ctx, const DLTensor& prediction, const DLTensor& target,
+                   int64_t n, double& loss_sum, double* metric_sums) {
+    const size_t bytes = size_t(n) * 3 * sizeof(float);
+    if (bytes > gpu_bytes_ || prediction.device.device_id != gpu_device_.device_id) {
+      if (gpu_scratch_) host_->free(gpu_device_, gpu_scratch_);
+      gpu_device_ = prediction.device;
+      gpu_scratch_ = host_->alloc(gpu_device_, bytes);
+      GRAFT_CHECK(gpu_scratch_, "cross_entropy: out of GPU memory for " << n << " rows");
+      gpu_bytes_ = bytes;
+    }
+    auto* row_loss = static_cast<float*>(gpu_scratch_);
+    auto* row_correct = reinterpret_cast<int32_t*>(row_loss + n);
+    auto* row_bad = row_correct + n;
+    check_launch(graft::losses::cuda::cross_entropy_rows(graft::f32(prediction), graft::i32(target), n,
+                                          classes_, smoothing_, row_loss, row_correct, row_bad,
+                                          ctx.stream));
+    host_rows_.resize(size_t(n) * 3);
+    int64_t shape = n * 3;
+    DLTensor from{gpu_scratch_, gpu_device_, 1, DLDataType{kDLFloat, 32, 1}, &shape, nullptr, 0};
+    DLTensor to{host_rows_.data(), DLDevice{kDLCPU, 0}, 1, DLDataType{kDLFloat, 32, 1}, &shape,
+                nullptr, 0};
+    graft::check(host_->copy(&ctx, &from, &to));  // waits for the kernel
+    const float* losses = host_rows_.data();
+    const auto* hits = reinterpret_cast<const int32_t*>(losses + n);
+    const int32_t* bad = hits + n;
+    double total = 0.0;
+    int64_t correct = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      if (bad[i]) {
+        int32_t label = 0;  // the label itself, for the message
+        DLTensor one{static_cast<int32_t*>(target.data) + i, target.device, 0,
+                     DLDataType{kDLInt, 32, 1}, nullptr, nullptr, target.byte_offset};
+        DLTensor here{&label, DLDevice{kDLCPU, 0}, 0, DLDataType{kDLInt, 32, 1}, nullptr,
+                      nullptr, 0};
+        graft::check(host_->copy(&ctx, &one, &here));
+        checked_label(&label, 0);
+      }
+      total += losses[i];
+      correct += hits[i];
+    }
+    loss_sum = total;
+    if (metric_sums) metric_sums[0] = static_cast<double>(correct);
+  }
+
+  void* gpu_scratch_ = nullptr;
+  size_t gpu_bytes_ = 0;
+  DLDevice gpu_device_{kDLCUDA, 0};
+  std::vector<float> host_rows_;
+#endif
+  graft::Host host_;
   int64_t classes_;  // C
   float smoothing_;
 };
@@ -257,6 +349,7 @@ GRAFT_PLUGIN_LIBRARY(
     "losses", "0.1.0",
     graft::loss<MeanSquaredError>("mse", "mean squared error"),
     graft::loss<MeanAbsoluteError>("mae", "mean absolute error"),
-    graft::loss<CrossEntropy>("cross_entropy", "softmax cross entropy of logits and int32 labels"),
+    graft::loss<CrossEntropy>("cross_entropy", "softmax cross entropy of logits and int32 labels",
+                              kGpu ? GRAFT_ENTRY_HAS_CUDA : 0u),
     graft::loss<BinaryCrossEntropyWithLogits>("bce_with_logits",
                                               "binary cross entropy of logits, float targets"))
