@@ -34,4 +34,6 @@ class Flatten : public graft::Layer {
 }  // namespace
 
 GRAFT_PLUGIN_LIBRARY("flatten", "0.1.0",
-                     graft::layer<Flatten>("flatten", "(C, H, W) per sample to (C*H*W)"))
+                     // Its copies are the host's, which run on whichever device holds them.
+                     graft::layer<Flatten>("flatten", "(C, H, W) per sample to (C*H*W)",
+                                           GRAFT_ENTRY_HAS_CUDA))
