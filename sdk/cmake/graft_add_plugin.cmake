@@ -1,4 +1,5 @@
 # graft_add_plugin(NAME SOURCES a.cpp ... [CUDA_SOURCES k.cu ...])
+# With CUDA_SOURCES the plugin is compiled with GRAFT_PLUGIN_WITH_CUDA=1.
 # Builds graft_<NAME>.so: hidden visibility, one exported symbol, no undefined symbols.
 function(graft_add_plugin name)
   cmake_parse_arguments(ARG "" "" "SOURCES;CUDA_SOURCES" ${ARGN})
@@ -11,7 +12,8 @@ function(graft_add_plugin name)
     # The caller enables CUDA (enable_language(CUDA)); the kernels need the CUDA runtime.
     find_package(CUDAToolkit REQUIRED)
     target_sources(${target} PRIVATE ${ARG_CUDA_SOURCES})
-    target_compile_definitions(${target} PRIVATE
+    # GRAFT_PLUGIN_WITH_CUDA: the .cpp may call its kernels (and flag GRAFT_ENTRY_HAS_CUDA).
+    target_compile_definitions(${target} PRIVATE GRAFT_PLUGIN_WITH_CUDA=1
       GRAFT_PLUGIN_CUDA_VERSION="${CMAKE_CUDA_COMPILER_VERSION}")
     target_link_libraries(${target} PRIVATE CUDA::cudart)
   endif()

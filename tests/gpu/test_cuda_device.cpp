@@ -4,44 +4,15 @@
 // compiled twice: relative 1e-6), copies both ways, and the caching allocator (a second round
 // of the same sizes calls cudaMalloc no more). Exits 77 (skipped) without a GPU.
 #define DOCTEST_CONFIG_IMPLEMENT
-#include <doctest/doctest.h>
+#include "gpu_support.hpp"
 
-#include <cmath>
-#include <cstdio>
-
-#include "device/cuda_loader.hpp"
 #include "graft/random.h"
-#include "test_support.hpp"
-#include "util/errors.hpp"
 
 namespace rt = graft::runtime;
 using graft::test::Tensor;
+using DeviceTensor = graft::gpu_test::Gpu;
 
 namespace {
-
-// A device tensor of the same shape as `host`, filled from it.
-struct DeviceTensor {
-  explicit DeviceTensor(const Tensor& host) : shape(host.shape()) {
-    const graft_host_api* api = rt::host_api();
-    bytes = host.bytes();
-    tensor.data = api->alloc(DLDevice{kDLCUDA, 0}, bytes);
-    REQUIRE(tensor.data);
-    tensor.device = DLDevice{kDLCUDA, 0};
-    tensor.ndim = int32_t(shape.size());
-    tensor.dtype = host.get()->dtype;
-    tensor.shape = shape.data();
-    rt::throw_if_failed(api->copy(nullptr, host.get(), &tensor), "copy to device");
-  }
-  ~DeviceTensor() { rt::host_api()->free(DLDevice{kDLCUDA, 0}, tensor.data); }
-  Tensor to_host() const {
-    Tensor out(shape);
-    rt::throw_if_failed(rt::host_api()->copy(nullptr, &tensor, out.get()), "copy to host");
-    return out;
-  }
-  std::vector<int64_t> shape;
-  size_t bytes = 0;
-  DLTensor tensor{};
-};
 
 Tensor random(std::vector<int64_t> shape, uint64_t stream) {
   Tensor t(std::move(shape));
@@ -52,12 +23,7 @@ Tensor random(std::vector<int64_t> shape, uint64_t stream) {
 
 void check_close(const Tensor& gpu, const Tensor& cpu, double relative) {
   REQUIRE(gpu.numel() == cpu.numel());
-  double worst = 0, scale = 0;
-  for (int64_t i = 0; i < cpu.numel(); ++i) {
-    worst = std::max(worst, std::fabs(double(gpu.f()[i]) - cpu.f()[i]));
-    scale = std::max(scale, std::fabs(double(cpu.f()[i])));
-  }
-  CHECK(worst <= relative * std::max(scale, 1e-30));
+  CHECK(graft::gpu_test::relative_error(gpu, cpu) <= relative);
 }
 
 }  // namespace
@@ -78,7 +44,7 @@ TEST_CASE("gemm on the GPU equals OpenBLAS's for every transpose, TF32 off") {
       DeviceTensor da(a), db(b), dc(c);
       rt::throw_if_failed(api->gemm(&ctx, ta, tb, 0.5f, &da.tensor, &db.tensor, 0.25f, &dc.tensor),
                           "gpu gemm");
-      check_close(dc.to_host(), expected, 1e-5);
+      check_close(dc.host(), expected, 1e-5);
     }
 }
 
@@ -89,13 +55,13 @@ TEST_CASE("axpby, fill, sum_rows and dot on the GPU match the CPU") {
   DeviceTensor dx(x), dy(y);
   rt::throw_if_failed(api->axpby(&ctx, 1.5f, x.get(), -0.5f, expected.get()), "cpu axpby");
   rt::throw_if_failed(api->axpby(&ctx, 1.5f, &dx.tensor, -0.5f, &dy.tensor), "gpu axpby");
-  check_close(dy.to_host(), expected, 1e-7);
+  check_close(dy.host(), expected, 1e-7);
 
   Tensor bias = random({70}, 6), bias_expected = bias;
   DeviceTensor dbias(bias);
   rt::throw_if_failed(api->sum_rows(&ctx, x.get(), 1.0f, bias_expected.get()), "cpu sum_rows");
   rt::throw_if_failed(api->sum_rows(&ctx, &dx.tensor, 1.0f, &dbias.tensor), "gpu sum_rows");
-  check_close(dbias.to_host(), bias_expected, 1e-6);
+  check_close(dbias.host(), bias_expected, 1e-6);
 
   double gpu_dot = 0, cpu_sq = 0;
   rt::throw_if_failed(api->dot(&ctx, &dx.tensor, &dx.tensor, &gpu_dot), "gpu dot");
@@ -103,7 +69,7 @@ TEST_CASE("axpby, fill, sum_rows and dot on the GPU match the CPU") {
   CHECK(gpu_dot == doctest::Approx(cpu_sq).epsilon(1e-12));
 
   rt::throw_if_failed(api->fill(&ctx, &dy.tensor, 3.25f), "gpu fill");
-  const Tensor filled = dy.to_host();
+  const Tensor filled = dy.host();
   for (int64_t i = 0; i < filled.numel(); ++i) REQUIRE(filled.f()[i] == 3.25f);
 }
 
@@ -114,10 +80,10 @@ TEST_CASE("initialisers draw the CPU's numbers on the GPU") {
   DeviceTensor du(u), dn(n);
   rt::throw_if_failed(api->fill_uniform(&ctx, u.get(), 42, 3, 1000, -0.1f, 0.1f), "cpu");
   rt::throw_if_failed(api->fill_uniform(&ctx, &du.tensor, 42, 3, 1000, -0.1f, 0.1f), "gpu");
-  check_close(du.to_host(), u, 1e-6);
+  check_close(du.host(), u, 1e-6);
   rt::throw_if_failed(api->fill_normal(&ctx, n.get(), 42, 3, 1000, 0.0f, 0.02f), "cpu");
   rt::throw_if_failed(api->fill_normal(&ctx, &dn.tensor, 42, 3, 1000, 0.0f, 0.02f), "gpu");
-  check_close(dn.to_host(), n, 1e-5);  // logf and cosf may differ in the last bits on the GPU
+  check_close(dn.host(), n, 1e-5);  // logf and cosf may differ in the last bits on the GPU
 }
 
 TEST_CASE("the caching allocator serves a second round of the same sizes without cudaMalloc") {
@@ -141,15 +107,4 @@ TEST_CASE("the caching allocator serves a second round of the same sizes without
   CHECK(gpu->cached_bytes() >= (size_t(4) << 20));
 }
 
-int main(int argc, char** argv) {
-  try {
-    rt::cuda::Options options;
-    const rt::cuda::Device& gpu = rt::start_cuda(options);
-    std::printf("GPU: %s\n", gpu.describe().c_str());
-  } catch (const rt::UserError& e) {
-    std::printf("skipped: %s\n", e.what());
-    return 77;
-  }
-  doctest::Context context(argc, argv);
-  return context.run();
-}
+int main(int argc, char** argv) { return graft::gpu_test::run_or_skip(argc, argv); }

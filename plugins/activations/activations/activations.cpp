@@ -3,7 +3,7 @@
 #include "graft/cpp/elementwise.hpp"
 #include "graft/cpp/plugin.hpp"
 #include "softmax_row.hpp"
-#if GRAFT_ACTIVATIONS_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
 #include "activations_cuda.hpp"
 #endif
 
@@ -11,7 +11,7 @@ namespace {
 
 using graft::elementwise::Kind;
 
-#if GRAFT_ACTIVATIONS_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
 constexpr uint32_t kCuda = GRAFT_ENTRY_HAS_CUDA;
 // Tensors in GPU memory go to the kernels (activations_cuda.cu) on the context's stream.
 bool on_gpu(const DLTensor& x) { return x.device.device_type == kDLCUDA; }
@@ -51,7 +51,7 @@ class Elementwise : public graft::Activation {
   // x, y: any shape, same element count.
   void forward(const graft::Context& ctx, const DLTensor& x, DLTensor& y) override {
     require_same_size(x, y, "activation forward");
-#if GRAFT_ACTIVATIONS_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
     if (on_gpu(x))
       return check_launch(graft::activations_cuda::forward(K, graft::f32(x), graft::f32(y),
                                                            graft::numel(x), slope_, ctx.stream),
@@ -70,7 +70,7 @@ class Elementwise : public graft::Activation {
                 const DLTensor& dy, DLTensor& dx) override {
     require_same_size(x, dy, "activation backward");
     require_same_size(x, dx, "activation backward");
-#if GRAFT_ACTIVATIONS_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
     if (on_gpu(x))
       return check_launch(graft::activations_cuda::backward(K, graft::f32(x), graft::f32(y),
                                                             graft::f32(dy), graft::f32(dx),
@@ -103,7 +103,7 @@ class Softmax : public graft::Activation {
   void forward(const graft::Context& ctx, const DLTensor& x, DLTensor& y) override {
     require_same_size(x, y, "softmax forward");
     const int64_t c = last_axis(x), count = graft::numel(x);
-#if GRAFT_ACTIVATIONS_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
     if (on_gpu(x))
       return check_launch(graft::activations_cuda::softmax_forward(
                               graft::f32(x), graft::f32(y), count / c, c, ctx.stream),
@@ -120,7 +120,7 @@ class Softmax : public graft::Activation {
     require_same_size(y, dy, "softmax backward");
     require_same_size(y, dx, "softmax backward");
     const int64_t c = last_axis(y), count = graft::numel(y);
-#if GRAFT_ACTIVATIONS_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
     if (on_gpu(y))
       return check_launch(graft::activations_cuda::softmax_backward(
                               graft::f32(y), graft::f32(dy), graft::f32(dx), count / c, c,

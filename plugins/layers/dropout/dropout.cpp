@@ -2,7 +2,7 @@
 // 1/(1-p); in evaluation the layer is the identity. Masks come from global indices.
 #include "dropout_mask.hpp"
 #include "graft/cpp/plugin.hpp"
-#if GRAFT_DROPOUT_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
 #include "dropout_cuda.hpp"
 #endif
 
@@ -56,7 +56,7 @@ class Dropout : public graft::Layer {
                 "dropout: the host passed no workspace of (" << n << ", " << features_
                                                              << ") floats for the mask");
     const uint64_t stream = graft::dropout::stream(ctx.layer_index);
-#if GRAFT_DROPOUT_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
     if (x.device.device_type == kDLCUDA)
       return check_launch(graft::dropout::cuda::forward(
           graft::f32(x), graft::f32(y), graft::f32(*workspace), n, features_, whole_features_,
@@ -93,7 +93,7 @@ class Dropout : public graft::Layer {
     const int64_t count = graft::numel(dy);
     GRAFT_CHECK(workspace && graft::numel(*workspace) >= count,
                 "dropout: backward needs the mask workspace that forward filled");
-#if GRAFT_DROPOUT_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
     if (x.device.device_type == kDLCUDA)
       return check_launch(graft::dropout::cuda::backward(graft::f32(dy), graft::f32(*workspace),
                                                          graft::f32(*dx), count, ctx.stream));
@@ -107,13 +107,13 @@ class Dropout : public graft::Layer {
  private:
   bool active(const graft::Context& ctx) const { return ctx.training && p_ > 0.0f; }
   static void require_supported(const DLTensor& x) {
-#if GRAFT_DROPOUT_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
     if (x.device.device_type == kDLCUDA) return;
 #endif
     if (!graft::on_cpu(x))
       throw graft::Error(GRAFT_ERR_UNSUPPORTED, "dropout: this build has no CUDA kernels");
   }
-#if GRAFT_DROPOUT_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
   static void check_launch(const char* error) {
     if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string("dropout: CUDA: ") + error);
   }
@@ -127,7 +127,7 @@ class Dropout : public graft::Layer {
   float keep_scale_;
 };
 
-#if GRAFT_DROPOUT_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
 constexpr uint32_t kDropoutCuda = GRAFT_ENTRY_HAS_CUDA;
 #else
 constexpr uint32_t kDropoutCuda = 0;

@@ -8,7 +8,7 @@
 
 #include "graft/cpp/elementwise.hpp"
 #include "graft/cpp/plugin.hpp"
-#if GRAFT_LINEAR_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
 #include "linear_cuda.hpp"
 #endif
 
@@ -193,7 +193,7 @@ class Linear : public graft::Layer {
     float* pre = nullptr;
     if (keeps_pre_activation_) pre = graft::f32(checked_workspace(workspace, n));
     const float* bias = add_bias ? graft::f32(*params[1]) : nullptr;
-#if GRAFT_LINEAR_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
     if (x.device.device_type == kDLCUDA)
       return check_launch(graft::linear_cuda::bias_activation(kind_, graft::f32(y), bias, pre, n,
                                                               out_features_, slope_, ctx.stream));
@@ -221,7 +221,7 @@ class Linear : public graft::Layer {
       const int64_t n = graft::rows(dy);
       scratch = graft::View(graft::f32(checked_workspace(workspace, n)), dy.device,
                             {n, out_features_});
-#if GRAFT_LINEAR_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
       if (x.device.device_type == kDLCUDA)
         check_launch(graft::linear_cuda::activation_gradient(
             kind_, graft::f32(dy), graft::f32(y), graft::f32(*scratch), keeps_pre_activation_,
@@ -242,13 +242,13 @@ class Linear : public graft::Layer {
 
  private:
   static void require_supported(const DLTensor& x) {
-#if GRAFT_LINEAR_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
     if (x.device.device_type == kDLCUDA) return;
 #endif
     if (!graft::on_cpu(x))
       throw graft::Error(GRAFT_ERR_UNSUPPORTED, "linear: this build has no CUDA kernels");
   }
-#if GRAFT_LINEAR_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
   static void check_launch(const char* error) {
     if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string("linear: CUDA: ") + error);
   }
@@ -274,7 +274,7 @@ class Linear : public graft::Layer {
   bool keeps_pre_activation_ = false;
 };
 
-#if GRAFT_LINEAR_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
 constexpr uint32_t kLinearCuda = GRAFT_ENTRY_HAS_CUDA;
 #else
 constexpr uint32_t kLinearCuda = 0;

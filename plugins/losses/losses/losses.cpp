@@ -6,7 +6,7 @@
 
 #include "graft/cpp/plugin.hpp"
 #include "loss_rows.hpp"
-#if GRAFT_LOSSES_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
 #include "losses_cuda.hpp"
 #endif
 
@@ -22,7 +22,7 @@ std::string dtype_name(const DLDataType& t) {
 }
 
 // cross_entropy has CUDA kernels in a CUDA build; the other losses run on the CPU.
-#if GRAFT_LOSSES_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
 constexpr bool kGpu = true;
 #else
 constexpr bool kGpu = false;
@@ -176,7 +176,7 @@ class CrossEntropy : public graft::Loss {
   std::vector<std::string> metrics() const override { return {"accuracy"}; }
 
   ~CrossEntropy() override {
-#if GRAFT_LOSSES_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
     if (gpu_scratch_) host_->free(gpu_device_, gpu_scratch_);
 #endif
   }
@@ -186,7 +186,7 @@ class CrossEntropy : public graft::Loss {
                double& loss_sum, double* metric_sums) override {
     require_batch("cross_entropy", prediction, classes_, target, 1, true, kGpu);
     const int64_t n = graft::rows(prediction);
-#if GRAFT_LOSSES_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
     if (prediction.device.device_type == kDLCUDA)
       return forward_gpu(ctx, prediction, target, n, loss_sum, metric_sums);
 #else
@@ -210,7 +210,7 @@ class CrossEntropy : public graft::Loss {
                 float scale, DLTensor& dprediction) override {
     require_batch("cross_entropy", prediction, classes_, target, 1, true, kGpu);
     const int64_t n = graft::rows(prediction);
-#if GRAFT_LOSSES_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
     if (prediction.device.device_type == kDLCUDA)
       return check_launch(graft::losses::cuda::cross_entropy_gradient(
           graft::f32(prediction), graft::i32(target), n, classes_, smoothing_, scale,
@@ -236,7 +236,7 @@ class CrossEntropy : public graft::Loss {
     return label;
   }
 
-#if GRAFT_LOSSES_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
   static void check_launch(const char* error) {
     if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string("cross_entropy: CUDA: ") + error);
   }

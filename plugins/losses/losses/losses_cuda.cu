@@ -1,25 +1,14 @@
-#include <cuda_runtime.h>
-
-#include <algorithm>
-
+#include "graft/cuda/launch.cuh"
 #include "loss_rows.hpp"
 #include "losses_cuda.hpp"
 
 namespace graft::losses::cuda {
 namespace {
 
-constexpr int kThreads = 128;
-int blocks(int64_t n) { return int(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)); }
-const char* launched() {
-  const cudaError_t e = cudaGetLastError();
-  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
-}
-
 __global__ void rows_kernel(const float* z, const int32_t* labels, int64_t n, int64_t c,
                             float smoothing, float* row_loss, int32_t* row_correct,
                             int32_t* row_bad) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = graft::cuda::first_index(); i < n; i += graft::cuda::grid_stride()) {
     const int32_t label = labels[i];
     const bool bad = label < 0 || label >= c;
     row_bad[i] = bad ? 1 : 0;
@@ -30,8 +19,7 @@ __global__ void rows_kernel(const float* z, const int32_t* labels, int64_t n, in
 
 __global__ void gradient_kernel(const float* z, const int32_t* labels, int64_t n, int64_t c,
                                 float smoothing, float scale, float* dz) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = graft::cuda::first_index(); i < n; i += graft::cuda::grid_stride()) {
     const int32_t label = labels[i];
     if (label < 0 || label >= c) {
       for (int64_t j = 0; j < c; ++j) dz[i * c + j] = 0.0f;
@@ -47,17 +35,18 @@ const char* cross_entropy_rows(const float* z, const int32_t* labels, int64_t n,
                                float smoothing, float* row_loss, int32_t* row_correct,
                                int32_t* row_bad, void* stream) {
   if (n == 0) return nullptr;
-  rows_kernel<<<blocks(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      z, labels, n, c, smoothing, row_loss, row_correct, row_bad);
-  return launched();
+  rows_kernel<<<graft::cuda::blocks_for(n), graft::cuda::kThreads, 0,
+                static_cast<cudaStream_t>(stream)>>>(z, labels, n, c, smoothing, row_loss,
+                                                     row_correct, row_bad);
+  return graft::cuda::launch_error();
 }
 
 const char* cross_entropy_gradient(const float* z, const int32_t* labels, int64_t n, int64_t c,
                                    float smoothing, float scale, float* dz, void* stream) {
   if (n == 0) return nullptr;
-  gradient_kernel<<<blocks(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      z, labels, n, c, smoothing, scale, dz);
-  return launched();
+  gradient_kernel<<<graft::cuda::blocks_for(n), graft::cuda::kThreads, 0,
+                    static_cast<cudaStream_t>(stream)>>>(z, labels, n, c, smoothing, scale, dz);
+  return graft::cuda::launch_error();
 }
 
 }  // namespace graft::losses::cuda

@@ -8,7 +8,7 @@
 #include "graft/cpp/parallel.hpp"
 #include "graft/cpp/plugin.hpp"
 #include "update_math.hpp"
-#if GRAFT_OPTIMIZERS_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
 #include "optimizers_cuda.hpp"
 #endif
 
@@ -41,7 +41,7 @@ bool is_dense(const DLTensor& t) {
   return true;
 }
 
-#if GRAFT_OPTIMIZERS_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
 constexpr uint32_t kCuda = GRAFT_ENTRY_HAS_CUDA;
 bool supported(const DLTensor& t) { return on_cpu(t) || t.device.device_type == kDLCUDA; }
 bool on_gpu(const graft_param_update& u) { return u.param->device.device_type == kDLCUDA; }
@@ -181,7 +181,7 @@ class Sgd : public Optimizer {
     float* param = f32(*u.param);             // (n)
     const float* grad = f32(*u.grad);         // (n)
     float* buffer = has_buffer ? f32(*u.state[0]) : nullptr;  // (n) or none
-#if GRAFT_OPTIMIZERS_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
     if (on_gpu(u)) return check_launch("sgd", cuda::sgd(c, param, grad, buffer, n, ctx.stream));
 #endif
     parallel_for(ctx, n, kGrain, [&](int64_t b, int64_t e) {
@@ -254,7 +254,7 @@ class AdamBase : public Optimizer {
     float* exp_avg = f32(*u.state[0]);          // (n)
     float* exp_avg_sq = f32(*u.state[1]);       // (n)
     float* max_exp_avg_sq = amsgrad_ ? f32(*u.state[2]) : nullptr;  // (n) or none
-#if GRAFT_OPTIMIZERS_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
     if (on_gpu(u))
       return check_launch(name, cuda::adam(c, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n,
                                            ctx.stream));
@@ -350,7 +350,7 @@ class Rmsprop : public Optimizer {
     float* square_avg = f32(*u.state[0]);                               // (n)
     float* buffer = has_buffer ? f32(*u.state[1]) : nullptr;            // (n) or none
     float* grad_avg = centered_ ? f32(*u.state[has_buffer ? 2 : 1]) : nullptr;  // (n) or none
-#if GRAFT_OPTIMIZERS_CUDA
+#if GRAFT_PLUGIN_WITH_CUDA
     if (on_gpu(u))
       return check_launch("rmsprop", cuda::rmsprop(c, param, grad, square_avg, buffer, grad_avg, n,
                                                    ctx.stream));
