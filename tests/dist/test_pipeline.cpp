@@ -189,17 +189,17 @@ TEST_CASE("a [parallel] table the layers cannot have is an error on every rank")
   CHECK(count(many.output, "model has only 6 top-level layers") == 7);
   // Explicit stages for 2 ranks, run on 3.
   const Run wrong = train(config, dir / "wrong", 3,
-                          "--set parallel.strategy=pipeline --set parallel.stages=[0,2,3,5]");
+                          "--set parallel.strategy=pipeline --set parallel.stages=[[0,2],[3,5]]");
   INFO(wrong.output);
   CHECK(wrong.exit_code == 2);
-  CHECK(count(wrong.output, "[parallel] strategy 'pipeline': stages = [0, 2, 3, 5] lists 2 "
+  CHECK(count(wrong.output, "[parallel] strategy 'pipeline': stages = [[0, 2], [3, 5]] lists 2 "
                            "stages, but the job has 3") == 3);
   // A gap between stages.
   const Run gap = train(config, dir / "gap", 2,
                         "--set parallel.strategy=pipeline --set parallel.stages=[0,1,3,5]");
   INFO(gap.output);
   CHECK(gap.exit_code == 2);
-  CHECK(count(gap.output, "[parallel] strategy 'pipeline': stages = [0, 1, 3, 5]: stage 1 "
+  CHECK(count(gap.output, "[parallel] strategy 'pipeline': stages = [[0, 1], [3, 5]]: stage 1 "
                          "starts at layer 3, but stage 0 ended at layer 1") == 2);
 }
 
