@@ -1,5 +1,6 @@
 // graft validate CONFIG: loads every plugin, checks every key and shape, prints the model with
 // parameter counts and planned memory. Trains nothing.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -29,6 +30,26 @@ const char* shard_name(int32_t mode) {
     case GRAFT_SHARD_PART: return "part";
     default: return "whole";
   }
+}
+
+// Which of the config's plugins have CUDA kernels ([run] device = "cuda" needs all of them).
+void print_cuda_coverage(const runtime::Session& session) {
+  std::vector<std::string> without;
+  size_t total = 0, missing = 0;
+  auto count = [&](const std::string& name, uint32_t flags) {
+    ++total;
+    if (flags & GRAFT_ENTRY_HAS_CUDA) return;
+    ++missing;
+    if (std::find(without.begin(), without.end(), name) == without.end()) without.push_back(name);
+  };
+  for (const runtime::LayerSurvey& layer : session.survey)
+    if (layer.type != "residual") count(layer.type, layer.flags);
+  for (const auto& [kind, name] : {std::pair{GRAFT_KIND_LOSS, session.config.loss.type},
+                                   std::pair{GRAFT_KIND_OPTIMIZER, session.config.optimizer.type}})
+    count(name, session.registry.get(kind, name).entry->flags);
+  std::string list;
+  for (const std::string& name : without) list += (list.empty() ? "" : ", ") + name;
+  std::printf("CUDA kernels: %zu of %zu plugins%s\n", total - missing, total, without.empty() ? "" : (" (none in " + list + ")").c_str());
 }
 
 // --world N: the plan each rank r of N would get from the strategy, made without MPI (the
@@ -127,6 +148,7 @@ int validate(const Arguments& args) {
                 session.config.loss.type.c_str(), session.config.optimizer.type.c_str(),
                 session.config.optimizer.lr, session.config.optimizer.schedule.type.c_str(),
                 session.strategy->name.c_str());
+    print_cuda_coverage(session);
     if (world > 0) print_placement(session, world);
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::printf("checked in %.1f ms\n", ms);

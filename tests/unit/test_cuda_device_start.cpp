@@ -50,3 +50,16 @@ TEST_CASE("a cuda config whose plugins have no CUDA kernels names them before tr
   CHECK(run.output.find("use device = \"cpu\"") != std::string::npos);
   CHECK(!std::filesystem::exists(dir / "runs" / "c" / "metrics.jsonl"));
 }
+
+TEST_CASE("graft validate says how many of a config's plugins have CUDA kernels") {
+  const auto run = graft::test::run_graft("validate " + std::string(GRAFT_SOURCE_DIR) +
+                                          "/configs/fashion_mlp.toml");
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  // 3 linear, 2 dropout, cross_entropy and adam: all with kernels in a CUDA build.
+  if (rt::cuda_built())
+    CHECK(run.output.find("CUDA kernels: 7 of 7 plugins\n") != std::string::npos);
+  else
+    CHECK(run.output.find("CUDA kernels: 0 of 7 plugins (none in linear, dropout, "
+                          "cross_entropy, adam)") != std::string::npos);
+}
