@@ -1,6 +1,8 @@
 #include "comm/mpi/reducer.hpp"
 
 #include <chrono>
+#include <mutex>
+#include <vector>
 #include <exception>
 
 #include "comm/mpi/mpi_communicator.hpp"
@@ -9,6 +11,11 @@ namespace graft::runtime::mpi {
 
 class Reducer::Request final : public CommRequest {
  public:
+  // Requests come from a free list that only grows: after the first steps, starting and
+  // waiting for a bucket allocates nothing (a training step allocates no memory).
+  static void* operator new(size_t bytes);
+  static void operator delete(void* p) noexcept;
+
   Request(Reducer& reducer, int64_t seq, const OpRecord& record)
       : reducer_(reducer), seq_(seq), record_(record) {}
   // The thread may still be writing into the caller's tensor.
@@ -41,10 +48,11 @@ class Reducer::Request final : public CommRequest {
  private:
   void watchdog_begin() {
     OpRecord op = record_;
-    const std::string call = std::string("wait ") + record_.call;
-    const size_t n = std::min(call.size(), sizeof op.call - 1);
-    call.copy(op.call, n);
-    op.call[n] = '\0';
+    // "wait " + the call, cut to fit, without a std::string: a step allocates nothing.
+    size_t at = 0;
+    for (const char* part : {"wait ", static_cast<const char*>(record_.call)})
+      for (const char* c = part; *c && at + 1 < sizeof op.call; ++c) op.call[at++] = *c;
+    op.call[at] = '\0';
     reducer_.watchdog_.begin(op, reducer_.members_);
   }
 
@@ -53,6 +61,39 @@ class Reducer::Request final : public CommRequest {
   OpRecord record_;
   bool waited_ = false;
 };
+
+namespace {
+std::mutex g_free_mutex;
+std::vector<void*>* g_free = nullptr;  // never freed: requests may outlive any one Reducer
+}  // namespace
+
+void* Reducer::Request::operator new(size_t bytes) {
+  {
+    std::lock_guard<std::mutex> lock(g_free_mutex);
+    if (bytes == sizeof(Request) && g_free && !g_free->empty()) {
+      void* p = g_free->back();
+      g_free->pop_back();
+      return p;
+    }
+  }
+  return ::operator new(bytes);
+}
+
+void Reducer::Request::operator delete(void* p) noexcept {
+  std::lock_guard<std::mutex> lock(g_free_mutex);
+  try {
+    if (!g_free) {
+      g_free = new std::vector<void*>();
+      g_free->reserve(256);
+    }
+    if (g_free->size() < g_free->capacity()) {  // never grows inside a step
+      g_free->push_back(p);
+      return;
+    }
+  } catch (...) {
+  }
+  ::operator delete(p);
+}
 
 Reducer::Reducer(MPI_Comm parent, Watchdog& watchdog, const std::vector<int>* members)
     : watchdog_(watchdog), members_(members) {
@@ -83,7 +124,7 @@ std::unique_ptr<CommRequest> Reducer::start(float* data, int n, bool average,
     job.data = data;
     job.n = n;
     job.average = average;
-    job.context = describe(record);
+    job.record = record;
   }
   work_.notify_one();
   return std::make_unique<Request>(*this, seq, record);
@@ -114,7 +155,7 @@ void Reducer::run() {
     if (failed_at_ < 0) {  // after a failure the ranks no longer agree on what comes next
       try {
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, job.data, job.n, MPI_FLOAT, MPI_SUM, comm_),
-                  job.context);
+                  describe(job.record));
         if (job.average)
           for (int i = 0; i < job.n; ++i) job.data[i] /= float(size_);
       } catch (const std::exception& e) {

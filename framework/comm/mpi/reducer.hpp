@@ -42,7 +42,7 @@ class Reducer {
     float* data = nullptr;
     int n = 0;
     bool average = false;
-    std::string context;  // for an MPI error: "all_reduce_start #4 'bucket 0' on world"
+    OpRecord record;  // described only for an MPI error: no string per start
   };
   void run();
   // Blocks until job `seq` is done; throws the MPI error that ended it (or an earlier one).
