@@ -8,6 +8,8 @@
 #include <exception>
 #include <thread>
 
+#include "comm/mpi/pooled.hpp"
+
 namespace graft::runtime::mpi {
 namespace {
 
@@ -82,7 +84,7 @@ void divide(T* values, int64_t n, int size) {
 
 // An operation in flight. wait() is what the watchdog watches: a request that sits unwaited
 // costs no one anything, a wait that never ends is a hang.
-class MpiRequest final : public CommRequest {
+class MpiRequest final : public CommRequest, public Pooled<MpiRequest> {
  public:
   // `blocking`: made by a blocking call (recv), which reports as itself rather than as a wait.
   MpiRequest(Watchdog& watchdog, const OpRecord& op, const std::vector<int>* members,
@@ -90,7 +92,7 @@ class MpiRequest final : public CommRequest {
       : watchdog_(watchdog), op_(op), members_(members) {
     watchdog_.started();
     if (blocking) return;
-    copy_text(op_.call, sizeof op_.call, (std::string("wait ") + op.call).c_str());
+    name_wait(op_);
   }
   ~MpiRequest() override {
     if (request != MPI_REQUEST_NULL) {

@@ -1,21 +1,15 @@
 #include "comm/mpi/reducer.hpp"
 
 #include <chrono>
-#include <mutex>
-#include <vector>
 #include <exception>
 
 #include "comm/mpi/mpi_communicator.hpp"
+#include "comm/mpi/pooled.hpp"
 
 namespace graft::runtime::mpi {
 
-class Reducer::Request final : public CommRequest {
+class Reducer::Request final : public CommRequest, public Pooled<Reducer::Request> {
  public:
-  // Requests come from a free list that only grows: after the first steps, starting and
-  // waiting for a bucket allocates nothing (a training step allocates no memory).
-  static void* operator new(size_t bytes);
-  static void operator delete(void* p) noexcept;
-
   Request(Reducer& reducer, int64_t seq, const OpRecord& record)
       : reducer_(reducer), seq_(seq), record_(record) {}
   // The thread may still be writing into the caller's tensor.
@@ -48,11 +42,7 @@ class Reducer::Request final : public CommRequest {
  private:
   void watchdog_begin() {
     OpRecord op = record_;
-    // "wait " + the call, cut to fit, without a std::string: a step allocates nothing.
-    size_t at = 0;
-    for (const char* part : {"wait ", static_cast<const char*>(record_.call)})
-      for (const char* c = part; *c && at + 1 < sizeof op.call; ++c) op.call[at++] = *c;
-    op.call[at] = '\0';
+    name_wait(op);
     reducer_.watchdog_.begin(op, reducer_.members_);
   }
 
@@ -61,39 +51,6 @@ class Reducer::Request final : public CommRequest {
   OpRecord record_;
   bool waited_ = false;
 };
-
-namespace {
-std::mutex g_free_mutex;
-std::vector<void*>* g_free = nullptr;  // never freed: requests may outlive any one Reducer
-}  // namespace
-
-void* Reducer::Request::operator new(size_t bytes) {
-  {
-    std::lock_guard<std::mutex> lock(g_free_mutex);
-    if (bytes == sizeof(Request) && g_free && !g_free->empty()) {
-      void* p = g_free->back();
-      g_free->pop_back();
-      return p;
-    }
-  }
-  return ::operator new(bytes);
-}
-
-void Reducer::Request::operator delete(void* p) noexcept {
-  std::lock_guard<std::mutex> lock(g_free_mutex);
-  try {
-    if (!g_free) {
-      g_free = new std::vector<void*>();
-      g_free->reserve(256);
-    }
-    if (g_free->size() < g_free->capacity()) {  // never grows inside a step
-      g_free->push_back(p);
-      return;
-    }
-  } catch (...) {
-  }
-  ::operator delete(p);
-}
 
 Reducer::Reducer(MPI_Comm parent, Watchdog& watchdog, const std::vector<int>* members)
     : watchdog_(watchdog), members_(members) {

@@ -68,6 +68,15 @@ std::string describe(const OpRecord& op) {
   return out + " on " + op.comm;
 }
 
+void name_wait(OpRecord& op) {
+  char call[sizeof op.call];
+  size_t at = 0;
+  for (const char* part : {"wait ", static_cast<const char*>(op.call)})
+    for (const char* c = part; *c && at + 1 < sizeof call; ++c) call[at++] = *c;
+  call[at] = '\0';
+  std::memcpy(op.call, call, sizeof call);
+}
+
 Watchdog::Watchdog(double timeout_s, bool threads_ok)
     : threads_ok_(threads_ok), timeout_s_(timeout_s) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);

@@ -106,4 +106,7 @@ class Watchdog {
 // "all_reduce #3 'loss sums' on world" / "recv from rank 2 'stage 1 -> 2' on world".
 std::string describe(const OpRecord& op);
 
+// Renames op.call "x" to "wait x" (cut to fit), without allocating: a wait on a started call.
+void name_wait(OpRecord& op);
+
 }  // namespace graft::runtime::mpi
