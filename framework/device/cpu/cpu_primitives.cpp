@@ -13,6 +13,7 @@
 
 #include "device/cpu/cpu_parallel.hpp"
 #include "device/host_api.hpp"
+#include "device/tensor_dims.hpp"
 #include "graft/random.h"
 
 namespace graft::runtime::cpu {
@@ -24,16 +25,10 @@ constexpr int64_t kParallelWork = 32768;
 graft_status* invalid(const std::string& message) {
   return new graft_status{GRAFT_ERR_INVALID_ARGUMENT, message};
 }
-float* data(const DLTensor* t) {
-  return reinterpret_cast<float*>(static_cast<char*>(t->data) + t->byte_offset);
-}
-int64_t numel(const DLTensor* t) {
-  int64_t n = 1;
-  for (int i = 0; i < t->ndim; ++i) n *= t->shape[i];
-  return n;
-}
-int64_t rows(const DLTensor* t) { return t->ndim ? t->shape[0] : 1; }
-int64_t cols(const DLTensor* t) { return t->ndim ? numel(t) / t->shape[0] : 1; }
+using device::cols;
+using device::data;
+using device::numel;
+using device::rows;
 bool is_f32(const DLTensor* t) { return t->dtype.code == kDLFloat && t->dtype.bits == 32; }
 std::string dims(const DLTensor* t) {
   return "(" + std::to_string(rows(t)) + ", " + std::to_string(cols(t)) + ")";

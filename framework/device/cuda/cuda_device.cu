@@ -12,42 +12,38 @@
 #include <unordered_map>
 
 #include "device/cuda/module.hpp"
+#include "device/tensor_dims.hpp"
+#include "graft/cuda/launch.cuh"
 #include "graft/random.h"
 
 namespace graft::runtime::cuda {
 namespace {
 
-int64_t numel(const DLTensor* t) {
-  int64_t n = 1;
-  for (int i = 0; i < t->ndim; ++i) n *= t->shape[i];
-  return n;
-}
-int64_t rows(const DLTensor* t) { return t->ndim ? t->shape[0] : 1; }
-int64_t cols(const DLTensor* t) { return t->ndim ? numel(t) / t->shape[0] : 1; }
-float* data(const DLTensor* t) {
-  return reinterpret_cast<float*>(static_cast<char*>(t->data) + t->byte_offset);
-}
+using device::cols;
+using device::data;
+using device::numel;
+using device::rows;
+using graft::cuda::blocks_for;
+using graft::cuda::first_index;
+using graft::cuda::grid_stride;
+using graft::cuda::kThreads;
+
 bool on_host(const DLTensor* t) {
   return t->device.device_type == kDLCPU || t->device.device_type == kDLCUDAHost;
 }
 
-constexpr int kThreads = 256;
-int blocks_for(int64_t n) { return int(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)); }
 
 __global__ void axpby_kernel(float alpha, const float* x, float beta, float* y, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = first_index(); i < n; i += grid_stride())
     y[i] = beta == 0.0f ? alpha * x[i] : alpha * x[i] + beta * y[i];
 }
 __global__ void fill_kernel(float* p, float v, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = first_index(); i < n; i += grid_stride())
     p[i] = v;
 }
 // One thread per column, adding its rows in order: the CPU's order, and no atomics.
 __global__ void sum_rows_kernel(const float* x, int64_t r, int64_t c, float beta, float* out) {
-  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < c;
-       j += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t j = first_index(); j < c; j += grid_stride()) {
     float s = beta == 0.0f ? 0.0f : beta * out[j];
     for (int64_t i = 0; i < r; ++i) s += x[i * c + j];
     out[j] = s;
@@ -58,8 +54,7 @@ __global__ void sum_rows_kernel(const float* x, int64_t r, int64_t c, float beta
 __global__ void dot_partial_kernel(const float* a, const float* b, int64_t n, double* partial) {
   __shared__ double cache[kThreads];
   double s = 0.0;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = first_index(); i < n; i += grid_stride())
     s += double(a[i]) * double(b[i]);
   cache[threadIdx.x] = s;
   __syncthreads();
@@ -78,14 +73,12 @@ __global__ void dot_final_kernel(const double* partial, int count, double* out) 
 }
 __global__ void uniform_kernel(float* p, int64_t n, uint64_t seed, uint64_t stream,
                                uint64_t offset, float low, float high) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = first_index(); i < n; i += grid_stride())
     p[i] = low + (high - low) * graft_random_uniform(seed, stream, offset + uint64_t(i));
 }
 __global__ void normal_kernel(float* p, int64_t n, uint64_t seed, uint64_t stream,
                               uint64_t offset, float mean, float stddev) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = first_index(); i < n; i += grid_stride())
     p[i] = mean + stddev * graft_random_normal(seed, stream, offset + uint64_t(i));
 }
 
@@ -194,8 +187,9 @@ class CudaDevice final : public Device {
     const cublasStatus_t s = cublasSgemm(
         blas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, int(n), int(m),
         int(k), &alpha, data(b), int(cols(b)), data(a), int(cols(a)), &beta, data(c), int(n));
-    return s == CUBLAS_STATUS_SUCCESS ? nullptr
-                                      : failed("cublasSgemm returned status " + std::to_string(int(s)));
+    return s == CUBLAS_STATUS_SUCCESS
+               ? nullptr
+               : failed("cublasSgemm returned status " + std::to_string(int(s)));
   }
 
   graft_status* axpby(float alpha, const DLTensor* x, float beta, DLTensor* y) override {
@@ -265,11 +259,12 @@ class CudaDevice final : public Device {
   graft_status* invalid(const std::string& m) const {
     return make_status_(GRAFT_ERR_INVALID_ARGUMENT, m.c_str());
   }
-  graft_status* failed(const std::string& m) const { return make_status_(GRAFT_ERR_RUNTIME, m.c_str()); }
+  graft_status* failed(const std::string& m) const {
+    return make_status_(GRAFT_ERR_RUNTIME, m.c_str());
+  }
   graft_status* launched(const char* what) const {
-    const cudaError_t e = cudaGetLastError();
-    return e == cudaSuccess ? nullptr
-                            : failed(std::string(what) + ": kernel launch: " + cudaGetErrorString(e));
+    const char* error = graft::cuda::launch_error();
+    return error ? failed(std::string(what) + ": kernel launch: " + error) : nullptr;
   }
 
   Options options_;

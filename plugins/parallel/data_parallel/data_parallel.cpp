@@ -12,7 +12,7 @@
 namespace {
 
 using graft::data_parallel::Buckets;
-using graft::data_parallel::for_each_micro_batch;
+using graft::for_each_micro_batch;
 using graft::data_parallel::shard_begin;
 
 class DataParallel final : public graft::Strategy {
@@ -98,17 +98,20 @@ class DataParallel final : public graft::Strategy {
     graft::check(api.zero_grad(model));
     graft_step_result part{};
     part.struct_size = sizeof part;
-    for_each_micro_batch(ctx, x, y, [&](const graft::Context& c, const DLTensor& px,
-                                        const DLTensor& py, bool last) {
-      const DLTensor* prediction = nullptr;
-      const DLTensor* dprediction = nullptr;
-      graft::check(api.forward(model, &c, 0, layers, &px, &prediction));
-      graft::check(api.loss(model, &c, prediction, &py, &part, &dprediction));
-      // The sum over ranks starts as the last micro-batch's backward completes each bucket.
-      const bool reduce = last && communicating();
-      graft::check(api.backward(model, &c, 0, layers, dprediction, nullptr,
-                                reduce ? on_layer_done : nullptr, this));
-    });
+    // A rank without rows this step (a short last batch) runs nothing; it joins the sums below.
+    if (has_rows(x)) {
+      for_each_micro_batch(ctx, x, y, [&](const graft::Context& c, const DLTensor& px,
+                                          const DLTensor& py, bool last) {
+        const DLTensor* prediction = nullptr;
+        const DLTensor* dprediction = nullptr;
+        graft::check(api.forward(model, &c, 0, layers, &px, &prediction));
+        graft::check(api.loss(model, &c, prediction, &py, &part, &dprediction));
+        // The sum over ranks starts as the last micro-batch's backward completes each bucket.
+        const bool reduce = last && communicating();
+        graft::check(api.backward(model, &c, 0, layers, dprediction, nullptr,
+                                  reduce ? on_layer_done : nullptr, this));
+      });
+    }
     if (communicating()) {
       // A rank without rows this step (a short last batch) joins every bucket with zeros.
       buckets_.start_remaining(*world_.comm_api, world_.comm);
@@ -124,17 +127,20 @@ class DataParallel final : public graft::Strategy {
     const int64_t layers = api.layer_count(model);
     graft_step_result part{};
     part.struct_size = sizeof part;
-    for_each_micro_batch(ctx, x, y, [&](const graft::Context& c, const DLTensor& px,
-                                        const DLTensor& py, bool) {
-      const DLTensor* prediction = nullptr;
-      graft::check(api.forward(model, &c, 0, layers, &px, &prediction));
-      graft::check(api.loss(model, &c, prediction, &py, &part, nullptr));
-    });
+    if (has_rows(x)) {
+      for_each_micro_batch(ctx, x, y, [&](const graft::Context& c, const DLTensor& px,
+                                          const DLTensor& py, bool) {
+        const DLTensor* prediction = nullptr;
+        graft::check(api.forward(model, &c, 0, layers, &px, &prediction));
+        graft::check(api.loss(model, &c, prediction, &py, &part, nullptr));
+      });
+    }
     add_summed(part, result, "evaluation sums");
   }
 
  private:
   bool communicating() const { return world_.size > 1; }
+  static bool has_rows(const DLTensor& x) { return x.ndim > 0 && x.shape[0] > 0; }
 
   void require_comm() const {
     GRAFT_CHECK(world_.comm && world_.comm_api,

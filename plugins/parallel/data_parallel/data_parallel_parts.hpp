@@ -1,5 +1,5 @@
-// The pieces of the data_parallel strategy: which rows a rank reads, micro-batches within them,
-// and the gradient buckets that are summed over the ranks while backward still runs.
+// The pieces of the data_parallel strategy: which rows a rank reads (micro-batches within them
+// are graft/cpp/rows.hpp's), and the gradient buckets that are summed over the ranks while backward still runs.
 #pragma once
 
 #include <cstddef>
@@ -12,36 +12,12 @@
 
 namespace graft::data_parallel {
 
+using graft::for_each_micro_batch;
 using graft::row_range;
 
 // The first row of rank r's part of `rows` over n ranks: r * rows / n, so parts differ by at
 // most one row and the remainder is spread over the ranks.
 inline int64_t shard_begin(int64_t rows, int64_t r, int64_t n) { return rows * r / n; }
-
-// Calls run(ctx, x rows, y rows, last) for each of ctx.micro_batches parts of this rank's rows:
-// ceil(rows / n) rows each (the last may be shorter), row_offset moved to each part's first row.
-// Nothing is called for a rank with no rows.
-template <class Run>
-void for_each_micro_batch(const Context& ctx, const DLTensor& x, const DLTensor& y, Run&& run) {
-  const int64_t rows = x.ndim ? x.shape[0] : 0;
-  const size_t has_micro = offsetof(graft_exec_ctx, micro_batches) + sizeof(ctx.micro_batches);
-  const int64_t n = ctx.struct_size >= has_micro && ctx.micro_batches > 1 ? ctx.micro_batches : 1;
-  if (rows == 0) return;
-  if (n == 1) {
-    run(ctx, x, y, true);
-    return;
-  }
-  GRAFT_CHECK(x.ndim <= GRAFT_MAX_DIMS + 1 && y.ndim <= GRAFT_MAX_DIMS + 1,
-              "data_parallel: a batch tensor has more than " << GRAFT_MAX_DIMS + 1 << " axes");
-  const int64_t size = (rows + n - 1) / n;
-  int64_t x_shape[GRAFT_MAX_DIMS + 1], y_shape[GRAFT_MAX_DIMS + 1];
-  for (int64_t begin = 0; begin < rows; begin += size) {
-    const int64_t end = begin + size < rows ? begin + size : rows;
-    Context part = ctx;
-    part.row_offset = ctx.row_offset + begin;
-    run(part, row_range(x, begin, end, x_shape), row_range(y, begin, end, y_shape), end == rows);
-  }
-}
 
 // Gradient buckets: ranges of whole top-level layers, from the last layer backwards, each
 // closed once it holds at least the bucket size (a larger layer is a bucket of its own). A

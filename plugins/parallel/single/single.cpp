@@ -28,7 +28,7 @@ class Single final : public graft::Strategy {
     const int64_t layers = api.layer_count(model);
     graft::check(api.zero_grad(model));
     for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
-                                        const DLTensor& py) {
+                                        const DLTensor& py, bool) {
       const DLTensor* prediction = nullptr;
       const DLTensor* dprediction = nullptr;
       graft::check(api.forward(model, &part, 0, layers, &px, &prediction));
@@ -42,7 +42,7 @@ class Single final : public graft::Strategy {
                  const DLTensor& x, const DLTensor& y, graft_step_result& result) override {
     const int64_t layers = api.layer_count(model);
     for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
-                                        const DLTensor& py) {
+                                        const DLTensor& py, bool) {
       const DLTensor* prediction = nullptr;
       graft::check(api.forward(model, &part, 0, layers, &px, &prediction));
       graft::check(api.loss(model, &part, prediction, &py, &result, nullptr));

@@ -108,7 +108,7 @@ class TensorParallel final : public graft::Strategy {
     const int64_t layers = api.layer_count(model);
     graft::check(api.zero_grad(model));
     for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
-                                        const DLTensor& py) {
+                                        const DLTensor& py, bool) {
       const DLTensor* prediction = forward(api, model, part, px, layers);
       const DLTensor* dprediction = nullptr;
       graft::check(api.loss(model, &part, prediction, &py, &result, &dprediction));
@@ -128,7 +128,7 @@ class TensorParallel final : public graft::Strategy {
     require_parallel_api(api);
     const int64_t layers = api.layer_count(model);
     for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
-                                        const DLTensor& py) {
+                                        const DLTensor& py, bool) {
       const DLTensor* prediction = forward(api, model, part, px, layers);
       graft::check(api.loss(model, &part, prediction, &py, &result, nullptr));
     });

@@ -32,14 +32,15 @@ inline DLTensor row_range(const DLTensor& t, int64_t begin, int64_t end, int64_t
   return view;
 }
 
-// Calls run(ctx, x rows, y rows) for each of ctx's micro-batches: ceil(rows / n) rows each
-// (the last may be shorter), with row_offset moved to the range's first row.
+// Calls run(ctx, x rows, y rows, last) for each of ctx's micro-batches: ceil(rows / n) rows each
+// (the last may be shorter), with row_offset moved to the range's first row; `last` is true for
+// the final one (data_parallel starts its gradient sums in that one's backward).
 template <class Run>
 void for_each_micro_batch(const Context& ctx, const DLTensor& x, const DLTensor& y, Run&& run) {
   const int64_t rows = x.ndim ? x.shape[0] : 0;
   const int64_t n = micro_batches(ctx);
   if (n == 1) {
-    run(ctx, x, y);
+    run(ctx, x, y, true);
     return;
   }
   GRAFT_CHECK(x.ndim <= GRAFT_MAX_DIMS + 1 && y.ndim <= GRAFT_MAX_DIMS + 1,
@@ -52,7 +53,7 @@ void for_each_micro_batch(const Context& ctx, const DLTensor& x, const DLTensor&
     part.row_offset = ctx.row_offset + begin;
     const DLTensor px = row_range(x, begin, end, x_shape);
     const DLTensor py = row_range(y, begin, end, y_shape);
-    run(part, px, py);
+    run(part, px, py, end == rows);
   }
 }
 
