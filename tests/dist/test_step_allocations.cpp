@@ -3,30 +3,18 @@
 // on the MPI reduce thread), pipeline (a send and a receive per micro-batch) and tensor_parallel
 // (a pair with dropout on the parts) make no C++ allocation on any rank (operator new is counted
 // for this executable; MPI's own C allocations are not graft's to plan).
-#include <atomic>
-#include <cstdlib>
 #include <fstream>
-#include <new>
 #include <vector>
 
 #include "comm/job.hpp"
+#include "count_allocations.hpp"
 #include "graft/random.h"
 #include "model/tensor_view.hpp"
 #include "test_support.hpp"
 #include "train/session.hpp"
 #include "util/errors.hpp"
 
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
-
-[[gnu::noinline]] void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+using graft::test::g_allocations;
 
 namespace fs = std::filesystem;
 using namespace graft::runtime;

@@ -2,29 +2,14 @@
 // initialisation, the learning-rate schedules, gradient clipping, gradient accumulation, weight
 // decay left off biases, and no allocation at all inside a training step (counted by replacing
 // operator new and malloc for this executable).
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
-#include <new>
 
+#include "count_allocations.hpp"
 #include "model/model.hpp"
 #include "test_support.hpp"
 #include "util/errors.hpp"
 
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
-
-// Every C++ allocation in the process, plugins included, goes through these. Neither side is
-// inlined: GCC would otherwise see malloc() reach operator delete, or a visible free() paired
-// with operator new, and warn (-Wmismatched-new-delete), not knowing they belong together.
-[[gnu::noinline]] void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+using graft::test::g_allocations;
 
 using namespace graft::runtime;
 using graft::test::options;
