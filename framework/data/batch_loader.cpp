@@ -15,8 +15,8 @@ namespace {
 
 constexpr DLDevice kCpu{kDLCPU, 0};
 
-void* allocate(size_t bytes, const std::string& what) {
-  void* p = host_api()->alloc(kCpu, bytes);
+void* allocate(DLDevice memory, size_t bytes, const std::string& what) {
+  void* p = host_api()->alloc(memory, bytes);
   if (!p) throw Failure("out of memory allocating " + std::to_string(bytes) + " bytes for " + what);
   return p;
 }
@@ -32,11 +32,11 @@ double uniform48(uint64_t seed, uint64_t stream, uint64_t index) {
 }  // namespace
 
 BatchLoader::HostMemory::~HostMemory() {
-  if (data) host_api()->free(kCpu, data);
+  if (data) host_api()->free(memory, data);
 }
 
 BatchLoader::BatchLoader(DatasetInstance& dataset, int64_t batch_size, bool shuffle, uint64_t seed,
-                         bool drop_last, const RowSelection& select)
+                         bool drop_last, const RowSelection& select, DLDevice memory)
     : dataset_(dataset), batch_size_(batch_size), shuffle_(shuffle), seed_(seed) {
   if (batch_size < 1)
     throw UserError("batch_size is " + std::to_string(batch_size) + "; it must be at least 1");
@@ -58,9 +58,10 @@ BatchLoader::BatchLoader(DatasetInstance& dataset, int64_t batch_size, bool shuf
 
   const int64_t capacity = std::max<int64_t>(1, std::min(batch_size, samples));
   for (Slot& slot : slots_) {
-    slot.x_memory.data = allocate(static_cast<size_t>(capacity) * dataset.input_bytes(),
+    slot.x_memory.memory = slot.y_memory.memory = memory;
+    slot.x_memory.data = allocate(memory, static_cast<size_t>(capacity) * dataset.input_bytes(),
                                   "the inputs of " + dataset.who());
-    slot.y_memory.data = allocate(static_cast<size_t>(capacity) * dataset.target_bytes(),
+    slot.y_memory.data = allocate(memory, static_cast<size_t>(capacity) * dataset.target_bytes(),
                                   "the targets of " + dataset.who());
     DLTensor& x = slot.batch.x;
     x.data = slot.x_memory.data;

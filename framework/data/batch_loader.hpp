@@ -34,8 +34,10 @@ class BatchLoader {
   // The loader reads `dataset` from its own thread; nothing else may read it meanwhile.
   // drop_last leaves out the last batch of an epoch when it would be short.
   // `select` is asked here, once per batch length, never from the reading thread.
+  // `memory`: kDLCPU, or kDLCUDAHost (page-locked) when batches go on to a GPU.
   BatchLoader(DatasetInstance& dataset, int64_t batch_size, bool shuffle, uint64_t seed,
-              bool drop_last, const RowSelection& select = {});
+              bool drop_last, const RowSelection& select = {},
+              DLDevice memory = DLDevice{kDLCPU, 0});
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -52,9 +54,10 @@ class BatchLoader {
   const std::vector<int64_t>& order() const { return order_; }
 
  private:
-  // CPU memory from host->alloc (so it is accounted), freed with the loader.
+  // Host memory from host->alloc (so it is accounted), freed with the loader.
   struct HostMemory {
     void* data = nullptr;
+    DLDevice memory{kDLCPU, 0};
     HostMemory() = default;
     HostMemory(const HostMemory&) = delete;
     HostMemory& operator=(const HostMemory&) = delete;

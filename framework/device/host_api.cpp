@@ -32,6 +32,10 @@ void* host_alloc(DLDevice device, size_t bytes) {
     cuda::Device* gpu = cuda_device();
     return gpu ? gpu->alloc(bytes) : nullptr;
   }
+  if (device.device_type == kDLCUDAHost) {  // page-locked, for batches the GPU copies
+    cuda::Device* gpu = cuda_device();
+    return gpu ? gpu->alloc_pinned(bytes) : nullptr;
+  }
   if (device.device_type != kDLCPU) return nullptr;
   void* raw = std::aligned_alloc(64, ((bytes + kHeader + 63) / 64) * 64);
   if (!raw) return nullptr;
@@ -47,6 +51,10 @@ void host_free(DLDevice device, void* ptr) {
   if (!ptr) return;
   if (device.device_type == kDLCUDA) {
     if (cuda::Device* gpu = cuda_device()) gpu->free(ptr);
+    return;
+  }
+  if (device.device_type == kDLCUDAHost) {
+    if (cuda::Device* gpu = cuda_device()) gpu->free_pinned(ptr);
     return;
   }
   void* raw = static_cast<char*>(ptr) - kHeader;

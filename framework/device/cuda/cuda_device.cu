@@ -108,6 +108,13 @@ class CudaDevice final : public Device {
                    std::to_string(prop.minor) + ", " + memory;
     if ((e = cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)) != cudaSuccess)
       return std::string("cudaStreamCreate: ") + cudaGetErrorString(e);
+    if ((e = cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking)) != cudaSuccess)
+      return std::string("cudaStreamCreate (copies): ") + cudaGetErrorString(e);
+    for (int s = 0; s < kUploadSlots; ++s) {
+      if ((e = cudaEventCreateWithFlags(&copied_[s], cudaEventDisableTiming)) != cudaSuccess ||
+          (e = cudaEventCreateWithFlags(&released_[s], cudaEventDisableTiming)) != cudaSuccess)
+        return std::string("cudaEventCreate: ") + cudaGetErrorString(e);
+    }
     if (cublasCreate(&blas_) != CUBLAS_STATUS_SUCCESS) return "cublasCreate failed";
     cublasSetStream(blas_, stream_);
     // TF32 only when asked: the CPU reference and the gradient checks assume float32 products.
@@ -127,6 +134,12 @@ class CudaDevice final : public Device {
     if (stream_) cudaStreamSynchronize(stream_);
     for (auto& [size, ptr] : free_) cudaFree(ptr);
     for (auto& [ptr, size] : used_) cudaFree(ptr);
+    if (copy_stream_) cudaStreamSynchronize(copy_stream_);
+    for (int s = 0; s < kUploadSlots; ++s) {
+      if (copied_[s]) cudaEventDestroy(copied_[s]);
+      if (released_[s]) cudaEventDestroy(released_[s]);
+    }
+    if (copy_stream_) cudaStreamDestroy(copy_stream_);
     if (stream_) cudaStreamDestroy(stream_);
   }
 
@@ -247,6 +260,38 @@ class CudaDevice final : public Device {
                                                                   mean, stddev);
     return launched("fill_normal");
   }
+  void* alloc_pinned(size_t bytes) override {
+    void* p = nullptr;
+    if (cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocPortable) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    return p;
+  }
+  void free_pinned(void* ptr) override {
+    if (ptr) cudaFreeHost(ptr);
+  }
+
+  graft_status* upload(const void* host, void* device, size_t bytes, int slot) override {
+    if (slot < 0 || slot >= kUploadSlots) return invalid("upload: slot out of range");
+    cudaError_t e = cudaSuccess;
+    if (released_once_[slot]) e = cudaStreamWaitEvent(copy_stream_, released_[slot], 0);
+    if (e == cudaSuccess)
+      e = cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, copy_stream_);
+    if (e == cudaSuccess) e = cudaEventRecord(copied_[slot], copy_stream_);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(stream_, copied_[slot], 0);
+    // The host side is the loader's again once the copy read it (the copy engine reads pinned
+    // memory directly; pageable memory is staged by the driver before this returns anyway).
+    if (e == cudaSuccess) e = cudaEventSynchronize(copied_[slot]);
+    return e == cudaSuccess ? nullptr : failed(std::string("batch upload: ") + cudaGetErrorString(e));
+  }
+  graft_status* release_upload(int slot) override {
+    if (slot < 0 || slot >= kUploadSlots) return invalid("release_upload: slot out of range");
+    const cudaError_t e = cudaEventRecord(released_[slot], stream_);
+    released_once_[slot] = e == cudaSuccess;
+    return e == cudaSuccess ? nullptr : failed(std::string("release_upload: ") + cudaGetErrorString(e));
+  }
+
   void* stream() override { return stream_; }
   graft_status* synchronize() override {
     const cudaError_t e = cudaStreamSynchronize(stream_);
@@ -271,6 +316,9 @@ class CudaDevice final : public Device {
   MakeStatus make_status_;
   std::string description_;
   cudaStream_t stream_ = nullptr;
+  cudaStream_t copy_stream_ = nullptr;  // batch uploads
+  cudaEvent_t copied_[kUploadSlots] = {}, released_[kUploadSlots] = {};
+  bool released_once_[kUploadSlots] = {};
   cublasHandle_t blas_ = nullptr;
   void* workspace_ = nullptr;
   std::mutex mutex_;

@@ -11,7 +11,7 @@
 #include "graft/graft.h"
 
 // Bumped whenever Device, Options or the entry change, so a stale module is refused.
-#define GRAFT_DEVICE_CUDA_MODULE_VERSION 1u
+#define GRAFT_DEVICE_CUDA_MODULE_VERSION 2u
 #define GRAFT_DEVICE_CUDA_ENTRY "graft_device_cuda_start"
 #define GRAFT_DEVICE_CUDA_LIBRARY "libgraft_device_cuda.so"
 
@@ -50,6 +50,20 @@ class Device {
                                     uint64_t offset, float mean, float stddev) = 0;
   virtual void* stream() = 0;                // the cudaStream_t kernels run on
   virtual graft_status* synchronize() = 0;   // waits for the stream
+
+  // Page-locked host memory (cudaHostAlloc): batches read into it are copied to the GPU by the
+  // copy engine directly, asynchronously. NULL when none is left.
+  virtual void* alloc_pinned(size_t bytes) = 0;
+  virtual void free_pinned(void* ptr) = 0;
+  // Batches go up on a copy stream of their own, so a batch's copy overlaps the kernels still
+  // running for the step before. `slot` (0..kUploadSlots-1) names a device buffer the caller
+  // cycles through: the copy first waits until the compute stream released the slot (the
+  // kernels of the step that last read it are done), and the compute stream's next kernels
+  // wait for the copy. Returns once the copy has read `host`, which the caller may then reuse.
+  static constexpr int kUploadSlots = 4;
+  virtual graft_status* upload(const void* host, void* device, size_t bytes, int slot) = 0;
+  // Called after the kernels that read slot's buffers were queued (the step is launched).
+  virtual graft_status* release_upload(int slot) = 0;
 };
 
 using MakeStatus = graft_status* (*)(int32_t code, const char* message);
