@@ -21,7 +21,18 @@ class Buffer {
       throw Failure("out of memory allocating " + std::to_string(floats * sizeof(float)) +
                     " bytes; lower data.batch_size or the model size");
     // Zeroed, because gradients accumulate and optimizer state starts at zero.
-    if (device.device_type == kDLCPU) std::memset(data_, 0, floats * sizeof(float));
+    if (device.device_type == kDLCPU) {
+      std::memset(data_, 0, floats * sizeof(float));
+      return;
+    }
+    int64_t n = static_cast<int64_t>(floats);
+    DLTensor all{};
+    all.data = data_;
+    all.device = device;
+    all.ndim = 1;
+    all.dtype = DLDataType{kDLFloat, 32, 1};
+    all.shape = &n;
+    throw_if_failed(host_api()->fill(nullptr, &all, 0.0f), "zeroing a new buffer");
   }
   ~Buffer() { release(); }
   Buffer(const Buffer&) = delete;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <vector>
 
 #include "model/model_parts.hpp"
 #include "model/tensor_parts.hpp"
@@ -353,9 +354,16 @@ void Model::initialise_parameters() {
                           std::to_string(s.init));
       }
       throw_if_failed(st, "initialising " + info.name);
-      if (axis >= 0)
+      if (axis >= 0 && on_cpu()) {
         copy_part_from_whole(whole.data(), param_buffer_.data() + info.offset, info.shape, axis,
                              settings_.shard_index, settings_.shards);
+      } else if (axis >= 0) {  // the slicing is the host's: through host memory, once
+        std::vector<float> whole_host(whole.size()), part(info.numel);
+        copy_to_host(whole.data(), whole_host.data(), whole.size());
+        copy_part_from_whole(whole_host.data(), part.data(), info.shape, axis,
+                             settings_.shard_index, settings_.shards);
+        copy_from_host(part.data(), param_buffer_.data() + info.offset, info.numel);
+      }
     }
     for (auto& v : layer->param_views) layer->param_ptrs.push_back(v.get());
     for (auto& v : layer->grad_views) layer->grad_ptrs.push_back(v.get());

@@ -100,7 +100,13 @@ class Model {
   const std::vector<std::string>& metric_names() const { return metric_names_; }
   const std::vector<std::string>& optimizer_state_names() const { return state_names_; }
 
-  // Raw storage for checkpoints: parameters, and optimizer state s of every parameter.
+  // Raw storage for checkpoints: parameters, and optimizer state s of every parameter. On a
+  // GPU these are device addresses: read and write them through the copies below.
+  bool on_cpu() const { return settings_.device.device_type == kDLCPU; }
+  // Host <-> model memory (either way a plain copy on the CPU); `model` is an address in one
+  // of the model's buffers.
+  void copy_to_host(const float* model, float* host, size_t floats) const;
+  void copy_from_host(const float* host, float* model, size_t floats) const;
   float* parameter_data() { return param_buffer_.data(); }
   float* gradient_data() { return grad_buffer_.data(); }
   float* state_data(size_t s) { return state_buffers_[s].data(); }

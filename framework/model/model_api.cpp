@@ -1,5 +1,6 @@
 // The model functions the parallel strategies need beyond one whole step: views of the
 // contiguous parameter and gradient buffers by layer range, and the gradient norm of a range.
+#include <cstring>
 #include <string>
 
 #include "model/model.hpp"
@@ -34,6 +35,39 @@ void Model::layer_range_view(bool gradients, int64_t begin, int64_t end, DLTenso
   out.ndim = 1;
   out.dtype = DLDataType{kDLFloat, 32, 1};
   out.shape = &shape;
+}
+
+namespace {
+void copy_floats(const float* from, DLDevice from_device, float* to, DLDevice to_device,
+                 size_t floats) {
+  if (floats == 0) return;
+  int64_t n = static_cast<int64_t>(floats);
+  DLTensor src{}, dst{};
+  src.data = const_cast<float*>(from);
+  src.device = from_device;
+  dst.data = to;
+  dst.device = to_device;
+  src.ndim = dst.ndim = 1;
+  src.dtype = dst.dtype = DLDataType{kDLFloat, 32, 1};
+  src.shape = dst.shape = &n;
+  throw_if_failed(host_api()->copy(nullptr, &src, &dst), "copying model memory");
+}
+}  // namespace
+
+void Model::copy_to_host(const float* model, float* host, size_t floats) const {
+  if (on_cpu()) {
+    std::memcpy(host, model, floats * sizeof(float));
+    return;
+  }
+  copy_floats(model, settings_.device, host, DLDevice{kDLCPU, 0}, floats);
+}
+
+void Model::copy_from_host(const float* host, float* model, size_t floats) const {
+  if (on_cpu()) {
+    std::memcpy(model, host, floats * sizeof(float));
+    return;
+  }
+  copy_floats(host, DLDevice{kDLCPU, 0}, model, settings_.device, floats);
 }
 
 double Model::grad_sq_norm(int64_t begin, int64_t end, bool count_replicated) {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <vector>
 
 #include "device/cpu/cpu_primitives.hpp"
 #include "model/model.hpp"
@@ -69,9 +70,15 @@ std::string Model::non_finite_report(const graft_exec_ctx& ctx, int64_t rows) co
     }
   };
   visit(layers_);
+  std::vector<float> on_host;  // a GPU's outputs, copied (only on this failure path)
   for (const Layer* layer : order) {
     const float* out = slot.outputs[layer->flat].data();
     const int64_t n = rows * graft_shape_numel(&layer->out);
+    if (settings_.device.device_type != kDLCPU) {
+      on_host.resize(size_t(n));
+      copy_to_host(out, on_host.data(), size_t(n));
+      out = on_host.data();
+    }
     for (int64_t k = 0; k < n; ++k)
       if (!std::isfinite(out[k]))
         return "the output of " + layer->who + " was the first to go non-finite";
@@ -162,8 +169,13 @@ DLTensor* Model::backward_layer(Slot& slot, Layer& layer, graft_exec_ctx& ctx, i
 }
 
 void Model::zero_grad() {
-  // On the host's threads, with streaming stores for a large model (cpu_primitives.hpp).
-  cpu::zero(grad_buffer_.data(), int64_t(grad_buffer_.size()));
+  if (settings_.device.device_type == kDLCPU) {
+    // On the host's threads, with streaming stores for a large model (cpu_primitives.hpp).
+    cpu::zero(grad_buffer_.data(), int64_t(grad_buffer_.size()));
+    return;
+  }
+  TensorView all(grad_buffer_.data(), settings_.device, graft_shape{1, {int64_t(grad_buffer_.size())}});
+  if (graft_status* st = host_api()->fill(nullptr, all.get(), 0.0f)) throw_if_failed(st, "zero_grad");
 }
 
 void Model::optimizer_step(const graft_exec_ctx& ctx) {

@@ -28,8 +28,8 @@ int32_t local_rank() {
 
 }  // namespace
 
-void check_cuda_run(const Config& config, const std::vector<PluginChoice>& layers,
-                    const PluginChoice& loss, const PluginChoice& optimizer) {
+int32_t check_cuda_run(const Config& config, const std::vector<PluginChoice>& layers,
+                       const PluginChoice& loss, const PluginChoice& optimizer) {
   const std::string at = config.file.string() + ": [run] device = \"cuda\": ";
   std::vector<std::string> missing;
   for (const PluginChoice& layer : layers) without_cuda(layer, missing);
@@ -46,12 +46,8 @@ void check_cuda_run(const Config& config, const std::vector<PluginChoice>& layer
   options.device_index = local_rank();
   options.tf32 = config.run.tf32;
   options.deterministic = config.run.deterministic;
-  cuda::Device& gpu = start_cuda(options);
-  // The device and every kernel are there, but the model's buffers and the batches are not yet
-  // placed on it: say so rather than train on the CPU under a cuda config.
-  throw UserError(at + "GPU " + std::to_string(options.device_index) + " (" + gpu.describe() +
-                  ") is ready, but this graft does not yet place the model and its batches on a "
-                  "GPU; use device = \"cpu\"");
+  start_cuda(options);
+  return options.device_index;
 }
 
 }  // namespace graft::runtime

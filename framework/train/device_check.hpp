@@ -9,9 +9,10 @@
 
 namespace graft::runtime {
 
-// Throws UserError naming the config file, the plugins without CUDA kernels (and their
+// Starts this process's GPU (under mpirun, the one of its rank on the node) and returns its
+// index. Throws UserError naming the config file, the plugins without CUDA kernels (and their
 // libraries), or why no GPU can be used, each with the fix.
-void check_cuda_run(const Config& config, const std::vector<PluginChoice>& layers,
-                    const PluginChoice& loss, const PluginChoice& optimizer);
+int32_t check_cuda_run(const Config& config, const std::vector<PluginChoice>& layers,
+                       const PluginChoice& loss, const PluginChoice& optimizer);
 
 }  // namespace graft::runtime

@@ -58,8 +58,14 @@ std::vector<WholeTensor> gather_whole_parameters(Model& model, Communicator* com
   const size_t sources = with_optimizer_state ? states.size() + 1 : 1;
   std::vector<WholeTensor> out;
   std::vector<float> gathered;  // the world's parts side by side, reused
+  std::vector<float> on_host;   // a GPU model's buffer, copied
   for (size_t source = 0; source < sources; ++source) {
     float* base = source == 0 ? model.parameter_data() : model.state_data(source - 1);
+    if (!model.on_cpu()) {
+      on_host.resize(model.parameter_count());
+      model.copy_to_host(base, on_host.data(), on_host.size());
+      base = on_host.data();
+    }
     for (const ParameterInfo& p : model.parameters()) {
       WholeTensor w;
       w.name = source == 0 ? p.name : "optimizer." + p.name + "." + states[source - 1];
@@ -95,8 +101,14 @@ std::vector<WholeTensor> gather_whole_parameters(Model& model, Communicator* com
 void keep_own_parts(Model& model, const WholeLookup& whole) {
   const ModelSettings& settings = model.settings();
   const auto& states = model.optimizer_state_names();
+  std::vector<float> on_host;  // a GPU model's buffer, assembled here and copied up whole
   for (size_t source = 0; source <= states.size(); ++source) {
-    float* base = source == 0 ? model.parameter_data() : model.state_data(source - 1);
+    float* const model_base = source == 0 ? model.parameter_data() : model.state_data(source - 1);
+    float* base = model_base;
+    if (!model.on_cpu()) {
+      on_host.assign(model.parameter_count(), 0.0f);
+      base = on_host.data();
+    }
     for (const ParameterInfo& p : model.parameters()) {
       const std::string name = source == 0 ? p.name : "optimizer." + p.name + "." + states[source - 1];
       const float* values = whole(name, whole_dims(model, p));
@@ -107,6 +119,7 @@ void keep_own_parts(Model& model, const WholeLookup& whole) {
       else
         std::memcpy(base + p.offset, values, p.numel * sizeof(float));
     }
+    if (base != model_base) model.copy_from_host(base, model_base, on_host.size());
   }
 }
 

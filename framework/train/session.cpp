@@ -2,6 +2,7 @@
 // naming the config section it came from.
 #include "train/session.hpp"
 
+#include "device/cuda_loader.hpp"
 #include "device/host_api.hpp"
 #include "train/device_check.hpp"
 #include "util/errors.hpp"
@@ -104,7 +105,8 @@ Session::Session(Config cfg, const SessionOptions& options)
                                   "[optimizer]", reserved_keys(Section::optimizer));
   resolved.emplace_back("loss", loss.options.resolved());
   resolved.emplace_back("optimizer", optimizer.options.resolved());
-  if (config.run.device == "cuda") check_cuda_run(config, layers, loss, optimizer);
+  if (config.run.device == "cuda")
+    device = DLDevice{kDLCUDA, check_cuda_run(config, layers, loss, optimizer)};
 
   // The strategy comes before the model: its plan decides each layer's stage and shard, and
   // how many rows and micro-batches the buffers hold.
@@ -112,13 +114,20 @@ Session::Session(Config cfg, const SessionOptions& options)
   strategy_options_ = bind_options(*strategy->entry, config.parallel.table, "[parallel]",
                                    reserved_keys(Section::parallel));
   resolved.emplace_back("parallel", strategy_options_.resolved());
-  strategy_self = job_ ? create_strategy(rank, world, comm_handle(job_->world()), comm_api())
+  Communicator* strategy_comm = job_ ? &job_->world() : nullptr;
+  if (strategy_comm && device.device_type == kDLCUDA) {
+    device_comm_ = start_device_comm(*strategy_comm);
+    if (device_comm_) strategy_comm = device_comm_.get();
+  }
+  strategy_self = strategy_comm
+                      ? create_strategy(rank, world, comm_handle(*strategy_comm), comm_api())
                       : create_strategy(rank, world, nullptr, nullptr);
   survey = survey_layers(layers, info.input);
   layout = plan_layout(*strategy, strategy_self, survey, config.data.batch_size,
                        config.run.gradient_accumulation);
 
   ModelSettings settings;
+  settings.device = device;
   // With gradient accumulation (or a strategy's micro-batches) the buffers hold one
   // micro-batch: the memory it saves.
   settings.max_batch = std::max(layout.plan.rows_per_slot, config.data.eval_batch_size);
@@ -153,6 +162,13 @@ void* Session::create_strategy(int32_t r, int32_t size, graft_comm* comm,
   return self;
 }
 
+std::unique_ptr<Communicator> Session::start_device_comm(Communicator& host_world) const {
+  (void)host_world;
+  if (strategy->name == "single") return nullptr;  // it never communicates
+  throw UserError(config.file.string() + ": [run] device = \"cuda\" with [parallel] strategy '" +
+                  strategy->name + "' needs the NCCL communicator, which this build lacks");
+}
+
 LayoutPlan Session::plan_for(int32_t r, int32_t size) const {
   void* self = create_strategy(r, size, nullptr, nullptr);
   struct Destroy {
@@ -172,7 +188,8 @@ graft_exec_ctx Session::context(bool training) const {
   graft_exec_ctx ctx{};
   ctx.struct_size = sizeof ctx;
   ctx.host = host_api();
-  ctx.device = DLDevice{kDLCPU, 0};
+  ctx.device = device;
+  if (device.device_type == kDLCUDA) ctx.stream = cuda_device()->stream();
   ctx.training = training ? 1 : 0;
   ctx.seed = config.run.seed;
   ctx.layer_index = -1;

@@ -43,6 +43,7 @@ class Session {
   const PluginRecord* strategy = nullptr;
   void* strategy_self = nullptr;
   int32_t rank = 0, world = 1;
+  DLDevice device{kDLCPU, 0};  // [run] device: the model's buffers and the batches live there
   bool write_outputs = true;  // SessionOptions::write_outputs
   std::vector<LayerSurvey> survey;  // the top-level layers, before the model was built
   LayoutPlan layout;                // this rank's plan, which the model was built with
@@ -70,7 +71,11 @@ class Session {
   // The strategy for rank r of `size`; comm may be NULL when only planning.
   void* create_strategy(int32_t r, int32_t size, graft_comm* comm,
                         const graft_comm_api* comm_api) const;
+  // On a GPU the strategy communicates device memory through NCCL (wrapping the job's world
+  // for host memory); NULL when the job's world serves as it is.
+  std::unique_ptr<Communicator> start_device_comm(Communicator& host_world) const;
   Job* job_ = nullptr;  // see SessionOptions::job
+  std::unique_ptr<Communicator> device_comm_;
   PluginChoice reader_;
   BoundOptions strategy_options_;
   std::string resolved_config_;

@@ -11,6 +11,7 @@
 #include "config/section_reader.hpp"
 #include "data/batch_loader.hpp"
 #include "device/host_api.hpp"
+#include "train/batch_stage.hpp"
 #include "train/checkpoint.hpp"
 #include "train/metrics.hpp"
 #include "train/safetensors.hpp"
@@ -138,18 +139,21 @@ std::string describe(const EvalSummary& e) {
 EvalSummary evaluate(Session& session, DatasetInstance& data) {
   const Config& c = session.config;
   const int64_t batch = c.data.eval_batch_size > 0 ? c.data.eval_batch_size : c.data.batch_size;
+  BatchStage stage(session.device, data, batch, /*first_slot=*/2);
   BatchLoader loader(data, batch, /*shuffle=*/false, c.run.seed, /*drop_last=*/false,
-                     strategy_rows(session, false));
+                     strategy_rows(session, false), stage.loader_memory());
   loader.start_epoch(0);
   graft_exec_ctx ctx = session.context(false);
   const auto& strategy = session.strategy->vtable<graft_strategy_vtable>();
   graft_step_result total = empty_result();
-  while (const Batch* b = loader.next()) {
+  while (const Batch* next = loader.next()) {
+    const Batch* b = &stage.place(*next);
     ctx.global_batch = b->rows;
     ctx.row_offset = b->row_offset;
     if (graft_status* st = strategy.eval_step(session.strategy_self, session.model->api(),
                                               session.model->handle(), &ctx, &b->x, &b->y, &total))
       throw_if_failed(st, "strategy '" + session.strategy->name + "' evaluation");
+    stage.release();
   }
   EvalSummary e;
   e.rows = total.rows;
@@ -167,8 +171,9 @@ TrainSummary train(Session& session, const StepObserver& on_step) {
   const bool lead = session.rank == 0 && session.write_outputs;  // only one rank writes files
   const fs::path checkpoints = session.run_dir / "checkpoints";
 
+  BatchStage stage(session.device, *session.train_set, c.data.batch_size, /*first_slot=*/0);
   BatchLoader loader(*session.train_set, c.data.batch_size, c.data.shuffle, c.run.seed,
-                     c.data.drop_last, strategy_rows(session, true));
+                     c.data.drop_last, strategy_rows(session, true), stage.loader_memory());
   const int64_t per_epoch = loader.batches_per_epoch();
   if (per_epoch == 0)
     throw UserError("[data] the training split has no full batch of " +
@@ -264,7 +269,8 @@ TrainSummary train(Session& session, const StepObserver& on_step) {
     loader.start_epoch(epoch, skip);
     int64_t batch_in_epoch = skip;
     skip = 0;
-    while (const Batch* b = loader.next()) {
+    while (const Batch* next = loader.next()) {
+      const Batch* b = &stage.place(*next);  // on the model's device
       ctx.step = step;
       ctx.global_batch = b->rows;  // x and y hold this rank's rows of it
       ctx.row_offset = b->row_offset;
@@ -272,6 +278,7 @@ TrainSummary train(Session& session, const StepObserver& on_step) {
       if (graft_status* st = strategy.train_step(session.strategy_self, model.api(), model.handle(),
                                                  &ctx, &b->x, &b->y, &result))
         throw_if_failed(st, "training step " + std::to_string(step));
+      stage.release();
       ++step;
       ++batch_in_epoch;
       const double loss = result.rows ? result.loss_sum / double(result.rows) : 0.0;

@@ -324,7 +324,8 @@ class Pipeline final : public graft::Strategy {
     const size_t bytes = size_t(graft::rows(*dx) * graft_shape_numel(&input_)) * sizeof(float);
     copy.view(gradients_out_[out].reserve(ctx.device, bytes), ctx.device, graft::rows(*dx),
               input_);
-    std::memcpy(copy.tensor.data, static_cast<const char*>(dx->data) + dx->byte_offset, bytes);
+    // The host's copy, which also copies on a GPU (in its stream's order).
+    graft::check(host_->copy(&ctx, dx, &copy.tensor));
     link_.send_start(copy.tensor, stage_ - 1, tag(k, false), what_backward_send_.c_str(),
                      &sends_backward_[out]);
   }
