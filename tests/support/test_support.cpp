@@ -13,12 +13,18 @@
 
 namespace graft::test {
 
+namespace {
+// A build carried to another machine (tests/gpu/run_on_gpu.sh) names its own places.
+std::string moved_or(const char* variable, const char* built) {
+  const char* moved = std::getenv(variable);
+  return moved && *moved ? moved : built;
+}
+}  // namespace
+
 const runtime::Registry& builtin_registry() {
   static runtime::Registry* registry = [] {
     auto* r = new runtime::Registry(runtime::host_api());
-    // A build carried to another machine (tests/gpu/run_on_gpu.sh) says where its plugins are.
-    const char* moved = std::getenv("GRAFT_TEST_PLUGIN_DIR");
-    r->load_directory(moved && *moved ? moved : GRAFT_TEST_PLUGIN_DIR);
+    r->load_directory(moved_or("GRAFT_TEST_PLUGIN_DIR", GRAFT_TEST_PLUGIN_DIR));
     return r;
   }();
   return *registry;
@@ -33,15 +39,18 @@ runtime::BoundOptions options(graft_kind kind, const std::string& name,
 
 graft_exec_ctx cpu_ctx(bool training) { return checker::cpu_context(training); }
 
+std::filesystem::path source_dir() { return moved_or("GRAFT_TEST_SOURCE_DIR", GRAFT_SOURCE_DIR); }
+
 std::filesystem::path temp_dir(const std::string& name) {
-  std::filesystem::path p = std::filesystem::path(GRAFT_BINARY_DIR) / "test_tmp" / name;
+  std::filesystem::path p =
+      std::filesystem::path(moved_or("GRAFT_TEST_TMP", GRAFT_BINARY_DIR "/test_tmp")) / name;
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p;
 }
 
 CommandResult run_graft(const std::string& arguments) {
-  std::string command = std::string(GRAFT_EXECUTABLE) + " " + arguments + " 2>&1";
+  std::string command = moved_or("GRAFT_TEST_EXECUTABLE", GRAFT_EXECUTABLE) + " " + arguments + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
   std::string output;

@@ -31,6 +31,8 @@ using Tensor = checker::Tensor;
 
 // A fresh empty folder under the build tree, unique to the calling test.
 std::filesystem::path temp_dir(const std::string& name);
+// The source tree (configs/): GRAFT_SOURCE_DIR, or $GRAFT_TEST_SOURCE_DIR for a carried build.
+std::filesystem::path source_dir();
 
 // Runs the graft executable with arguments; returns its exit code and combined output.
 struct CommandResult {

@@ -35,17 +35,19 @@ TEST_CASE("a cuda config whose plugins have no CUDA kernels names them before tr
                            "output_dir = \"" << (dir / "runs").string() << "\"\n"
                            "[data]\nreader = \"synthetic\"\nkind = \"blobs\"\nfeatures = 4\n"
                            "classes = 2\nsamples = 8\ntest_samples = 4\nbatch_size = 4\n"
-                           "[[model.layers]]\ntype = \"layer_norm\"\n"
+                           "[[model.layers]]\ntype = \"bad_correct\"\n"
                            "[[model.layers]]\ntype = \"linear\"\nunits = 2\n"
                            "[loss]\ntype = \"cross_entropy\"\n[optimizer]\ntype = \"sgd\"\n";
-  const auto run = graft::test::run_graft("validate " + config.string());
+  // A plugin built without CUDA_SOURCES (a test fixture: every built-in one has kernels).
+  const auto run = graft::test::run_graft("validate " + config.string() + " --plugin-dir " +
+                                          GRAFT_BINARY_DIR "/test_fixtures/correct");
   INFO(run.output);
   CHECK(run.exit_code == 2);
   CHECK(run.output.find(config.string() + ": [run] device = \"cuda\": these plugins have no "
                         "CUDA kernels") != std::string::npos);
-  // layer_norm has no kernels in any build; linear, the loss and the optimizer have them in a
-  // CUDA build and are listed too in a CPU-only one.
-  CHECK(run.output.find("[[model.layers]] #0 (layer 'layer_norm' from graft_layer_norm.so)") !=
+  // The fixture has no kernels in any build; linear, the loss and the optimizer have them in
+  // a CUDA build and are listed too in a CPU-only one.
+  CHECK(run.output.find("[[model.layers]] #0 (layer 'bad_correct' from graft_bad_layer.so)") !=
         std::string::npos);
   CHECK(run.output.find("use device = \"cpu\"") != std::string::npos);
   CHECK(!std::filesystem::exists(dir / "runs" / "c" / "metrics.jsonl"));
