@@ -1,5 +1,6 @@
 // The 2-D convolution y = f(conv(x, W) + b) over (C, H, W) samples, with stride, padding,
-// dilation and groups: host gemms over a chunk of samples, on im2col or Winograd F(2x2, 3x3).
+// dilation and groups: host gemms over a chunk of samples, on im2col or Winograd F(2x2, 3x3);
+// on a GPU, im2col's kernels (conv2d_cuda.cu) and cuBLAS over the whole batch at once.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -10,10 +11,19 @@
 #include "graft/cpp/plugin.hpp"
 #include "im2col.hpp"
 #include "winograd_tiles.hpp"
+#if GRAFT_PLUGIN_WITH_CUDA
+#include "conv2d_cuda.hpp"
+#endif
 
 namespace {
 
 using graft::elementwise::Kind;
+
+#if GRAFT_PLUGIN_WITH_CUDA
+constexpr bool kWithCuda = true;
+#else
+constexpr bool kWithCuda = false;
+#endif
 
 // Dimension letters: N batch, C input channels, H x W input, O output channels, G groups,
 // k x k kernel, OH x OW output, P = OH * OW, B samples in one chunk, T Winograd tiles per
@@ -149,18 +159,24 @@ class Conv2d : public graft::Layer {
   // Per sample: the pre-activation (O, P) when f' needs it (gelu) and the sample's columns of
   // im2col's col (C*k*k, P) or Winograd's V (16, C, T), both kept from forward for backward;
   // and room for one sample of the chunk's products, (O, P) or M (16, O, T): a chunk of
-  // B <= N samples uses B samples' room, which the (N, .) workspace always has.
+  // B <= N samples uses B samples' room, which the (N, .) workspace always has. A GPU always
+  // takes im2col, so a Winograd layer also has room for its col and product (the host does
+  // not say the device before it plans).
   int64_t workspace_per_sample() const override {
-    return (keeps_pre_activation_ ? out_channels_ * im2col_.pixels() : 0) + input_rows() +
-           output_rows();
+    const int64_t im2col_rows = (im2col_.patch() + out_channels_) * im2col_.pixels();
+    return (keeps_pre_activation_ ? out_channels_ * im2col_.pixels() : 0) +
+           std::max(input_rows() + output_rows(), im2col_rows);
   }
 
   // x: (N, C, H, W), y: (N, O, OH, OW).
   void forward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                DLTensor& y, DLTensor* workspace) override {
-    const Scratch s = scratch(x, workspace);
     const float* bias = has_bias_ ? graft::f32(*params[1]) : nullptr;
     float* weight = graft::f32(*params[0]);
+#if GRAFT_PLUGIN_WITH_CUDA
+    if (x.device.device_type == kDLCUDA) return forward_cuda(ctx, weight, bias, x, y, workspace);
+#endif
+    const Scratch s = scratch(x, workspace);
     if (use_winograd_) weight = transform_weights(weight);
     for (int64_t first = 0; first < s.n; first += s.chunk) {
       const int64_t b = std::min(s.chunk, s.n - first), at = first * output_numel();
@@ -170,14 +186,14 @@ class Conv2d : public graft::Layer {
       const float* x_chunk = graft::f32(x) + first * input_numel();
       if (use_winograd_) {
         winograd_.gather_input(x_chunk, b, inputs);
-        multiply(ctx, x.device, b, Product::outputs, weight, inputs, s.outputs);
+        multiply(ctx, x.device, b, Product::outputs, weight, inputs, s.outputs, true);
         with_kind(kind_, [&](auto f) {
           winograd_.scatter_output<decltype(f)::value>(s.outputs, b, bias, y_chunk, pre, slope_);
         });
       } else {
         float* product = b == 1 ? y_chunk : s.outputs;  // one sample: already y's layout
         im2col_.im2col(x_chunk, b, inputs);
-        multiply(ctx, x.device, b, Product::outputs, weight, inputs, product);
+        multiply(ctx, x.device, b, Product::outputs, weight, inputs, product, false);
         if (kind_ == Kind::none && !bias && product == y_chunk) continue;
         with_kind(kind_, [&](auto f) {
           im2col_.scatter_output<decltype(f)::value>(product, b, bias, y_chunk, pre, slope_);
@@ -192,10 +208,14 @@ class Conv2d : public graft::Layer {
   void backward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                 const DLTensor& y, const DLTensor& dy, DLTensor* dx, DLTensor* const* grads,
                 DLTensor* workspace) override {
-    const Scratch s = scratch(x, workspace);
     float* bias_grad = has_bias_ ? graft::f32(*grads[1]) : nullptr;
     float* weight = graft::f32(*params[0]);
     float* weight_grad = graft::f32(*grads[0]);
+#if GRAFT_PLUGIN_WITH_CUDA
+    if (x.device.device_type == kDLCUDA)
+      return backward_cuda(ctx, weight, x, y, dy, dx, weight_grad, bias_grad, workspace);
+#endif
+    const Scratch s = scratch(x, workspace);
     if (use_winograd_) {
       weight = transform_weights(weight);
       std::fill(transformed_weight_grad_.begin(), transformed_weight_grad_.end(), 0.0f);
@@ -215,10 +235,11 @@ class Conv2d : public graft::Layer {
           im2col_.gather_output_gradient<kF>(graft::f32(dy) + at, graft::f32(y) + at, pre, b, dz,
                                              bias_grad, slope_);
       });
-      multiply(ctx, x.device, b, Product::weight_gradient, weight_grad, inputs, dz);
+      multiply(ctx, x.device, b, Product::weight_gradient, weight_grad, inputs, dz, use_winograd_);
       if (!dx) continue;
       float* input_gradient = input_gradient_.data();
-      multiply(ctx, x.device, b, Product::input_gradient, weight, input_gradient, dz);
+      multiply(ctx, x.device, b, Product::input_gradient, weight, input_gradient, dz,
+               use_winograd_);
       float* dx_chunk = graft::f32(*dx) + first * input_numel();
       if (use_winograd_)
         winograd_.scatter_input_gradient(input_gradient, b, dx_chunk);
@@ -256,8 +277,10 @@ class Conv2d : public graft::Layer {
     float* inputs;     // each chunk's col (C*k*k, B*P) or V (16, C, B*T), one after another
     float* outputs;    // one chunk's product (O, B*P) or M (16, O, B*T); dz or dM in backward
   };
+  // A GPU takes im2col over the whole batch as one chunk, so that its gemms are wide.
   Scratch scratch(const DLTensor& x, DLTensor* workspace) const {
-    if (!graft::on_cpu(x))
+    const bool gpu = kWithCuda && x.device.device_type == kDLCUDA;
+    if (!gpu && !graft::on_cpu(x))
       throw graft::Error(GRAFT_ERR_UNSUPPORTED, "conv2d: this build has no CUDA kernels");
     GRAFT_CHECK(graft::cols(x) == input_numel(), "conv2d: got samples of " << graft::cols(x)
                                                      << " values, expected C*H*W = "
@@ -268,8 +291,45 @@ class Conv2d : public graft::Layer {
                     << n << ", " << workspace_per_sample() << ") floats");
     float* pre = keeps_pre_activation_ ? graft::f32(*workspace) : nullptr;
     float* inputs = graft::f32(*workspace) + (pre ? n * output_numel() : 0);
+    if (gpu) return Scratch{n, n, pre, inputs, inputs + n * im2col_.patch() * im2col_.pixels()};
     return Scratch{n, chunk_samples(n), pre, inputs, inputs + n * input_rows()};
   }
+
+#if GRAFT_PLUGIN_WITH_CUDA
+  static void check_launch(const char* error) {
+    if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string("conv2d: CUDA: ") + error);
+  }
+
+  // x (N, C, H, W) -> col (C*k*k, N*P) -> the product W col (O, N*P) -> y (N, O, OH, OW).
+  void forward_cuda(const graft::Context& ctx, float* weight, const float* bias,
+                    const DLTensor& x, DLTensor& y, DLTensor* workspace) {
+    const Scratch s = scratch(x, workspace);
+    check_launch(graft::conv::cuda::im2col(im2col_, graft::f32(x), s.n, s.inputs, ctx.stream));
+    multiply(ctx, x.device, s.n, Product::outputs, weight, s.inputs, s.outputs, false);
+    check_launch(graft::conv::cuda::scatter_output(im2col_, kind_, s.outputs, s.n, bias,
+                                                   graft::f32(y), s.pre, slope_, ctx.stream));
+  }
+
+  // dz (O, N*P), db, dW += dz col^T, then dcol = W^T dz over col and col2im's gather into dx.
+  // col is made again from x first, since a backward with dx overwrites it: backward may
+  // then run again on the same forward, as on the CPU.
+  void backward_cuda(const graft::Context& ctx, float* weight, const DLTensor& x,
+                     const DLTensor& y, const DLTensor& dy, DLTensor* dx, float* weight_grad,
+                     float* bias_grad, DLTensor* workspace) {
+    namespace kernels = graft::conv::cuda;
+    const Scratch s = scratch(x, workspace);
+    float* col = s.inputs;
+    float* dz = s.outputs;
+    check_launch(kernels::im2col(im2col_, graft::f32(x), s.n, col, ctx.stream));
+    check_launch(kernels::output_gradient(im2col_, kind_, graft::f32(dy), graft::f32(y), s.pre,
+                                          s.n, dz, slope_, ctx.stream));
+    if (bias_grad) check_launch(kernels::bias_gradient(im2col_, dz, s.n, bias_grad, ctx.stream));
+    multiply(ctx, x.device, s.n, Product::weight_gradient, weight_grad, col, dz, false);
+    if (!dx) return;
+    multiply(ctx, x.device, s.n, Product::input_gradient, weight, col, dz, false);
+    check_launch(kernels::col2im(im2col_, col, s.n, graft::f32(*dx), ctx.stream));
+  }
+#endif
 
   // U (16, O, CG) from W into transformed_weight_; returns it.
   float* transform_weights(const float* weight) {
@@ -281,19 +341,20 @@ class Conv2d : public graft::Layer {
   // The chunk's products, one gemm per group (and per Winograd position xi) on blocks of
   // rows of weights (positions, O, K), inputs (positions, C*k*k or C, B*cols) and outputs
   // (positions, O, B*cols), where K = CG*k*k (im2col) or CG (Winograd) and cols = P or T.
-  // A product that overwrites its target is zeroed here and accumulated with beta = 1:
-  // OpenBLAS 0.3.21's own beta = 0 pass is slower than memset, a quarter of the gemm time
-  // on fashion_cnn's second convolution with 2 threads.
+  // On the CPU a product that overwrites its target is zeroed here and accumulated with
+  // beta = 1: OpenBLAS 0.3.21's own beta = 0 pass is slower than memset, a quarter of the
+  // gemm time on fashion_cnn's second convolution with 2 threads. cuBLAS takes beta = 0.
   enum class Product { outputs, weight_gradient, input_gradient };
   void multiply(const graft::Context& ctx, DLDevice device, int64_t batch, Product product,
-                float* weights, float* inputs, float* outputs) {
-    const int64_t positions = use_winograd_ ? 16 : 1, og = out_per_group();
-    const int64_t k =
-        in_per_group() * (use_winograd_ ? 1 : im2col_.kernel * im2col_.kernel);
-    const int64_t width = batch * (use_winograd_ ? winograd_.tiles() : im2col_.pixels());
-    if (product == Product::outputs)
+                float* weights, float* inputs, float* outputs, bool winograd) {
+    const int64_t positions = winograd ? 16 : 1, og = out_per_group();
+    const int64_t k = in_per_group() * (winograd ? 1 : im2col_.kernel * im2col_.kernel);
+    const int64_t width = batch * (winograd ? winograd_.tiles() : im2col_.pixels());
+    const bool cpu = device.device_type == kDLCPU;
+    const float overwrite = cpu ? 1.0f : 0.0f;  // beta of a product that overwrites
+    if (cpu && product == Product::outputs)
       std::memset(outputs, 0, sizeof(float) * positions * out_channels_ * width);
-    if (product == Product::input_gradient)
+    if (cpu && product == Product::input_gradient)
       std::memset(inputs, 0, sizeof(float) * positions * groups_ * k * width);
     for (int64_t block = 0; block < positions * groups_; ++block) {
       graft::View w = matrix(weights + block * og * k, og, k, device);
@@ -301,13 +362,13 @@ class Conv2d : public graft::Layer {
       graft::View out = matrix(outputs + block * og * width, og, width, device);
       switch (product) {
         case Product::outputs:  // out = w in
-          graft::gemm(ctx, false, false, 1.0f, *w, *in, 1.0f, *out);
+          graft::gemm(ctx, false, false, 1.0f, *w, *in, overwrite, *out);
           break;
         case Product::weight_gradient:  // w += out in^T
           graft::gemm(ctx, false, true, 1.0f, *out, *in, 1.0f, *w);
           break;
         case Product::input_gradient:  // in = w^T out
-          graft::gemm(ctx, true, false, 1.0f, *w, *out, 1.0f, *in);
+          graft::gemm(ctx, true, false, 1.0f, *w, *out, overwrite, *in);
           break;
       }
     }
@@ -333,4 +394,5 @@ class Conv2d : public graft::Layer {
 GRAFT_PLUGIN_LIBRARY("conv2d", "0.1.0",
                      graft::layer<Conv2d>("conv2d",
                                           "2-D convolution y = f(conv(x, W) + b) over (C, H, W), "
-                                          "f fused; im2col or Winograd + gemm"))
+                                          "f fused; im2col or Winograd + gemm",
+                                          kWithCuda ? GRAFT_ENTRY_HAS_CUDA : 0u))

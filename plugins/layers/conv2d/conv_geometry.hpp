@@ -1,5 +1,5 @@
 // Where each output pixel of a 2-D convolution reads its input along one axis, as GRAFT_HD
-// functions so the CPU im2col here and a CUDA kernel later share one definition.
+// functions so the CPU im2col and the CUDA kernels (conv2d_cuda.cu) share one definition.
 #pragma once
 
 #include <stdint.h>
@@ -33,6 +33,14 @@ struct Axis {
     const int64_t end = last / stride + 1;
     const int64_t n = outputs();
     return end < n ? end : n;
+  }
+  // The output whose tap `tap` reads input position `position`, or -1 when none does (the
+  // tap falls between strides or past the last output): col2im's gather, one input at a time.
+  GRAFT_HD int64_t output_reading(int64_t position, int64_t tap) const {
+    const int64_t at = position + padding - tap * dilation;  // out * stride
+    if (at < 0 || at % stride != 0) return -1;
+    const int64_t out = at / stride;
+    return out < outputs() ? out : -1;
   }
 };
 

@@ -19,10 +19,46 @@ struct Lowering {
   int64_t channels = 1, height = 1, width = 1, kernel = 1, out_channels = 1;
   Axis rows, cols;  // the height and width axes
 
-  int64_t out_height() const { return rows.outputs(); }
-  int64_t out_width() const { return cols.outputs(); }
-  int64_t pixels() const { return rows.outputs() * cols.outputs(); }
-  int64_t patch() const { return channels * kernel * kernel; }
+  GRAFT_HD int64_t out_height() const { return rows.outputs(); }
+  GRAFT_HD int64_t out_width() const { return cols.outputs(); }
+  GRAFT_HD int64_t pixels() const { return rows.outputs() * cols.outputs(); }
+  GRAFT_HD int64_t patch() const { return channels * kernel * kernel; }
+
+  // The loops below one element at a time, for the CUDA kernels (one thread per element).
+  // col[row, column] of im2col(x), x (B, C, H, W): 0 where the tap falls in the padding.
+  GRAFT_HD float column_entry(const float* x, int64_t row, int64_t column) const {
+    const int64_t j = row % kernel, i = row / kernel % kernel, c = row / (kernel * kernel);
+    const int64_t p = pixels(), b = column / p, pixel = column % p;
+    const int64_t h = rows.source(pixel / out_width(), i);
+    const int64_t w = cols.source(pixel % out_width(), j);
+    if (h < 0 || h >= height || w < 0 || w >= width) return 0.0f;
+    return x[((b * channels + c) * height + h) * width + w];
+  }
+  // Element `index` of col2im(dcol) in (B, C, H, W): the entries of dcol (C*k*k, B*P) that
+  // im2col took from there, added in col2im's order (taps (i, j) in turn), so both give the
+  // same bits.
+  GRAFT_HD float input_gradient(const float* dcol, int64_t batch, int64_t index) const {
+    const int64_t w = index % width, h = index / width % height;
+    const int64_t c = index / (width * height) % channels;
+    const int64_t b = index / (width * height * channels);
+    const int64_t ow_count = out_width(), p = pixels(), ld = batch * p;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < kernel; ++i) {
+      const int64_t oh = rows.output_reading(h, i);
+      if (oh < 0) continue;
+      for (int64_t j = 0; j < kernel; ++j) {
+        const int64_t ow = cols.output_reading(w, j);
+        if (ow >= 0) sum += dcol[((c * kernel + i) * kernel + j) * ld + b * p + oh * ow_count + ow];
+      }
+    }
+    return sum;
+  }
+  // Where element `index` of a (B, O, P) tensor (y, dy) sits in the gemm's (O, B*P) layout.
+  GRAFT_HD int64_t product_index(int64_t batch, int64_t index) const {
+    const int64_t p = pixels(), i = index % p, o = index / p % out_channels;
+    const int64_t b = index / (p * out_channels);
+    return o * batch * p + b * p + i;
+  }
 
   // x (B, C, H, W) -> col (C*k*k, B*P).
   void im2col(const float* x, int64_t batch, float* col) const {

@@ -1,5 +1,6 @@
 // The windows of 2-D max and average pooling over one (H, W) plane, as GRAFT_HD functions so
-// the CPU loops here and a CUDA kernel later agree on the geometry and the comparisons.
+// the CPU loops and the CUDA kernels (pooling_cuda.cu) agree on the geometry, the comparisons
+// and the order of every sum.
 #pragma once
 
 #include <stdint.h>
@@ -37,6 +38,16 @@ struct Window2d {
     const int64_t end = last / stride + 1, n = outputs(size);
     return end < n ? end : n;
   }
+  // The outputs along an axis of `size` whose window covers input position `at`:
+  // [first_covering, end_covering). Window o spans [o * stride - padding, + kernel).
+  GRAFT_HD int64_t first_covering(int64_t at) const {
+    const int64_t past = at + padding - kernel;  // covered when o * stride > past
+    return past < 0 ? 0 : past / stride + 1;
+  }
+  GRAFT_HD int64_t end_covering(int64_t at, int64_t size) const {
+    const int64_t end = (at + padding) / stride + 1, n = outputs(size);
+    return end < n ? end : n;
+  }
 };
 
 // Whether a window's running maximum `best` gives way to `value`: larger values and NaN do,
@@ -54,6 +65,68 @@ GRAFT_HD inline float window_divisor(const Window2d& w, int64_t oh, int64_t ow,
   const int64_t rows = w.end_tap(top, w.height) - w.first_tap(top);
   const int64_t cols = w.end_tap(left, w.width) - w.first_tap(left);
   return static_cast<float>(rows * cols);
+}
+
+// The largest value of output (oh, ow)'s window in plane (H, W), and its place ih * W + iw
+// in *winner: the first tap inside starts as the maximum, then the taps in order, as PyTorch
+// scans them.
+GRAFT_HD inline float max_window(const Window2d& w, const float* plane, int64_t oh, int64_t ow,
+                                 int64_t* winner) {
+  const int64_t top = w.top(oh), left = w.left(ow);
+  const int64_t i_begin = w.first_tap(top), i_end = w.end_tap(top, w.height);
+  const int64_t j_begin = w.first_tap(left), j_end = w.end_tap(left, w.width);
+  int64_t at_best = (top + i_begin) * w.width + left + j_begin;
+  float best = plane[at_best];
+  for (int64_t i = i_begin; i < i_end; ++i)
+    for (int64_t j = j_begin; j < j_end; ++j) {
+      const int64_t at = (top + i) * w.width + left + j;
+      if (max_takes(plane[at], best)) {
+        best = plane[at];
+        at_best = at;
+      }
+    }
+  *winner = at_best;
+  return best;
+}
+
+// The mean of output (oh, ow)'s window, summed in the CPU loop's order (rows, then columns).
+GRAFT_HD inline float window_mean(const Window2d& w, const float* plane, int64_t oh, int64_t ow,
+                                  bool count_padding) {
+  const int64_t top = w.top(oh), left = w.left(ow);
+  const int64_t j_begin = w.first_tap(left), j_end = w.end_tap(left, w.width);
+  float sum = 0.0f;
+  for (int64_t i = w.first_tap(top); i < w.end_tap(top, w.height); ++i)
+    for (int64_t j = j_begin; j < j_end; ++j) sum += plane[(top + i) * w.width + left + j];
+  return sum / window_divisor(w, oh, ow, count_padding);
+}
+
+// Backward one input (ih, iw) at a time, for the CUDA kernels: each gathers what the CPU loops
+// scatter to it, in the same order, so both give the same bits without atomics. dy and
+// winners are one plane's (OH, OW).
+
+// Max pooling: dy of every window whose winner is (ih, iw), in output order.
+GRAFT_HD inline float max_input_gradient(const Window2d& w, const float* dy, const float* winners,
+                                         int64_t ih, int64_t iw) {
+  const int64_t ow_count = w.out_width(), at = ih * w.width + iw;
+  const int64_t ow_begin = w.first_covering(iw), ow_end = w.end_covering(iw, w.width);
+  float sum = 0.0f;
+  for (int64_t oh = w.first_covering(ih); oh < w.end_covering(ih, w.height); ++oh)
+    for (int64_t ow = ow_begin; ow < ow_end; ++ow)
+      if (static_cast<int64_t>(winners[oh * ow_count + ow]) == at) sum += dy[oh * ow_count + ow];
+  return sum;
+}
+
+// Average pooling: dy / divisor of every window over (ih, iw). The CPU adds them with output
+// rows rising and, within a row, kernel taps rising, so output columns falling.
+GRAFT_HD inline float avg_input_gradient(const Window2d& w, const float* dy, int64_t ih,
+                                         int64_t iw, bool count_padding) {
+  const int64_t ow_count = w.out_width();
+  const int64_t ow_begin = w.first_covering(iw), ow_end = w.end_covering(iw, w.width);
+  float sum = 0.0f;
+  for (int64_t oh = w.first_covering(ih); oh < w.end_covering(ih, w.height); ++oh)
+    for (int64_t ow = ow_end - 1; ow >= ow_begin; --ow)
+      sum += dy[oh * ow_count + ow] / window_divisor(w, oh, ow, count_padding);
+  return sum;
 }
 
 }  // namespace graft::pool

@@ -1,5 +1,6 @@
 // 2-D max and average pooling over (C, H, W) samples, each channel on its own. Max pooling
 // keeps the winner of every window in the workspace so backward routes dy straight to it.
+// On a GPU, pooling_cuda.cu's kernels run the same window functions (pool_window.hpp).
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -7,10 +8,19 @@
 
 #include "graft/cpp/plugin.hpp"
 #include "pool_window.hpp"
+#if GRAFT_PLUGIN_WITH_CUDA
+#include "pooling_cuda.hpp"
+#endif
 
 namespace {
 
 // Dimension letters: N batch, C channels, H x W input, OH x OW output.
+
+#if GRAFT_PLUGIN_WITH_CUDA
+constexpr uint32_t kPoolingCuda = GRAFT_ENTRY_HAS_CUDA;
+#else
+constexpr uint32_t kPoolingCuda = 0;
+#endif
 
 // The options and shape checks both poolings share; `name` is the plugin's, for messages.
 class Pool2d : public graft::Layer {
@@ -56,6 +66,11 @@ class Pool2d : public graft::Layer {
       throw graft::Error(GRAFT_ERR_UNSUPPORTED,
                          std::string(name) + ": this build has no CUDA kernels");
   }
+#if GRAFT_PLUGIN_WITH_CUDA
+  static void check_launch(const char* name, const char* error) {
+    if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string(name) + ": CUDA: " + error);
+  }
+#endif
 
   graft::pool::Window2d window_;
   int64_t channels_ = 1;  // C
@@ -78,13 +93,20 @@ class MaxPool2d : public Pool2d {
   int64_t workspace_per_sample() const override { return channels_ * out_plane(); }
 
   // x: (N, C, H, W), y: (N, C, OH, OW).
-  void forward(const graft::Context&, const DLTensor* const*, const DLTensor& x, DLTensor& y,
-               DLTensor* workspace) override {
-    require_cpu("max_pool2d", x);
+  void forward([[maybe_unused]] const graft::Context& ctx, const DLTensor* const*,
+               const DLTensor& x, DLTensor& y, DLTensor* workspace) override {
     const int64_t planes = graft::rows(x) * channels_;
     GRAFT_CHECK(workspace && graft::numel(*workspace) >= planes * out_plane(),
                 "max_pool2d: the host passed no workspace for " << planes * out_plane()
                                                                 << " window winners");
+#if GRAFT_PLUGIN_WITH_CUDA
+    if (x.device.device_type == kDLCUDA)
+      return check_launch("max_pool2d",
+                          graft::pool::cuda::max_forward(window_, graft::f32(x), planes,
+                                                         graft::f32(y), graft::f32(*workspace),
+                                                         ctx.stream));
+#endif
+    require_cpu("max_pool2d", x);
     const bool halves = window_.kernel == 2 && window_.stride == 2 && window_.padding == 0;
     for (int64_t plane = 0; plane < planes; ++plane) {
       const float* in = graft::f32(x) + plane * in_plane();
@@ -98,12 +120,18 @@ class MaxPool2d : public Pool2d {
   }
 
   // dx[winner of each window] += dy; 0 elsewhere.
-  void backward(const graft::Context&, const DLTensor* const*, const DLTensor& x,
-                const DLTensor&, const DLTensor& dy, DLTensor* dx, DLTensor* const*,
-                DLTensor* workspace) override {
+  void backward([[maybe_unused]] const graft::Context& ctx, const DLTensor* const*,
+                const DLTensor& x, const DLTensor&, const DLTensor& dy, DLTensor* dx,
+                DLTensor* const*, DLTensor* workspace) override {
     if (!dx) return;
-    require_cpu("max_pool2d", x);
     const int64_t planes = graft::rows(x) * channels_;
+#if GRAFT_PLUGIN_WITH_CUDA
+    if (x.device.device_type == kDLCUDA)
+      return check_launch("max_pool2d", graft::pool::cuda::max_backward(
+                                            window_, graft::f32(dy), graft::f32(*workspace),
+                                            planes, graft::f32(*dx), ctx.stream));
+#endif
+    require_cpu("max_pool2d", x);
     std::memset(graft::f32(*dx), 0, sizeof(float) * planes * in_plane());
     for (int64_t plane = 0; plane < planes; ++plane) {
       const float* grad = graft::f32(dy) + plane * out_plane();
@@ -114,31 +142,15 @@ class MaxPool2d : public Pool2d {
   }
 
  private:
-  // One plane, any window: out (OH, OW) and winners (OH, OW) from in (H, W). The window's
-  // first tap inside starts as the maximum, then the taps in order, as PyTorch scans them.
+  // One plane, any window: out (OH, OW) and winners (OH, OW) from in (H, W).
   void max_plane(const float* in, float* out, float* winners) const {
     const int64_t ow_count = window_.out_width();
-    for (int64_t oh = 0; oh < window_.out_height(); ++oh) {
-      const int64_t top = window_.top(oh);
-      const int64_t i_begin = window_.first_tap(top), i_end = window_.end_tap(top, window_.height);
+    for (int64_t oh = 0; oh < window_.out_height(); ++oh)
       for (int64_t ow = 0; ow < ow_count; ++ow) {
-        const int64_t left = window_.left(ow);
-        const int64_t j_begin = window_.first_tap(left);
-        const int64_t j_end = window_.end_tap(left, window_.width);
-        int64_t winner = (top + i_begin) * window_.width + left + j_begin;
-        float best = in[winner];
-        for (int64_t i = i_begin; i < i_end; ++i)
-          for (int64_t j = j_begin; j < j_end; ++j) {
-            const int64_t at = (top + i) * window_.width + left + j;
-            if (graft::pool::max_takes(in[at], best)) {
-              best = in[at];
-              winner = at;
-            }
-          }
-        out[oh * ow_count + ow] = best;
+        int64_t winner = 0;
+        out[oh * ow_count + ow] = graft::pool::max_window(window_, in, oh, ow, &winner);
         winners[oh * ow_count + ow] = static_cast<float>(winner);
       }
-    }
   }
 
   // The same for the default 2x2 windows at stride 2 without padding, written so that the
@@ -187,10 +199,17 @@ class AvgPool2d : public Pool2d {
         share_(static_cast<size_t>(window_.out_width())) {}
 
   // x: (N, C, H, W), y: (N, C, OH, OW).
-  void forward(const graft::Context&, const DLTensor* const*, const DLTensor& x, DLTensor& y,
-               DLTensor*) override {
-    require_cpu("avg_pool2d", x);
+  void forward([[maybe_unused]] const graft::Context& ctx, const DLTensor* const*,
+               const DLTensor& x, DLTensor& y, DLTensor*) override {
     const int64_t planes = graft::rows(x) * channels_;
+#if GRAFT_PLUGIN_WITH_CUDA
+    if (x.device.device_type == kDLCUDA)
+      return check_launch("avg_pool2d",
+                          graft::pool::cuda::avg_forward(window_, graft::f32(x), planes,
+                                                         count_padding_, graft::f32(y),
+                                                         ctx.stream));
+#endif
+    require_cpu("avg_pool2d", x);
     const int64_t oh_count = window_.out_height(), ow_count = window_.out_width();
     const int64_t stride = window_.stride, padding = window_.padding;
     for (int64_t plane = 0; plane < planes; ++plane) {
@@ -214,12 +233,19 @@ class AvgPool2d : public Pool2d {
   }
 
   // Every tap inside the window of output o gets dy[o] / divisor(o).
-  void backward(const graft::Context&, const DLTensor* const*, const DLTensor& x,
-                const DLTensor&, const DLTensor& dy, DLTensor* dx, DLTensor* const*,
-                DLTensor*) override {
+  void backward([[maybe_unused]] const graft::Context& ctx, const DLTensor* const*,
+                const DLTensor& x, const DLTensor&, const DLTensor& dy, DLTensor* dx,
+                DLTensor* const*, DLTensor*) override {
     if (!dx) return;
-    require_cpu("avg_pool2d", x);
     const int64_t planes = graft::rows(x) * channels_;
+#if GRAFT_PLUGIN_WITH_CUDA
+    if (x.device.device_type == kDLCUDA)
+      return check_launch("avg_pool2d",
+                          graft::pool::cuda::avg_backward(window_, graft::f32(dy), planes,
+                                                          count_padding_, graft::f32(*dx),
+                                                          ctx.stream));
+#endif
+    require_cpu("avg_pool2d", x);
     const int64_t oh_count = window_.out_height(), ow_count = window_.out_width();
     const int64_t stride = window_.stride, padding = window_.padding;
     std::memset(graft::f32(*dx), 0, sizeof(float) * planes * in_plane());
@@ -251,5 +277,7 @@ class AvgPool2d : public Pool2d {
 
 GRAFT_PLUGIN_LIBRARY("pooling", "0.1.0",
                      graft::layer<MaxPool2d>("max_pool2d",
-                                             "largest value of each window, per channel"),
-                     graft::layer<AvgPool2d>("avg_pool2d", "mean of each window, per channel"))
+                                             "largest value of each window, per channel",
+                                             kPoolingCuda),
+                     graft::layer<AvgPool2d>("avg_pool2d", "mean of each window, per channel",
+                                             kPoolingCuda))
