@@ -2,9 +2,14 @@
 // batch statistics in training (running statistics updated), running statistics in evaluation.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <string>
 
 #include "batch_norm_math.hpp"
 #include "graft/cpp/plugin.hpp"
+#if GRAFT_PLUGIN_WITH_CUDA
+#include "batch_norm_cuda.hpp"
+#endif
 
 namespace {
 
@@ -39,21 +44,26 @@ double sum_squared_deviation(const float* p, int64_t n, double mean) {
   return a + b;
 }
 
-// Memory from host->alloc for the layer's life: per-channel scratch, sized at construction.
-class HostMemory {
+// Memory from host->alloc for the layer's life: per-channel scratch, on the CPU sized at
+// construction, on a GPU at the first call there.
+class Memory {
  public:
-  HostMemory(graft::Host host, size_t bytes) : host_(host) {
-    ptr_ = host->alloc(kCpu, bytes);
-    if (!ptr_) throw graft::Error(GRAFT_ERR_OUT_OF_MEMORY, "batch_norm: out of host memory");
+  Memory(graft::Host host, DLDevice device, size_t bytes) : host_(host), device_(device) {
+    ptr_ = host->alloc(device, bytes);
+    if (!ptr_)
+      throw graft::Error(GRAFT_ERR_OUT_OF_MEMORY,
+                         std::string("batch_norm: out of ") +
+                             (device.device_type == kDLCPU ? "host" : "GPU") + " memory");
   }
-  ~HostMemory() { host_->free(kCpu, ptr_); }
-  HostMemory(const HostMemory&) = delete;
-  HostMemory& operator=(const HostMemory&) = delete;
+  ~Memory() { host_->free(device_, ptr_); }
+  Memory(const Memory&) = delete;
+  Memory& operator=(const Memory&) = delete;
   void* get() const { return ptr_; }
+  DLDevice device() const { return device_; }
 
  private:
-  static constexpr DLDevice kCpu{kDLCPU, 0};
   graft::Host host_;
+  DLDevice device_;
   void* ptr_;
 };
 
@@ -71,14 +81,16 @@ class BatchNorm : public graft::Layer {
   }
 
   BatchNorm(const graft::Options& o, const graft::Shape& input, graft::Host host)
-      : shape_(input),
+      : host_(host),
+        shape_(input),
         momentum_(o.get_float("momentum")),
         eps_(static_cast<float>(o.get_float("eps"))),
         affine_(o.get_bool("affine")),
         channels_(input.ndim >= 1 ? input[0] : 0),
         spatial_(channels_ > 0 ? input.numel() / channels_ : 0),
-        scratch_(host, static_cast<size_t>(channels_ > 0 ? channels_ : 1) *
-                           (2 * sizeof(double) + 2 * sizeof(float))) {
+        scratch_(host, DLDevice{kDLCPU, 0},
+                 static_cast<size_t>(channels_ > 0 ? channels_ : 1) *
+                     (2 * sizeof(double) + 2 * sizeof(float))) {
     GRAFT_CHECK(input.ndim >= 1 && input.numel() >= 1,
                 "batch_norm: the input " << input.str()
                                          << " has no channel axis; batch_norm takes per-sample "
@@ -108,8 +120,11 @@ class BatchNorm : public graft::Layer {
   // x, y: (N, C, S...).
   void forward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                DLTensor& y, DLTensor*) override {
-    require_cpu(x);
+    require_supported(x);
     const int64_t n = graft::rows(x);
+#if GRAFT_PLUGIN_WITH_CUDA
+    if (x.device.device_type == kDLCUDA) return forward_gpu(ctx, params, x, y, n);
+#endif
     float* running_mean = graft::f32(*params[running_index()]);
     float* running_var = graft::f32(*params[running_index() + 1]);
     if (ctx.training) {
@@ -144,8 +159,11 @@ class BatchNorm : public graft::Layer {
   void backward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                 const DLTensor&, const DLTensor& dy, DLTensor* dx, DLTensor* const* grads,
                 DLTensor*) override {
-    require_cpu(x);
+    require_supported(x);
     const int64_t n = graft::rows(x);
+#if GRAFT_PLUGIN_WITH_CUDA
+    if (x.device.device_type == kDLCUDA) return backward_gpu(ctx, params, x, dy, dx, grads, n);
+#endif
     if (ctx.training)
       batch_statistics(x, n);
     else
@@ -194,7 +212,10 @@ class BatchNorm : public graft::Layer {
   }
 
  private:
-  static void require_cpu(const DLTensor& x) {
+  static void require_supported(const DLTensor& x) {
+#if GRAFT_PLUGIN_WITH_CUDA
+    if (x.device.device_type == kDLCUDA) return;
+#endif
     if (!graft::on_cpu(x))
       throw graft::Error(GRAFT_ERR_UNSUPPORTED, "batch_norm: this build has no CUDA kernels");
   }
@@ -210,10 +231,7 @@ class BatchNorm : public graft::Layer {
   // channel sums in first_sum_ (sum x) and second_sum_ (sum (x - mean)^2). x: (N, C, S).
   void batch_statistics(const DLTensor& x, int64_t n) {
     const int64_t count = n * spatial_;
-    GRAFT_CHECK(count > 1, "batch_norm: training needs more than one value per channel, but the "
-                           "batch has "
-                               << n << " sample(s) of " << shape_.str()
-                               << "; use a batch of at least 2");
+    check_count(n);
     const float* xs = graft::f32(x);
     for (int64_t c = 0; c < channels_; ++c) {
       double total = 0.0;
@@ -230,6 +248,13 @@ class BatchNorm : public graft::Layer {
     }
   }
 
+  void check_count(int64_t n) const {
+    GRAFT_CHECK(n * spatial_ > 1, "batch_norm: training needs more than one value per channel, "
+                                  "but the batch has "
+                                      << n << " sample(s) of " << shape_.str()
+                                      << "; use a batch of at least 2");
+  }
+
   void running_statistics(const float* running_mean, const float* running_var) {
     for (int64_t c = 0; c < channels_; ++c) {
       mean_[c] = running_mean[c];
@@ -237,6 +262,61 @@ class BatchNorm : public graft::Layer {
     }
   }
 
+#if GRAFT_PLUGIN_WITH_CUDA
+  static void check_launch(const char* error) {
+    if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string("batch_norm: CUDA: ") + error);
+  }
+  graft::batch_norm::cuda::Dims dims(int64_t n) const { return {n, channels_, spatial_}; }
+  const float* param_or_null(const DLTensor* const* params, size_t k) const {
+    return affine_ ? graft::f32(*params[k]) : nullptr;
+  }
+
+  // mean and inv_std in the device scratch (made on x's GPU at the first call there), as
+  // batch_statistics or running_statistics leave them on the CPU; update_running in forward.
+  graft::batch_norm::cuda::Statistics statistics_gpu(const graft::Context& ctx,
+                                                     const DLTensor* const* params,
+                                                     const DLTensor& x, int64_t n,
+                                                     bool update_running) {
+    if (!gpu_scratch_ || gpu_scratch_->device().device_id != x.device.device_id) {
+      gpu_scratch_.reset();
+      gpu_scratch_.emplace(host_, x.device, static_cast<size_t>(channels_) * 4 * sizeof(float));
+    }
+    float* p = static_cast<float*>(gpu_scratch_->get());
+    const graft::batch_norm::cuda::Statistics s{p, p + channels_, p + 2 * channels_,
+                                                p + 3 * channels_};
+    float* running_mean = graft::f32(*params[running_index()]);
+    float* running_var = graft::f32(*params[running_index() + 1]);
+    if (ctx.training) {
+      check_count(n);
+      check_launch(graft::batch_norm::cuda::batch_statistics(
+          graft::f32(x), dims(n), eps_, s, update_running ? running_mean : nullptr,
+          update_running ? running_var : nullptr, momentum_, ctx.stream));
+    } else {
+      check_launch(graft::batch_norm::cuda::running_statistics(running_mean, running_var,
+                                                               channels_, eps_, s, ctx.stream));
+    }
+    return s;
+  }
+
+  void forward_gpu(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
+                   DLTensor& y, int64_t n) {
+    const auto s = statistics_gpu(ctx, params, x, n, true);
+    check_launch(graft::batch_norm::cuda::normalize(graft::f32(x), graft::f32(y), dims(n),
+                                                    param_or_null(params, 0),
+                                                    param_or_null(params, 1), s, ctx.stream));
+  }
+
+  void backward_gpu(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
+                    const DLTensor& dy, DLTensor* dx, DLTensor* const* grads, int64_t n) {
+    const auto s = statistics_gpu(ctx, params, x, n, false);
+    check_launch(graft::batch_norm::cuda::backward(
+        graft::f32(x), graft::f32(dy), dx ? graft::f32(*dx) : nullptr, dims(n), ctx.training != 0,
+        param_or_null(params, 0), s, affine_ ? graft::f32(*grads[0]) : nullptr,
+        affine_ ? graft::f32(*grads[1]) : nullptr, ctx.stream));
+  }
+#endif
+
+  graft::Host host_;
   graft::Shape shape_;
   double momentum_;
   float eps_;
@@ -245,12 +325,21 @@ class BatchNorm : public graft::Layer {
   int64_t spatial_;   // S
   // Per-channel scratch (C each), made once here so forward and backward never allocate;
   // it holds nothing between calls.
-  HostMemory scratch_;
+  Memory scratch_;
   double* first_sum_ = nullptr;
   double* second_sum_ = nullptr;
   float* mean_ = nullptr;
   float* inv_std_ = nullptr;
+#if GRAFT_PLUGIN_WITH_CUDA
+  std::optional<Memory> gpu_scratch_;  // batch_norm::cuda::Statistics, 4 x C floats
+#endif
 };
+
+#if GRAFT_PLUGIN_WITH_CUDA
+constexpr uint32_t kBatchNormCuda = GRAFT_ENTRY_HAS_CUDA;
+#else
+constexpr uint32_t kBatchNormCuda = 0;
+#endif
 
 }  // namespace
 
@@ -258,4 +347,4 @@ GRAFT_PLUGIN_LIBRARY("batch_norm", "0.1.0",
                      graft::layer<BatchNorm>("batch_norm",
                                              "per-channel batch normalisation with running "
                                              "statistics (torch BatchNorm1d/2d)",
-                                             GRAFT_ENTRY_BATCH_STATISTICS))
+                                             GRAFT_ENTRY_BATCH_STATISTICS | kBatchNormCuda))

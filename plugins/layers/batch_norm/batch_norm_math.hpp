@@ -1,5 +1,5 @@
 // Batch normalisation's per-element and per-channel formulas, written once for the CPU loops
-// and a later CUDA kernel (GRAFT_HD), so CPU tests cover the arithmetic both paths run.
+// and the CUDA kernels (GRAFT_HD), so CPU tests cover the arithmetic both paths run.
 #pragma once
 
 #include <math.h>

@@ -2,9 +2,13 @@
 // row of a learned table (num_embeddings, embedding_dim); backward adds into the rows it used.
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 #include "embedding_math.hpp"
 #include "graft/cpp/plugin.hpp"
+#if GRAFT_PLUGIN_WITH_CUDA
+#include "embedding_cuda.hpp"
+#endif
 
 namespace {
 
@@ -23,8 +27,9 @@ class Embedding : public graft::Layer {
     };
   }
 
-  Embedding(const graft::Options& o, const graft::Shape& input, graft::Host)
-      : input_(input),
+  Embedding(const graft::Options& o, const graft::Shape& input, graft::Host host)
+      : host_(host),
+        input_(input),
         rows_(o.get_int("num_embeddings")),
         dim_(o.get_int("embedding_dim")),
         ids_per_sample_(input.numel()) {
@@ -47,16 +52,27 @@ class Embedding : public graft::Layer {
     return {{"weight", graft::Shape{rows_, dim_}, GRAFT_INIT_NORMAL, rows_, dim_, 1.0f, false}};
   }
 
+#if GRAFT_PLUGIN_WITH_CUDA
+  ~Embedding() override {
+    if (gpu_first_bad_) host_->free(gpu_device_, gpu_first_bad_);
+  }
+#endif
+
   // x: (N, T) ids, y: (N, T, E).
-  void forward(const graft::Context&, const DLTensor* const* params, const DLTensor& x,
+  void forward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                DLTensor& y, DLTensor*) override {
-    require_cpu(x);
+    require_supported(x);
     const int64_t count = graft::rows(x) * ids_per_sample_;
+#if GRAFT_PLUGIN_WITH_CUDA
+    if (x.device.device_type == kDLCUDA) return forward_gpu(ctx, *params[0], x, y, count);
+#else
+    (void)ctx;
+#endif
     const float* ids = graft::f32(x);
     const float* table = graft::f32(*params[0]);
     float* ys = graft::f32(y);
     for (int64_t i = 0; i < count; ++i) {
-      const int64_t row = checked_row(ids, i);
+      const int64_t row = checked_row(ids[i], i);
       std::memcpy(ys + i * dim_, table + row * dim_, static_cast<size_t>(dim_) * sizeof(float));
     }
   }
@@ -65,13 +81,23 @@ class Embedding : public graft::Layer {
   void backward(const graft::Context& ctx, const DLTensor* const*, const DLTensor& x,
                 const DLTensor&, const DLTensor& dy, DLTensor* dx, DLTensor* const* grads,
                 DLTensor*) override {
-    require_cpu(x);
+    require_supported(x);
     const int64_t count = graft::rows(x) * ids_per_sample_;
+#if GRAFT_PLUGIN_WITH_CUDA
+    // forward has reported any bad id of this batch; here such ids add nothing.
+    if (x.device.device_type == kDLCUDA) {
+      check_launch(graft::embedding::cuda::weight_gradient(graft::f32(x), count, graft::f32(dy),
+                                                           rows_, dim_, graft::f32(*grads[0]),
+                                                           ctx.stream));
+      if (dx) graft::fill(ctx, *dx, 0.0f);
+      return;
+    }
+#endif
     const float* ids = graft::f32(x);
     const float* dys = graft::f32(dy);
     float* grad = graft::f32(*grads[0]);
     for (int64_t i = 0; i < count; ++i) {
-      float* grad_row = grad + checked_row(ids, i) * dim_;
+      float* grad_row = grad + checked_row(ids[i], i) * dim_;
       const float* dy_row = dys + i * dim_;
       for (int64_t e = 0; e < dim_; ++e) grad_row[e] += dy_row[e];
     }
@@ -79,15 +105,19 @@ class Embedding : public graft::Layer {
   }
 
  private:
-  static void require_cpu(const DLTensor& x) {
+  static void require_supported(const DLTensor& x) {
+#if GRAFT_PLUGIN_WITH_CUDA
+    if (x.device.device_type == kDLCUDA) return;
+#endif
     if (!graft::on_cpu(x))
       throw graft::Error(GRAFT_ERR_UNSUPPORTED, "embedding: this build has no CUDA kernels");
   }
 
-  // The table row of id i, or an error naming the sample, the position and the bad value.
-  int64_t checked_row(const float* ids, int64_t i) const {
-    const int64_t row = graft::embedding::row_of(ids[i], rows_);
-    GRAFT_CHECK(row >= 0, "embedding: id " << ids[i] << " (sample " << i / ids_per_sample_
+  // The table row of the id at position i, or an error naming the sample, the position and
+  // the bad value.
+  int64_t checked_row(float id, int64_t i) const {
+    const int64_t row = graft::embedding::row_of(id, rows_);
+    GRAFT_CHECK(row >= 0, "embedding: id " << id << " (sample " << i / ids_per_sample_
                                            << ", position " << i % ids_per_sample_
                                            << ") is not an integer in [0, " << rows_
                                            << "); check the data's ids against num_embeddings = "
@@ -95,15 +125,62 @@ class Embedding : public graft::Layer {
     return row;
   }
 
+#if GRAFT_PLUGIN_WITH_CUDA
+  static void check_launch(const char* error) {
+    if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string("embedding: CUDA: ") + error);
+  }
+
+  // bytes from GPU memory to host memory; waits for the stream's kernels.
+  void copy_to_host(const graft::Context& ctx, DLDevice device, const void* from, void* to,
+                    int64_t bytes) const {
+    const DLDataType byte{kDLUInt, 8, 1};
+    DLTensor source{const_cast<void*>(from), device, 1, byte, &bytes, nullptr, 0};
+    DLTensor target{to, DLDevice{kDLCPU, 0}, 1, byte, &bytes, nullptr, 0};
+    graft::check(host_->copy(&ctx, &source, &target));
+  }
+
+  // The lookup, then the position of the first bad id copied back (one int64, a wait on the
+  // stream) and reported with the CPU's message.
+  void forward_gpu(const graft::Context& ctx, const DLTensor& table, const DLTensor& x,
+                   DLTensor& y, int64_t count) {
+    if (!gpu_first_bad_ || gpu_device_.device_id != x.device.device_id) {
+      if (gpu_first_bad_) host_->free(gpu_device_, gpu_first_bad_);
+      gpu_device_ = x.device;
+      gpu_first_bad_ = static_cast<int64_t*>(host_->alloc(gpu_device_, sizeof(int64_t)));
+      GRAFT_CHECK(gpu_first_bad_, "embedding: out of GPU memory");
+    }
+    check_launch(graft::embedding::cuda::forward(graft::f32(x), count, graft::f32(table), rows_,
+                                                 dim_, graft::f32(y), gpu_first_bad_,
+                                                 ctx.stream));
+    int64_t first_bad = count;
+    copy_to_host(ctx, x.device, gpu_first_bad_, &first_bad, sizeof first_bad);
+    if (first_bad >= count) return;
+    float id = 0.0f;
+    copy_to_host(ctx, x.device, graft::f32(x) + first_bad, &id, sizeof id);
+    checked_row(id, first_bad);
+  }
+
+  int64_t* gpu_first_bad_ = nullptr;
+  DLDevice gpu_device_{kDLCUDA, 0};
+#endif
+
+  graft::Host host_;
   graft::Shape input_;
   int64_t rows_;            // V
   int64_t dim_;             // E
   int64_t ids_per_sample_;  // T
 };
 
+#if GRAFT_PLUGIN_WITH_CUDA
+constexpr uint32_t kEmbeddingCuda = GRAFT_ENTRY_HAS_CUDA;
+#else
+constexpr uint32_t kEmbeddingCuda = 0;
+#endif
+
 }  // namespace
 
 GRAFT_PLUGIN_LIBRARY("embedding", "0.1.0",
                      graft::layer<Embedding>("embedding",
                                              "lookup table from integer ids to learned vectors "
-                                             "(torch Embedding)"))
+                                             "(torch Embedding)",
+                                             kEmbeddingCuda))

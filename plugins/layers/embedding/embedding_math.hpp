@@ -1,4 +1,4 @@
-// The id check of the embedding lookup, written once for the CPU loops and a later CUDA kernel
+// The id check of the embedding lookup, written once for the CPU loops and the CUDA kernels
 // (GRAFT_HD): ids arrive as float32 and must be exact integers within the table.
 #pragma once
 

@@ -1,5 +1,5 @@
-// Layer normalisation's per-element formulas, written once for the CPU loops and a later
-// CUDA kernel (GRAFT_HD), so CPU tests cover the arithmetic both paths run.
+// Layer normalisation's per-element formulas, written once for the CPU loops and the
+// CUDA kernels (GRAFT_HD), so CPU tests cover the arithmetic both paths run.
 #pragma once
 
 #include <math.h>

@@ -1,5 +1,6 @@
 // Per-row loss math shared by the CPU loops and CUDA kernels (GRAFT_HD): cross entropy from
-// logits through a stable log-sum-exp, and binary cross entropy in its stable logit form.
+// logits through a stable log-sum-exp, and the element-wise losses (mse, mae, binary cross
+// entropy in its stable logit form).
 #pragma once
 
 #include <math.h>
@@ -56,6 +57,42 @@ GRAFT_HD inline float bce_with_logits(float z, float t) {
 
 GRAFT_HD inline float bce_with_logits_gradient(float z, float t) {
   return graft::elementwise::sigmoid(z) - t;
+}
+
+// The losses that compare each prediction element with a float target; a row's loss is the
+// mean over its elements.
+enum class ElementLoss : int32_t { mse, mae, bce_with_logits };
+
+// One element's loss, in double as the sums over the row are.
+GRAFT_HD inline double element_loss(ElementLoss kind, float p, float t) {
+  switch (kind) {
+    case ElementLoss::mse: {
+      const double difference = static_cast<double>(p) - t;
+      return difference * difference;
+    }
+    case ElementLoss::mae: return fabs(static_cast<double>(p) - t);
+    case ElementLoss::bce_with_logits: break;
+  }
+  return bce_with_logits(p, t);
+}
+
+// bce_with_logits's accuracy: an element is right when (logit > 0) == (target > 0.5).
+GRAFT_HD inline bool element_hit(float z, float t) { return (z > 0.0f) == (t > 0.5f); }
+
+// The gradient of a row's loss (a mean over `elements`) times scale is
+// factor * element_gradient, with mse's 2 folded into its factor.
+inline float gradient_factor(ElementLoss kind, float scale, int64_t elements) {
+  return (kind == ElementLoss::mse ? 2.0f * scale : scale) / static_cast<float>(elements);
+}
+
+// mae's gradient at p == t is 0.
+GRAFT_HD inline float element_gradient(ElementLoss kind, float p, float t, float factor) {
+  switch (kind) {
+    case ElementLoss::mse: return factor * (p - t);
+    case ElementLoss::mae: return p > t ? factor : (p < t ? -factor : 0.0f);
+    case ElementLoss::bce_with_logits: break;
+  }
+  return factor * bce_with_logits_gradient(p, t);
 }
 
 }  // namespace graft::losses

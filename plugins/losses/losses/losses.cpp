@@ -1,6 +1,5 @@
 // The built-in losses: mse, mae, cross_entropy (logits, int32 labels) and bce_with_logits.
 // forward returns sums over rows of the per-row loss (a mean over the row's elements).
-#include <cmath>
 #include <string>
 #include <vector>
 
@@ -21,12 +20,13 @@ std::string dtype_name(const DLDataType& t) {
   return "dtype (code " + std::to_string(t.code) + ", " + std::to_string(t.bits) + " bits)";
 }
 
-// cross_entropy has CUDA kernels in a CUDA build; the other losses run on the CPU.
+// Every loss here has CUDA kernels in a CUDA build.
 #if GRAFT_PLUGIN_WITH_CUDA
 constexpr bool kGpu = true;
 #else
 constexpr bool kGpu = false;
 #endif
+constexpr uint32_t kCudaFlag = kGpu ? GRAFT_ENTRY_HAS_CUDA : 0u;
 
 void require_cpu(const DLTensor& t, const char* name) {
   if (!graft::on_cpu(t))
@@ -67,82 +67,154 @@ void require_float_target(const char* name, const graft::Shape& prediction,
                    << target_shape.str() << "; make the last layer's output match the target");
 }
 
-// Mean squared error: per row, mean over elements of (p - t)^2 (PyTorch's reduction='mean'
-// once the host divides by the batch).
-class MeanSquaredError : public graft::Loss {
+#if GRAFT_PLUGIN_WITH_CUDA
+void check_launch(const char* name, const char* error) {
+  if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string(name) + ": CUDA: " + error);
+}
+
+// A loss kernel's per-row results: device memory that grows only (the caching allocator's),
+// and their copy on the host, where forward sums them in row order as the CPU loops sum.
+class RowResults {
  public:
+  explicit RowResults(graft::Host host) : host_(host) {}
+  ~RowResults() {
+    if (device_memory_) host_->free(device_, device_memory_);
+  }
+  RowResults(const RowResults&) = delete;
+  RowResults& operator=(const RowResults&) = delete;
+
+  // At least `bytes` of memory on `device` for the kernel to fill.
+  void* device_memory(DLDevice device, size_t bytes, const char* name) {
+    if (bytes > bytes_ || device.device_id != device_.device_id) {
+      if (device_memory_) host_->free(device_, device_memory_);
+      device_ = device;
+      device_memory_ = host_->alloc(device, bytes);
+      bytes_ = device_memory_ ? bytes : 0;
+      GRAFT_CHECK(device_memory_, name << ": out of GPU memory for " << bytes
+                                       << " bytes of per-row results");
+    }
+    return device_memory_;
+  }
+
+  // The first `bytes` of the device memory, on the host (waits for the kernel).
+  const void* to_host(const graft::Context& ctx, size_t bytes) {
+    host_copy_.resize((bytes + sizeof(double) - 1) / sizeof(double));
+    int64_t shape = static_cast<int64_t>(bytes);
+    const DLDataType byte{kDLUInt, 8, 1};
+    DLTensor from{device_memory_, device_, 1, byte, &shape, nullptr, 0};
+    DLTensor to{host_copy_.data(), DLDevice{kDLCPU, 0}, 1, byte, &shape, nullptr, 0};
+    graft::check(host_->copy(&ctx, &from, &to));
+    return host_copy_.data();
+  }
+
+ private:
+  graft::Host host_;
+  DLDevice device_{kDLCUDA, 0};
+  void* device_memory_ = nullptr;
+  size_t bytes_ = 0;
+  std::vector<double> host_copy_;
+};
+#endif
+
+using graft::losses::ElementLoss;
+
+constexpr const char* loss_name(ElementLoss kind) {
+  return kind == ElementLoss::mse ? "mse" : kind == ElementLoss::mae ? "mae" : "bce_with_logits";
+}
+
+// mse, mae and bce_with_logits: predictions (N, E) against float targets (N, E), per row the mean
+// over E of element_loss (PyTorch's reduction='mean' once the host divides by the batch).
+// bce_with_logits reports accuracy too: per row the fraction of elements that element_hit.
+template <ElementLoss K>
+class ElementwiseLoss : public graft::Loss {
+ public:
+  static constexpr const char* kName = loss_name(K);
+  static constexpr bool kAccuracy = K == ElementLoss::bce_with_logits;
+
   static std::vector<graft::OptionDef> options() { return {}; }
-  MeanSquaredError(const graft::Options&, const graft::Shape& prediction,
-                   const graft_target_info& target, graft::Host)
-      : elements_(prediction.numel()) {
-    require_float_target("mse", prediction, target);
+  ElementwiseLoss(const graft::Options&, const graft::Shape& prediction,
+                  const graft_target_info& target, [[maybe_unused]] graft::Host host)
+      : elements_(prediction.numel())
+#if GRAFT_PLUGIN_WITH_CUDA
+        , gpu_rows_(host)
+#endif
+  {
+    require_float_target(kName, prediction, target);
+  }
+
+  std::vector<std::string> metrics() const override {
+    if (kAccuracy) return {"accuracy"};
+    return {};
   }
 
   // prediction, target: (N, E).
-  void forward(const graft::Context&, const DLTensor& prediction, const DLTensor& target,
-               double& loss_sum, double*) override {
-    require_batch("mse", prediction, elements_, target, elements_, false);
-    const float* p = graft::f32(prediction);
-    const float* t = graft::f32(target);
-    const int64_t count = graft::numel(prediction);
-    double total = 0.0;
-    for (int64_t i = 0; i < count; ++i) {
-      const double difference = static_cast<double>(p[i]) - t[i];
-      total += difference * difference;
-    }
+  void forward([[maybe_unused]] const graft::Context& ctx, const DLTensor& prediction,
+               const DLTensor& target, double& loss_sum, double* metric_sums) override {
+    require_batch(kName, prediction, elements_, target, elements_, false, kGpu);
+    double total = 0.0, hits = 0.0;
+#if GRAFT_PLUGIN_WITH_CUDA
+    if (prediction.device.device_type == kDLCUDA)
+      sums_gpu(ctx, prediction, target, total, hits);
+    else
+#endif
+      sums_cpu(prediction, target, total, hits);
     loss_sum = total / static_cast<double>(elements_);
+    if (kAccuracy && metric_sums) metric_sums[0] = hits / static_cast<double>(elements_);
   }
 
-  void backward(const graft::Context&, const DLTensor& prediction, const DLTensor& target,
-                float scale, DLTensor& dprediction) override {
-    require_batch("mse", prediction, elements_, target, elements_, false);
+  void backward([[maybe_unused]] const graft::Context& ctx, const DLTensor& prediction,
+                const DLTensor& target, float scale, DLTensor& dprediction) override {
+    require_batch(kName, prediction, elements_, target, elements_, false, kGpu);
+    const float factor = graft::losses::gradient_factor(K, scale, elements_);
+    const int64_t count = graft::numel(prediction);
     const float* p = graft::f32(prediction);
     const float* t = graft::f32(target);
     float* d = graft::f32(dprediction);
-    const float factor = 2.0f * scale / static_cast<float>(elements_);
-    const int64_t count = graft::numel(prediction);
-    for (int64_t i = 0; i < count; ++i) d[i] = factor * (p[i] - t[i]);
-  }
-
- private:
-  int64_t elements_;  // E
-};
-
-// Mean absolute error: per row, mean over elements of |p - t|; the gradient at p == t is 0.
-class MeanAbsoluteError : public graft::Loss {
- public:
-  static std::vector<graft::OptionDef> options() { return {}; }
-  MeanAbsoluteError(const graft::Options&, const graft::Shape& prediction,
-                    const graft_target_info& target, graft::Host)
-      : elements_(prediction.numel()) {
-    require_float_target("mae", prediction, target);
-  }
-
-  void forward(const graft::Context&, const DLTensor& prediction, const DLTensor& target,
-               double& loss_sum, double*) override {
-    require_batch("mae", prediction, elements_, target, elements_, false);
-    const float* p = graft::f32(prediction);
-    const float* t = graft::f32(target);
-    const int64_t count = graft::numel(prediction);
-    double total = 0.0;
-    for (int64_t i = 0; i < count; ++i) total += std::fabs(static_cast<double>(p[i]) - t[i]);
-    loss_sum = total / static_cast<double>(elements_);
-  }
-
-  void backward(const graft::Context&, const DLTensor& prediction, const DLTensor& target,
-                float scale, DLTensor& dprediction) override {
-    require_batch("mae", prediction, elements_, target, elements_, false);
-    const float* p = graft::f32(prediction);
-    const float* t = graft::f32(target);
-    float* d = graft::f32(dprediction);
-    const float factor = scale / static_cast<float>(elements_);
-    const int64_t count = graft::numel(prediction);
+#if GRAFT_PLUGIN_WITH_CUDA
+    if (prediction.device.device_type == kDLCUDA)
+      return check_launch(kName, graft::losses::cuda::element_gradient(K, p, t, count, factor, d,
+                                                                       ctx.stream));
+#endif
     for (int64_t i = 0; i < count; ++i)
-      d[i] = p[i] > t[i] ? factor : (p[i] < t[i] ? -factor : 0.0f);
+      d[i] = graft::losses::element_gradient(K, p[i], t[i], factor);
   }
 
  private:
-  int64_t elements_;
+  // total = the sum of element_loss over the batch, hits = the count of element_hit.
+  void sums_cpu(const DLTensor& prediction, const DLTensor& target, double& total,
+                double& hits) const {
+    const float* p = graft::f32(prediction);
+    const float* t = graft::f32(target);
+    const int64_t count = graft::numel(prediction);
+    int64_t correct = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      total += graft::losses::element_loss(K, p[i], t[i]);
+      if (kAccuracy) correct += graft::losses::element_hit(p[i], t[i]) ? 1 : 0;
+    }
+    hits = static_cast<double>(correct);
+  }
+
+#if GRAFT_PLUGIN_WITH_CUDA
+  // As sums_cpu, from per-row sums the kernel leaves, added here in row order.
+  void sums_gpu(const graft::Context& ctx, const DLTensor& prediction, const DLTensor& target,
+                double& total, double& hits) {
+    const int64_t n = graft::rows(prediction);
+    const size_t bytes = static_cast<size_t>(n) * (kAccuracy ? 2 : 1) * sizeof(double);
+    auto* row_loss = static_cast<double*>(gpu_rows_.device_memory(prediction.device, bytes, kName));
+    check_launch(kName, graft::losses::cuda::element_rows(
+                            K, graft::f32(prediction), graft::f32(target), n, elements_, row_loss,
+                            kAccuracy ? row_loss + n : nullptr, ctx.stream));
+    const auto* rows = static_cast<const double*>(gpu_rows_.to_host(ctx, bytes));
+    for (int64_t i = 0; i < n; ++i) total += rows[i];
+    if (kAccuracy)
+      for (int64_t i = 0; i < n; ++i) hits += rows[n + i];
+  }
+#endif
+
+  int64_t elements_;  // E
+#if GRAFT_PLUGIN_WITH_CUDA
+  RowResults gpu_rows_;
+#endif
 };
 
 // Cross entropy of logits (N, C) against int32 labels (N,), with optional label smoothing.
@@ -155,7 +227,11 @@ class CrossEntropy : public graft::Loss {
   }
   CrossEntropy(const graft::Options& o, const graft::Shape& prediction,
                const graft_target_info& target, graft::Host host)
-      : host_(host), classes_(prediction.numel()),
+      : host_(host),
+#if GRAFT_PLUGIN_WITH_CUDA
+        gpu_rows_(host),
+#endif
+        classes_(prediction.numel()),
         smoothing_(static_cast<float>(o.get_float("label_smoothing"))) {
     GRAFT_CHECK(is_int32(target.dtype) && target.classes > 0,
                 "cross_entropy: targets must be int32 class labels, but the dataset gives "
@@ -175,12 +251,6 @@ class CrossEntropy : public graft::Loss {
 
   std::vector<std::string> metrics() const override { return {"accuracy"}; }
 
-  ~CrossEntropy() override {
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (gpu_scratch_) host_->free(gpu_device_, gpu_scratch_);
-#endif
-  }
-
   // prediction: (N, C) logits; target: (N,) labels in [0, C).
   void forward(const graft::Context& ctx, const DLTensor& prediction, const DLTensor& target,
                double& loss_sum, double* metric_sums) override {
@@ -198,7 +268,7 @@ class CrossEntropy : public graft::Loss {
     int64_t correct = 0;
     for (int64_t i = 0; i < n; ++i) {
       const float* row = z + i * classes_;
-      const int32_t label = checked_label(labels, i);
+      const int32_t label = checked_label(labels[i], i);
       total += graft::losses::cross_entropy_row(row, classes_, label, smoothing_);
       correct += graft::losses::argmax(row, classes_) == label ? 1 : 0;
     }
@@ -212,7 +282,7 @@ class CrossEntropy : public graft::Loss {
     const int64_t n = graft::rows(prediction);
 #if GRAFT_PLUGIN_WITH_CUDA
     if (prediction.device.device_type == kDLCUDA)
-      return check_launch(graft::losses::cuda::cross_entropy_gradient(
+      return check_launch("cross_entropy", graft::losses::cuda::cross_entropy_gradient(
           graft::f32(prediction), graft::i32(target), n, classes_, smoothing_, scale,
           graft::f32(dprediction), ctx.stream));
 #else
@@ -221,13 +291,13 @@ class CrossEntropy : public graft::Loss {
     const int32_t* labels = graft::i32(target);
     for (int64_t i = 0; i < n; ++i)
       graft::losses::cross_entropy_row_gradient(graft::f32(prediction) + i * classes_, classes_,
-                                                checked_label(labels, i), smoothing_, scale,
+                                                checked_label(labels[i], i), smoothing_, scale,
                                                 graft::f32(dprediction) + i * classes_);
   }
 
  private:
-  int32_t checked_label(const int32_t* labels, int64_t row) const {
-    const int32_t label = labels[row];
+  // The label of a row, or an error naming the row and the label.
+  int32_t checked_label(int32_t label, int64_t row) const {
     if (label < 0 || label >= classes_)
       throw graft::Error(GRAFT_ERR_CORRUPT_DATA,
                          "cross_entropy: row " + std::to_string(row) + " has label " +
@@ -237,35 +307,19 @@ class CrossEntropy : public graft::Loss {
   }
 
 #if GRAFT_PLUGIN_WITH_CUDA
-  static void check_launch(const char* error) {
-    if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string("cross_entropy: CUDA: ") + error);
-  }
-
   // Per-row losses, hits and bad-label marks from the kernel, copied back and summed in double
-  // here, as the CPU loop sums them. The device scratch grows only (the caching allocator's).
+  // here, as the CPU loop sums them.
   void forward_gpu(const graft::Context& ctx, const DLTensor& prediction, const DLTensor& target,
                    int64_t n, double& loss_sum, double* metric_sums) {
     const size_t bytes = size_t(n) * 3 * sizeof(float);
-    if (bytes > gpu_bytes_ || prediction.device.device_id != gpu_device_.device_id) {
-      if (gpu_scratch_) host_->free(gpu_device_, gpu_scratch_);
-      gpu_device_ = prediction.device;
-      gpu_scratch_ = host_->alloc(gpu_device_, bytes);
-      GRAFT_CHECK(gpu_scratch_, "cross_entropy: out of GPU memory for " << n << " rows");
-      gpu_bytes_ = bytes;
-    }
-    auto* row_loss = static_cast<float*>(gpu_scratch_);
+    auto* row_loss =
+        static_cast<float*>(gpu_rows_.device_memory(prediction.device, bytes, "cross_entropy"));
     auto* row_correct = reinterpret_cast<int32_t*>(row_loss + n);
     auto* row_bad = row_correct + n;
-    check_launch(graft::losses::cuda::cross_entropy_rows(graft::f32(prediction), graft::i32(target), n,
-                                          classes_, smoothing_, row_loss, row_correct, row_bad,
-                                          ctx.stream));
-    host_rows_.resize(size_t(n) * 3);
-    int64_t shape = n * 3;
-    DLTensor from{gpu_scratch_, gpu_device_, 1, DLDataType{kDLFloat, 32, 1}, &shape, nullptr, 0};
-    DLTensor to{host_rows_.data(), DLDevice{kDLCPU, 0}, 1, DLDataType{kDLFloat, 32, 1}, &shape,
-                nullptr, 0};
-    graft::check(host_->copy(&ctx, &from, &to));  // waits for the kernel
-    const float* losses = host_rows_.data();
+    check_launch("cross_entropy", graft::losses::cuda::cross_entropy_rows(
+                                      graft::f32(prediction), graft::i32(target), n, classes_,
+                                      smoothing_, row_loss, row_correct, row_bad, ctx.stream));
+    const auto* losses = static_cast<const float*>(gpu_rows_.to_host(ctx, bytes));
     const auto* hits = reinterpret_cast<const int32_t*>(losses + n);
     const int32_t* bad = hits + n;
     double total = 0.0;
@@ -278,7 +332,7 @@ class CrossEntropy : public graft::Loss {
         DLTensor here{&label, DLDevice{kDLCPU, 0}, 0, DLDataType{kDLInt, 32, 1}, nullptr,
                       nullptr, 0};
         graft::check(host_->copy(&ctx, &one, &here));
-        checked_label(&label, 0);
+        checked_label(label, i);
       }
       total += losses[i];
       correct += hits[i];
@@ -286,70 +340,23 @@ class CrossEntropy : public graft::Loss {
     loss_sum = total;
     if (metric_sums) metric_sums[0] = static_cast<double>(correct);
   }
-
-  void* gpu_scratch_ = nullptr;
-  size_t gpu_bytes_ = 0;
-  DLDevice gpu_device_{kDLCUDA, 0};
-  std::vector<float> host_rows_;
 #endif
+
   graft::Host host_;
+#if GRAFT_PLUGIN_WITH_CUDA
+  RowResults gpu_rows_;
+#endif
   int64_t classes_;  // C
   float smoothing_;
-};
-
-// Binary cross entropy on logits against float targets in [0, 1], element by element;
-// accuracy counts an element right when (logit > 0) == (target > 0.5).
-class BinaryCrossEntropyWithLogits : public graft::Loss {
- public:
-  static std::vector<graft::OptionDef> options() { return {}; }
-  BinaryCrossEntropyWithLogits(const graft::Options&, const graft::Shape& prediction,
-                               const graft_target_info& target, graft::Host)
-      : elements_(prediction.numel()) {
-    require_float_target("bce_with_logits", prediction, target);
-  }
-
-  std::vector<std::string> metrics() const override { return {"accuracy"}; }
-
-  // prediction, target: (N, E); per row the loss and the accuracy are means over E.
-  void forward(const graft::Context&, const DLTensor& prediction, const DLTensor& target,
-               double& loss_sum, double* metric_sums) override {
-    require_batch("bce_with_logits", prediction, elements_, target, elements_, false);
-    const float* z = graft::f32(prediction);
-    const float* t = graft::f32(target);
-    const int64_t count = graft::numel(prediction);
-    double total = 0.0;
-    int64_t correct = 0;
-    for (int64_t i = 0; i < count; ++i) {
-      total += graft::losses::bce_with_logits(z[i], t[i]);
-      correct += (z[i] > 0.0f) == (t[i] > 0.5f) ? 1 : 0;
-    }
-    loss_sum = total / static_cast<double>(elements_);
-    if (metric_sums) metric_sums[0] = static_cast<double>(correct) / static_cast<double>(elements_);
-  }
-
-  void backward(const graft::Context&, const DLTensor& prediction, const DLTensor& target,
-                float scale, DLTensor& dprediction) override {
-    require_batch("bce_with_logits", prediction, elements_, target, elements_, false);
-    const float* z = graft::f32(prediction);
-    const float* t = graft::f32(target);
-    float* d = graft::f32(dprediction);
-    const float factor = scale / static_cast<float>(elements_);
-    const int64_t count = graft::numel(prediction);
-    for (int64_t i = 0; i < count; ++i)
-      d[i] = factor * graft::losses::bce_with_logits_gradient(z[i], t[i]);
-  }
-
- private:
-  int64_t elements_;
 };
 
 }  // namespace
 
 GRAFT_PLUGIN_LIBRARY(
     "losses", "0.1.0",
-    graft::loss<MeanSquaredError>("mse", "mean squared error"),
-    graft::loss<MeanAbsoluteError>("mae", "mean absolute error"),
+    graft::loss<ElementwiseLoss<ElementLoss::mse>>("mse", "mean squared error", kCudaFlag),
+    graft::loss<ElementwiseLoss<ElementLoss::mae>>("mae", "mean absolute error", kCudaFlag),
     graft::loss<CrossEntropy>("cross_entropy", "softmax cross entropy of logits and int32 labels",
-                              kGpu ? GRAFT_ENTRY_HAS_CUDA : 0u),
-    graft::loss<BinaryCrossEntropyWithLogits>("bce_with_logits",
-                                              "binary cross entropy of logits, float targets"))
+                              kCudaFlag),
+    graft::loss<ElementwiseLoss<ElementLoss::bce_with_logits>>(
+        "bce_with_logits", "binary cross entropy of logits, float targets", kCudaFlag))
