@@ -2,6 +2,7 @@
 // naming the config section it came from.
 #include "train/session.hpp"
 
+#include "comm/nccl_loader.hpp"
 #include "device/cuda_loader.hpp"
 #include "device/host_api.hpp"
 #include "train/device_check.hpp"
@@ -163,10 +164,13 @@ void* Session::create_strategy(int32_t r, int32_t size, graft_comm* comm,
 }
 
 std::unique_ptr<Communicator> Session::start_device_comm(Communicator& host_world) const {
-  (void)host_world;
   if (strategy->name == "single") return nullptr;  // it never communicates
-  throw UserError(config.file.string() + ": [run] device = \"cuda\" with [parallel] strategy '" +
-                  strategy->name + "' needs the NCCL communicator, which this build lacks");
+  NcclOptions options;
+  options.device_index = device.device_id;
+  options.compute_stream = cuda_device()->stream();
+  options.deterministic = config.run.deterministic;
+  options.timeout_s = config.parallel.timeout_s;
+  return start_nccl(host_world, options);
 }
 
 LayoutPlan Session::plan_for(int32_t r, int32_t size) const {
