@@ -3,19 +3,21 @@
 # Debian packages, from a build made elsewhere (CI or a developer machine, GRAFT_CUDA on).
 #
 #   On the build machine:  tests/gpu/run_on_gpu.sh --bundle BUILD OUT
-#     copies BUILD's graft, its CUDA and MPI modules, plugins and GPU test executables into OUT,
-#     with the shared libraries they need that are not glibc's, libstdc++'s or CUDA's (OpenBLAS,
-#     Boost.Program_options, fmt, zlib, ...) in OUT/lib.
+#     copies BUILD's graft, its CUDA and MPI modules, plugins, GPU test executables and GPU
+#     benchmark into OUT, with the shared libraries they need that are not glibc's, libstdc++'s
+#     or CUDA's (OpenBLAS, Boost.Program_options, fmt, zlib, ...) in OUT/lib.
 #   On the GPU machine:    OUT/run_on_gpu.sh   (this script, copied there; or --run OUT)
 #     prints the GPU (nvidia-smi), runs every GPU test (a skip, exit 77, counts as a failure
-#     here: this script is for machines that have a GPU), and `graft validate` on a cuda config.
-#
-# The GPU benchmark of the CUDA issue (graft vs PyTorch, 784-4096-4096-10 at batch 1024 and
-# 4096) needs the model to train on the GPU, which this graft does not do yet: it is not here.
+#     here: this script is for machines that have a GPU), `graft validate` on a cuda config,
+#     then the GPU benchmark (about a minute): graft vs PyTorch (python3 on PATH, or
+#     $GRAFT_PYTHON) training 784-4096-4096-10 at batch 1024 and 4096, one table with PASS or
+#     MISS per goal: samples/s >= 1.0x PyTorch's, TFLOP/s >= 80% of cuBLAS's own sgemm rate on
+#     the same products. GRAFT_GPU_BENCH=0 skips it; GRAFT_GPU_BENCH_SAVE=FILE keeps its JSON.
+#     Exit status 1 when a test failed, or a goal was missed or a side could not be measured.
 set -euo pipefail
 
 usage() {
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
 }
 
 bundle() {
@@ -28,8 +30,19 @@ bundle() {
   cp "$build"/plugins/*.so "$out/plugins/"
   cp "$build"/tests/gpu/gpu_test_* "$out/tests/"
   cp "$0" "$out/run_on_gpu.sh"
-  # Libraries outside glibc, the C++ runtime and CUDA, which the GPU machine brings itself.
   local files=("$out/graft" "$out"/libgraft_*.so "$out"/plugins/*.so "$out"/tests/*)
+  if [[ -x "$build/tests/bench/graft_bench_mlp_gpu" ]]; then
+    local sources
+    sources="$(cd "$(dirname "$0")/../bench" && pwd)"
+    mkdir -p "$out/bench"
+    cp "$build/tests/bench/graft_bench_mlp_gpu" "$sources/run_mlp_gpu_bench.py" \
+       "$sources/bench_mlp_torch.py" "$out/bench/"
+    files+=("$out/bench/graft_bench_mlp_gpu")
+  else
+    echo "run_on_gpu.sh: $build has no tests/bench/graft_bench_mlp_gpu; bundling without the GPU" \
+         "benchmark (cmake --build $build --target graft_bench_mlp_gpu)" >&2
+  fi
+  # Libraries outside glibc, the C++ runtime and CUDA, which the GPU machine brings itself.
   ldd "${files[@]}" 2>/dev/null | awk '/=> \// { print $3 }' | sort -u | while read -r lib; do
     case "$(basename "$lib")" in
       libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libstdc++.so*|libgcc_s.so*) ;;
@@ -40,8 +53,36 @@ bundle() {
   echo "bundled into $out: $(ls "$out/lib" | wc -l) libraries; copy it to the GPU machine and run $out/run_on_gpu.sh"
 }
 
+# The benchmark's driver (bench/run_mlp_gpu_bench.py) gives graft the bundle's libraries and
+# PyTorch the library path the machine had, so that torch loads the CUDA libraries it came with.
+benchmark() {
+  local here="$1" machine_library_path="$2" python
+  if [[ "${GRAFT_GPU_BENCH:-1}" == 0 ]]; then
+    echo "== GPU benchmark skipped (GRAFT_GPU_BENCH=0)"
+    return 0
+  fi
+  echo "== GPU benchmark: graft vs PyTorch, 784-4096-4096-10 at batch 1024 and 4096"
+  if [[ ! -x "$here/bench/graft_bench_mlp_gpu" ]]; then
+    echo "FAILED: this bundle has no bench/graft_bench_mlp_gpu (bundled from a build without it)"
+    return 1
+  fi
+  python="${GRAFT_PYTHON:-$(command -v python3 || true)}"
+  if [[ -z "$python" ]]; then
+    echo "FAILED: no python3 on PATH (set GRAFT_PYTHON): no PyTorch side and no table; graft alone:"
+    for batch in 1024 4096; do
+      "$here/bench/graft_bench_mlp_gpu" --layers 784,4096,4096,10 --batch "$batch" \
+        --plugin-dir "$here/plugins" || true
+    done
+    return 1
+  fi
+  LD_LIBRARY_PATH="$machine_library_path" "$python" "$here/bench/run_mlp_gpu_bench.py" \
+    --bench "$here/bench/graft_bench_mlp_gpu" --plugin-dir "$here/plugins" \
+    --library-path "$here/lib:/usr/local/cuda/lib64" --python "$python" --layers 784,4096,4096,10 \
+    --batches 1024,4096 --seconds 3 ${GRAFT_GPU_BENCH_SAVE:+--save "$GRAFT_GPU_BENCH_SAVE"}
+}
+
 run() {
-  local here="$1"
+  local here="$1" machine_library_path="${LD_LIBRARY_PATH:-}"
   export LD_LIBRARY_PATH="$here/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export GRAFT_TEST_PLUGIN_DIR="$here/plugins" GRAFT_CUDA_MODULE="$here/libgraft_device_cuda.so"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
@@ -65,6 +106,7 @@ run() {
   printf '[optimizer]\ntype = "sgd"\n' >> "$config"
   echo "== graft validate on a cuda config"
   "$here/graft" validate "$config" --plugin-dir "$here/plugins" || true
+  benchmark "$here" "$machine_library_path" || failed=1
   exit "$failed"
 }
 

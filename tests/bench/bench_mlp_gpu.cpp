@@ -1,0 +1,327 @@
+// graft's side of the GPU MLP benchmark: graft_bench_mlp's model built on the GPU (parameters,
+// state, activations and a pool of random batches in GPU memory, TF32 off), timed with the stream
+// synchronised at both ends, then cuBLAS's own sgemm rate on the same products. One JSON line.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config/config.hpp"
+#include "config/options.hpp"
+#include "device/cuda_loader.hpp"
+#include "device/host_api.hpp"
+#include "graft/random.h"
+#include "model/model.hpp"
+#include "model/tensor_view.hpp"
+#include "plugin/registry.hpp"
+#include "sgemm_rate_cuda.hpp"
+#include "util/errors.hpp"
+
+namespace rt = graft::runtime;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+namespace {
+
+constexpr int kNoGpu = 77;  // as the GPU tests: nothing was measured, nothing failed
+
+constexpr const char* kUsage =
+    "usage: graft_bench_mlp_gpu [--layers 784,4096,4096,10] [--batch 1024] [--seconds 3]\n"
+    "                           [--warmup 1] [--pool 16] [--sgemm-seconds 1] [--plugin-dir DIR]\n"
+    "Trains an MLP (linear+relu ..., linear; cross_entropy; sgd momentum 0.9, lr 0.01) on GPU 0\n"
+    "(CUDA_VISIBLE_DEVICES picks it) with TF32 off, on random batches preloaded into GPU memory,\n"
+    "and prints one JSON line: samples/s, TFLOP/s, and cuBLAS's own sgemm rate on the same\n"
+    "products (CUBLAS_DEFAULT_MATH, and CUBLAS_PEDANTIC_MATH as graft's device sets it).\n"
+    "Exits 77 with the reason where no GPU is usable (a build without CUDA, no driver, no GPU).";
+
+struct Arguments {
+  std::vector<int64_t> widths{784, 4096, 4096, 10};  // D0, H0, H1, ..., classes
+  int64_t batch = 1024;                              // B
+  double seconds = 3.0;
+  double warmup_seconds = 1.0;
+  int64_t pool = 16;
+  double sgemm_seconds = 1.0;
+  std::string plugin_dir = GRAFT_BENCH_PLUGIN_DIR;
+};
+
+// A number from the command line, or a UserError naming the flag.
+double number(const std::string& flag, const std::string& text) {
+  size_t used = 0;
+  double value = 0.0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size())
+    throw rt::UserError(flag + " expects a number, got '" + text + "'");
+  return value;
+}
+
+Arguments parse(int argc, char** argv) {
+  Arguments a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::cout << kUsage << "\n";
+      std::exit(0);
+    }
+    if (i + 1 >= argc) throw rt::UserError(flag + " needs a value\n" + kUsage);
+    const std::string value = argv[++i];
+    if (flag == "--layers") {
+      a.widths.clear();
+      std::stringstream list(value);
+      for (std::string item; std::getline(list, item, ',');)
+        a.widths.push_back(int64_t(number(flag, item)));
+      if (a.widths.size() < 2) throw rt::UserError("--layers needs at least input,classes");
+    } else if (flag == "--batch") {
+      a.batch = int64_t(number(flag, value));
+    } else if (flag == "--seconds") {
+      a.seconds = number(flag, value);
+    } else if (flag == "--warmup") {
+      a.warmup_seconds = number(flag, value);
+    } else if (flag == "--pool") {
+      a.pool = int64_t(number(flag, value));
+    } else if (flag == "--sgemm-seconds") {
+      a.sgemm_seconds = number(flag, value);
+    } else if (flag == "--plugin-dir") {
+      a.plugin_dir = value;
+    } else {
+      throw rt::UserError("unknown flag " + flag + "\n" + kUsage);
+    }
+  }
+  if (a.batch < 1 || a.pool < 1) throw rt::UserError("--batch and --pool must be at least 1");
+  return a;
+}
+
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+void check(graft_status* status, const std::string& who) { rt::throw_if_failed(status, who); }
+
+// One plugin table from TOML text, bound as Session::choose binds a config section.
+rt::PluginChoice choose(const rt::Registry& registry, graft_kind kind, const std::string& text,
+                        const std::string& section, rt::Section reserved) {
+  const toml::table table = toml::parse(text, section);
+  const std::string type = table["type"].value_or(std::string());
+  const rt::PluginRecord& record = registry.get(kind, type);
+  rt::BoundOptions options =
+      rt::bind_options(*record.entry, &table, section, rt::reserved_keys(reserved));
+  return rt::PluginChoice{&record, std::move(options), section};
+}
+
+// GPU memory from the host API (the CUDA device's caching allocator), freed with it.
+class DeviceBlock {
+ public:
+  explicit DeviceBlock(size_t bytes)
+      : data_(rt::host_api()->alloc(kGpu, std::max<size_t>(bytes, 4))) {
+    if (!data_) throw rt::Failure("out of GPU memory for " + std::to_string(bytes) + " bytes");
+  }
+  ~DeviceBlock() { rt::host_api()->free(kGpu, data_); }
+  DeviceBlock(const DeviceBlock&) = delete;
+  DeviceBlock& operator=(const DeviceBlock&) = delete;
+  void* data() const { return data_; }
+  static constexpr DLDevice kGpu{kDLCUDA, 0};
+
+ private:
+  void* data_;
+};
+
+// Copies `count` elements of `dtype` from host memory into a DeviceBlock.
+void copy_to_gpu(const void* host, const DeviceBlock& device, int64_t count, DLDataType dtype) {
+  DLTensor from{const_cast<void*>(host), DLDevice{kDLCPU, 0}, 1, dtype, &count, nullptr, 0};
+  DLTensor to{device.data(), DeviceBlock::kGpu, 1, dtype, &count, nullptr, 0};
+  check(rt::host_api()->copy(nullptr, &from, &to), "copying the batches to the GPU");
+}
+
+// Preloaded batches in GPU memory, the CPU benchmark's values: x (pool, B, D) normal, drawn
+// on the GPU by the same counter-based generator (51M draws at batch 4096 take seconds on the
+// host); y (pool, B) int32 labels, drawn here and copied up. Views made once.
+struct DeviceBatches {
+  DeviceBlock x, y;
+  std::vector<rt::TensorView> x_views, y_views;
+  DeviceBatches(int64_t pool, int64_t B, int64_t D, int64_t classes)
+      : x(size_t(pool * B * D) * sizeof(float)), y(size_t(pool * B) * sizeof(int32_t)) {
+    int64_t x_count = pool * B * D;
+    DLTensor all_x{x.data(), DeviceBlock::kGpu, 1, DLDataType{kDLFloat, 32, 1}, &x_count,
+                   nullptr, 0};
+    check(rt::host_api()->fill_normal(nullptr, &all_x, 3, 1, 0, 0.0f, 1.0f), "drawing the batches");
+    std::vector<int32_t> host_y(size_t(pool * B));
+    for (size_t i = 0; i < host_y.size(); ++i)
+      host_y[i] = std::min<int32_t>(int32_t(classes - 1),
+                                    int32_t(graft_random_uniform(3, 2, i) * float(classes)));
+    const DLDataType i32{kDLInt, 32, 1};
+    copy_to_gpu(host_y.data(), y, int64_t(host_y.size()), i32);
+    auto* xs = static_cast<float*>(x.data());
+    auto* ys = static_cast<int32_t*>(y.data());
+    for (int64_t p = 0; p < pool; ++p) {
+      x_views.emplace_back(xs + p * B * D, DeviceBlock::kGpu, B, graft_shape{1, {D}});
+      y_views.emplace_back(ys + p * B, DeviceBlock::kGpu, B, graft_shape{0, {}}, i32);
+    }
+  }
+};
+
+json products_json(const graft::bench::SgemmRate& rate) {
+  json products = json::array();
+  for (const auto& p : rate.products)
+    products.push_back({{"name", p.name}, {"m", p.m}, {"n", p.n}, {"k", p.k},
+                        {"seconds", p.seconds_per_call},
+                        {"tflops", p.flops() / p.seconds_per_call / 1e12}});
+  return products;
+}
+
+int run(const Arguments& a) {
+  rt::cuda::Options options;
+  options.tf32 = false;  // float32 products on both sides, as torch's allow_tf32 = False
+  rt::cuda::Device* gpu = nullptr;
+  try {
+    gpu = &rt::start_cuda(options);
+  } catch (const rt::UserError& e) {
+    std::cerr << "graft_bench_mlp_gpu: no usable GPU, nothing measured: " << e.what() << "\n";
+    return kNoGpu;
+  }
+  const int64_t B = a.batch, D = a.widths.front(), classes = a.widths.back();
+  const size_t layer_count = a.widths.size() - 1;
+  const DLDevice device = DeviceBlock::kGpu;
+
+  rt::Registry registry(rt::host_api());
+  registry.load_directory(a.plugin_dir);
+  if (!registry.find(GRAFT_KIND_LAYER, "linear") || !registry.find(GRAFT_KIND_STRATEGY, "single"))
+    throw rt::UserError("no 'linear' layer or 'single' strategy in " + a.plugin_dir +
+                        "; build the plugins (cmake --build <build> --target graft) or pass "
+                        "--plugin-dir");
+  DeviceBatches data(a.pool, B, D, classes);
+
+  // The model: linear+relu for every hidden layer, a plain linear last; all of it on the GPU.
+  std::vector<rt::PluginChoice> layers;
+  for (size_t l = 0; l < layer_count; ++l) {
+    std::string text = "type = \"linear\"\nunits = " + std::to_string(a.widths[l + 1]) + "\n";
+    if (l + 1 < layer_count) text += "activation = \"relu\"\n";
+    layers.push_back(choose(registry, GRAFT_KIND_LAYER, text,
+                            "[[model.layers]] #" + std::to_string(l + 1), rt::Section::layer));
+  }
+  rt::PluginChoice loss = choose(registry, GRAFT_KIND_LOSS, "type = \"cross_entropy\"", "[loss]",
+                                 rt::Section::loss);
+  rt::PluginChoice optimizer = choose(registry, GRAFT_KIND_OPTIMIZER,
+                                      "type = \"sgd\"\nlr = 0.01\nmomentum = 0.9", "[optimizer]",
+                                      rt::Section::optimizer);
+  rt::ModelSettings settings;
+  settings.device = device;
+  settings.max_batch = B;
+  settings.seed = 1;
+  settings.schedule.lr = 0.01;
+  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}},
+                           DLDataType{kDLInt, 32, 1}, classes};
+  rt::Model model(std::move(layers), std::move(loss), std::move(optimizer), graft_shape{1, {D}},
+                  target, settings);
+
+  // The strategy, created and driven through its C vtable as the trainer does.
+  const rt::PluginRecord& strategy_record = registry.get(GRAFT_KIND_STRATEGY, "single");
+  const auto& strategy = strategy_record.vtable<graft_strategy_vtable>();
+  rt::BoundOptions strategy_options = rt::bind_options(
+      *strategy_record.entry, nullptr, "[parallel]", rt::reserved_keys(rt::Section::parallel));
+  graft_world world{sizeof(graft_world), 0, 1, nullptr, nullptr, 0.0};
+  void* strategy_self = nullptr;
+  check(strategy.create(rt::host_api(), strategy_options.get(), &world, &strategy_self),
+        "strategy 'single'");
+
+  graft_exec_ctx ctx{};
+  ctx.struct_size = sizeof ctx;
+  ctx.host = rt::host_api();
+  ctx.device = device;
+  ctx.stream = gpu->stream();
+  ctx.training = 1;
+  ctx.seed = 1;
+  ctx.layer_index = -1;
+  ctx.world = 1;
+  ctx.global_batch = B;
+  int64_t step = 0;
+  double last_loss = 0.0, first_loss = 0.0;
+  auto train_step = [&] {
+    const size_t b = size_t(step) % data.x_views.size();
+    ctx.step = step;
+    graft_step_result result{};
+    result.struct_size = sizeof result;
+    check(strategy.train_step(strategy_self, model.api(), model.handle(), &ctx,
+                              data.x_views[b].get(), data.y_views[b].get(), &result),
+          "training step " + std::to_string(step));
+    last_loss = result.loss_sum / double(result.rows);
+    if (step == 0) first_loss = last_loss;
+    ++step;
+  };
+
+  // The warm-up loads the kernels, lets cuBLAS pick its algorithms and the clocks rise.
+  const auto warmup_start = Clock::now();
+  while (step < 3 || since(warmup_start) < a.warmup_seconds) train_step();
+  const int64_t warmup_steps = step;
+  check(gpu->synchronize(), "synchronize");
+  const size_t mallocs_before = gpu->device_mallocs();
+  const auto start = Clock::now();
+  while (step - warmup_steps < 5 || since(start) < a.seconds) train_step();
+  check(gpu->synchronize(), "synchronize");
+  const double seconds = since(start);
+  const size_t mallocs_in_steps = gpu->device_mallocs() - mallocs_before;
+  const int64_t timed_steps = step - warmup_steps;
+  if (!std::isfinite(last_loss)) throw rt::Failure("the loss went non-finite during the benchmark");
+  strategy.destroy(strategy_self);
+
+  const double step_seconds = seconds / double(timed_steps);
+  const double samples_per_second = double(timed_steps * B) / seconds;
+  json out;
+  out["framework"] = "graft";
+  out["device"] = gpu->describe();
+  out["tf32"] = false;
+  out["layers"] = a.widths;
+  out["batch"] = B;
+  out["warmup_steps"] = warmup_steps;
+  out["steps"] = timed_steps;
+  out["seconds"] = seconds;
+  out["step_seconds"] = step_seconds;
+  out["samples_per_s"] = samples_per_second;
+  out["parameters"] = model.parameter_count();
+  // The products' own FLOPs (the first layer has no input gradient; bias, activation, loss
+  // and update are not counted): the FLOPs cuBLAS is timed on below.
+  double flops_per_step = 0.0;
+  for (size_t l = 0; l < layer_count; ++l)
+    flops_per_step += (l > 0 ? 3.0 : 2.0) * 2.0 * double(B * a.widths[l] * a.widths[l + 1]);
+  out["flops_per_step"] = flops_per_step;
+  out["tflops"] = flops_per_step / step_seconds / 1e12;
+  out["first_loss"] = first_loss;
+  out["last_loss"] = last_loss;
+  out["device_mallocs_in_timed_steps"] = mallocs_in_steps;
+
+  if (a.sgemm_seconds > 0) {
+    using graft::bench::CublasMath;
+    const graft::bench::SgemmRate rate =
+        graft::bench::measure_cublas_sgemm(a.widths, B, a.sgemm_seconds, CublasMath::standard);
+    const graft::bench::SgemmRate pedantic =
+        graft::bench::measure_cublas_sgemm(a.widths, B, a.sgemm_seconds, CublasMath::pedantic);
+    out["sgemm_math"] = graft::bench::cublas_math_name(CublasMath::standard);
+    out["sgemm_tflops"] = rate.gflops() / 1e3;
+    out["sgemm_seconds_per_step"] = rate.seconds_per_step;
+    // graft's TFLOP/s over cuBLAS's on the same products: the share of the step that is sgemm.
+    out["percent_of_sgemm"] = 100.0 * rate.seconds_per_step / step_seconds;
+    out["sgemm_pedantic_tflops"] = pedantic.gflops() / 1e3;
+    out["sgemm_products"] = products_json(rate);
+  }
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(parse(argc, argv));
+  } catch (const std::exception& e) {
+    std::cerr << "graft_bench_mlp_gpu: " << e.what() << "\n";
+    return 1;
+  }
+}
