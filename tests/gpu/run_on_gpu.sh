@@ -3,9 +3,10 @@
 # Debian packages, from a build made elsewhere (CI or a developer machine, GRAFT_CUDA on).
 #
 #   On the build machine:  tests/gpu/run_on_gpu.sh --bundle BUILD OUT
-#     copies BUILD's graft, its CUDA and MPI modules, plugins, GPU test executables and GPU
+#     copies BUILD's graft, its CUDA, NCCL and MPI modules, plugins, GPU test executables and GPU
 #     benchmark into OUT, with the shared libraries they need that are not glibc's, libstdc++'s
-#     or CUDA's (OpenBLAS, Boost.Program_options, fmt, zlib, ...) in OUT/lib.
+#     or CUDA's (OpenBLAS, Boost.Program_options, fmt, zlib, ...) in OUT/lib, and the configs
+#     with their data (Fashion-MNIST from the Debian package, 30 MB) for the config test.
 #   On the GPU machine:    OUT/run_on_gpu.sh   (this script, copied there; or --run OUT)
 #     prints the GPU (nvidia-smi), runs every GPU test (a skip, exit 77, counts as a failure
 #     here: this script is for machines that have a GPU), `graft validate` on a cuda config,
@@ -30,6 +31,19 @@ bundle() {
   cp "$build"/plugins/*.so "$out/plugins/"
   cp "$build"/tests/gpu/gpu_test_* "$out/tests/"
   cp "$0" "$out/run_on_gpu.sh"
+  # test_configs_cuda trains every config on both devices: the configs, their small data, and
+  # Fashion-MNIST (the Debian package's files) when this machine has it.
+  local source_dir
+  source_dir="$(cd "$(dirname "$0")/../.." && pwd)"
+  mkdir -p "$out/source"
+  cp -r "$source_dir/configs" "$out/source/"
+  if [[ -d /usr/share/datasets/fashion-mnist ]]; then
+    mkdir -p "$out/data"
+    cp -r /usr/share/datasets/fashion-mnist "$out/data/"
+  else
+    echo "run_on_gpu.sh: no /usr/share/datasets/fashion-mnist here (dataset-fashion-mnist):" \
+         "the bundle's config test will find no Fashion-MNIST" >&2
+  fi
   local files=("$out/graft" "$out"/libgraft_*.so "$out"/plugins/*.so "$out"/tests/*)
   if [[ -x "$build/tests/bench/graft_bench_mlp_gpu" ]]; then
     local sources
@@ -85,18 +99,30 @@ run() {
   local here="$1" machine_library_path="${LD_LIBRARY_PATH:-}"
   export LD_LIBRARY_PATH="$here/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export GRAFT_TEST_PLUGIN_DIR="$here/plugins" GRAFT_CUDA_MODULE="$here/libgraft_device_cuda.so"
+  # Where the tests find what the build machine had at fixed paths.
+  export GRAFT_TEST_EXECUTABLE="$here/graft" GRAFT_TEST_SOURCE_DIR="$here/source"
+  export GRAFT_TEST_FASHION_MNIST="$here/data/fashion-mnist"
+  GRAFT_TEST_TMP="$(mktemp -d)"
+  export GRAFT_TEST_TMP
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
   local failed=0
   for test in "$here"/tests/gpu_test_*; do
     echo "== $(basename "$test")"
+    local log
+    log="$(mktemp)"
     set +e
-    "$test"
-    local rc=$?
+    "$test" 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
     set -e
-    if [[ $rc -ne 0 ]]; then
+    # A test that needs more GPUs than the machine has is a skip here too; any other skip means
+    # the GPU was not usable, which is what this script is run to check.
+    if [[ $rc -eq 77 ]] && grep -q "fewer than 2 GPUs" "$log"; then
+      echo "skipped: $(basename "$test") needs 2 GPUs"
+    elif [[ $rc -ne 0 ]]; then
       echo "FAILED: $(basename "$test") exit $rc$([[ $rc -eq 77 ]] && echo ' (skipped: no usable GPU)')"
       failed=1
     fi
+    rm -f "$log"
   done
   local config
   config="$(mktemp -d)/cuda.toml"

@@ -49,13 +49,14 @@ struct Run {
   std::string output;
 };
 
-Run train(const fs::path& config, const std::string& device, const fs::path& out) {
+Run train(const fs::path& config, const std::string& device, const fs::path& out,
+          const std::string& extra = "") {
   const std::string name = device + "_" + config.stem().string();
   const auto result = graft::test::run_graft(
-      "train " + config.string() + data_override(config) + " --set run.steps=" +
+      "train " + config.string() + data_override(config) + " --set run.epochs=0 --set run.steps=" +
       std::to_string(kSteps) + " --set run.log_every=1 --set run.progress='\"none\"'" +
       " --set run.name='\"" + name + "\"' --set run.output_dir='\"" + out.string() + "\"'" +
-      " --set run.device='\"" + device + "\"'");
+      " --set run.device='\"" + device + "\"'" + extra);
   Run run;
   run.output = result.output;
   INFO(device << " " << config << ":\n" << result.output);
@@ -113,7 +114,7 @@ TEST_CASE("the parallel configs on one GPU per rank match single on the GPU") {
         ("mpirun --oversubscribe --allow-run-as-root -np 2 " +
          std::string(std::getenv("GRAFT_TEST_EXECUTABLE") ? std::getenv("GRAFT_TEST_EXECUTABLE")
                                                           : GRAFT_EXECUTABLE) +
-         " train " + config.string() + data_override(config) + " --set run.steps=" +
+         " train " + config.string() + data_override(config) + " --set run.epochs=0 --set run.steps=" +
          std::to_string(kSteps) + " --set run.log_every=1 --set run.progress='\"none\"'" +
          " --set run.name='\"" + run_name + "\"' --set run.output_dir='\"" + out.string() +
          "\"' --set run.device='\"cuda\"'")
@@ -131,9 +132,12 @@ TEST_CASE("the parallel configs on one GPU per rank match single on the GPU") {
 TEST_CASE("a run resumed from a checkpoint on the GPU continues with the same losses") {
   const fs::path out = graft::test::temp_dir("gpu_resume");
   const fs::path config = graft::test::source_dir() / "configs" / "fashion_mlp.toml";
-  const Run whole = train(config, "cuda", out);
+  // A constant rate: a schedule would see a shorter run in the first half.
+  const std::string constant = " --set optimizer.schedule.type=constant";
+  const Run whole = train(config, "cuda", out, constant);
   // The first half, then the rest from its checkpoint (adam's moments go down and up too).
-  const std::string half = " --set run.steps=" + std::to_string(kSteps / 2);
+  const std::string half =
+      constant + " --set run.epochs=0 --set run.steps=" + std::to_string(kSteps / 2);
   const auto first = graft::test::run_graft(
       "train " + config.string() + data_override(config) + half +
       " --set run.log_every=1 --set run.progress='\"none\"' --set run.name='\"halves\"'"
@@ -141,8 +145,9 @@ TEST_CASE("a run resumed from a checkpoint on the GPU continues with the same lo
   INFO(first.output);
   REQUIRE(first.exit_code == 0);
   const auto second = graft::test::run_graft(
-      "train " + config.string() + data_override(config) + " --set run.steps=" +
-      std::to_string(kSteps) + " --set checkpoint.resume='\"latest\"'"
+      "train " + config.string() + data_override(config) + constant +
+      " --set run.epochs=0 --set run.steps=" + std::to_string(kSteps) +
+      " --set checkpoint.resume='\"latest\"'"
       " --set run.log_every=1 --set run.progress='\"none\"' --set run.name='\"halves\"'"
       " --set run.output_dir='\"" + out.string() + "\"' --set run.device='\"cuda\"'");
   INFO(second.output);
@@ -159,7 +164,7 @@ TEST_CASE("a NaN on the GPU stops training naming the step and the layer") {
   const fs::path out = graft::test::temp_dir("gpu_nan");
   const fs::path config = graft::test::source_dir() / "configs" / "sine_regression.toml";
   const auto run = graft::test::run_graft(
-      "train " + config.string() + " --set optimizer.lr=1e30 --set run.steps=50"
+      "train " + config.string() + " --set optimizer.lr=1e30 --set run.epochs=0 --set run.steps=50"
       " --set run.progress='\"none\"' --set run.output_dir='\"" + out.string() +
       "\"' --set run.device='\"cuda\"'");
   INFO(run.output);
