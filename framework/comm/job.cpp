@@ -11,6 +11,7 @@
 
 #include "comm/local.hpp"
 #include "comm/mpi/module.hpp"
+#include "util/modules.hpp"
 
 namespace fs = std::filesystem;
 
@@ -33,26 +34,11 @@ class LocalJob final : public Job {
   double timeout_;
 };
 
-std::vector<fs::path> module_candidates() {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    out.push_back(exe.parent_path() / GRAFT_COMM_MPI_LIBRARY);
-    out.push_back(exe.parent_path() / ".." / "lib" / "graft" / GRAFT_COMM_MPI_LIBRARY);
-  }
-  if (*GRAFT_COMM_MPI_BUILD_PATH) out.emplace_back(GRAFT_COMM_MPI_BUILD_PATH);
-  return out;
-}
-
 std::unique_ptr<Job> start_mpi_job(double timeout_s) {
   std::string tried;
-  for (const fs::path& path : module_candidates()) {
-    std::error_code ec;
-    if (!fs::exists(path, ec)) {
-      tried += (tried.empty() ? "" : ", ") + path.string();
-      continue;
-    }
+  const fs::path path =
+      find_module(module_candidates(GRAFT_COMM_MPI_LIBRARY, GRAFT_COMM_MPI_BUILD_PATH), tried);
+  if (!path.empty()) {
     // RTLD_GLOBAL: Open MPI dlopens its own components, which expect libmpi's symbols to be
     // global. The module exports nothing but its entry, so nothing else leaks.
     void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "util/errors.hpp"
+#include "util/modules.hpp"
 
 namespace fs = std::filesystem;
 
@@ -20,17 +21,10 @@ const char* const kFix = "run one process per GPU on machines with NCCL, or use 
 
 std::vector<fs::path> candidates() {
   if (const char* path = std::getenv("GRAFT_NCCL_MODULE"); path && *path) return {path};
-  std::vector<fs::path> out;
+  std::vector<fs::path> first;
   if (const char* cuda = std::getenv("GRAFT_CUDA_MODULE"); cuda && *cuda)
-    out.push_back(fs::path(cuda).parent_path() / GRAFT_COMM_NCCL_LIBRARY);
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    out.push_back(exe.parent_path() / GRAFT_COMM_NCCL_LIBRARY);
-    out.push_back(exe.parent_path() / ".." / "lib" / "graft" / GRAFT_COMM_NCCL_LIBRARY);
-  }
-  if (*GRAFT_COMM_NCCL_BUILD_PATH) out.emplace_back(GRAFT_COMM_NCCL_BUILD_PATH);
-  return out;
+    first.push_back(fs::path(cuda).parent_path() / GRAFT_COMM_NCCL_LIBRARY);
+  return module_candidates(GRAFT_COMM_NCCL_LIBRARY, GRAFT_COMM_NCCL_BUILD_PATH, std::move(first));
 }
 
 }  // namespace
@@ -45,12 +39,7 @@ std::unique_ptr<Communicator> start_nccl(Communicator& host_world, const NcclOpt
                     "under the CUDA toolkit or /usr/local when it was configured); install "
                     "NCCL (libnccl-dev) and rebuild graft, or use device = \"cpu\"");
   std::string tried;
-  for (const fs::path& path : candidates()) {
-    std::error_code ec;
-    if (!fs::exists(path, ec)) {
-      tried += (tried.empty() ? "" : ", ") + path.string();
-      continue;
-    }
+  if (const fs::path path = find_module(candidates(), tried); !path.empty()) {
     // Never closed, like every module: objects it made may live until the process ends.
     void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!library)

@@ -11,6 +11,7 @@
 
 #include "device/host_api.hpp"
 #include "util/errors.hpp"
+#include "util/modules.hpp"
 
 namespace fs = std::filesystem;
 
@@ -21,17 +22,10 @@ std::mutex g_mutex;
 cuda::Device* g_device = nullptr;  // lives for the process, as the module does
 
 std::vector<fs::path> candidates() {
-  std::vector<fs::path> out;
+  std::vector<fs::path> first;
   // A build folder carried to another machine (tests/gpu/run_on_gpu.sh) names it.
-  if (const char* path = std::getenv("GRAFT_CUDA_MODULE"); path && *path) out.emplace_back(path);
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    out.push_back(exe.parent_path() / GRAFT_DEVICE_CUDA_LIBRARY);
-    out.push_back(exe.parent_path() / ".." / "lib" / "graft" / GRAFT_DEVICE_CUDA_LIBRARY);
-  }
-  if (*GRAFT_DEVICE_CUDA_BUILD_PATH) out.emplace_back(GRAFT_DEVICE_CUDA_BUILD_PATH);
-  return out;
+  if (const char* path = std::getenv("GRAFT_CUDA_MODULE"); path && *path) first.emplace_back(path);
+  return module_candidates(GRAFT_DEVICE_CUDA_LIBRARY, GRAFT_DEVICE_CUDA_BUILD_PATH, std::move(first));
 }
 
 }  // namespace
@@ -51,12 +45,7 @@ cuda::Device& start_cuda(const cuda::Options& options) {
                     "not found when it was configured, or -DGRAFT_CUDA=OFF); rebuild with the "
                     "CUDA toolkit installed (-DGRAFT_CUDA=ON), or use device = \"cpu\"");
   std::string tried;
-  for (const fs::path& path : candidates()) {
-    std::error_code ec;
-    if (!fs::exists(path, ec)) {
-      tried += (tried.empty() ? "" : ", ") + path.string();
-      continue;
-    }
+  if (const fs::path path = find_module(candidates(), tried); !path.empty()) {
     void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!library)
       throw UserError("[run] device = \"cuda\": " + path.string() + " does not load (" +

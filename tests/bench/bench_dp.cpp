@@ -18,12 +18,14 @@
 #include <vector>
 
 #include "comm/job.hpp"
+#include "mlp_setup.hpp"
 #include "graft/random.h"
 #include "model/tensor_view.hpp"
 #include "train/session.hpp"
 #include "util/errors.hpp"
 
 namespace rt = graft::runtime;
+using graft::bench::number;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -46,19 +48,6 @@ struct Arguments {
   double seconds = 4.0, bucket_mb = 25.0;
   std::string plugin_dir = GRAFT_BENCH_PLUGIN_DIR;
 };
-
-double number(const std::string& flag, const std::string& text) {
-  size_t used = 0;
-  double value = 0.0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size())
-    throw rt::UserError(flag + " expects a number, got '" + text + "'");
-  return value;
-}
 
 Arguments parse(int argc, char** argv) {
   Arguments a;

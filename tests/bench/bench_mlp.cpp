@@ -17,17 +17,17 @@
 #include <utility>
 #include <vector>
 
-#include "config/config.hpp"
-#include "config/options.hpp"
 #include "device/host_api.hpp"
 #include "graft/random.h"
 #include "model/model.hpp"
 #include "model/tensor_view.hpp"
-#include "plugin/registry.hpp"
+#include "mlp_setup.hpp"
 #include "sgemm_rate.hpp"
 #include "util/errors.hpp"
 
 namespace rt = graft::runtime;
+using graft::bench::check;
+using graft::bench::number;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
@@ -52,20 +52,6 @@ struct Arguments {
   bool profile = false;
   std::string plugin_dir = GRAFT_BENCH_PLUGIN_DIR;
 };
-
-// A number from the command line, or a UserError naming the flag.
-double number(const std::string& flag, const std::string& text) {
-  size_t used = 0;
-  double value = 0.0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size())
-    throw rt::UserError(flag + " expects a number, got '" + text + "'");
-  return value;
-}
 
 Arguments parse(int argc, char** argv) {
   Arguments a;
@@ -150,17 +136,6 @@ double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// One plugin table from TOML text, bound as Session::choose binds a config section.
-rt::PluginChoice choose(const rt::Registry& registry, graft_kind kind, const std::string& text,
-                        const std::string& section, rt::Section reserved) {
-  const toml::table table = toml::parse(text, section);
-  const std::string type = table["type"].value_or(std::string());
-  const rt::PluginRecord& record = registry.get(kind, type);
-  rt::BoundOptions options =
-      rt::bind_options(*record.entry, &table, section, rt::reserved_keys(reserved));
-  return rt::PluginChoice{&record, std::move(options), section};
-}
-
 // Preloaded batches: x (pool, B, D) normal, y (pool, B) int32 labels; views made once.
 struct BatchPool {
   std::vector<float> x;
@@ -179,8 +154,6 @@ struct BatchPool {
     }
   }
 };
-
-void check(graft_status* status, const std::string& who) { rt::throw_if_failed(status, who); }
 
 json products_json(const graft::bench::SgemmRate& rate) {
   json products = json::array();
@@ -226,8 +199,8 @@ json profile_steps(const graft_model_api& api, graft_model* model, graft_exec_ct
     t = Clock::now();
     check(api.optimizer_step(model, &ctx), "optimizer_step");
     update += since(t);
-  }
     sgemm.run_step();
+  }
   json out;
   const double n = double(steps);
   for (int64_t i = 0; i < layers; ++i) {
@@ -243,69 +216,17 @@ json profile_steps(const graft_model_api& api, graft_model* model, graft_exec_ct
 int run(const Arguments& a) {
   rt::set_cpu_threads(a.threads);
   const int64_t B = a.batch, D = a.widths.front(), classes = a.widths.back();
-  const size_t layer_count = a.widths.size() - 1;
 
-  rt::Registry registry(rt::host_api());
-  registry.load_directory(a.plugin_dir);
-  if (!registry.find(GRAFT_KIND_LAYER, "linear") || !registry.find(GRAFT_KIND_STRATEGY, "single"))
-    throw rt::UserError("no 'linear' layer or 'single' strategy in " + a.plugin_dir +
-                        "; build the plugins (cmake --build <build> --target graft) or pass "
-                        "--plugin-dir");
   BatchPool data(a.pool, B, D, classes);
   const double rss_before_model = status_bytes("VmRSS");
-
-  // The model: linear+relu for every hidden layer, a plain linear last.
-  std::vector<rt::PluginChoice> layers;
-  for (size_t l = 0; l < layer_count; ++l) {
-    std::string text = "type = \"linear\"\nunits = " + std::to_string(a.widths[l + 1]) + "\n";
-    if (l + 1 < layer_count) text += "activation = \"relu\"\n";
-    layers.push_back(choose(registry, GRAFT_KIND_LAYER, text,
-                            "[[model.layers]] #" + std::to_string(l + 1), rt::Section::layer));
-  }
-  rt::PluginChoice loss = choose(registry, GRAFT_KIND_LOSS, "type = \"cross_entropy\"", "[loss]",
-                                 rt::Section::loss);
-  rt::PluginChoice optimizer = choose(registry, GRAFT_KIND_OPTIMIZER,
-                                      "type = \"sgd\"\nlr = 0.01\nmomentum = 0.9", "[optimizer]",
-                                      rt::Section::optimizer);
-  rt::ModelSettings settings;
-  settings.max_batch = B;
-  settings.seed = 1;
-  settings.schedule.lr = 0.01;
-  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}},
-                           DLDataType{kDLInt, 32, 1}, classes};
-  rt::Model model(std::move(layers), std::move(loss), std::move(optimizer), graft_shape{1, {D}},
-                  target, settings);
-
-  // The strategy, created and driven through its C vtable as the trainer does.
-  const rt::PluginRecord& strategy_record = registry.get(GRAFT_KIND_STRATEGY, "single");
-  const auto& strategy = strategy_record.vtable<graft_strategy_vtable>();
-  rt::BoundOptions strategy_options = rt::bind_options(
-      *strategy_record.entry, nullptr, "[parallel]", rt::reserved_keys(rt::Section::parallel));
-  graft_world world{sizeof(graft_world), 0, 1, nullptr, nullptr, 0.0};
-  void* strategy_self = nullptr;
-  check(strategy.create(rt::host_api(), strategy_options.get(), &world, &strategy_self),
-        "strategy 'single'");
-
-  graft_exec_ctx ctx{};
-  ctx.struct_size = sizeof ctx;
-  ctx.host = rt::host_api();
-  ctx.device = DLDevice{kDLCPU, 0};
-  ctx.training = 1;
-  ctx.seed = 1;
-  ctx.layer_index = -1;
-  ctx.world = 1;
-  ctx.global_batch = B;
-  int64_t step = 0;
+  graft::bench::MlpTraining training(a.widths, B, a.plugin_dir, DLDevice{kDLCPU, 0});
+  rt::Model& model = training.model();
+  graft_exec_ctx& ctx = training.context();
   double last_loss = 0.0, first_loss = 0.0;
+  int64_t step = 0;
   auto train_step = [&] {
     const size_t b = size_t(step) % data.x_views.size();
-    ctx.step = step;
-    graft_step_result result{};
-    result.struct_size = sizeof result;
-    check(strategy.train_step(strategy_self, model.api(), model.handle(), &ctx,
-                              data.x_views[b].get(), data.y_views[b].get(), &result),
-          "training step " + std::to_string(step));
-    last_loss = result.loss_sum / double(result.rows);
+    last_loss = training.step(*data.x_views[b].get(), *data.y_views[b].get());
     if (step == 0) first_loss = last_loss;
     ++step;
   };
@@ -354,7 +275,6 @@ int run(const Arguments& a) {
     out["step_seconds"] = seconds / double(timed_steps);
     out["sgemm_products"] = products_json(rate);
   }
-  strategy.destroy(strategy_self);
   std::cout << out.dump() << std::endl;
   return 0;
 }

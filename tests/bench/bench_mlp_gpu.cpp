@@ -12,18 +12,18 @@
 #include <utility>
 #include <vector>
 
-#include "config/config.hpp"
-#include "config/options.hpp"
 #include "device/cuda_loader.hpp"
 #include "device/host_api.hpp"
 #include "graft/random.h"
 #include "model/model.hpp"
 #include "model/tensor_view.hpp"
-#include "plugin/registry.hpp"
+#include "mlp_setup.hpp"
 #include "sgemm_rate_cuda.hpp"
 #include "util/errors.hpp"
 
 namespace rt = graft::runtime;
+using graft::bench::check;
+using graft::bench::number;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
@@ -49,20 +49,6 @@ struct Arguments {
   double sgemm_seconds = 1.0;
   std::string plugin_dir = GRAFT_BENCH_PLUGIN_DIR;
 };
-
-// A number from the command line, or a UserError naming the flag.
-double number(const std::string& flag, const std::string& text) {
-  size_t used = 0;
-  double value = 0.0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size())
-    throw rt::UserError(flag + " expects a number, got '" + text + "'");
-  return value;
-}
 
 Arguments parse(int argc, char** argv) {
   Arguments a;
@@ -102,19 +88,6 @@ Arguments parse(int argc, char** argv) {
 
 double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-void check(graft_status* status, const std::string& who) { rt::throw_if_failed(status, who); }
-
-// One plugin table from TOML text, bound as Session::choose binds a config section.
-rt::PluginChoice choose(const rt::Registry& registry, graft_kind kind, const std::string& text,
-                        const std::string& section, rt::Section reserved) {
-  const toml::table table = toml::parse(text, section);
-  const std::string type = table["type"].value_or(std::string());
-  const rt::PluginRecord& record = registry.get(kind, type);
-  rt::BoundOptions options =
-      rt::bind_options(*record.entry, &table, section, rt::reserved_keys(reserved));
-  return rt::PluginChoice{&record, std::move(options), section};
 }
 
 // GPU memory from the host API (the CUDA device's caching allocator), freed with it.
@@ -191,68 +164,16 @@ int run(const Arguments& a) {
   const size_t layer_count = a.widths.size() - 1;
   const DLDevice device = DeviceBlock::kGpu;
 
-  rt::Registry registry(rt::host_api());
-  registry.load_directory(a.plugin_dir);
-  if (!registry.find(GRAFT_KIND_LAYER, "linear") || !registry.find(GRAFT_KIND_STRATEGY, "single"))
-    throw rt::UserError("no 'linear' layer or 'single' strategy in " + a.plugin_dir +
-                        "; build the plugins (cmake --build <build> --target graft) or pass "
-                        "--plugin-dir");
   DeviceBatches data(a.pool, B, D, classes);
-
-  // The model: linear+relu for every hidden layer, a plain linear last; all of it on the GPU.
-  std::vector<rt::PluginChoice> layers;
-  for (size_t l = 0; l < layer_count; ++l) {
-    std::string text = "type = \"linear\"\nunits = " + std::to_string(a.widths[l + 1]) + "\n";
-    if (l + 1 < layer_count) text += "activation = \"relu\"\n";
-    layers.push_back(choose(registry, GRAFT_KIND_LAYER, text,
-                            "[[model.layers]] #" + std::to_string(l + 1), rt::Section::layer));
-  }
-  rt::PluginChoice loss = choose(registry, GRAFT_KIND_LOSS, "type = \"cross_entropy\"", "[loss]",
-                                 rt::Section::loss);
-  rt::PluginChoice optimizer = choose(registry, GRAFT_KIND_OPTIMIZER,
-                                      "type = \"sgd\"\nlr = 0.01\nmomentum = 0.9", "[optimizer]",
-                                      rt::Section::optimizer);
-  rt::ModelSettings settings;
-  settings.device = device;
-  settings.max_batch = B;
-  settings.seed = 1;
-  settings.schedule.lr = 0.01;
-  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}},
-                           DLDataType{kDLInt, 32, 1}, classes};
-  rt::Model model(std::move(layers), std::move(loss), std::move(optimizer), graft_shape{1, {D}},
-                  target, settings);
-
-  // The strategy, created and driven through its C vtable as the trainer does.
-  const rt::PluginRecord& strategy_record = registry.get(GRAFT_KIND_STRATEGY, "single");
-  const auto& strategy = strategy_record.vtable<graft_strategy_vtable>();
-  rt::BoundOptions strategy_options = rt::bind_options(
-      *strategy_record.entry, nullptr, "[parallel]", rt::reserved_keys(rt::Section::parallel));
-  graft_world world{sizeof(graft_world), 0, 1, nullptr, nullptr, 0.0};
-  void* strategy_self = nullptr;
-  check(strategy.create(rt::host_api(), strategy_options.get(), &world, &strategy_self),
-        "strategy 'single'");
-
-  graft_exec_ctx ctx{};
-  ctx.struct_size = sizeof ctx;
-  ctx.host = rt::host_api();
-  ctx.device = device;
-  ctx.stream = gpu->stream();
-  ctx.training = 1;
-  ctx.seed = 1;
-  ctx.layer_index = -1;
-  ctx.world = 1;
-  ctx.global_batch = B;
+  // The model on the GPU, stepped on the device's stream.
+  graft::bench::MlpTraining training(a.widths, B, a.plugin_dir, device);
+  rt::Model& model = training.model();
+  training.context().stream = gpu->stream();
   int64_t step = 0;
   double last_loss = 0.0, first_loss = 0.0;
   auto train_step = [&] {
     const size_t b = size_t(step) % data.x_views.size();
-    ctx.step = step;
-    graft_step_result result{};
-    result.struct_size = sizeof result;
-    check(strategy.train_step(strategy_self, model.api(), model.handle(), &ctx,
-                              data.x_views[b].get(), data.y_views[b].get(), &result),
-          "training step " + std::to_string(step));
-    last_loss = result.loss_sum / double(result.rows);
+    last_loss = training.step(*data.x_views[b].get(), *data.y_views[b].get());
     if (step == 0) first_loss = last_loss;
     ++step;
   };
@@ -270,7 +191,6 @@ int run(const Arguments& a) {
   const size_t mallocs_in_steps = gpu->device_mallocs() - mallocs_before;
   const int64_t timed_steps = step - warmup_steps;
   if (!std::isfinite(last_loss)) throw rt::Failure("the loss went non-finite during the benchmark");
-  strategy.destroy(strategy_self);
 
   const double step_seconds = seconds / double(timed_steps);
   const double samples_per_second = double(timed_steps * B) / seconds;
