@@ -1,8 +1,8 @@
 // Every config of configs/ trains on the GPU to the losses it trains to on the CPU: the same
 // command with --set run.device="cuda", a few steps, each logged loss compared. Then the GPU's
-// own paths: a checkpoint resumed on the GPU continues with the uninterrupted run's losses, and
-// a NaN names the layer. Parallel configs need mpirun and a GPU per rank; they are skipped
-// (with a message) where either is missing.
+// own paths: a checkpoint resumed on the GPU (one written on the CPU too) continues with the
+// uninterrupted run's losses, and a NaN names the layer. Parallel configs need mpirun and a GPU
+// per rank; they are skipped (with a message) where either is missing.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include "gpu_support.hpp"
 
@@ -129,35 +129,51 @@ TEST_CASE("the parallel configs on one GPU per rank match single on the GPU") {
   }
 }
 
-TEST_CASE("a run resumed from a checkpoint on the GPU continues with the same losses") {
-  const fs::path out = graft::test::temp_dir("gpu_resume");
+namespace {
+
+// fashion_mlp for kSteps in two halves: the first on `first_device`, the rest resumed from its
+// checkpoint on `second_device`. A constant rate: a schedule would see a shorter first run.
+std::vector<double> in_halves(const fs::path& out, const std::string& name,
+                              const std::string& first_device, const std::string& second_device) {
   const fs::path config = graft::test::source_dir() / "configs" / "fashion_mlp.toml";
-  // A constant rate: a schedule would see a shorter run in the first half.
-  const std::string constant = " --set optimizer.schedule.type=constant";
-  const Run whole = train(config, "cuda", out, constant);
-  // The first half, then the rest from its checkpoint (adam's moments go down and up too).
-  const std::string half =
-      constant + " --set run.epochs=0 --set run.steps=" + std::to_string(kSteps / 2);
-  const auto first = graft::test::run_graft(
-      "train " + config.string() + data_override(config) + half +
-      " --set run.log_every=1 --set run.progress='\"none\"' --set run.name='\"halves\"'"
-      " --set run.output_dir='\"" + out.string() + "\"' --set run.device='\"cuda\"'");
+  const std::string common = " train " + config.string() + data_override(config) +
+                             " --set optimizer.schedule.type=constant --set run.epochs=0"
+                             " --set run.log_every=1 --set run.progress='\"none\"'"
+                             " --set run.name='\"" + name + "\"' --set run.output_dir='\"" +
+                             out.string() + "\"'";
+  const auto first = graft::test::run_graft(common + " --set run.steps=" +
+                                            std::to_string(kSteps / 2) +
+                                            " --set run.device='\"" + first_device + "\"'");
   INFO(first.output);
   REQUIRE(first.exit_code == 0);
   const auto second = graft::test::run_graft(
-      "train " + config.string() + data_override(config) + constant +
-      " --set run.epochs=0 --set run.steps=" + std::to_string(kSteps) +
-      " --set checkpoint.resume='\"latest\"'"
-      " --set run.log_every=1 --set run.progress='\"none\"' --set run.name='\"halves\"'"
-      " --set run.output_dir='\"" + out.string() + "\"' --set run.device='\"cuda\"'");
+      common + " --set run.steps=" + std::to_string(kSteps) +
+      " --set checkpoint.resume='\"latest\"' --set run.device='\"" + second_device + "\"'");
   INFO(second.output);
   REQUIRE(second.exit_code == 0);
   std::vector<double> losses;
-  for (const auto& j : graft::test::metric_events(out / "halves" / "metrics.jsonl", "train"))
+  for (const auto& j : graft::test::metric_events(out / name / "metrics.jsonl", "train"))
     losses.push_back(j.at("loss").get<double>());
-  REQUIRE(losses.size() == whole.losses.size());
-  // The same device and the same kernels: the resumed run repeats the bits.
-  for (size_t i = 0; i < losses.size(); ++i) CHECK(losses[i] == whole.losses[i]);
+  return losses;
+}
+
+}  // namespace
+
+TEST_CASE("a run resumed from a checkpoint on the GPU continues with the same losses") {
+  const fs::path out = graft::test::temp_dir("gpu_resume");
+  const Run whole = train(graft::test::source_dir() / "configs" / "fashion_mlp.toml", "cuda", out,
+                          " --set optimizer.schedule.type=constant");
+  // GPU then GPU (adam's moments go down and up too): the same kernels repeat the bits.
+  const std::vector<double> gpu = in_halves(out, "gpu_halves", "cuda", "cuda");
+  REQUIRE(gpu.size() == whole.losses.size());
+  for (size_t i = 0; i < gpu.size(); ++i) CHECK(gpu[i] == whole.losses[i]);
+  // CPU then GPU: a checkpoint holds whole tensors whatever the device that wrote it.
+  const std::vector<double> moved = in_halves(out, "cpu_gpu_halves", "cpu", "cuda");
+  REQUIRE(moved.size() == whole.losses.size());
+  for (size_t i = 0; i < moved.size(); ++i) {
+    CAPTURE(i);
+    CHECK(std::fabs(moved[i] - whole.losses[i]) <= kTolerance * std::fabs(whole.losses[i]));
+  }
 }
 
 TEST_CASE("a NaN on the GPU stops training naming the step and the layer") {
