@@ -49,6 +49,21 @@ inline double relative_error(const Tensor& got, const Tensor& want) {
   return worst / scale;
 }
 
+// A tensor of n values value(r, i): rank r's contribution in the communicator tests.
+inline Tensor filled(int64_t n, float (*value)(int r, int64_t i), int r) {
+  Tensor t({n});
+  for (int64_t i = 0; i < n; ++i) t.f()[i] = value(r, i);
+  return t;
+}
+
+// Every element equal, bit for bit.
+inline void check_equal(const Tensor& got, const Tensor& want) {
+  REQUIRE(got.numel() == want.numel());
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) wrong += got.f()[i] != want.f()[i];
+  CHECK(wrong == 0);
+}
+
 // The CPU test context, pointed at the GPU and its stream.
 inline graft_exec_ctx gpu_context(bool training = true) {
   graft_exec_ctx ctx = graft::test::cpu_ctx(training);

@@ -1,17 +1,13 @@
 // conv2d, max_pool2d and avg_pool2d on the GPU against the CPU, over stride, padding,
 // dilation, groups, odd sizes and batches: y, dx and the accumulated dW, db (TF32 off: 1e-5).
 #define DOCTEST_CONFIG_IMPLEMENT
-#include "gpu_support.hpp"
+#include "layer_on_gpu.hpp"
 
-#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "gradient_check.hpp"
-
 namespace rt = graft::runtime;
-using graft::gpu_test::Gpu;
 using graft::gpu_test::relative_error;
 using graft::test::Tensor;
 
@@ -32,7 +28,6 @@ void compare_with_cpu(const char* layer, const Case& c, int levels = 0) {
   CAPTURE(c.batch);
   const rt::PluginRecord& record = graft::test::builtin_registry().get(GRAFT_KIND_LAYER, layer);
   REQUIRE((record.entry->flags & GRAFT_ENTRY_HAS_CUDA) != 0);
-  const auto& vt = record.vtable<graft_layer_vtable>();
   graft::test::LayerUnderTest cpu(record, c.options, c.input, c.batch);
   std::mt19937 rng(17);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -45,44 +40,24 @@ void compare_with_cpu(const char* layer, const Case& c, int levels = 0) {
   for (int64_t i = 0; i < cpu.dy.numel(); ++i) cpu.dy.f()[i] = u(rng);
   cpu.zero_gradients();
   // The workspace starts as the CPU's does, NaN: nothing may be read before it is written.
-  Gpu x(cpu.x), y(cpu.y), dy(cpu.dy), dx(cpu.dx), workspace(cpu.workspace);
-  std::vector<std::unique_ptr<Gpu>> params, grads;
-  std::vector<const DLTensor*> param_ptrs;
-  std::vector<DLTensor*> grad_ptrs;
-  for (size_t k = 0; k < cpu.params.size(); ++k) {
-    params.push_back(std::make_unique<Gpu>(cpu.params[k]));
-    grads.push_back(std::make_unique<Gpu>(cpu.grads[k]));
-    param_ptrs.push_back(&params.back()->tensor);
-    grad_ptrs.push_back(&grads.back()->tensor);
-  }
+  graft::gpu_test::LayerOnGpu gpu(record, c.options, c.input, cpu);
   const graft_exec_ctx cpu_ctx = graft::test::cpu_ctx();
   cpu.forward(cpu_ctx);
   cpu.backward(cpu_ctx);
   cpu.backward(cpu_ctx);
-
-  const rt::BoundOptions bound = graft::test::options(GRAFT_KIND_LAYER, layer, c.options);
-  graft_shape input{int32_t(c.input.size()), {}};
-  for (size_t i = 0; i < c.input.size(); ++i) input.dims[i] = c.input[i];
-  void* self = nullptr;
-  rt::throw_if_failed(vt.create(rt::host_api(), bound.get(), &input, &self), "create");
   const graft_exec_ctx gpu_ctx = graft::gpu_test::gpu_context();
-  rt::throw_if_failed(vt.forward(self, &gpu_ctx, param_ptrs.data(), &x.tensor, &y.tensor,
-                                 &workspace.tensor),
-                      "gpu forward");
-  for (int pass = 0; pass < 2; ++pass)
-    rt::throw_if_failed(vt.backward(self, &gpu_ctx, param_ptrs.data(), &x.tensor, &y.tensor,
-                                    &dy.tensor, &dx.tensor, grad_ptrs.data(), &workspace.tensor),
-                        "gpu backward");
-  CHECK(relative_error(y.host(), cpu.y) <= 1e-5);
-  CHECK(relative_error(dx.host(), cpu.dx) <= 1e-5);
-  for (size_t k = 0; k < grads.size(); ++k) {
+  gpu.forward(gpu_ctx);
+  gpu.backward(gpu_ctx);
+  gpu.backward(gpu_ctx);
+  CHECK(relative_error(gpu.y.host(), cpu.y) <= 1e-5);
+  CHECK(relative_error(gpu.dx.host(), cpu.dx) <= 1e-5);
+  for (size_t k = 0; k < gpu.grads.size(); ++k) {
     CAPTURE(k);
-    CHECK(relative_error(grads[k]->host(), cpu.grads[k]) <= 1e-5);
+    CHECK(relative_error(gpu.grads[k]->host(), cpu.grads[k]) <= 1e-5);
   }
   // max_pool2d's workspace is the winners, which must be the CPU's exactly (tie rule).
   if (std::string(layer) == "max_pool2d")
-    CHECK(graft::checker::same_bits(workspace.host(), cpu.workspace));
-  vt.destroy(self);
+    CHECK(graft::checker::same_bits(gpu.workspace.host(), cpu.workspace));
 }
 
 }  // namespace

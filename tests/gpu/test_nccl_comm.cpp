@@ -16,6 +16,9 @@ namespace rt = graft::runtime;
 using graft::gpu_test::Gpu;
 using graft::test::Tensor;
 
+using graft::gpu_test::check_equal;
+using graft::gpu_test::filled;
+
 namespace {
 
 std::unique_ptr<rt::LocalCommunicator> g_host;
@@ -27,19 +30,6 @@ rt::Communicator& comm() { return *g_comm; }
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-Tensor filled(int64_t n, float (*value)(int r, int64_t i), int r) {
-  Tensor t({n});
-  for (int64_t i = 0; i < n; ++i) t.f()[i] = value(r, i);
-  return t;
-}
-
-void check_equal(const Tensor& got, const Tensor& want) {
-  REQUIRE(got.numel() == want.numel());
-  int64_t wrong = 0;
-  for (int64_t i = 0; i < want.numel(); ++i) wrong += got.f()[i] != want.f()[i];
-  CHECK(wrong == 0);
 }
 
 void ok(graft_status* s, const char* what) { rt::throw_if_failed(s, what); }

@@ -23,6 +23,9 @@ namespace fs = std::filesystem;
 using graft::gpu_test::Gpu;
 using graft::test::Tensor;
 
+using graft::gpu_test::check_equal;
+using graft::gpu_test::filled;
+
 namespace {
 
 std::unique_ptr<rt::Job> g_job;
@@ -30,19 +33,6 @@ std::unique_ptr<rt::Communicator> g_comm;  // NCCL over the job's world
 std::string g_mpirun;                      // "mpirun [flags]"
 
 rt::Communicator& comm() { return *g_comm; }
-
-Tensor filled(int64_t n, float (*value)(int r, int64_t i), int r) {
-  Tensor t({n});
-  for (int64_t i = 0; i < n; ++i) t.f()[i] = value(r, i);
-  return t;
-}
-
-void check_equal(const Tensor& got, const Tensor& want) {
-  REQUIRE(got.numel() == want.numel());
-  int64_t wrong = 0;
-  for (int64_t i = 0; i < want.numel(); ++i) wrong += got.f()[i] != want.f()[i];
-  CHECK(wrong == 0);
-}
 
 struct CommandOutput {
   int exit_code;
