@@ -67,13 +67,9 @@ inline std::string comm_call(const char* call, const char* what) {
   return what && *what ? std::string(call) + " '" + what + "'" : std::string(call);
 }
 
-// The bytes of a dense tensor in host memory; throws naming the call otherwise. Strided views
-// are refused rather than packed: a strategy that passes one has a bug we should show it.
-inline size_t dense_host_bytes(const DLTensor& t, const char* call, const char* what) {
-  if (t.device.device_type != kDLCPU && t.device.device_type != kDLCUDAHost)
-    throw UserError(comm_call(call, what) + ": the tensor is not in host memory (device type " +
-                    std::to_string(t.device.device_type) +
-                    "); this communicator moves host memory only");
+// The bytes of a dense tensor, in whatever memory; throws naming the call otherwise. Strided
+// views are refused rather than packed: a strategy that passes one has a bug we should show it.
+inline size_t dense_bytes(const DLTensor& t, const char* call, const char* what) {
   if (t.dtype.lanes != 1 || t.dtype.bits % 8 != 0)
     throw UserError(comm_call(call, what) + ": unsupported dtype (bits " +
                     std::to_string(t.dtype.bits) + ", lanes " + std::to_string(t.dtype.lanes) + ")");
@@ -89,17 +85,35 @@ inline size_t dense_host_bytes(const DLTensor& t, const char* call, const char* 
   return static_cast<size_t>(n) * (t.dtype.bits / 8);
 }
 
+// The MPI and local communicators move host memory only.
+inline void require_host(const DLTensor& t, const char* call, const char* what) {
+  if (t.device.device_type != kDLCPU && t.device.device_type != kDLCUDAHost)
+    throw UserError(comm_call(call, what) + ": the tensor is not in host memory (device type " +
+                    std::to_string(t.device.device_type) +
+                    "); this communicator moves host memory only");
+}
+
+inline size_t dense_host_bytes(const DLTensor& t, const char* call, const char* what) {
+  require_host(t, call, what);
+  return dense_bytes(t, call, what);
+}
+
 inline void* tensor_bytes_at(const DLTensor& t) {
   return static_cast<char*>(t.data) + t.byte_offset;
 }
 
-// Element count of a float32 tensor, for reductions.
-inline int64_t float32_count(const DLTensor& t, const char* call, const char* what) {
-  const size_t bytes = dense_host_bytes(t, call, what);
+// Element count of a dense float32 tensor in any memory, for reductions.
+inline int64_t float32_elements(const DLTensor& t, const char* call, const char* what) {
+  const size_t bytes = dense_bytes(t, call, what);
   if (t.dtype.code != kDLFloat || t.dtype.bits != 32)
     throw UserError(comm_call(call, what) + ": reductions take float32 tensors (got code " +
                     std::to_string(t.dtype.code) + ", bits " + std::to_string(t.dtype.bits) + ")");
   return static_cast<int64_t>(bytes / 4);
+}
+
+inline int64_t float32_count(const DLTensor& t, const char* call, const char* what) {
+  require_host(t, call, what);
+  return float32_elements(t, call, what);
 }
 
 inline void check_reduce_op(graft_reduce_op op, const char* call, const char* what) {

@@ -13,14 +13,6 @@ namespace {
 
 bool on_gpu(const DLTensor& t) { return t.device.device_type == kDLCUDA; }
 
-// The shared checks (communicator.hpp) refuse memory other than the host's; they see a GPU
-// tensor's shape and strides through a copy of its header that claims host memory.
-DLTensor as_host(const DLTensor& t) {
-  DLTensor view = t;
-  view.device = DLDevice{kDLCPU, 0};
-  return view;
-}
-
 void check_same_side(const DLTensor& in, const DLTensor& out, const char* call, const char* what) {
   if (on_gpu(in) != on_gpu(out))
     throw UserError(comm_call(call, what) + ": `in` and `out` must both be in GPU memory or both "
@@ -220,7 +212,7 @@ std::unique_ptr<CommRequest> NcclCommunicator::request(Event* done, const OpReco
 void NcclCommunicator::all_reduce(DLTensor& t, graft_reduce_op op, const char* what) {
   if (!on_gpu(t)) return host_.all_reduce(t, op, what);
   check_reduce_op(op, "all_reduce", what);
-  const size_t n = size_t(float32_count(as_host(t), "all_reduce", what));
+  const size_t n = size_t(float32_elements(t, "all_reduce", what));
   void* data = tensor_bytes_at(t);
   const OpRecord record = collective("all_reduce", what);
   compute_waits(enqueue(collectives(), record, 1, [&](ncclComm_t c, cudaStream_t s) {
@@ -234,7 +226,7 @@ std::unique_ptr<CommRequest> NcclCommunicator::all_reduce_start(DLTensor& t, gra
                                                                 const char* what) {
   if (!on_gpu(t)) return host_.all_reduce_start(t, op, what);
   check_reduce_op(op, "all_reduce_start", what);
-  const size_t n = size_t(float32_count(as_host(t), "all_reduce_start", what));
+  const size_t n = size_t(float32_elements(t, "all_reduce_start", what));
   void* data = tensor_bytes_at(t);
   const OpRecord record = collective("all_reduce_start", what);
   return request(enqueue(collectives(), record, 2, [&](ncclComm_t c, cudaStream_t s) {
@@ -252,7 +244,7 @@ void NcclCommunicator::all_reduce_f64(double* values, int64_t n, graft_reduce_op
 void NcclCommunicator::broadcast(DLTensor& t, int32_t root, const char* what) {
   if (!on_gpu(t)) return host_.broadcast(t, root, what);
   check_peer(root, size_, "broadcast", what);
-  const size_t bytes = dense_host_bytes(as_host(t), "broadcast", what);
+  const size_t bytes = dense_bytes(t, "broadcast", what);
   void* data = tensor_bytes_at(t);
   const OpRecord record = collective("broadcast", what);
   compute_waits(enqueue(collectives(), record, 1, [&](ncclComm_t c, cudaStream_t s) {
@@ -265,8 +257,8 @@ void NcclCommunicator::broadcast(DLTensor& t, int32_t root, const char* what) {
 void NcclCommunicator::all_gather(const DLTensor& in, DLTensor& out, const char* what) {
   check_same_side(in, out, "all_gather", what);
   if (!on_gpu(in)) return host_.all_gather(in, out, what);
-  const size_t part = dense_host_bytes(as_host(in), "all_gather", what);
-  const size_t total = dense_host_bytes(as_host(out), "all_gather", what);
+  const size_t part = dense_bytes(in, "all_gather", what);
+  const size_t total = dense_bytes(out, "all_gather", what);
   if (total != part * size_t(size_))
     throw UserError(comm_call("all_gather", what) + ": `out` holds " + std::to_string(total) +
                     " bytes, expected size() x `in` = " + std::to_string(size_) + " x " +
@@ -291,8 +283,8 @@ void NcclCommunicator::reduce_scatter(const DLTensor& in, DLTensor& out, graft_r
   check_same_side(in, out, "reduce_scatter", what);
   if (!on_gpu(in)) return host_.reduce_scatter(in, out, op, what);
   check_reduce_op(op, "reduce_scatter", what);
-  const int64_t in_n = float32_count(as_host(in), "reduce_scatter", what);
-  const int64_t out_n = float32_count(as_host(out), "reduce_scatter", what);
+  const int64_t in_n = float32_elements(in, "reduce_scatter", what);
+  const int64_t out_n = float32_elements(out, "reduce_scatter", what);
   if (in_n != out_n * size_)
     throw UserError(comm_call("reduce_scatter", what) + ": `in` holds " + std::to_string(in_n) +
                     " floats, expected size() x `out` = " + std::to_string(size_) + " x " +
@@ -313,7 +305,7 @@ void NcclCommunicator::reduce_scatter(const DLTensor& in, DLTensor& out, graft_r
 void NcclCommunicator::send(const DLTensor& t, int32_t peer, int32_t tag, const char* what) {
   if (!on_gpu(t)) return host_.send(t, peer, tag, what);
   const OpRecord record = point_to_point("send", peer, tag, what);
-  const size_t bytes = dense_host_bytes(as_host(t), "send", what);
+  const size_t bytes = dense_bytes(t, "send", what);
   const void* data = tensor_bytes_at(t);
   // The compute stream waits, so a later kernel does not rewrite the buffer while it is sent.
   compute_waits(enqueue(lane_for(peer, true), record, 1, [&](ncclComm_t c, cudaStream_t s) {
@@ -325,7 +317,7 @@ void NcclCommunicator::send(const DLTensor& t, int32_t peer, int32_t tag, const 
 void NcclCommunicator::recv(DLTensor& t, int32_t peer, int32_t tag, const char* what) {
   if (!on_gpu(t)) return host_.recv(t, peer, tag, what);
   const OpRecord record = point_to_point("recv", peer, tag, what);
-  const size_t bytes = dense_host_bytes(as_host(t), "recv", what);
+  const size_t bytes = dense_bytes(t, "recv", what);
   void* data = tensor_bytes_at(t);
   compute_waits(enqueue(lane_for(peer, false), record, 1, [&](ncclComm_t c, cudaStream_t s) {
                   NCCL_CHECK(ncclRecv(data, bytes, ncclUint8, peer, c, s), describe(record));
@@ -337,7 +329,7 @@ std::unique_ptr<CommRequest> NcclCommunicator::send_start(const DLTensor& t, int
                                                           int32_t tag, const char* what) {
   if (!on_gpu(t)) return host_.send_start(t, peer, tag, what);
   const OpRecord record = point_to_point("send_start", peer, tag, what);
-  const size_t bytes = dense_host_bytes(as_host(t), "send_start", what);
+  const size_t bytes = dense_bytes(t, "send_start", what);
   const void* data = tensor_bytes_at(t);
   return request(enqueue(lane_for(peer, true), record, 2, [&](ncclComm_t c, cudaStream_t s) {
                    NCCL_CHECK(ncclSend(data, bytes, ncclUint8, peer, c, s), describe(record));
@@ -349,7 +341,7 @@ std::unique_ptr<CommRequest> NcclCommunicator::recv_start(DLTensor& t, int32_t p
                                                           const char* what) {
   if (!on_gpu(t)) return host_.recv_start(t, peer, tag, what);
   const OpRecord record = point_to_point("recv_start", peer, tag, what);
-  const size_t bytes = dense_host_bytes(as_host(t), "recv_start", what);
+  const size_t bytes = dense_bytes(t, "recv_start", what);
   void* data = tensor_bytes_at(t);
   return request(enqueue(lane_for(peer, false), record, 2, [&](ncclComm_t c, cudaStream_t s) {
                    NCCL_CHECK(ncclRecv(data, bytes, ncclUint8, peer, c, s), describe(record));
