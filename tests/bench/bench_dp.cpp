@@ -61,12 +61,8 @@ Arguments parse(int argc, char** argv) {
     const std::string value = argv[++i];
     if (flag == "--mode") a.mode = value;
     else if (flag == "--strategy") a.strategy = value;
-    else if (flag == "--layers") {
-      a.widths.clear();
-      std::stringstream list(value);
-      for (std::string item; std::getline(list, item, ',');)
-        a.widths.push_back(int64_t(number(flag, item)));
-    } else if (flag == "--batch") a.batch = int64_t(number(flag, value));
+    else if (flag == "--layers") a.widths = graft::bench::widths(flag, value);
+    else if (flag == "--batch") a.batch = int64_t(number(flag, value));
     else if (flag == "--floats") a.floats = int64_t(number(flag, value));
     else if (flag == "--threads") a.threads = int(number(flag, value));
     else if (flag == "--repeats") a.repeats = int(number(flag, value));

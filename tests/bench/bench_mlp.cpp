@@ -28,6 +28,7 @@
 namespace rt = graft::runtime;
 using graft::bench::check;
 using graft::bench::number;
+const auto since = graft::bench::seconds_since;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
@@ -68,11 +69,7 @@ Arguments parse(int argc, char** argv) {
     if (i + 1 >= argc) throw rt::UserError(flag + " needs a value\n" + kUsage);
     const std::string value = argv[++i];
     if (flag == "--layers") {
-      a.widths.clear();
-      std::stringstream list(value);
-      for (std::string item; std::getline(list, item, ',');)
-        a.widths.push_back(int64_t(number(flag, item)));
-      if (a.widths.size() < 2) throw rt::UserError("--layers needs at least input,classes");
+      a.widths = graft::bench::widths(flag, value);
     } else if (flag == "--batch") {
       a.batch = int64_t(number(flag, value));
     } else if (flag == "--seconds") {
@@ -130,10 +127,6 @@ double other_load(const CpuTimes& before, double seconds) {
   const CpuTimes after = CpuTimes::now();
   const double others = (after.machine_busy - before.machine_busy) - (after.self - before.self);
   return std::max(0.0, others / seconds);
-}
-
-double since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
 // Preloaded batches: x (pool, B, D) normal, y (pool, B) int32 labels; views made once.

@@ -24,6 +24,7 @@
 namespace rt = graft::runtime;
 using graft::bench::check;
 using graft::bench::number;
+const auto since = graft::bench::seconds_since;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
@@ -61,11 +62,7 @@ Arguments parse(int argc, char** argv) {
     if (i + 1 >= argc) throw rt::UserError(flag + " needs a value\n" + kUsage);
     const std::string value = argv[++i];
     if (flag == "--layers") {
-      a.widths.clear();
-      std::stringstream list(value);
-      for (std::string item; std::getline(list, item, ',');)
-        a.widths.push_back(int64_t(number(flag, item)));
-      if (a.widths.size() < 2) throw rt::UserError("--layers needs at least input,classes");
+      a.widths = graft::bench::widths(flag, value);
     } else if (flag == "--batch") {
       a.batch = int64_t(number(flag, value));
     } else if (flag == "--seconds") {
@@ -84,10 +81,6 @@ Arguments parse(int argc, char** argv) {
   }
   if (a.batch < 1 || a.pool < 1) throw rt::UserError("--batch and --pool must be at least 1");
   return a;
-}
-
-double since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
 // GPU memory from the host API (the CUDA device's caching allocator), freed with it.

@@ -4,7 +4,9 @@
 // (graft_bench_mlp) or a GPU (graft_bench_mlp_gpu).
 #pragma once
 
+#include <chrono>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +34,19 @@ inline double number(const std::string& flag, const std::string& text) {
   if (used == 0 || used != text.size())
     throw rt::UserError(flag + " expects a number, got '" + text + "'");
   return value;
+}
+
+// --layers 784,1024,10: the widths D0, H0, ..., classes (at least input and classes).
+inline std::vector<int64_t> widths(const std::string& flag, const std::string& text) {
+  std::vector<int64_t> out;
+  std::stringstream list(text);
+  for (std::string item; std::getline(list, item, ',');) out.push_back(int64_t(number(flag, item)));
+  if (out.size() < 2) throw rt::UserError(flag + " needs at least input,classes");
+  return out;
+}
+
+inline double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
 inline void check(graft_status* status, const std::string& who) { rt::throw_if_failed(status, who); }
