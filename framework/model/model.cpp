@@ -85,14 +85,19 @@ Model::Model(std::vector<PluginChoice> layer_choices, PluginChoice loss, PluginC
   size_t reads_model_input = 0;
   while (all_layers_[reads_model_input]->is_residual) ++reads_model_input;
   place_workspaces(layers_, true);
+  place_input_gradients(reads_model_input);
   for (int32_t s = 0; s < settings_.slots; ++s) {
     auto slot = std::make_unique<Slot>();
     size_t scratch_floats = 0;
     for (const auto& layer : all_layers_) {
       slot->outputs.emplace_back(settings_.device, rows * graft_shape_numel(&layer->out));
       const bool no_dx = layer->is_residual || layer->flat == reads_model_input;
-      slot->input_grads.emplace_back(settings_.device,
-                                     no_dx ? 0 : rows * graft_shape_numel(&layer->in));
+      slot->input_grads.emplace_back(settings_.device, no_dx || layer->dx_over_output
+                                                           ? 0
+                                                           : rows * graft_shape_numel(&layer->in));
+      slot->dx_memory.push_back(no_dx                   ? nullptr
+                                : layer->dx_over_output ? slot->outputs.back().data()
+                                                        : slot->input_grads.back().data());
       const size_t workspace = rows * size_t(layer->workspace_per_sample);
       const bool own = layer->workspace_in == Layer::WorkspaceIn::own;
       slot->workspaces.emplace_back(settings_.device, own ? workspace : 0);
@@ -107,13 +112,29 @@ Model::Model(std::vector<PluginChoice> layer_choices, PluginChoice loss, PluginC
     slot->dprediction = Buffer(settings_.device, rows * graft_shape_numel(&shape));
     for (const auto& layer : all_layers_) {
       if (layer->workspace_in != Layer::WorkspaceIn::output_gradient) continue;
-      const Buffer& lent = layer->workspace_over < 0
-                               ? slot->dprediction
-                               : slot->input_grads[size_t(layer->workspace_over)];
+      const size_t over = size_t(layer->workspace_over);
+      const Buffer& lent = layer->workspace_over < 0           ? slot->dprediction
+                           : all_layers_[over]->dx_over_output ? slot->outputs[over]
+                                                               : slot->input_grads[over];
       if (lent.size() < rows * size_t(layer->workspace_per_sample))
         throw Failure(layer->who + ": the buffer planned for its workspace is too small");
     }
     slots_.push_back(std::move(slot));
+  }
+}
+
+// Which top-level layers write dx over their own output (GRAFT_ENTRY_DX_OVER_OUTPUT): by the
+// time a layer's backward runs, every later layer's backward, the only readers of its output,
+// has run. Not the last layer, whose output is the prediction the loss and the strategies
+// read; not inside a residual block, whose backward reads its first inner layer's dx again.
+// The pipeline waits for a stage's send of its output before that stage's backward.
+void Model::place_input_gradients(size_t reads_model_input) {
+  if (!settings_.dx_over_outputs) return;
+  for (size_t i = 0; i + 1 < layers_.size(); ++i) {
+    Layer& layer = *layers_[i];
+    if (layer.is_residual || layer.is_activation || layer.flat == reads_model_input) continue;
+    layer.dx_over_output = (layer.choice->record->entry->flags & GRAFT_ENTRY_DX_OVER_OUTPUT) &&
+                           graft_shape_numel(&layer.in) <= graft_shape_numel(&layer.out);
   }
 }
 

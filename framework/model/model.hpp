@@ -54,6 +54,9 @@ struct ModelSettings {
   // this rank's place in it. Empty placement: one stage, nothing sharded.
   std::vector<graft_layer_placement> placement;
   int32_t stages = 1, shards = 1, stage_index = 0, shard_index = 0;
+  // Layers that declare GRAFT_ENTRY_DX_OVER_OUTPUT write dx over their output; false plans a
+  // dx buffer for each, which the tests compare against.
+  bool dx_over_outputs = true;
 };
 
 // Names follow the nesting: "layers.0.weight", and inside the residual block at position 2,
@@ -156,6 +159,7 @@ class Model {
   const DLTensor* forward_layer(Slot& slot, Layer& layer, graft_exec_ctx& ctx, int64_t rows,
                                 const DLTensor* input);
   void place_workspaces(const std::vector<Layer*>& list, bool top);
+  void place_input_gradients(size_t reads_model_input);
   DLTensor* backward_layer(Slot& slot, Layer& layer, graft_exec_ctx& ctx, int64_t rows,
                            const DLTensor* dy, bool want_dx);
   // [first, last) in floats of the buffers that layers [begin, end) own; throws on a bad range.

@@ -40,6 +40,8 @@ struct Model::Layer {
   enum class WorkspaceIn { own, scratch, output_gradient };
   WorkspaceIn workspace_in = WorkspaceIn::own;
   int64_t workspace_over = -1;
+  // dx is written over this layer's own output (GRAFT_ENTRY_DX_OVER_OUTPUT; model.cpp plans it).
+  bool dx_over_output = false;
   std::vector<size_t> param_indices;
   std::vector<TensorView> param_views, grad_views;
   std::vector<const DLTensor*> param_ptrs;
@@ -53,6 +55,9 @@ struct Model::Layer {
 struct Model::Slot {
   std::vector<Buffer> outputs, input_grads, workspaces;
   std::vector<TensorView> inputs, output_views, input_grad_views, workspace_views;
+  // Where each layer's dx goes: its input_grads buffer, its own output's buffer for a
+  // dx_over_output layer, or nullptr for a layer that is never asked for dx.
+  std::vector<float*> dx_memory;
   // One workspace for all layers whose workspace is scratch only: layers of a slot run one
   // at a time, so they can take turns with it (the largest one's size).
   Buffer scratch;
@@ -62,7 +67,7 @@ struct Model::Slot {
       case Layer::WorkspaceIn::scratch: return scratch.data();
       case Layer::WorkspaceIn::output_gradient:
         return layer.workspace_over < 0 ? dprediction.data()
-                                        : input_grads[size_t(layer.workspace_over)].data();
+                                        : dx_memory[size_t(layer.workspace_over)];
       case Layer::WorkspaceIn::own: break;
     }
     return workspaces[layer.flat].data();

@@ -147,10 +147,10 @@ DLTensor* Model::backward_layer(Slot& slot, Layer& layer, graft_exec_ctx& ctx, i
   }
   DLTensor* dx = nullptr;
   if (want_dx) {
-    if (!slot.input_grads[f].size())  // model.cpp plans none for the layer reading the input
+    if (!slot.dx_memory[f])  // model.cpp plans none for the layer reading the input
       throw Failure(layer.who + " backward: the gradient of the model's input was asked for, "
                     "but no buffer is planned for it");
-    slot.input_grad_views[f] = TensorView(slot.input_grads[f].data(), settings_.device, rows, layer.in);
+    slot.input_grad_views[f] = TensorView(slot.dx_memory[f], settings_.device, rows, layer.in);
     dx = slot.input_grad_views[f].get();
   }
   ctx.layer_index = layer.index;

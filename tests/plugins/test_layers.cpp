@@ -310,11 +310,12 @@ TEST_CASE("flatten: (C, H, W) to C*H*W, copies both ways, gradients") {
   CHECK_MESSAGE(report.ok, report.summary());
 }
 
-TEST_CASE("linear: a scratch workspace carries nothing, and may be dy's own memory") {
+TEST_CASE("linear: a scratch workspace carries nothing, may be dy's memory; dx may be y's") {
   // The model lends such a workspace from its buffers (layer.h's graft_workspace_use): the
   // claim must hold. Overwriting the workspace between forward and backward, or handing
-  // backward dy's memory as the workspace, changes no gradient.
-  enum class Workspace { own, scribbled, over_dy };
+  // backward dy's memory as the workspace, changes no gradient; nor does writing dx over y
+  // (GRAFT_ENTRY_DX_OVER_OUTPUT: the model does it for a layer no wider than its output).
+  enum class Workspace { own, scribbled, over_dy, dx_over_y };
   for (const std::string activation : {"relu", "leaky_relu", "sigmoid", "tanh", "gelu"}) {
     CAPTURE(activation);
     const std::string options = "units = 4\nactivation = \"" + activation + "\"";
@@ -331,15 +332,20 @@ TEST_CASE("linear: a scratch workspace carries nothing, and may be dy's own memo
         for (int64_t i = 0; i < l.workspace.numel(); ++i) l.workspace.f()[i] = 1e30f;
       void* own = l.workspace.get()->data;
       if (how == Workspace::over_dy) l.workspace.get()->data = l.dy.get()->data;
+      void* own_dx = l.dx.get()->data;
+      if (how == Workspace::dx_over_y) l.dx.get()->data = l.y.get()->data;  // 3 <= 4 floats
       l.backward(cpu_ctx());
       l.workspace.get()->data = own;
-      std::vector<float> out(l.dx.f(), l.dx.f() + l.dx.numel());
+      l.dx.get()->data = own_dx;
+      const float* dx = how == Workspace::dx_over_y ? l.y.f() : l.dx.f();
+      std::vector<float> out(dx, dx + l.dx.numel());
       for (auto& g : l.grads) out.insert(out.end(), g.f(), g.f() + g.numel());
       return std::make_pair(l.desc().workspace_use, out);
     };
     const auto [use, clean] = run(Workspace::own);
     CHECK(use == (activation == "gelu" ? GRAFT_WORKSPACE_KEPT  // gelu keeps its pre-activation
                                        : GRAFT_WORKSPACE_SCRATCH_OVER_DY));
+    CHECK(run(Workspace::dx_over_y).second == clean);
     if (use == GRAFT_WORKSPACE_KEPT) continue;
     CHECK(run(Workspace::scribbled).second == clean);
     CHECK(run(Workspace::over_dy).second == clean);

@@ -299,3 +299,50 @@ TEST_CASE("a model that opens with a residual block plans no input gradient for 
   CHECK(norm > 0.0);
   CHECK(std::isfinite(norm));
 }
+
+TEST_CASE("layers no wider than their output write dx over it, with the same gradients") {
+  const int64_t batch = 4;
+  auto build = [&](bool over) {
+    std::vector<PluginChoice> layers;
+    layers.push_back(choice(GRAFT_KIND_LAYER, "linear", "units = 7\nactivation = \"relu\""));
+    layers.push_back(choice(GRAFT_KIND_LAYER, "linear", "units = 7\nactivation = \"tanh\""));
+    layers.push_back(choice(GRAFT_KIND_LAYER, "dropout", "p = 0.25"));
+    layers.push_back(choice(GRAFT_KIND_ACTIVATION, "relu"));
+    layers.push_back(choice(GRAFT_KIND_LAYER, "linear", "units = 9\nactivation = \"gelu\""));
+    layers.push_back(choice(GRAFT_KIND_LAYER, "linear", "units = 3"));
+    ModelSettings s;
+    s.max_batch = batch;
+    s.seed = 3;
+    s.schedule.lr = 0.1;
+    s.dx_over_outputs = over;
+    graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}},
+                             DLDataType{kDLInt, 32, 1}, 3};
+    return std::make_unique<Model>(std::move(layers), choice(GRAFT_KIND_LOSS, "cross_entropy"),
+                                   choice(GRAFT_KIND_OPTIMIZER, "sgd", "momentum = 0.9"),
+                                   graft_shape{1, {5}}, target, s);
+  };
+  auto m = build(true), reference = build(false);
+  const size_t parameters = 5 * 7 + 7 + 7 * 7 + 7 + 7 * 9 + 9 + 9 * 3 + 3;
+  REQUIRE(m->parameter_count() == parameters);
+  // dx over the output: linear 7->7, dropout and linear 7->9. Not layer 0 (it has no dx), the
+  // separate relu (an activation), nor the last layer (its output is the prediction).
+  const size_t separate = batch * (7 + 7 + 7 + 7);  // dx of layers 1, 2, 3 (relu), 4
+  const size_t shared = batch * 7;                   // the relu's only
+  const size_t rest = 3 * parameters + batch * (7 + 7 + 7 + 7 + 9 + 3)  // outputs
+                      + batch * 9                    // the last layer's dx
+                      + batch * 7                    // dropout's mask
+                      + batch * 9                    // gelu's pre-activation
+                      + batch * 3;                   // the loss gradient
+  CHECK(reference->planned_bytes() == (rest + separate) * sizeof(float));
+  CHECK(m->planned_bytes() == (rest + shared) * sizeof(float));
+  std::memcpy(reference->parameter_data(), m->parameter_data(), parameters * sizeof(float));
+  // Two steps, so that a dx left over the output of the first would show in the second.
+  for (int step = 0; step < 2; ++step) {
+    CAPTURE(step);
+    const std::vector<float> g = gradients(*m, 5, batch);
+    CHECK(g == gradients(*reference, 5, batch));
+    double norm = 0.0;
+    for (float v : g) norm += double(v) * v;
+    CHECK(norm > 0.0);
+  }
+}

@@ -136,5 +136,7 @@ constexpr uint32_t kDropoutCuda = 0;
 }  // namespace
 
 GRAFT_PLUGIN_LIBRARY("dropout", "0.1.0",
+                     // Backward reads dy and the mask, never y, so dx may be written over it.
                      graft::layer<Dropout>("dropout", "inverted dropout with layout-free masks",
-                                           GRAFT_ENTRY_SHARD_PART | kDropoutCuda))
+                                           GRAFT_ENTRY_SHARD_PART | GRAFT_ENTRY_DX_OVER_OUTPUT |
+                                               kDropoutCuda))

@@ -35,5 +35,6 @@ class Flatten : public graft::Layer {
 
 GRAFT_PLUGIN_LIBRARY("flatten", "0.1.0",
                      // Its copies are the host's, which run on whichever device holds them.
+                     // Backward never reads y, so dx may be written over it.
                      graft::layer<Flatten>("flatten", "(C, H, W) per sample to (C*H*W)",
-                                           GRAFT_ENTRY_HAS_CUDA))
+                                           GRAFT_ENTRY_HAS_CUDA | GRAFT_ENTRY_DX_OVER_OUTPUT))

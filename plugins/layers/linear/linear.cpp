@@ -282,7 +282,8 @@ constexpr uint32_t kLinearCuda = 0;
 
 }  // namespace
 
+// Backward reads y only to make dz, before the gemm that writes dx: dx may be written over y.
 GRAFT_PLUGIN_LIBRARY("linear", "0.1.0",
                      graft::layer<Linear>("linear", "fully connected y = f(x W + b), f fused",
                                           GRAFT_ENTRY_SHARD_COLUMN | GRAFT_ENTRY_SHARD_ROW |
-                                              kLinearCuda))
+                                              GRAFT_ENTRY_DX_OVER_OUTPUT | kLinearCuda))

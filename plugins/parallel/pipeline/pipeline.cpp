@@ -311,6 +311,10 @@ class Pipeline final : public graft::Strategy {
       link_.recv(received.tensor, stage_ + 1, tag(k, false), what_backward_recv_.c_str());
       dy = &received.tensor;
     }
+    // Backward may write a layer's dx over its output (GRAFT_ENTRY_DX_OVER_OUTPUT), the stage's
+    // output that went forward from this slot included: that send must be done first. The next
+    // stage has answered with dy, so it already has the data and this returns at once.
+    link_.finish(sends_forward_[slot]);
     const DLTensor* dx = nullptr;
     graft::check(api.backward(model, &part, begin_, end_, dy, first() ? nullptr : &dx, nullptr,
                               nullptr));

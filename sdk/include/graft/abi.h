@@ -94,6 +94,12 @@ typedef struct graft_plugin_entry {
  * last axis, so it runs on one tensor-parallel part of it (dropout between Megatron's linears).
  * A host that predates it never asks. */
 #define GRAFT_ENTRY_SHARD_PART 32u
+/* A layer whose backward has read every element of y it needs before it writes any element of
+ * dx, and reads no element of y after: the host may then hand it a dx in y's own memory (the
+ * same data pointer) when the input has no more elements per sample than the output, and so
+ * keep one buffer where it would keep two. x, dy and the workspace are never in that memory.
+ * A host that predates it gives dx memory of its own. */
+#define GRAFT_ENTRY_DX_OVER_OUTPUT 64u
 
 typedef struct graft_plugin_info {
   size_t struct_size;

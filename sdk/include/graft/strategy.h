@@ -24,7 +24,8 @@ typedef struct graft_model_api {
   size_t struct_size;
   int64_t (*layer_count)(graft_model* model);
   /* Runs layers [begin, end) on x; *y is the planned output buffer of layer end-1 for
-   * ctx->slot, valid until the next forward on that slot. */
+   * ctx->slot, valid until the next forward or backward on that slot (backward may write a
+   * layer's dx over its output, GRAFT_ENTRY_DX_OVER_OUTPUT; never the model's last layer's). */
   graft_status* (*forward)(graft_model* model, const graft_exec_ctx* ctx, int64_t begin,
                            int64_t end, const DLTensor* x, const DLTensor** y);
   /* Loss of prediction against target, added into *result; when dprediction is not NULL it
