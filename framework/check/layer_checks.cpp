@@ -1,6 +1,9 @@
 // The checks of the plugins that compute on tensors — layers, activations, losses: gradients
-// by finite differences on several shapes, bit-identical repeats, and a parameter save/load.
+// by finite differences on several shapes, bit-identical repeats, dx written over y where a
+// layer's entry allows it, and a parameter save/load.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <random>
 
@@ -85,6 +88,52 @@ void layer_repeats(const runtime::PluginRecord& record, const graft_options& opt
   for (size_t k = 0; k < grads.size(); ++k)
     expect_same(grads[k], first.grads[k], "backward gave a different gradient of '" +
                                               std::string(first.desc().params[k].name) + "'" + on);
+}
+
+// GRAFT_ENTRY_DX_OVER_OUTPUT's promise: backward reads no element of y after it writes dx.
+// Forward and backward run with y and dx in one buffer (dx over y from its first element, and
+// past y's end when the input is the larger, which the host never does but the promise
+// covers); dx and the parameter gradients must be the bits of a backward with dx apart.
+void layer_dx_over_output(const runtime::PluginRecord& record, const graft_options& options,
+                          const std::vector<int64_t>& shape, const GradientSettings& inputs) {
+  std::mt19937 rng(17);
+  LayerUnderTest l(record, options, shape, 4);
+  l.init_parameters(rng);
+  fill_inputs(l.x, rng, inputs);
+  fill_random(l.dy, rng, 1.0f);
+  const graft_exec_ctx ctx = layer_context(true, 4);
+  const std::string on = " on " + shape_text(shape);
+  l.forward(ctx);
+  l.zero_gradients();
+  l.backward(ctx);
+  const Tensor dx = l.dx;
+  const std::vector<Tensor> grads = l.grads;
+
+  Tensor shared({std::max(l.y.numel(), l.dx.numel())});
+  void* const own_y = l.y.get()->data;
+  void* const own_dx = l.dx.get()->data;
+  struct Restore {  // the tensors own their memory again, whatever backward throws
+    LayerUnderTest& l;
+    void *y, *dx;
+    ~Restore() {
+      l.y.get()->data = y;
+      l.dx.get()->data = dx;
+    }
+  } restore{l, own_y, own_dx};
+  l.y.get()->data = shared.f();
+  l.forward(ctx);
+  l.zero_gradients();
+  l.dx.get()->data = shared.f();
+  l.backward(ctx);
+  Tensor over = dx;
+  std::memcpy(over.f(), shared.f(), over.bytes());
+  const std::string promise = "the library flags it GRAFT_ENTRY_DX_OVER_OUTPUT, but with dx in "
+                              "y's memory backward gave ";
+  expect_same(dx, over, promise + "a different dx" + on +
+                            " (it reads y after writing dx: drop the flag or read y first)");
+  for (size_t k = 0; k < grads.size(); ++k)
+    expect_same(grads[k], l.grads[k], promise + "a different gradient of '" +
+                                          std::string(l.desc().params[k].name) + "'" + on);
 }
 
 // Parameters written to a safetensors file and read into a fresh instance: same output.
@@ -209,6 +258,18 @@ std::vector<CheckResult> layer_checks(const runtime::Registry& registry,
     r.value = "forward and backward bit-identical when repeated and in a second instance, on " +
               shapes_text(accepted);
   }));
+  if (record.entry->flags & GRAFT_ENTRY_DX_OVER_OUTPUT) {
+    if (ids)
+      results.push_back(skipped(record, "dx_over_output", "the layer takes integer ids, which "
+                                                          "have no gradient to compare"));
+    else
+      results.push_back(run_check(record, "dx_over_output", [&](CheckResult& r) {
+        for (const std::vector<int64_t>& shape : accepted)
+          layer_dx_over_output(record, *bound.get(), shape, gradient);
+        r.value = "with dx written over y, dx and every gradient bit-identical, on " +
+                  shapes_text(accepted);
+      }));
+  }
   LayerUnderTest described(record, *bound.get(), accepted.front(), 1);
   if (described.params.empty())
     results.push_back(skipped(record, "save_load", "the layer has no parameters"));

@@ -87,7 +87,8 @@ TEST_CASE("check-plugin on linear: every kind of check, a chosen option, --optio
   const std::string linear = (fs::path(GRAFT_TEST_PLUGIN_DIR) / "graft_linear.so").string();
   auto r = run_graft("check-plugin " + linear);
   REQUIRE(r.exit_code == 0);
-  for (const char* check : {"abi", "options", "gradient", "determinism", "save_load", "learns"})
+  for (const char* check :
+       {"abi", "options", "gradient", "determinism", "dx_over_output", "save_load", "learns"})
     CHECK_MESSAGE(r.output.find("  " + std::string(check) + "  ") != std::string::npos, check);
   CHECK(r.output.find("units = 8 (required; chosen by the check)") != std::string::npos);
   CHECK(r.output.find("on (8,) and (3, 8, 8)") != std::string::npos);
@@ -146,6 +147,24 @@ TEST_CASE("check-plugin catches a forward that is not deterministic") {
   auto failed = lines_starting(r.output, "FAIL  layer bad_nondeterministic  determinism");
   REQUIRE_MESSAGE(failed.size() == 1, r.output);
   CHECK(failed[0].find("forward gave different outputs") != std::string::npos);
+}
+
+TEST_CASE("check-plugin catches a layer flagged DX_OVER_OUTPUT that reads y after writing dx") {
+  auto r = run_graft("check-plugin " + fixture("dx_over_output"));
+  CHECK(r.exit_code == 1);
+  auto failed = lines_starting(r.output, "FAIL  layer bad_dx_over_output  dx_over_output");
+  REQUIRE_MESSAGE(failed.size() == 1, r.output);
+  CHECK(failed[0].find("GRAFT_ENTRY_DX_OVER_OUTPUT") != std::string::npos);
+  CHECK(failed[0].find("a different dx") != std::string::npos);
+  // The same layer, unflagged, has no such line; every built-in flagged layer passes it.
+  CHECK(run_graft("check-plugin " + fixture("correct")).output.find("dx_over_output") ==
+        std::string::npos);
+  for (const char* name : {"graft_dropout.so", "graft_flatten.so"}) {
+    auto ok = run_graft("check-plugin " + (fs::path(GRAFT_TEST_PLUGIN_DIR) / name).string());
+    CHECK_MESSAGE(lines_starting(ok.output, "PASS  layer").size() >= 1, ok.output);
+    CHECK_MESSAGE(ok.output.find("  dx_over_output  ") != std::string::npos, ok.output);
+    CHECK_MESSAGE(ok.output.find("FAIL") == std::string::npos, ok.output);
+  }
 }
 
 TEST_CASE("check-plugin reports an ABI mismatch as a FAIL with the loader's reason") {
