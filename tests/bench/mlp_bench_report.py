@@ -68,7 +68,8 @@ def main(path):
           "16 preloaded random batches cycled; best of the repeats\n")
 
     header = ["layers", "batch", "graft samples/s", "torch samples/s", "ratio", "goal",
-              "graft GFLOP/s", "torch GFLOP/s", "sgemm GFLOP/s", "gemm share", "graft peak RSS",
+              "graft GFLOP/s", "torch GFLOP/s", "sgemm GFLOP/s", "gemm share", "OpenBLAS bound",
+              "graft peak RSS",
               "torch peak RSS", "RSS ratio", "other load"]
     rows, missed, notes = [], [], []
     for layers, batch in shapes:
@@ -85,11 +86,15 @@ def main(path):
         rss_ratio = graft_rss / torch_rss
         # The share of graft's step that OpenBLAS needs for the same products: 1.0 = gemm-bound.
         share = (sgemm["sgemm_seconds_per_step"] / (batch / graft["samples_per_s"])) if sgemm else None
+        # The ratio graft would reach if its step were nothing but those OpenBLAS products:
+        # torch's step time over the products' time. A goal above it needs a faster sgemm.
+        bound = ((batch / torch["samples_per_s"]) / sgemm["sgemm_seconds_per_step"]) if sgemm else None
         rows.append([layers, str(batch), f"{graft['samples_per_s']:.0f}",
                      f"{torch['samples_per_s']:.0f}", f"{ratio:.2f}x",
                      f">= {goal}x" if goal else "-", f"{graft['gflops']:.1f}",
                      f"{torch['gflops']:.1f}", f"{sgemm['sgemm_gflops']:.1f}" if sgemm else "-",
-                     f"{100 * share:.0f}%" if share else "-", mib(graft_rss), mib(torch_rss),
+                     f"{100 * share:.0f}%" if share else "-",
+                     f"{bound:.2f}x" if bound else "-", mib(graft_rss), mib(torch_rss),
                      f"{rss_ratio:.3f}",
                      f"{graft['other_load_cores']:.2f} / {torch['other_load_cores']:.2f}"])
         if goal and ratio < goal:
@@ -113,7 +118,9 @@ def main(path):
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
     print("\nGFLOP/s = 6 x parameters x samples/s. sgemm GFLOP/s: cblas_sgemm alone on the products "
           "a step performs (real FLOPs; the first layer has no input gradient). gemm share: that "
-          "sgemm time over graft's step time. other load: cores' worth of CPU that other "
+          "sgemm time over graft's step time. OpenBLAS bound: torch's step time over those sgemm "
+          "products' time, the ratio graft would reach with nothing but OpenBLAS in its step. "
+          "other load: cores' worth of CPU that other "
           "processes used during the kept graft / torch measurement (0 = undisturbed).")
     print("\n".join(notes))
 
