@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_flags.hpp"
 #include "config/options.hpp"
 #include "device/host_api.hpp"
 #include "graft/random.h"
@@ -56,38 +57,22 @@ struct Arguments {
 Arguments parse(int argc, char** argv) {
   Arguments a;
   bool have_shape = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage << "\n";
-      std::exit(0);
-    }
-    if (flag == "--check-every-step") {
-      a.check_every_step = true;
-      continue;
-    }
-    if (i + 1 >= argc) throw rt::UserError(flag + " needs a value\n" + kUsage);
-    const std::string value = argv[++i];
-    if (flag == "--shape") {
-      auto it = std::find_if(std::begin(kShapes), std::end(kShapes),
-                             [&](const ConvShape& s) { return s.name == value; });
-      if (it == std::end(kShapes)) throw rt::UserError("--shape is conv1 or conv2, not " + value);
-      a.shape = *it;
-      have_shape = true;
-    } else if (flag == "--batch") {
-      a.batch = std::stoll(value);
-    } else if (flag == "--seconds") {
-      a.seconds = std::stod(value);
-    } else if (flag == "--warmup") {
-      a.warmup_seconds = std::stod(value);
-    } else if (flag == "--threads") {
-      a.threads = std::stoi(value);
-    } else if (flag == "--plugin-dir") {
-      a.plugin_dir = value;
-    } else {
-      throw rt::UserError("unknown flag " + flag + "\n" + kUsage);
-    }
-  }
+  using graft::bench::into;
+  const auto shape = [&](const std::string&, const std::string& value) {
+    auto it = std::find_if(std::begin(kShapes), std::end(kShapes),
+                           [&](const ConvShape& s) { return s.name == value; });
+    if (it == std::end(kShapes)) throw rt::UserError("--shape is conv1 or conv2, not " + value);
+    a.shape = *it;
+    have_shape = true;
+  };
+  graft::bench::parse_flags(argc, argv, kUsage,
+                            {{"--shape", shape},
+                             {"--batch", into(a.batch)},
+                             {"--seconds", into(a.seconds)},
+                             {"--warmup", into(a.warmup_seconds)},
+                             {"--threads", into(a.threads)},
+                             {"--plugin-dir", into(a.plugin_dir)}},
+                            {{"--check-every-step", &a.check_every_step}});
   if (!have_shape) throw rt::UserError(std::string("--shape is required\n") + kUsage);
   if (a.batch < 1 || a.threads < 1) throw rt::UserError("--batch and --threads must be >= 1");
   return a;

@@ -25,7 +25,6 @@
 #include "util/errors.hpp"
 
 namespace rt = graft::runtime;
-using graft::bench::number;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -51,26 +50,18 @@ struct Arguments {
 
 Arguments parse(int argc, char** argv) {
   Arguments a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage << "\n";
-      std::exit(0);
-    }
-    if (i + 1 >= argc) throw rt::UserError(flag + " needs a value\n" + kUsage);
-    const std::string value = argv[++i];
-    if (flag == "--mode") a.mode = value;
-    else if (flag == "--strategy") a.strategy = value;
-    else if (flag == "--layers") a.widths = graft::bench::widths(flag, value);
-    else if (flag == "--batch") a.batch = int64_t(number(flag, value));
-    else if (flag == "--floats") a.floats = int64_t(number(flag, value));
-    else if (flag == "--threads") a.threads = int(number(flag, value));
-    else if (flag == "--repeats") a.repeats = int(number(flag, value));
-    else if (flag == "--seconds") a.seconds = number(flag, value);
-    else if (flag == "--bucket-mb") a.bucket_mb = number(flag, value);
-    else if (flag == "--plugin-dir") a.plugin_dir = value;
-    else throw rt::UserError("unknown flag " + flag + "\n" + kUsage);
-  }
+  using graft::bench::into;
+  graft::bench::parse_flags(argc, argv, kUsage,
+                            {{"--mode", into(a.mode)},
+                             {"--strategy", into(a.strategy)},
+                             {"--layers", into(a.widths)},
+                             {"--batch", into(a.batch)},
+                             {"--floats", into(a.floats)},
+                             {"--threads", into(a.threads)},
+                             {"--repeats", into(a.repeats)},
+                             {"--seconds", into(a.seconds)},
+                             {"--bucket-mb", into(a.bucket_mb)},
+                             {"--plugin-dir", into(a.plugin_dir)}});
   if (a.mode != "train" && a.mode != "allreduce")
     throw rt::UserError("--mode is train or allreduce\n" + std::string(kUsage));
   if (a.widths.size() < 2 || a.batch < 1 || a.threads < 1 || a.repeats < 1)

@@ -27,7 +27,6 @@
 
 namespace rt = graft::runtime;
 using graft::bench::check;
-using graft::bench::number;
 const auto since = graft::bench::seconds_since;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
@@ -56,38 +55,17 @@ struct Arguments {
 
 Arguments parse(int argc, char** argv) {
   Arguments a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage << "\n";
-      std::exit(0);
-    }
-    if (flag == "--profile") {
-      a.profile = true;
-      continue;
-    }
-    if (i + 1 >= argc) throw rt::UserError(flag + " needs a value\n" + kUsage);
-    const std::string value = argv[++i];
-    if (flag == "--layers") {
-      a.widths = graft::bench::widths(flag, value);
-    } else if (flag == "--batch") {
-      a.batch = int64_t(number(flag, value));
-    } else if (flag == "--seconds") {
-      a.seconds = number(flag, value);
-    } else if (flag == "--warmup") {
-      a.warmup_seconds = number(flag, value);
-    } else if (flag == "--threads") {
-      a.threads = int(number(flag, value));
-    } else if (flag == "--pool") {
-      a.pool = int64_t(number(flag, value));
-    } else if (flag == "--sgemm-seconds") {
-      a.sgemm_seconds = number(flag, value);
-    } else if (flag == "--plugin-dir") {
-      a.plugin_dir = value;
-    } else {
-      throw rt::UserError("unknown flag " + flag + "\n" + kUsage);
-    }
-  }
+  using graft::bench::into;
+  graft::bench::parse_flags(argc, argv, kUsage,
+                            {{"--layers", into(a.widths)},
+                             {"--batch", into(a.batch)},
+                             {"--seconds", into(a.seconds)},
+                             {"--warmup", into(a.warmup_seconds)},
+                             {"--threads", into(a.threads)},
+                             {"--pool", into(a.pool)},
+                             {"--sgemm-seconds", into(a.sgemm_seconds)},
+                             {"--plugin-dir", into(a.plugin_dir)}},
+                            {{"--profile", &a.profile}});
   if (a.batch < 1 || a.pool < 1 || a.threads < 1)
     throw rt::UserError("--batch, --pool and --threads must be at least 1");
   return a;

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench_flags.hpp"
 #include "config/config.hpp"
 #include "config/options.hpp"
 #include "device/host_api.hpp"
@@ -21,29 +22,6 @@
 namespace graft::bench {
 
 namespace rt = graft::runtime;
-
-// A number from the command line, or a UserError naming the flag.
-inline double number(const std::string& flag, const std::string& text) {
-  size_t used = 0;
-  double value = 0.0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size())
-    throw rt::UserError(flag + " expects a number, got '" + text + "'");
-  return value;
-}
-
-// --layers 784,1024,10: the widths D0, H0, ..., classes (at least input and classes).
-inline std::vector<int64_t> widths(const std::string& flag, const std::string& text) {
-  std::vector<int64_t> out;
-  std::stringstream list(text);
-  for (std::string item; std::getline(list, item, ',');) out.push_back(int64_t(number(flag, item)));
-  if (out.size() < 2) throw rt::UserError(flag + " needs at least input,classes");
-  return out;
-}
 
 inline double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();

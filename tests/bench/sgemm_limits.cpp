@@ -19,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-#include "mlp_setup.hpp"
+#include "bench_flags.hpp"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -92,19 +92,14 @@ int main(int argc, char** argv) {
   std::vector<int64_t> widths{784, 1024, 1024, 10};
   int batch = 256, threads = 2, rounds = 12;
   try {
-    for (int i = 1; i < argc; i += 2) {
-      const std::string flag = argv[i];
-      if (i + 1 >= argc || (flag != "--layers" && flag != "--batch" && flag != "--threads" &&
-                            flag != "--rounds")) {
-        std::fprintf(stderr, "usage: graft_sgemm_limits [--layers 784,1024,1024,10] [--batch 256] "
-                             "[--threads 2] [--rounds 12]\n");
-        return 2;
-      }
-      if (flag == "--layers") widths = graft::bench::widths(flag, argv[i + 1]);
-      else if (flag == "--batch") batch = int(graft::bench::number(flag, argv[i + 1]));
-      else if (flag == "--threads") threads = int(graft::bench::number(flag, argv[i + 1]));
-      else rounds = int(graft::bench::number(flag, argv[i + 1]));
-    }
+    using graft::bench::into;
+    graft::bench::parse_flags(argc, argv,
+                              "usage: graft_sgemm_limits [--layers 784,1024,1024,10] "
+                              "[--batch 256] [--threads 2] [--rounds 12]",
+                              {{"--layers", into(widths)},
+                               {"--batch", into(batch)},
+                               {"--threads", into(threads)},
+                               {"--rounds", into(rounds)}});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "graft_sgemm_limits: %s\n", e.what());
     return 2;
