@@ -96,16 +96,7 @@ void SgemmSteps::reset() {
   steps_ = 0;
 }
 
-SgemmRate SgemmSteps::rate() const {
-  SgemmRate rate;
-  rate.products = products_;
-  for (size_t p = 0; p < products_.size(); ++p) {
-    rate.products[p].seconds_per_call = steps_ ? spent_[p] / double(steps_) : 0.0;
-    rate.seconds_per_step += rate.products[p].seconds_per_call;
-    rate.flops_per_step += rate.products[p].flops();
-  }
-  return rate;
-}
+SgemmRate SgemmSteps::rate() const { return rate_of(products_, spent_, steps_); }
 
 SgemmRate measure_sgemm(const std::vector<int64_t>& widths, int64_t batch, double seconds) {
   SgemmSteps steps(widths, batch);

@@ -27,6 +27,20 @@ struct SgemmRate {
   }
 };
 
+// The rate of `products` from the seconds `spent` on each over `steps` steps.
+// (Inline: the CUDA benchmark uses it without this file's OpenBLAS half.)
+inline SgemmRate rate_of(const std::vector<ProductTiming>& products,
+                         const std::vector<double>& spent, int64_t steps) {
+  SgemmRate rate;
+  rate.products = products;
+  for (size_t p = 0; p < products.size(); ++p) {
+    rate.products[p].seconds_per_call = steps ? spent[p] / double(steps) : 0.0;
+    rate.seconds_per_step += rate.products[p].seconds_per_call;
+    rate.flops_per_step += rate.products[p].flops();
+  }
+  return rate;
+}
+
 // The buffers of one step's products, and their times. widths: D0, H0 = D1, ..., classes.
 class SgemmSteps {
  public:

@@ -137,16 +137,7 @@ class CublasSteps {
     ++steps_;
   }
 
-  SgemmRate rate() const {
-    SgemmRate rate;
-    rate.products = products_;
-    for (size_t p = 0; p < products_.size(); ++p) {
-      rate.products[p].seconds_per_call = steps_ ? spent_[p] / double(steps_) : 0.0;
-      rate.seconds_per_step += rate.products[p].seconds_per_call;
-      rate.flops_per_step += rate.products[p].flops();
-    }
-    return rate;
-  }
+  SgemmRate rate() const { return rate_of(products_, spent_, steps_); }
 
  private:
   size_t add(ProductTiming product, std::function<cublasStatus_t()> call) {
