@@ -126,14 +126,8 @@ template <bool kDecay, bool kCentered, bool kMomentum>
 void rmsprop_loop(const RmspropCoefficients c, float* __restrict param,
                   const float* __restrict grad, float* __restrict square_avg,
                   float* __restrict buffer, float* __restrict grad_avg, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    float b = 0.0f, a = 0.0f;
-    if constexpr (kMomentum) b = buffer[i];
-    if constexpr (kCentered) a = grad_avg[i];
-    rmsprop_update<kDecay, kCentered, kMomentum>(c, param[i], grad[i], square_avg[i], b, a);
-    if constexpr (kMomentum) buffer[i] = b;
-    if constexpr (kCentered) grad_avg[i] = a;
-  }
+  for (int64_t i = 0; i < n; ++i)
+    rmsprop_element<kDecay, kCentered, kMomentum>(c, param, grad, square_avg, buffer, grad_avg, i);
 }
 
 // torch.optim.SGD: momentum, dampening, Nesterov and L2 weight decay.

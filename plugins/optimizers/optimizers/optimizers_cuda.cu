@@ -31,14 +31,8 @@ __global__ void adam_kernel(AdamCoefficients c, float* param, const float* grad,
 template <bool kDecay, bool kCentered, bool kMomentum>
 __global__ void rmsprop_kernel(RmspropCoefficients c, float* param, const float* grad,
                                float* square_avg, float* buffer, float* grad_avg, int64_t n) {
-  for (int64_t i = graft::cuda::first_index(); i < n; i += graft::cuda::grid_stride()) {
-    float b = 0.0f, a = 0.0f;
-    if constexpr (kMomentum) b = buffer[i];
-    if constexpr (kCentered) a = grad_avg[i];
-    rmsprop_update<kDecay, kCentered, kMomentum>(c, param[i], grad[i], square_avg[i], b, a);
-    if constexpr (kMomentum) buffer[i] = b;
-    if constexpr (kCentered) grad_avg[i] = a;
-  }
+  for (int64_t i = graft::cuda::first_index(); i < n; i += graft::cuda::grid_stride())
+    rmsprop_element<kDecay, kCentered, kMomentum>(c, param, grad, square_avg, buffer, grad_avg, i);
 }
 
 }  // namespace

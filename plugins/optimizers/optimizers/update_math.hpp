@@ -147,6 +147,20 @@ GRAFT_HD inline void rmsprop_update(const RmspropCoefficients& c, float& param, 
   }
 }
 
+// Element i of the arrays: the buffers a flag leaves out are neither read nor written (they
+// may be null), which the per-element update's references cannot express alone.
+template <bool kDecay, bool kCentered, bool kMomentum>
+GRAFT_HD inline void rmsprop_element(const RmspropCoefficients& c, float* param, const float* grad,
+                                     float* square_avg, float* buffer, float* grad_avg,
+                                     int64_t i) {
+  float b = 0.0f, a = 0.0f;
+  if constexpr (kMomentum) b = buffer[i];
+  if constexpr (kCentered) a = grad_avg[i];
+  rmsprop_update<kDecay, kCentered, kMomentum>(c, param[i], grad[i], square_avg[i], b, a);
+  if constexpr (kMomentum) buffer[i] = b;
+  if constexpr (kCentered) grad_avg[i] = a;
+}
+
 template <class F>
 inline void with_rmsprop_flags(const RmspropCoefficients& c, F&& f) {
   with_flags(f, c.weight_decay != 0.0f, c.centered, c.momentum > 0.0f);
