@@ -3,9 +3,11 @@
 #ifndef TOML_HEADER_ONLY
 #define TOML_HEADER_ONLY 0
 #endif
-// GCC >= 11 has std::to_chars for doubles: floats print as the shortest text that reads back
-// the same (0.1, not 0.10000000000000001), which toml++ 3.3 assumes no GCC has.
-#if !defined(TOML_FLOAT_CHARCONV) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+// A standard library with std::to_chars for doubles (libstdc++ >= 11, for GCC and clang alike)
+// prints floats as the shortest text that reads back the same (0.1, not 0.10000000000000001),
+// which toml++ 3.3 assumes no GCC-family library has.
+#include <version>
+#if !defined(TOML_FLOAT_CHARCONV) && defined(__cpp_lib_to_chars) && __cpp_lib_to_chars >= 201611L
 #define TOML_FLOAT_CHARCONV 1
 #endif
 #include <toml++/toml.h>

@@ -23,7 +23,11 @@ function(graft_add_plugin name)
     CXX_VISIBILITY_PRESET hidden
     CUDA_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
-  target_link_options(${target} PRIVATE
-    "LINKER:--version-script=${GRAFT_SDK_VERSION_SCRIPT}" "LINKER:--no-undefined")
+  target_link_options(${target} PRIVATE "LINKER:--version-script=${GRAFT_SDK_VERSION_SCRIPT}")
+  # A sanitized build (graft's GRAFT_SANITIZE, clang) leaves the sanitizer runtime to the
+  # executable that loads the plugin, so its symbols are undefined here by design.
+  if(NOT GRAFT_SANITIZE)
+    target_link_options(${target} PRIVATE "LINKER:--no-undefined")
+  endif()
   set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS "${GRAFT_SDK_VERSION_SCRIPT}")
 endfunction()

@@ -68,7 +68,11 @@ void check_same_tensors(const fs::path& a, const fs::path& b) {
   const auto x = graft::runtime::read_safetensors(a);
   const auto y = graft::runtime::read_safetensors(b);
   REQUIRE(x.tensors.size() == y.tensors.size());
-  for (const auto& [name, tensor] : x.tensors) {
+  // Named, not structured, bindings: doctest's CAPTURE takes them into a lambda, which
+  // clang 14 (the sanitizer builds) does not allow for structured bindings.
+  for (const auto& named : x.tensors) {
+    const std::string& name = named.first;
+    const auto& tensor = named.second;
     CAPTURE(name);
     const auto it = y.tensors.find(name);
     REQUIRE(it != y.tensors.end());

@@ -92,7 +92,11 @@ void check_same(const Run& reference, const Run& run, double tolerance) {
   const auto pb = graft::runtime::read_safetensors(run.folder / last);
   REQUIRE(pa.tensors.size() == pb.tensors.size());
   int compared = 0;
-  for (const auto& [name, tensor] : pa.tensors) {
+  // Named, not structured, bindings: doctest's CAPTURE takes them into a lambda, which
+  // clang 14 (the sanitizer builds) does not allow for structured bindings.
+  for (const auto& named : pa.tensors) {
+    const std::string& name = named.first;
+    const auto& tensor = named.second;
     CAPTURE(name);
     REQUIRE(pb.tensors.count(name) == 1);
     const auto& other = pb.tensors.at(name);

@@ -24,7 +24,9 @@ TEST_CASE("optimizers on the GPU take the CPU's steps") {
   };
   const graft_exec_ctx cpu_ctx = graft::test::cpu_ctx();
   const graft_exec_ctx gpu_ctx = graft::gpu_test::gpu_context();
-  for (const auto& [name, options] : cases) {
+  for (const auto& c : cases) {
+    const auto& name = c.first;  // not a structured binding: clang 14's CAPTURE rejects those
+    const auto& options = c.second;
     CAPTURE(name);
     CAPTURE(options);
     const rt::PluginRecord& record = graft::test::builtin_registry().get(GRAFT_KIND_OPTIMIZER, name);

@@ -101,10 +101,11 @@ TEST_CASE("a parameter split across the host's threads gets the bits of one step
       {"rmsprop", ""}};
   for (int threads : {2, 1}) {
     graft::runtime::set_cpu_threads(threads);
-    for (const auto& [name, options] : cases) {
+    for (const auto& c : cases) {
+      const auto& [name, options] = c;
       CAPTURE(threads);
-      CAPTURE(std::string(name));
-      CAPTURE(std::string(options));
+      CAPTURE(std::string(c.first));  // members: clang 14's CAPTURE rejects bindings
+      CAPTURE(std::string(c.second));
       LoadedOptimizer whole_optimizer(name, options), pieces_optimizer(name, options);
       std::mt19937 rng(17);
       std::normal_distribution<float> normal(0.0f, 1.0f);

@@ -145,8 +145,9 @@ TEST_CASE("explicit stages that do not cover the layers once, in order, name the
       {"[[0, 4], [5, 5]]", "stage 1 ends at layer 5, but the model's last layer is 4"},
       {"[[0, 3], [4, 2]]", "stage 1 ends (layer 2) before it starts (layer 4)"},
   };
-  for (const auto& [stages, why] : cases) {
-    CAPTURE(stages);
+  for (const auto& c : cases) {
+    const auto& [stages, why] = c;
+    CAPTURE(c.first);  // the member, not the binding: clang 14's CAPTURE rejects bindings
     PipelineRank rank("stages = " + stages, 0, 2);
     REQUIRE(rank.create_error().empty());
     const std::string error = rank.plan({5, 0, 5, 0, 5}, 64);
@@ -214,11 +215,12 @@ TEST_CASE("micro-batches are ceil(rows / m) rows; fewer when the batch is small"
 
 TEST_CASE("gpipe and 1f1b orders finish without deadlock in (m + p - 1) forward+backward times") {
   using namespace graft::pipeline;
-  for (auto [one_f_one_b, extra] : {std::pair{false, 0}, {true, 0}, {true, 1}, {true, 2}}) {
+  for (auto schedule : {std::pair{false, 0}, {true, 0}, {true, 1}, {true, 2}}) {
+    const auto [one_f_one_b, extra] = schedule;
     for (int32_t p : {1, 2, 3, 4}) {
       for (int64_t m : {1, 2, 4, 8, 16}) {
-        CAPTURE(one_f_one_b);
-        CAPTURE(extra);
+        CAPTURE(schedule.first);  // 1f1b; members, since clang 14's CAPTURE rejects bindings
+        CAPTURE(schedule.second);  // extra warm-up micro-batches
         CAPTURE(p);
         CAPTURE(m);
         // Unit-time forwards and backwards; an op waits for its neighbour's matching op.
