@@ -25,7 +25,6 @@ Communicator& self(graft_comm* c) {
                           "NULL when the world is only being planned)");
   return from_handle(c);
 }
-graft_reduce_op reduce_op(int32_t op) { return static_cast<graft_reduce_op>(op); }
 
 template <typename T>
 T& deref(T* p, const char* call, const char* argument) {
@@ -41,13 +40,16 @@ int32_t api_rank(const graft_comm* c) { return c ? from_handle(const_cast<graft_
 int32_t api_size(const graft_comm* c) { return c ? from_handle(const_cast<graft_comm*>(c)).size() : 1; }
 
 graft_status* api_all_reduce(graft_comm* c, DLTensor* t, int32_t op, const char* what) {
-  return guarded([&] { self(c).all_reduce(deref(t, "all_reduce", "t"), reduce_op(op), what); });
+  return guarded([&] {
+    self(c).all_reduce(deref(t, "all_reduce", "t"), checked_reduce_op(op, "all_reduce", what), what);
+  });
 }
 graft_status* api_all_reduce_start(graft_comm* c, DLTensor* t, int32_t op, const char* what,
                                    graft_request** request) {
   return guarded([&] {
     deref(request, "all_reduce_start", "request") =
-        handle(self(c).all_reduce_start(deref(t, "all_reduce_start", "t"), reduce_op(op), what));
+        handle(self(c).all_reduce_start(deref(t, "all_reduce_start", "t"),
+                                       checked_reduce_op(op, "all_reduce_start", what), what));
   });
 }
 graft_status* api_wait(graft_comm*, graft_request* request) {
@@ -62,7 +64,7 @@ graft_status* api_all_reduce_f64(graft_comm* c, double* values, int64_t n, int32
   return guarded([&] {
     if (n < 0) throw UserError(comm_call("all_reduce_f64", what) + ": negative count");
     if (n > 0) deref(values, "all_reduce_f64", "values");
-    self(c).all_reduce_f64(values, n, reduce_op(op), what);
+    self(c).all_reduce_f64(values, n, checked_reduce_op(op, "all_reduce_f64", what), what);
   });
 }
 graft_status* api_broadcast(graft_comm* c, DLTensor* t, int32_t root, const char* what) {
@@ -77,7 +79,7 @@ graft_status* api_reduce_scatter(graft_comm* c, const DLTensor* in, DLTensor* ou
                                  const char* what) {
   return guarded([&] {
     self(c).reduce_scatter(deref(in, "reduce_scatter", "in"), deref(out, "reduce_scatter", "out"),
-                           reduce_op(op), what);
+                           checked_reduce_op(op, "reduce_scatter", what), what);
   });
 }
 graft_status* api_send(graft_comm* c, const DLTensor* t, int32_t peer, int32_t tag,

@@ -116,10 +116,13 @@ inline int64_t float32_count(const DLTensor& t, const char* call, const char* wh
   return float32_elements(t, call, what);
 }
 
-inline void check_reduce_op(graft_reduce_op op, const char* call, const char* what) {
+// A reduce op as it crosses the C table (an int32_t from a plugin): checked there, since a
+// graft_reduce_op holding any other value would be undefined behaviour in C++.
+inline graft_reduce_op checked_reduce_op(int32_t op, const char* call, const char* what) {
   if (op != GRAFT_REDUCE_SUM && op != GRAFT_REDUCE_AVG)
     throw UserError(comm_call(call, what) + ": unknown reduce op " + std::to_string(op) +
                     " (GRAFT_REDUCE_SUM or GRAFT_REDUCE_AVG)");
+  return static_cast<graft_reduce_op>(op);
 }
 
 inline void check_peer(int32_t peer, int32_t size, const char* call, const char* what) {

@@ -221,7 +221,6 @@ void MpiCommunicator::check_tag(int32_t tag, const char* call, const char* what)
 }
 
 void MpiCommunicator::all_reduce(DLTensor& t, graft_reduce_op op, const char* what) {
-  check_reduce_op(op, "all_reduce", what);
   const int n = mpi_count(float32_count(t, "all_reduce", what), "all_reduce", what);
   auto* data = static_cast<float*>(tensor_bytes_at(t));
   const OpRecord record = collective("all_reduce", what);
@@ -233,7 +232,6 @@ void MpiCommunicator::all_reduce(DLTensor& t, graft_reduce_op op, const char* wh
 
 std::unique_ptr<CommRequest> MpiCommunicator::all_reduce_start(DLTensor& t, graft_reduce_op op,
                                                                const char* what) {
-  check_reduce_op(op, "all_reduce_start", what);
   const int n = mpi_count(float32_count(t, "all_reduce_start", what), "all_reduce_start", what);
   auto* data = static_cast<float*>(tensor_bytes_at(t));
   const OpRecord record = collective("all_reduce_start", what);
@@ -262,7 +260,6 @@ std::unique_ptr<CommRequest> MpiCommunicator::all_reduce_start(DLTensor& t, graf
 
 void MpiCommunicator::all_reduce_f64(double* values, int64_t n, graft_reduce_op op,
                                      const char* what) {
-  check_reduce_op(op, "all_reduce_f64", what);
   if (n < 0) throw UserError(comm_call("all_reduce_f64", what) + ": negative count");
   const int count = mpi_count(n, "all_reduce_f64", what);
   const OpRecord record = collective("all_reduce_f64", what);
@@ -316,7 +313,6 @@ void MpiCommunicator::all_gather(const DLTensor& in, DLTensor& out, const char* 
 
 void MpiCommunicator::reduce_scatter(const DLTensor& in, DLTensor& out, graft_reduce_op op,
                                      const char* what) {
-  check_reduce_op(op, "reduce_scatter", what);
   const int64_t in_n = float32_count(in, "reduce_scatter", what);
   const int64_t out_n = float32_count(out, "reduce_scatter", what);
   if (in_n != out_n * size_)

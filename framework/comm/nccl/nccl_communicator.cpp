@@ -211,7 +211,6 @@ std::unique_ptr<CommRequest> NcclCommunicator::request(Event* done, const OpReco
 
 void NcclCommunicator::all_reduce(DLTensor& t, graft_reduce_op op, const char* what) {
   if (!on_gpu(t)) return host_.all_reduce(t, op, what);
-  check_reduce_op(op, "all_reduce", what);
   const size_t n = size_t(float32_elements(t, "all_reduce", what));
   void* data = tensor_bytes_at(t);
   const OpRecord record = collective("all_reduce", what);
@@ -225,7 +224,6 @@ void NcclCommunicator::all_reduce(DLTensor& t, graft_reduce_op op, const char* w
 std::unique_ptr<CommRequest> NcclCommunicator::all_reduce_start(DLTensor& t, graft_reduce_op op,
                                                                 const char* what) {
   if (!on_gpu(t)) return host_.all_reduce_start(t, op, what);
-  check_reduce_op(op, "all_reduce_start", what);
   const size_t n = size_t(float32_elements(t, "all_reduce_start", what));
   void* data = tensor_bytes_at(t);
   const OpRecord record = collective("all_reduce_start", what);
@@ -282,7 +280,6 @@ void NcclCommunicator::reduce_scatter(const DLTensor& in, DLTensor& out, graft_r
                                       const char* what) {
   check_same_side(in, out, "reduce_scatter", what);
   if (!on_gpu(in)) return host_.reduce_scatter(in, out, op, what);
-  check_reduce_op(op, "reduce_scatter", what);
   const int64_t in_n = float32_elements(in, "reduce_scatter", what);
   const int64_t out_n = float32_elements(out, "reduce_scatter", what);
   if (in_n != out_n * size_)
