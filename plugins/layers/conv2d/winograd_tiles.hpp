@@ -47,9 +47,20 @@ class WinogradTiles {
           float* out = v + c * ld + b * tiles() + th * tile_cols_;
 #pragma GCC ivdep
           for (int64_t tw = 0; tw < tile_cols_; ++tw) {
+            // Row i of the tile: columns 0, 2 from the even half, 1, 3 from the odd half.
+            // Written out, not as a select between the two halves' pointers: GCC 12 with
+            // -fsanitize=undefined miscompiles that select here (the column index register is
+            // reused for a pointer; SEGV or a heap-buffer-overflow report in the sanitizer
+            // builds), while the arithmetic is the same.
             float d[16], transformed[16];
-            for (int i = 0; i < 4; ++i)
-              for (int j = 0; j < 4; ++j) d[4 * i + j] = (j & 1 ? o : e)[i * half_ + j / 2 + tw];
+            for (int i = 0; i < 4; ++i) {
+              const float* even_row = e + i * half_ + tw;
+              const float* odd_row = o + i * half_ + tw;
+              d[4 * i] = even_row[0];
+              d[4 * i + 1] = odd_row[0];
+              d[4 * i + 2] = even_row[1];
+              d[4 * i + 3] = odd_row[1];
+            }
             winograd::input_transform(d, transformed);
             for (int xi = 0; xi < 16; ++xi) out[xi * position_stride + tw] = transformed[xi];
           }
