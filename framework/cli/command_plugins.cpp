@@ -2,29 +2,13 @@
 // options, so a user finds what a config may name without reading source.
 #include <cstdio>
 #include <iostream>
-#include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
-#include "config/options.hpp"
 #include "device/host_api.hpp"
-#include "plugin/registry.hpp"
+#include "plugin/describe.hpp"
 
 namespace graft::cli {
-
-namespace {
-std::string range_text(const graft_option_spec& s) {
-  if (s.choices) return std::string("one of ") + s.choices;
-  if (s.type == GRAFT_OPT_INT || s.type == GRAFT_OPT_FLOAT || s.type == GRAFT_OPT_INT_LIST ||
-      s.type == GRAFT_OPT_FLOAT_LIST) {
-    if (s.min <= -1e300 && s.max >= 1e300) return "";
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "[%g, %g]", s.min, s.max);
-    return buf;
-  }
-  return "";
-}
-}  // namespace
 
 int plugins(const Arguments& args) {
   return run_command("plugins", [&] {
@@ -37,30 +21,7 @@ int plugins(const Arguments& args) {
     if (!parse(args, "usage: graft plugins [--json] [--plugin-dir DIR ...]", options, {})) return 0;
     runtime::Registry registry(runtime::host_api());
     runtime::load_plugins(registry, dirs);
-    nlohmann::ordered_json out = nlohmann::ordered_json::array();
-    for (const runtime::PluginRecord& r : registry.all()) {
-      const graft_plugin_entry& e = *r.entry;
-      nlohmann::ordered_json opts = nlohmann::ordered_json::array();
-      for (size_t i = 0; i < e.n_options; ++i) {
-        const graft_option_spec& s = e.options[i];
-        opts.push_back({{"name", s.name},
-                        {"type", runtime::option_type_name(s.type)},
-                        {"default", s.default_value ? nlohmann::json(s.default_value) : nlohmann::json()},
-                        {"required", s.default_value == nullptr},
-                        {"range", range_text(s)},
-                        {"doc", s.doc ? s.doc : ""}});
-      }
-      out.push_back({{"kind", runtime::kind_name(r.kind)},
-                     {"name", r.name},
-                     {"summary", e.summary ? e.summary : ""},
-                     {"library", r.library.string()},
-                     {"library_name", r.info->library_name},
-                     {"version", r.info->library_version},
-                     {"abi", std::to_string(r.info->abi_major) + "." + std::to_string(r.info->abi_minor)},
-                     {"build", r.info->build_info},
-                     {"cuda", (e.flags & GRAFT_ENTRY_HAS_CUDA) != 0},
-                     {"options", opts}});
-    }
+    const nlohmann::ordered_json out = runtime::describe_plugins(registry);
     if (json) {
       std::cout << out.dump(2) << "\n";
       return 0;

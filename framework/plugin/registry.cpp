@@ -10,9 +10,11 @@
 #include <boost/dll/shared_library.hpp>
 #include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 
+#include "config/options.hpp"
 #include "util/errors.hpp"
 
 namespace fs = std::filesystem;
@@ -90,6 +92,58 @@ size_t vtable_size(graft_kind kind) {
   return 0;
 }
 
+// "layers", ..., "strategies": for messages listing the known names of a kind.
+std::string kind_plural(graft_kind kind) {
+  return kind == GRAFT_KIND_STRATEGY ? "strategies" : kind_name(kind) + "s";
+}
+
+// An enum read from a plugin's memory may hold any bits; reading it as the enum type would be
+// undefined behaviour for a value the enum cannot represent, so it is read as the integer it is.
+template <class Enum>
+int32_t raw_value(const Enum& field) {
+  static_assert(sizeof(Enum) == sizeof(int32_t));
+  int32_t value;
+  std::memcpy(&value, &field, sizeof value);
+  return value;
+}
+
+// The options schema of one entry, checked once at load so that binding a table and
+// `graft plugins` can trust it: names, types, docs, ranges, choices, and defaults that bind.
+void check_options(const graft_plugin_entry& e, const std::string& who) {
+  if (e.n_options > 0 && !e.options)
+    throw UserError(who + " lists " + std::to_string(e.n_options) + " options but gives none");
+  std::vector<std::string> seen;
+  for (size_t i = 0; i < e.n_options; ++i) {
+    const graft_option_spec& s = e.options[i];
+    const std::string option = s.name ? s.name : "";
+    const std::string at = who + ": option " + std::to_string(i) +
+                           (option.empty() ? "" : " '" + option + "'");
+    if (option.empty()) throw UserError(at + " has no name");
+    if (std::find(seen.begin(), seen.end(), option) != seen.end())
+      throw UserError(at + " is declared twice");
+    seen.push_back(option);
+    const int32_t type = raw_value(s.type);
+    if (type < GRAFT_OPT_BOOL || type > GRAFT_OPT_STRING_LIST)
+      throw UserError(at + " has an unknown type " + std::to_string(type));
+    if (!s.doc) throw UserError(at + " has no doc line");
+    if (!(s.min <= s.max))
+      throw UserError(at + " has an empty or NaN range [" + std::to_string(s.min) + ", " +
+                      std::to_string(s.max) + "]");
+    const bool strings = type == GRAFT_OPT_STRING || type == GRAFT_OPT_STRING_LIST;
+    if (s.choices && (!strings || !*s.choices))
+      throw UserError(at + " has choices but is not a string option, or an empty choice list");
+    if (!s.default_value) continue;
+    graft_plugin_entry alone = e;  // the default binds as a table without the key would
+    alone.n_options = 1;
+    alone.options = &s;
+    try {
+      bind_options(alone, nullptr, "", {});
+    } catch (const std::exception& error) {
+      throw UserError(at + ": its default does not fit its own schema: " + error.what());
+    }
+  }
+}
+
 }  // namespace
 
 std::string kind_name(graft_kind kind) {
@@ -131,7 +185,12 @@ void Registry::load_library(const fs::path& file) {
     throw UserError(where + ": not a graft plugin (it does not export '" GRAFT_ENTRY_SYMBOL
                     "'); build it with graft_add_plugin() and GRAFT_PLUGIN_LIBRARY(...)");
   auto entry = lib.get<const graft_plugin_info*(const graft_host_api*)>(GRAFT_ENTRY_SYMBOL);
-  const graft_plugin_info* info = entry(host_);
+  add(path, entry(host_));
+  kept_libraries().push_back(std::move(lib));
+}
+
+void Registry::add(const fs::path& path, const graft_plugin_info* info) {
+  const std::string where = "plugin library " + path.string();
   if (!info) throw UserError(where + ": " GRAFT_ENTRY_SYMBOL " returned nothing");
   const std::string host_abi =
       std::to_string(GRAFT_ABI_MAJOR) + "." + std::to_string(GRAFT_ABI_MINOR);
@@ -149,12 +208,21 @@ void Registry::load_library(const fs::path& file) {
   if (info->struct_size < sizeof(graft_plugin_info))
     throw UserError(where + ": plugin info is smaller than ABI " + plugin_abi + " defines");
 
+  if (!info->library_name || !info->library_version || !info->build_info)
+    throw UserError(where + ": plugin info lacks its library name, version or build info; "
+                    "build it with GRAFT_PLUGIN_LIBRARY(...)");
+  if (info->n_entries > 0 && !info->entries)
+    throw UserError(where + ": plugin info lists " + std::to_string(info->n_entries) +
+                    " entries but gives none");
   std::vector<PluginRecord> added;
   for (size_t i = 0; i < info->n_entries; ++i) {
     const graft_plugin_entry* e = &info->entries[i];
     const std::string name = e->name ? e->name : "";
-    if (name.empty() || !e->vtable || e->kind < GRAFT_KIND_LAYER || e->kind > GRAFT_KIND_STRATEGY)
-      throw UserError(where + ": entry " + std::to_string(i) + " is malformed (no name, vtable or kind)");
+    const int32_t kind = raw_value(e->kind);
+    if (name.empty() || !e->vtable || kind < GRAFT_KIND_LAYER || kind > GRAFT_KIND_STRATEGY ||
+        !e->summary)
+      throw UserError(where + ": entry " + std::to_string(i) + " is malformed (no name, summary, vtable or kind)");
+    check_options(*e, where + ": " + kind_name(e->kind) + " '" + name + "'");
     if (*static_cast<const size_t*>(e->vtable) < vtable_size(e->kind))
       throw UserError(where + ": " + kind_name(e->kind) + " '" + name +
                       "' has a vtable smaller than ABI " + host_abi + " defines");
@@ -170,7 +238,6 @@ void Registry::load_library(const fs::path& file) {
   }
   records_.insert(records_.end(), added.begin(), added.end());
   libraries_.push_back(path);
-  kept_libraries().push_back(std::move(lib));
 }
 
 void Registry::load_directory(const fs::path& dir) {
@@ -195,7 +262,7 @@ const PluginRecord& Registry::get(graft_kind kind, const std::string& name) cons
   if (const PluginRecord* r = find(kind, name)) return *r;
   std::vector<std::string> known = names(kind);
   throw UserError("unknown " + kind_name(kind) + " '" + name + "'" + did_you_mean(name, known) +
-                  "; known " + kind_name(kind) + "s: " + (known.empty() ? "none" : join(known)) +
+                  "; known " + kind_plural(kind) + ": " + (known.empty() ? "none" : join(known)) +
                   " (graft plugins lists every plugin and where it was loaded from)");
 }
 

@@ -31,6 +31,11 @@ class Registry {
   // Loads one library. Throws UserError naming the file and the reason: not a shared library,
   // no entry symbol, ABI mismatch, or a plugin name another library already has.
   void load_library(const std::filesystem::path& file);
+  // Checks what a library describes (ABI version, entries, vtable sizes, options schemas) and
+  // records its entries under `library`. load_library calls it once the file is open; the
+  // fuzz target tests/fuzz/fuzz_plugin_info.cpp calls it with descriptions made from bytes.
+  // Throws UserError naming the library and the field; `info` must outlive the registry.
+  void add(const std::filesystem::path& library, const graft_plugin_info* info);
   // Loads every graft_*.so directly in `dir`, in name order; a missing folder is skipped.
   void load_directory(const std::filesystem::path& dir);
 

@@ -12,8 +12,9 @@ namespace fs = std::filesystem;
 
 namespace graft::runtime {
 
-PluginChoice Session::choose(graft_kind kind, const std::string& type, const toml::table* table,
-                             const std::string& section, const std::vector<std::string>& reserved) {
+PluginChoice choose_plugin(const Registry& registry, graft_kind kind, const std::string& type,
+                           const toml::table* table, const std::string& section,
+                           const std::vector<std::string>& reserved) {
   const PluginRecord* record = registry.find(kind, type);
   // An activation may stand as a layer (type = "relu").
   if (!record && kind == GRAFT_KIND_LAYER) record = registry.find(GRAFT_KIND_ACTIVATION, type);
@@ -29,6 +30,11 @@ PluginChoice Session::choose(graft_kind kind, const std::string& type, const tom
                     " (graft plugins lists them with their options)");
   }
   return PluginChoice{record, bind_options(*record->entry, table, section, reserved), section};
+}
+
+PluginChoice Session::choose(graft_kind kind, const std::string& type, const toml::table* table,
+                             const std::string& section, const std::vector<std::string>& reserved) {
+  return choose_plugin(registry, kind, type, table, section, reserved);
 }
 
 PluginChoice Session::choose_layer(const NamedTable& layer, const std::string& path,

@@ -28,6 +28,12 @@ struct SessionOptions {
   int32_t world = 1;
 };
 
+// The plugin a config table names by `type`, bound to that table: an unknown type lists the
+// known ones (an activation may stand as a layer), and every key is checked (bind_options).
+PluginChoice choose_plugin(const Registry& registry, graft_kind kind, const std::string& type,
+                           const toml::table* table, const std::string& section,
+                           const std::vector<std::string>& reserved);
+
 class Session {
  public:
   Session(Config config, const SessionOptions& options);

@@ -1,5 +1,6 @@
 // The plugin loader: the built-in plugins load and resolve by kind and name, and each broken
 // library is refused with one clear line naming the file and the reason.
+#include <cstring>
 #include <fstream>
 
 #include "test_support.hpp"
@@ -120,4 +121,63 @@ TEST_CASE("two plugins with one name name both files") {
 TEST_CASE("a missing file") {
   const std::string m = load_error("/nonexistent/graft_missing.so");
   CHECK(m.find("/nonexistent/graft_missing.so: no such file") != std::string::npos);
+}
+
+TEST_CASE("an unknown strategy lists the known strategies") {
+  try {
+    graft::test::builtin_registry().get(GRAFT_KIND_STRATEGY, "data_paralel");
+    FAIL("no error");
+  } catch (const UserError& e) {
+    const std::string m = e.what();
+    CHECK(m.find("known strategies: ") != std::string::npos);
+    CHECK(m.find("strategys") == std::string::npos);
+    CHECK(m.find("did you mean 'data_parallel'?") != std::string::npos);
+  }
+}
+
+namespace {
+// A one-entry library description whose options a test damages; the loader must refuse it by
+// naming the library, the plugin and the option.
+struct Described {
+  graft_option_spec spec{sizeof(graft_option_spec), "units", GRAFT_OPT_INT, "4", 1, 100,
+                         nullptr, "output features"};
+  size_t vtable[64] = {sizeof(graft_layer_vtable)};
+  graft_plugin_entry entry{sizeof(graft_plugin_entry), GRAFT_KIND_LAYER, "described", "a test",
+                           1, &spec, vtable, 0};
+  graft_plugin_info info{sizeof(graft_plugin_info), GRAFT_ABI_MAJOR, GRAFT_ABI_MINOR, "test",
+                         "0.1", "compiler test", 1, &entry};
+  std::string error() {
+    Registry r(graft::runtime::host_api());
+    try {
+      r.add("/described/graft_test.so", &info);
+    } catch (const UserError& e) {
+      return e.what();
+    }
+    return "";
+  }
+};
+}  // namespace
+
+TEST_CASE("the loader checks each option schema before any config binds to it") {
+  CHECK(Described{}.error() == "");
+  auto refused = [](auto damage, const std::string& part) {
+    Described d;
+    damage(d);
+    const std::string m = d.error();
+    CAPTURE(m);
+    CHECK(m.find("/described/graft_test.so") != std::string::npos);
+    CHECK(m.find(part) != std::string::npos);
+  };
+  refused([](Described& d) { d.spec.name = nullptr; }, "option 0 has no name");
+  refused([](Described& d) { d.spec.doc = nullptr; }, "'units' has no doc line");
+  refused([](Described& d) { std::memset(&d.spec.type, 0x7f, sizeof d.spec.type); },
+          "has an unknown type");
+  refused([](Described& d) { d.spec.min = 200; }, "empty or NaN range");
+  refused([](Described& d) { d.spec.default_value = "[1, 2"; }, "its default does not fit");
+  refused([](Described& d) { d.spec.default_value = "1000"; }, "out of range");
+  refused([](Described& d) { d.spec.choices = "a|b"; }, "has choices but is not a string");
+  refused([](Described& d) { d.entry.summary = nullptr; }, "entry 0 is malformed");
+  refused([](Described& d) { d.entry.options = nullptr; }, "lists 1 options but gives none");
+  refused([](Described& d) { d.info.build_info = nullptr; }, "lacks its library name");
+  refused([](Described& d) { d.info.entries = nullptr; }, "lists 1 entries but gives none");
 }
