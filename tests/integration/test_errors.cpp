@@ -1,6 +1,7 @@
 // Bad input through the CLI: each gets one clear message naming the file, key or line and the
 // fix, exit code 2 (the user's to fix) or 1 (failed while training), and never a crash.
 #include <fstream>
+#include <iterator>
 
 #include "run_files.hpp"
 #include "test_support.hpp"
@@ -151,6 +152,25 @@ TEST_CASE("a damaged checkpoint is a clear error for eval") {
   CHECK(e.exit_code == 2);
   CHECK(e.output.find(tensors.string()) != std::string::npos);
   CHECK(e.output.find("damaged") != std::string::npos);
+
+  // A field of the wrong type in step_N.json is said so, not called missing.
+  const fs::path meta = checkpoints / "step_8.json";
+  std::string text;
+  {
+    std::ifstream in(meta);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::string step = "\"step\": 8,";
+  const size_t at = text.find(step);
+  REQUIRE(at != std::string::npos);
+  std::ofstream(meta, std::ios::trunc) << text.replace(at, step.size(), "\"step\": \"8\",");
+  auto m = run_graft("eval " + file.string() + " --checkpoint " + tensors.string() +
+                     " --set run.output_dir=" + dir.string());
+  INFO(m.output);
+  CHECK(m.exit_code == 2);
+  CHECK(m.output.find(meta.string() + ": field \"step\" is \"8\", not a non-negative integer") !=
+        std::string::npos);
+  CHECK(m.output.find("lacks") == std::string::npos);
 }
 
 TEST_CASE("bad usage exits 2 with help") {
