@@ -11,17 +11,7 @@
 namespace graft::cli {
 
 namespace {
-std::string human_bytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB"};
-  int u = 0;
-  while (bytes >= 1024.0 && u < 3) {
-    bytes /= 1024.0;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f %s", bytes, units[u]);
-  return buf;
-}
+using runtime::human_bytes;
 
 const char* shard_name(int32_t mode) {
   switch (mode) {
@@ -117,6 +107,9 @@ int validate(const Arguments& args) {
       throw runtime::UserError("--world " + std::to_string(world) + ": expected 1..4096 ranks");
     runtime::SessionOptions session_opts = session_options(a);
     if (world > 0) session_opts.world = world;  // built as rank 0 of that job would build it
+    // Validate reports the memory a batch needs; it never holds it, so a batch too large for
+    // the machine is a warning here and an error for train and eval.
+    session_opts.allocate_step_buffers = false;
     runtime::Session session(load(a), session_opts);
     const runtime::Model& m = *session.model;
     const graft_dataset_info& data = session.train_set->info();
@@ -147,6 +140,9 @@ int validate(const Arguments& args) {
                 "activations)\n",
                 static_cast<long long>(m.planned_rows()), accumulation.c_str(),
                 human_bytes(double(m.planned_bytes())).c_str());
+    if (const std::string shortfall = session.memory_shortfall(); !shortfall.empty())
+      std::printf("warning: train and eval would refuse this before allocating:\n  %s\n",
+                  shortfall.c_str());
     std::printf("loss %s, optimizer %s (lr %g, schedule %s), strategy %s\n",
                 session.config.loss.type.c_str(), session.config.optimizer.type.c_str(),
                 session.config.optimizer.lr, session.config.optimizer.schedule.type.c_str(),

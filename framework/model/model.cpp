@@ -78,49 +78,113 @@ Model::Model(std::vector<PluginChoice> layer_choices, PluginChoice loss, PluginC
   }
 
   // Activation, gradient and workspace buffers for each slot, for every layer of the tree.
-  const size_t rows = static_cast<size_t>(settings_.max_batch);
-  const size_t n_layers = all_layers_.size();
   // The layer that reads the model's input (layer 0, or the first inner layer of the blocks
   // that open the model) is never asked for dx (backward's want_dx), so it gets no buffer.
   size_t reads_model_input = 0;
   while (all_layers_[reads_model_input]->is_residual) ++reads_model_input;
   place_workspaces(layers_, true);
   place_input_gradients(reads_model_input);
+  plan_slots(reads_model_input, shape);
+  if (settings_.allocate_step_buffers) allocate_step_buffers();
+}
+
+void Model::plan_slots(size_t reads_model_input, const graft_shape& prediction) {
+  const size_t rows = static_cast<size_t>(settings_.max_batch);
+  // rows x values per sample, in floats; a batch so large that this wraps is said so.
+  const auto floats = [&](const std::string& what, int64_t per_sample) {
+    size_t n = 0;
+    if (__builtin_mul_overflow(rows, static_cast<size_t>(per_sample), &n) ||
+        n > SIZE_MAX / sizeof(float))
+      throw UserError(settings_.rows_origin + ": " + what + " needs " +
+                      std::to_string(per_sample) + " floats a row, and " + std::to_string(rows) +
+                      " rows of them are more bytes than 64 bits can count; lower it");
+    return n;
+  };
+  SlotPlan& plan = slot_plan_;
+  for (const auto& layer : all_layers_) {
+    plan.outputs.push_back(floats(layer->who, graft_shape_numel(&layer->out)));
+    const bool no_dx = layer->is_residual || layer->flat == reads_model_input;
+    plan.input_grads.push_back(no_dx || layer->dx_over_output
+                                   ? 0
+                                   : floats(layer->who, graft_shape_numel(&layer->in)));
+    const size_t workspace = floats(layer->who, layer->workspace_per_sample);
+    plan.workspaces.push_back(layer->workspace_in == Layer::WorkspaceIn::own ? workspace : 0);
+    if (layer->workspace_in == Layer::WorkspaceIn::scratch)
+      plan.scratch = std::max(plan.scratch, workspace);
+  }
+  plan.dprediction = floats("the loss gradient", graft_shape_numel(&prediction));
+  for (const auto& layer : all_layers_) {
+    if (layer->workspace_in != Layer::WorkspaceIn::output_gradient) continue;
+    const size_t over = size_t(layer->workspace_over);
+    const size_t lent = layer->workspace_over < 0           ? plan.dprediction
+                        : all_layers_[over]->dx_over_output ? plan.outputs[over]
+                                                            : plan.input_grads[over];
+    if (lent < rows * size_t(layer->workspace_per_sample))
+      throw Failure(layer->who + ": the buffer planned for its workspace is too small");
+  }
+
+  // The sums wrap no sooner than the products above, but are checked all the same.
+  bool wraps = false;
+  const auto add = [&](size_t& sum, size_t more) {
+    wraps |= __builtin_add_overflow(sum, more, &sum);
+  };
+  size_t fixed = 0, per_slot = 0, total = 0;
+  add(fixed, param_buffer_.size());
+  add(fixed, grad_buffer_.size());
+  for (const Buffer& b : state_buffers_) add(fixed, b.size());
+  for (const std::vector<size_t>* list : {&plan.outputs, &plan.input_grads, &plan.workspaces})
+    for (size_t n : *list) add(per_slot, n);
+  add(per_slot, plan.scratch);
+  add(per_slot, plan.dprediction);
+  wraps |= __builtin_mul_overflow(per_slot, static_cast<size_t>(settings_.slots), &total);
+  add(total, fixed);
+  if (wraps || total > SIZE_MAX / sizeof(float))
+    throw UserError(settings_.rows_origin + ": the model's buffers for " +
+                    std::to_string(rows) + " rows in " + std::to_string(settings_.slots) +
+                    " slot(s) are more bytes than 64 bits can count; lower it");
+  fixed_bytes_ = fixed * sizeof(float);
+  planned_bytes_ = total * sizeof(float);
+}
+
+void Model::allocate_step_buffers() {
+  if (!slots_.empty()) return;
+  const SlotPlan& plan = slot_plan_;
+  const size_t n_layers = all_layers_.size();
   for (int32_t s = 0; s < settings_.slots; ++s) {
     auto slot = std::make_unique<Slot>();
-    size_t scratch_floats = 0;
     for (const auto& layer : all_layers_) {
-      slot->outputs.emplace_back(settings_.device, rows * graft_shape_numel(&layer->out));
-      const bool no_dx = layer->is_residual || layer->flat == reads_model_input;
-      slot->input_grads.emplace_back(settings_.device, no_dx || layer->dx_over_output
-                                                           ? 0
-                                                           : rows * graft_shape_numel(&layer->in));
-      slot->dx_memory.push_back(no_dx                   ? nullptr
-                                : layer->dx_over_output ? slot->outputs.back().data()
-                                                        : slot->input_grads.back().data());
-      const size_t workspace = rows * size_t(layer->workspace_per_sample);
-      const bool own = layer->workspace_in == Layer::WorkspaceIn::own;
-      slot->workspaces.emplace_back(settings_.device, own ? workspace : 0);
-      if (layer->workspace_in == Layer::WorkspaceIn::scratch)
-        scratch_floats = std::max(scratch_floats, workspace);
+      const size_t f = layer->flat;
+      slot->outputs.emplace_back(settings_.device, plan.outputs[f]);
+      slot->input_grads.emplace_back(settings_.device, plan.input_grads[f]);
+      slot->workspaces.emplace_back(settings_.device, plan.workspaces[f]);
     }
-    slot->scratch = Buffer(settings_.device, scratch_floats);
+    // Where each layer's dx goes (model_parts.hpp); plan_slots gave no input-gradient buffer
+    // to the layers never asked for dx, nor to those that write it over their output.
+    for (const auto& layer : all_layers_) {
+      const size_t f = layer->flat;
+      const bool no_dx = !layer->dx_over_output && plan.input_grads[f] == 0;
+      slot->dx_memory.push_back(no_dx                   ? nullptr
+                                : layer->dx_over_output ? slot->outputs[f].data()
+                                                        : slot->input_grads[f].data());
+    }
+    slot->scratch = Buffer(settings_.device, plan.scratch);
     slot->inputs.resize(n_layers);
     slot->output_views.resize(n_layers);
     slot->input_grad_views.resize(n_layers);
     slot->workspace_views.resize(n_layers);
-    slot->dprediction = Buffer(settings_.device, rows * graft_shape_numel(&shape));
-    for (const auto& layer : all_layers_) {
-      if (layer->workspace_in != Layer::WorkspaceIn::output_gradient) continue;
-      const size_t over = size_t(layer->workspace_over);
-      const Buffer& lent = layer->workspace_over < 0           ? slot->dprediction
-                           : all_layers_[over]->dx_over_output ? slot->outputs[over]
-                                                               : slot->input_grads[over];
-      if (lent.size() < rows * size_t(layer->workspace_per_sample))
-        throw Failure(layer->who + ": the buffer planned for its workspace is too small");
-    }
+    slot->dprediction = Buffer(settings_.device, plan.dprediction);
     slots_.push_back(std::move(slot));
   }
+}
+
+Model::Slot& Model::slot_at(int32_t index) const {
+  if (slots_.empty())
+    throw Failure("the model's step buffers were planned but never allocated "
+                  "(ModelSettings::allocate_step_buffers is false)");
+  if (index < 0 || size_t(index) >= slots_.size())
+    throw Failure("slot " + std::to_string(index) + " is outside the " +
+                  std::to_string(slots_.size()) + " planned (ctx.slot)");
+  return *slots_[size_t(index)];
 }
 
 // Which top-level layers write dx over their own output (GRAFT_ENTRY_DX_OVER_OUTPUT): by the
@@ -423,19 +487,6 @@ std::vector<Model::LayerRow> Model::layer_rows() const {
     rows.push_back({layer->depth, layer->type, layer->out, n});
   }
   return rows;
-}
-
-size_t Model::planned_bytes() const {
-  size_t bytes = param_buffer_.bytes() + grad_buffer_.bytes();
-  for (const Buffer& b : state_buffers_) bytes += b.bytes();
-  for (const auto& slot : slots_) {
-    for (const Buffer& b : slot->outputs) bytes += b.bytes();
-    for (const Buffer& b : slot->input_grads) bytes += b.bytes();
-    for (const Buffer& b : slot->workspaces) bytes += b.bytes();
-    bytes += slot->scratch.bytes();
-    bytes += slot->dprediction.bytes();
-  }
-  return bytes;
 }
 
 }  // namespace graft::runtime

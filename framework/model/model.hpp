@@ -57,6 +57,12 @@ struct ModelSettings {
   // Layers that declare GRAFT_ENTRY_DX_OVER_OUTPUT write dx over their output; false plans a
   // dx buffer for each, which the tests compare against.
   bool dx_over_outputs = true;
+  // false: the activation, gradient and workspace buffers of the slots are planned but not
+  // allocated until allocate_step_buffers(), so a caller can weigh planned_bytes() against the
+  // machine first (the session), or never hold them (graft validate).
+  bool allocate_step_buffers = true;
+  // Where max_batch comes from, for messages ("run.toml:12:14: [data] batch_size = 64").
+  std::string rows_origin = "[data] batch_size";
 };
 
 // Names follow the nesting: "layers.0.weight", and inside the residual block at position 2,
@@ -99,7 +105,13 @@ class Model {
   int64_t planned_rows() const { return settings_.max_batch; }
   const std::vector<ParameterInfo>& parameters() const { return params_; }
   size_t parameter_count() const { return param_buffer_.size(); }
-  size_t planned_bytes() const;  // every buffer the model planned
+  // Every buffer the model planned, allocated or not: parameters, gradients, optimizer state,
+  // and each slot's activations, input gradients and workspaces.
+  size_t planned_bytes() const { return planned_bytes_; }
+  size_t planned_fixed_bytes() const { return fixed_bytes_; }  // of those, the batch-free ones
+  // Allocates the planned slot buffers (ModelSettings::allocate_step_buffers); once.
+  void allocate_step_buffers();
+  bool step_buffers_allocated() const { return !slots_.empty(); }
   const std::vector<std::string>& metric_names() const { return metric_names_; }
   const std::vector<std::string>& optimizer_state_names() const { return state_names_; }
 
@@ -165,7 +177,18 @@ class Model {
   // [first, last) in floats of the buffers that layers [begin, end) own; throws on a bad range.
   std::pair<size_t, size_t> layer_floats(int64_t begin, int64_t end, const char* what) const;
 
+  // The floats of each buffer of one slot, indexed by Layer::flat (every slot has the same).
+  struct SlotPlan {
+    std::vector<size_t> outputs, input_grads, workspaces;
+    size_t scratch = 0, dprediction = 0;
+  };
+  // Sizes every slot buffer for settings_.max_batch rows; a size that overflows is a UserError.
+  void plan_slots(size_t reads_model_input, const graft_shape& prediction);
+  Slot& slot_at(int32_t index) const;  // a Failure when the buffers are not allocated
+
   ModelSettings settings_;
+  SlotPlan slot_plan_;
+  size_t fixed_bytes_ = 0, planned_bytes_ = 0;
   graft_shape input_;
   std::vector<PluginChoice> layer_choices_;
   std::vector<std::unique_ptr<Layer>> all_layers_;  // owns every layer, nested ones included

@@ -17,7 +17,7 @@ const auto& who = model_who;
 
 const DLTensor* Model::forward(const graft_exec_ctx& ctx, int64_t begin, int64_t end,
                                const DLTensor& x) {
-  Slot& slot = *slots_.at(ctx.slot);
+  Slot& slot = slot_at(ctx.slot);
   const int64_t rows = x.ndim ? x.shape[0] : 0;
   if (rows > settings_.max_batch)
     throw Failure("forward: " + std::to_string(rows) + " rows exceed the planned batch of " +
@@ -60,7 +60,7 @@ const DLTensor* Model::forward_layer(Slot& slot, Layer& layer, graft_exec_ctx& c
 }
 
 std::string Model::non_finite_report(const graft_exec_ctx& ctx, int64_t rows) const {
-  const Slot& slot = *slots_.at(ctx.slot);
+  const Slot& slot = slot_at(ctx.slot);
   // In the order forward ran them: a block's inner layers, then the block's addition.
   std::vector<const Layer*> order;
   std::function<void(const std::vector<Layer*>&)> visit = [&](const std::vector<Layer*>& layers) {
@@ -103,7 +103,7 @@ const DLTensor* Model::loss(const graft_exec_ctx& ctx, const DLTensor& predictio
   for (size_t m = 0; m < metric_names_.size(); ++m) result.metric_sums[m] += metric_sums[m];
   result.rows += rows;
   if (!want_gradient) return nullptr;
-  Slot& slot = *slots_.at(ctx.slot);
+  Slot& slot = slot_at(ctx.slot);
   graft_shape out_shape = layers_.back()->out;
   slot.dprediction_view = TensorView(slot.dprediction.data(), settings_.device, rows, out_shape);
   const float scale = 1.0f / float(ctx.global_batch > 0 ? ctx.global_batch : rows);
@@ -115,7 +115,7 @@ const DLTensor* Model::loss(const graft_exec_ctx& ctx, const DLTensor& predictio
 const DLTensor* Model::backward(const graft_exec_ctx& ctx, int64_t begin, int64_t end,
                                 const DLTensor& dy, void (*on_layer_done)(void*, int64_t),
                                 void* user) {
-  Slot& slot = *slots_.at(ctx.slot);
+  Slot& slot = slot_at(ctx.slot);
   const int64_t rows = dy.shape[0];
   graft_exec_ctx layer_ctx = ctx;
   const DLTensor* grad = &dy;

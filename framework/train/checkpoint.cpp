@@ -2,7 +2,9 @@
 #include "train/checkpoint.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "train/parameters_gather.hpp"
@@ -40,7 +42,53 @@ std::vector<int64_t> complete_steps(const fs::path& folder) {
   return steps;
 }
 
+const char* const kResumeElsewhere = "; the file is damaged: resume from another checkpoint";
+
+// A JSON value for a message: scalars as written (cut short), containers by kind.
+std::string shown(const nlohmann::json& value) {
+  if (value.is_array()) return "an array";
+  if (value.is_object()) return "an object";
+  std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return text.size() > 40 ? text.substr(0, 37) + "..." : text;
+}
+
+// The field `key` of `meta`, which must be a non-negative integer no larger than `most`.
+uint64_t count_field(const nlohmann::json& meta, const char* key, uint64_t most,
+                     const std::string& where) {
+  auto it = meta.find(key);
+  if (it == meta.end())
+    throw UserError(where + " lacks the field \"" + std::string(key) + "\"" + kResumeElsewhere);
+  const bool fits = it->is_number_unsigned() ? it->get<uint64_t>() <= most
+                                             : it->is_number_integer() && it->get<int64_t>() >= 0;
+  if (!fits)
+    throw UserError(where + ": field \"" + std::string(key) + "\" is " + shown(*it) +
+                    ", not a non-negative integer" +
+                    (it->is_number_unsigned() ? " below 2^63" : "") + kResumeElsewhere);
+  return it->is_number_unsigned() ? it->get<uint64_t>() : uint64_t(it->get<int64_t>());
+}
+
 }  // namespace
+
+CheckpointMeta read_checkpoint_meta(const std::string& text, const std::string& where) {
+  nlohmann::json meta;
+  try {
+    meta = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    std::string why = e.what();
+    if (why.size() > 200) why = why.substr(0, 197) + "...";
+    throw UserError(where + " is not valid JSON (" + why + ")" + kResumeElsewhere);
+  }
+  if (!meta.is_object())
+    throw UserError(where + " holds " + shown(meta) + ", not a JSON object" + kResumeElsewhere);
+  constexpr uint64_t kInt64Max = uint64_t(INT64_MAX);
+  CheckpointMeta out;
+  out.position.step = int64_t(count_field(meta, "step", kInt64Max, where));
+  out.position.epoch = int64_t(count_field(meta, "epoch", kInt64Max, where));
+  out.position.batch_in_epoch = int64_t(count_field(meta, "batch_in_epoch", kInt64Max, where));
+  out.position.seed = count_field(meta, "seed", UINT64_MAX, where);
+  out.optimizer_steps = int64_t(count_field(meta, "optimizer_steps", kInt64Max, where));
+  return out;
+}
 
 fs::path latest_checkpoint(const fs::path& folder) {
   std::vector<int64_t> steps = complete_steps(folder);
@@ -98,13 +146,11 @@ TrainingPosition load_checkpoint(const fs::path& given, Model& model) {
   if (!fs::exists(meta_file))
     throw UserError("checkpoint " + tensor_file.string() + " has no " + meta_file.filename().string() +
                     " beside it, so it is incomplete; resume from an earlier step");
-  nlohmann::json meta;
-  try {
-    std::ifstream in(meta_file);
-    meta = nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    throw UserError("checkpoint " + meta_file.string() + " is not valid JSON: " + e.what());
-  }
+  std::ifstream in(meta_file, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in) throw UserError("checkpoint " + meta_file.string() + ": cannot read it");
+  const CheckpointMeta meta = read_checkpoint_meta(text.str(), "checkpoint " + meta_file.string());
   SafetensorsFile file = read_safetensors(tensor_file);
   // The file holds whole tensors; this rank keeps its part of each.
   keep_own_parts(model, [&](const std::string& name, const std::vector<int64_t>& expected) {
@@ -118,17 +164,8 @@ TrainingPosition load_checkpoint(const fs::path& given, Model& model) {
                       dims_string(expected) + ": the config's model differs from the one saved");
     return static_cast<const float*>(it->second.values.data());
   });
-  TrainingPosition pos;
-  try {
-    pos.step = meta.at("step").get<int64_t>();
-    pos.epoch = meta.at("epoch").get<int64_t>();
-    pos.batch_in_epoch = meta.at("batch_in_epoch").get<int64_t>();
-    pos.seed = meta.at("seed").get<uint64_t>();
-    model.set_optimizer_steps(meta.at("optimizer_steps").get<int64_t>());
-  } catch (const std::exception& e) {
-    throw UserError("checkpoint " + meta_file.string() + " lacks a field: " + e.what());
-  }
-  return pos;
+  model.set_optimizer_steps(meta.optimizer_steps);
+  return meta.position;
 }
 
 }  // namespace graft::runtime

@@ -20,6 +20,17 @@ struct TrainingPosition {
   uint64_t seed = 0;
 };
 
+// What step_N.json says: where training stopped, and the optimizer's step count.
+struct CheckpointMeta {
+  TrainingPosition position;
+  int64_t optimizer_steps = 0;
+};
+
+// Parses a step_N.json's text; `where` names it in messages ("checkpoint runs/x/step_8.json").
+// Any text that is not such a file is a UserError saying what is wrong with it, never another
+// exception (a fuzz target calls this directly).
+CheckpointMeta read_checkpoint_meta(const std::string& text, const std::string& where);
+
 // Saves and then deletes all but the newest `keep` checkpoints (keep <= 0 keeps all).
 // Collective over `comm` (NULL: a world of one): every rank calls it, rank 0 alone writes.
 std::filesystem::path save_checkpoint(const std::filesystem::path& folder, Model& model,

@@ -2,7 +2,10 @@
 // naming the config section it came from.
 #include "train/session.hpp"
 
+#include <unistd.h>
+
 #include "comm/nccl_loader.hpp"
+#include "config/section_reader.hpp"
 #include "device/cuda_loader.hpp"
 #include "device/host_api.hpp"
 #include "train/device_check.hpp"
@@ -150,13 +153,56 @@ Session::Session(Config cfg, const SessionOptions& options)
   const ScheduleConfig& s = config.optimizer.schedule;
   settings.schedule = Schedule{s.type, config.optimizer.lr, s.warmup_steps, s.step_size, s.gamma,
                                s.min_lr, 0};
+  // Planned first and allocated only when the plan fits: a batch of a billion rows is a
+  // message, not an attempt to allocate terabytes.
+  settings.allocate_step_buffers = false;
+  settings.rows_origin = rows_origin();
   model = std::make_unique<Model>(std::move(layers), std::move(loss), std::move(optimizer),
                                   info.input, info.target, settings);
   check_early_stopping_metric();
+  if (options.allocate_step_buffers) {
+    if (std::string shortfall = memory_shortfall(); !shortfall.empty()) throw UserError(shortfall);
+    model->allocate_step_buffers();
+  }
 
   std::vector<std::pair<std::string, const toml::table*>> tables;
   for (const auto& [path, table] : resolved) tables.emplace_back(path, &table);
   resolved_config_ = resolved_toml(config, tables);
+}
+
+bool Session::eval_sized() const {
+  return config.data.eval_batch_size > layout.plan.rows_per_slot;
+}
+
+std::string Session::rows_origin() const {
+  const char* key = eval_sized() ? "eval_batch_size" : "batch_size";
+  const int64_t value = eval_sized() ? config.data.eval_batch_size : config.data.batch_size;
+  SectionReader data(section_table(config.root, "data", "[data]"), "[data]", config.file.string());
+  const toml::node* node = data.find(key);
+  const std::string at = node && node->source().path ? where(*node) : data.location();
+  return at + ": [data] " + key + " = " + std::to_string(value);
+}
+
+std::string Session::memory_shortfall() const {
+  if (device.device_type != kDLCPU) return "";
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page_size = ::sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page_size <= 0) return "";  // unknown: let the allocator decide
+  const double machine = double(pages) * double(page_size);
+  const double planned = double(model->planned_bytes());
+  if (planned <= machine) return "";
+  const double fixed = double(model->planned_fixed_bytes());
+  const int64_t rows = model->planned_rows(), slots = layout.plan.slots;
+  const double per_row = (planned - fixed) / double(std::max<int64_t>(rows * slots, 1));
+  const std::string fix =
+      eval_sized() ? "lower eval_batch_size (0 evaluates in batches of batch_size)"
+                   : "lower batch_size, or keep it and set [run] gradient_accumulation = N to "
+                     "run each batch as N micro-batches (and [data] eval_batch_size for "
+                     "evaluation)";
+  return rows_origin() + ": the model's buffers for " + std::to_string(rows) + " rows" +
+         (slots > 1 ? " in each of " + std::to_string(slots) + " slots" : std::string()) +
+         " need " + human_bytes(planned) + " (" + human_bytes(per_row) + " per row, plus " +
+         human_bytes(fixed) + " for parameters, gradients and optimizer state), but this " +
+         "machine has " + human_bytes(machine) + " of memory; " + fix;
 }
 
 void* Session::create_strategy(int32_t r, int32_t size, graft_comm* comm,

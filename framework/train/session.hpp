@@ -26,6 +26,10 @@ struct SessionOptions {
   Job* job = nullptr;
   int32_t rank = 0;
   int32_t world = 1;
+  // false (validate): the model's step buffers are planned, never allocated, so a batch too
+  // large for the machine is reported (memory_shortfall) rather than attempted. true: they are
+  // allocated once the plan is known to fit, and a plan that does not is a UserError first.
+  bool allocate_step_buffers = true;
 };
 
 // The plugin a config table names by `type`, bound to that table: an unknown type lists the
@@ -60,6 +64,11 @@ class Session {
   // The plan rank r of a world of `size` would get (`graft validate --world`); no comm needed.
   LayoutPlan plan_for(int32_t r, int32_t size) const;
 
+  // Why the model's planned buffers cannot fit this machine's memory, naming the [data] key
+  // that sized them, the bytes, the memory and the fix; "" when they fit (or the model's
+  // buffers are not in this machine's memory: a GPU run).
+  std::string memory_shortfall() const;
+
   // The config with every default filled in, as saved beside the run.
   const std::string& resolved_config() const { return resolved_config_; }
   // An execution context for this session's device and seed, with the micro-batch count a
@@ -74,6 +83,10 @@ class Session {
   PluginChoice choose_layer(const NamedTable& layer, const std::string& path,
                             std::vector<std::pair<std::string, toml::table>>& resolved);
   void check_early_stopping_metric() const;
+  // Whether [data] eval_batch_size, not the training micro-batch, sizes the model's buffers.
+  bool eval_sized() const;
+  // The key that sizes them, for messages: "run.toml:12:14: [data] batch_size = 64".
+  std::string rows_origin() const;
   // The strategy for rank r of `size`; comm may be NULL when only planning.
   void* create_strategy(int32_t r, int32_t size, graft_comm* comm,
                         const graft_comm_api* comm_api) const;

@@ -1,7 +1,9 @@
-// Suggestions for misspelt names: Levenshtein distance over the known names.
+// Suggestions for misspelt names (Levenshtein distance over the known names) and the small
+// text helpers messages share.
 #include "util/errors.hpp"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace graft::runtime {
 
@@ -39,6 +41,18 @@ std::string closest_match(const std::string& word, const std::vector<std::string
 std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates) {
   std::string m = closest_match(word, candidates);
   return m.empty() ? "" : " (did you mean '" + m + "'?)";
+}
+
+std::string human_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  int u = 0;
+  while (bytes >= 1024.0 && u < 5) {
+    bytes /= 1024.0;
+    ++u;
+  }
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.1f %s", bytes, units[u]);
+  return buf;
 }
 
 std::string join(const std::vector<std::string>& items, const std::string& separator) {

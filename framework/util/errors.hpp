@@ -24,6 +24,9 @@ std::string closest_match(const std::string& word, const std::vector<std::string
 // " (did you mean 'x'?)" or "".
 std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates);
 
+// "1.5 GiB": bytes in the largest binary unit (B .. PiB) that keeps the number at least 1.
+std::string human_bytes(double bytes);
+
 // "a, b, c"
 std::string join(const std::vector<std::string>& items, const std::string& separator = ", ");
 

@@ -1,6 +1,8 @@
 // Bad input through the CLI: each gets one clear message naming the file, key or line and the
 // fix, exit code 2 (the user's to fix) or 1 (failed while training), and never a crash.
+#include <chrono>
 #include <fstream>
+#include <iterator>
 
 #include "run_files.hpp"
 #include "test_support.hpp"
@@ -151,6 +153,54 @@ TEST_CASE("a damaged checkpoint is a clear error for eval") {
   CHECK(e.exit_code == 2);
   CHECK(e.output.find(tensors.string()) != std::string::npos);
   CHECK(e.output.find("damaged") != std::string::npos);
+
+  // A field of the wrong type in step_N.json is said so, not called missing.
+  const fs::path meta = checkpoints / "step_8.json";
+  std::string text;
+  {
+    std::ifstream in(meta);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::string step = "\"step\": 8,";
+  const size_t at = text.find(step);
+  REQUIRE(at != std::string::npos);
+  std::ofstream(meta, std::ios::trunc) << text.replace(at, step.size(), "\"step\": \"8\",");
+  auto m = run_graft("eval " + file.string() + " --checkpoint " + tensors.string() +
+                     " --set run.output_dir=" + dir.string());
+  INFO(m.output);
+  CHECK(m.exit_code == 2);
+  CHECK(m.output.find(meta.string() + ": field \"step\" is \"8\", not a non-negative integer") !=
+        std::string::npos);
+  CHECK(m.output.find("lacks") == std::string::npos);
+}
+
+TEST_CASE("a batch of a billion rows: validate reports its memory, train refuses it unallocated") {
+  fs::path dir = graft::test::temp_dir("errors_huge_batch");
+  // 4096 floats a row in the first layer alone: terabytes at this batch on any machine.
+  fs::path file = write_config(dir, std::string(kSmallRun) +
+                                        "\n[optimizer]\ntype = \"sgd\"\n");
+  const std::string common = file.string() + " --set data.batch_size=1000000000" +
+                             " --set model.layers.0.units=4096 --set run.output_dir=" +
+                             dir.string();
+  const auto start = std::chrono::steady_clock::now();
+  auto v = run_graft("validate " + common);
+  INFO(v.output);
+  CHECK(v.exit_code == 0);
+  CHECK(v.output.find("memory planned at batch 1000000000: ") != std::string::npos);
+  CHECK(v.output.find(" TiB (parameters") != std::string::npos);
+  CHECK(v.output.find("warning: train and eval would refuse this") != std::string::npos);
+
+  auto t = run_graft("train " + common);
+  INFO(t.output);
+  CHECK(t.exit_code == 2);
+  CHECK(t.output.find("[data] batch_size = 1000000000: the model's buffers for 1000000000 rows "
+                      "need ") != std::string::npos);
+  CHECK(t.output.find("but this machine has ") != std::string::npos);
+  CHECK(t.output.find("lower batch_size, or keep it and set [run] gradient_accumulation") !=
+        std::string::npos);
+  CHECK(!fs::exists(dir / "small" / "metrics.jsonl"));
+  // Nothing of the batch was allocated: both commands return at once.
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
 }
 
 TEST_CASE("bad usage exits 2 with help") {

@@ -178,6 +178,52 @@ TEST_CASE("idx names the file and the fix for truncated, mislabelled and mismatc
   CHECK(fs::is_empty(dir / "cache"));
 }
 
+// Blank 2 x 3 images, one per label, under the training-set names.
+void write_labelled_idx(const fs::path& dir, const std::vector<uint8_t>& labels) {
+  fs::create_directories(dir);
+  const auto count = static_cast<uint32_t>(labels.size());
+  graft::test::write_idx_images(dir / "train-images-idx3-ubyte",
+                                std::vector<uint8_t>(count * kRows * kCols, 0), count, kRows,
+                                kCols);
+  graft::test::write_idx_labels(dir / "train-labels-idx1-ubyte", labels);
+}
+
+TEST_CASE("idx calls a lone far label damage, and checks labels against a declared class count") {
+  fs::path dir = graft::test::temp_dir("idx_classes");
+  const std::string path = "path = '" + dir.string() + "'";
+  const std::string file = (dir / "train-labels-idx1-ubyte").string();
+
+  // 0..9 and one 200 (twice, first at sample 7): a damaged byte, not 201 classes.
+  write_labelled_idx(dir, {0, 1, 2, 3, 4, 5, 6, 200, 7, 8, 9, 200});
+  std::string lone = user_error([&] { make("idx", path, dir); });
+  CHECK(has(lone, file + ": sample 7 holds label 200"));
+  CHECK(has(lone, "the other labels lie in 0..9 and label 10 never occurs"));
+  CHECK(has(lone, "likely damaged"));
+  CHECK(has(lone, "set `classes = 201` in [data]"));
+  // Declared, 201 classes hold it; 10 do not, and the first sample past them is named.
+  CHECK(make("idx", path + "\nclasses = 201", dir)->info().target.classes == 201);
+  std::string declared = user_error([&] { make("idx", path + "\nclasses = 10", dir); });
+  CHECK(has(declared, file + ": sample 7 holds label 200"));
+  CHECK(has(declared, "declares classes = 10 (labels 0..9)"));
+  CHECK(has(declared, "set classes = 201 or more"));
+
+  // A gap above 9 is damage too, even when the highest label is not alone.
+  write_labelled_idx(dir, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 11});
+  std::string gap = user_error([&] { make("idx", path, dir); });
+  CHECK(has(gap, file + ": sample 10 holds label 12"));
+  CHECK(has(gap, "the other labels lie in 0..11 and label 10 never occurs"));
+
+  // Contiguous labels past 9 are classes; fewer than ten still count ten unless declared.
+  write_labelled_idx(dir, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
+  CHECK(make("idx", path, dir)->info().target.classes == 13);
+  write_labelled_idx(dir, {0, 1, 2, 3, 4, 4, 3, 2, 1, 0});
+  CHECK(make("idx", path, dir)->info().target.classes == 10);
+  CHECK(make("idx", path + "\nclasses = 5", dir)->info().target.classes == 5);
+  std::string few = user_error([&] { make("idx", path + "\nclasses = 3", dir); });
+  CHECK(has(few, file + ": sample 3 holds label 3"));
+  CHECK(has(few, "`train_labels`"));
+}
+
 TEST_CASE("idx reads the first 100 samples of the real Fashion-MNIST") {
   const fs::path folder = "/usr/share/datasets/fashion-mnist";
   if (!fs::exists(folder / "train-images-idx3-ubyte.gz")) {

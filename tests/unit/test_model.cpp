@@ -68,6 +68,44 @@ TEST_CASE("a loss that cannot take the model's output names the loss and the sha
   }
 }
 
+TEST_CASE("step buffers can be planned without being held, and a batch that wraps is named") {
+  auto held = small_model(settings(4));
+  const size_t fixed = held->planned_fixed_bytes();
+  CHECK(fixed == held->parameter_count() * 2 * sizeof(float));  // and gradients; sgd keeps no state
+  // A billion rows: planned in a moment, none allocated, the bytes the same as if held.
+  ModelSettings billion = settings(1'000'000'000);
+  billion.allocate_step_buffers = false;
+  auto planned = small_model(billion);
+  CHECK(!planned->step_buffers_allocated());
+  CHECK(planned->planned_fixed_bytes() == fixed);
+  CHECK(planned->planned_bytes() - fixed == (held->planned_bytes() - fixed) / 4 * 1'000'000'000);
+  graft::test::Tensor x({2, 3});
+  graft_exec_ctx ctx = graft::test::cpu_ctx();
+  ctx.global_batch = 2;
+  CHECK_THROWS_AS(planned->forward(ctx, 0, 3, *x.get()), Failure);
+  // Allocated later, it is the model built whole.
+  ModelSettings later = settings(4);
+  later.allocate_step_buffers = false;
+  auto deferred = small_model(later);
+  CHECK(deferred->planned_bytes() == held->planned_bytes());
+  deferred->allocate_step_buffers();
+  CHECK(deferred->step_buffers_allocated());
+  CHECK(deferred->forward(ctx, 0, 3, *x.get()) != nullptr);
+  // Rows times a layer's width past 64 bits is the user's batch, not a wrapped small number.
+  ModelSettings wraps = settings(INT64_MAX / 4);
+  wraps.allocate_step_buffers = false;
+  wraps.rows_origin = "run.toml:3:14: [data] batch_size = 2305843009213693951";
+  try {
+    small_model(wraps);
+    FAIL("no error");
+  } catch (const UserError& e) {
+    INFO(e.what());
+    CHECK(std::string(e.what()).find(wraps.rows_origin + ": [test linear] (layer 'linear'") == 0);
+    CHECK(std::string(e.what()).find("more bytes than 64 bits can count; lower it") !=
+          std::string::npos);
+  }
+}
+
 TEST_CASE("initialisation depends on the seed only, and follows each init's bound") {
   auto a = small_model(settings(4));
   auto b = small_model(settings(8));

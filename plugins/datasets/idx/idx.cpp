@@ -112,6 +112,10 @@ class Idx : public graft::Dataset {
                              "mean 0.2860, divided by its deviation 0.3530",
                              "unit|standard"),
         graft::option_int("limit", 0, "use only the first N samples (0: all)").range(0, 1e15),
+        graft::option_int("classes", 0,
+                          "number of classes; every label must be below it (0: from the "
+                          "labels, at least 10, and the labels above 9 must have no gaps)")
+            .range(0, 256),
         graft::option_string("shape", "image", "image: input (1, rows, cols); flat: (rows*cols,)",
                              "image|flat"),
         // Larger files are read sample by sample, so a set larger than memory keeps the
@@ -152,16 +156,7 @@ class Idx : public graft::Dataset {
     samples_ = limit > 0 ? std::min(limit, count) : count;
     pixels_ = int64_t{images_.dims[1]} * images_.dims[2];
 
-    // Ten classes (the MNIST sets), or more when a label says so; a byte caps them at 256.
-    // All labels are scanned, not only the first `limit`, so both splits agree.
-    uint8_t highest = 0;
-    std::vector<uint8_t> chunk(size_t{1} << 20);
-    for (int64_t first = 0; first < count; first += static_cast<int64_t>(chunk.size())) {
-      const size_t n = static_cast<size_t>(std::min<int64_t>(count - first, chunk.size()));
-      const uint8_t* labels = labels_.file->view(labels_.header + first, n, chunk.data());
-      highest = std::max(highest, *std::max_element(labels, labels + n));
-    }
-    classes_ = std::max<int64_t>(10, int64_t{highest} + 1);
+    classes_ = count_classes(options.get_int("classes"), count, labels_option);
     scratch_.resize(static_cast<size_t>(pixels_));
 
     bool standard = options.get_string("normalize") == "standard";
@@ -209,6 +204,68 @@ class Idx : public graft::Dataset {
   }
 
  private:
+  // The class count: `declared` when set (every label below it), else ten (the MNIST sets) or
+  // more when a label says so, a byte capping them at 256. One pass over all labels, not only
+  // the first `limit`, so both splits agree. A lone label far past the others is more likely
+  // a damaged byte than a class, and would otherwise reach the user as a model too narrow.
+  int64_t count_classes(int64_t declared, int64_t count, const std::string& option) {
+    std::array<int64_t, 256> occurrences{}, first_sample{};
+    std::vector<uint8_t> chunk(size_t{1} << 20);
+    for (int64_t first = 0; first < count; first += static_cast<int64_t>(chunk.size())) {
+      const size_t n = static_cast<size_t>(std::min<int64_t>(count - first, chunk.size()));
+      const uint8_t* labels = labels_.file->view(labels_.header + first, n, chunk.data());
+      for (size_t i = 0; i < n; ++i)
+        if (occurrences[labels[i]]++ == 0) first_sample[labels[i]] = first + int64_t(i);
+    }
+    int highest = 0, lowest = 255;
+    for (int value = 0; value < 256; ++value)
+      if (occurrences[value] > 0) {
+        highest = value;
+        lowest = std::min(lowest, value);
+      }
+    auto holds = [&](int value) {
+      return labels_.shown + ": sample " + std::to_string(first_sample[value]) + " holds label " +
+             std::to_string(value);
+    };
+    if (declared > 0) {
+      // The first sample, in file order, whose label is not below the declared count.
+      int worst = -1;
+      for (int value = static_cast<int>(declared); value < 256; ++value)
+        if (occurrences[value] > 0 && (worst < 0 || first_sample[value] < first_sample[worst]))
+          worst = value;
+      if (worst >= 0)
+        throw graft::Error(GRAFT_ERR_INVALID_ARGUMENT,
+                           "idx: " + holds(worst) + ", but [data] declares classes = " +
+                               std::to_string(declared) + " (labels 0.." +
+                               std::to_string(declared - 1) + "); set classes = " +
+                               std::to_string(highest + 1) +
+                               " or more (0 infers it from the labels), or check that `" +
+                               option + "` names the right file");
+      return declared;
+    }
+    if (highest >= 10) {
+      int missing = -1;
+      for (int value = 10; value < highest && missing < 0; ++value)
+        if (occurrences[value] == 0) missing = value;
+      if (missing >= 0) {
+        int next = -1;  // the highest label below `highest`: the others lie in lowest..next
+        for (int value = highest - 1; value >= 0 && next < 0; --value)
+          if (occurrences[value] > 0) next = value;
+        const std::string others =
+            next < 0 ? "no other label occurs"
+                     : "the other labels lie in " + std::to_string(lowest) + ".." +
+                           std::to_string(next) + " and label " + std::to_string(missing) +
+                           " never occurs";
+        corrupt(holds(highest) + " (the highest), but " + others +
+                ", so the labels above 9 are not contiguous and the file is likely damaged; "
+                "download it again, or, if it really has " +
+                std::to_string(highest + 1) + " classes, set `classes = " +
+                std::to_string(highest + 1) + "` in [data]");
+      }
+    }
+    return std::max(10, highest + 1);
+  }
+
   IdxFile images_, labels_;
   int64_t samples_ = 0, pixels_ = 0, classes_ = 0;
   graft::Shape input_;
