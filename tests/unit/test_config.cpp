@@ -299,6 +299,16 @@ TEST_CASE("a missing file and a syntax error") {
   CHECK(e.find(": TOML syntax error: ") != std::string::npos);
 }
 
+TEST_CASE("non-ASCII letters where TOML wants a key or a number are syntax errors") {
+  // toml++ 3.3 reached __builtin_unreachable on these (config/toml.hpp); the sanitizer build
+  // runs this test, so undefined behaviour here fails it.
+  fs::path dir = graft::test::temp_dir("config_unicode");
+  std::string e = error_of(write_file(dir / "key.toml", "[mod\u00e8le]\nx = 1\n"));
+  CHECK(e.find("key.toml:1:5: TOML syntax error: ") != std::string::npos);
+  e = error_of(write_file(dir / "number.toml", "[run]\nseed = 1\u3001\n"));
+  CHECK(e.find("number.toml:2:9: TOML syntax error: ") != std::string::npos);
+}
+
 TEST_CASE("includes merge in order, nested, with the including file on top") {
   fs::path dir = graft::test::temp_dir("config_includes");
   write_file(dir / "common/defaults.toml", R"(include = ["seed.toml"]
