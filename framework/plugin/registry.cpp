@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <boost/dll/shared_library.hpp>
 #include <cstddef>
 #include <cstdlib>
@@ -107,6 +108,41 @@ int32_t raw_value(const Enum& field) {
   return value;
 }
 
+// A plugin's and an option's name is what a config writes (`type = "..."`, a bare key), so it
+// is a word of letters, digits, '_', '-' and '.'.
+bool is_name(const std::string& text) {
+  if (text.empty()) return false;
+  for (char c : text)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
+      return false;
+  return true;
+}
+
+// Text a plugin gives (summaries, docs, versions) is printed and written as JSON, so it must be
+// UTF-8: well-formed sequences of 1 to 4 bytes, no overlong forms, surrogates or values past
+// U+10FFFF.
+bool is_utf8(const char* text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text);
+  while (*p) {
+    int extra = 0;
+    uint32_t code = *p;
+    if (code < 0x80) extra = 0;
+    else if ((code & 0xE0) == 0xC0) extra = 1, code &= 0x1F;
+    else if ((code & 0xF0) == 0xE0) extra = 2, code &= 0x0F;
+    else if ((code & 0xF8) == 0xF0) extra = 3, code &= 0x07;
+    else return false;
+    for (int i = 1; i <= extra; ++i) {
+      if ((p[i] & 0xC0) != 0x80) return false;  // also stops at the terminating 0
+      code = (code << 6) | (p[i] & 0x3F);
+    }
+    static constexpr uint32_t kSmallest[] = {0, 0x80, 0x800, 0x10000};
+    if (code < kSmallest[extra] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF))
+      return false;
+    p += extra + 1;
+  }
+  return true;
+}
+
 // The options schema of one entry, checked once at load so that binding a table and
 // `graft plugins` can trust it: names, types, docs, ranges, choices, and defaults that bind.
 void check_options(const graft_plugin_entry& e, const std::string& who) {
@@ -119,6 +155,9 @@ void check_options(const graft_plugin_entry& e, const std::string& who) {
     const std::string at = who + ": option " + std::to_string(i) +
                            (option.empty() ? "" : " '" + option + "'");
     if (option.empty()) throw UserError(at + " has no name");
+    if (!is_name(option))
+      throw UserError(who + ": option " + std::to_string(i) + " has a name that is not a word of "
+                      "letters, digits, '_', '-' or '.', which a config could not write");
     if (std::find(seen.begin(), seen.end(), option) != seen.end())
       throw UserError(at + " is declared twice");
     seen.push_back(option);
@@ -126,6 +165,9 @@ void check_options(const graft_plugin_entry& e, const std::string& who) {
     if (type < GRAFT_OPT_BOOL || type > GRAFT_OPT_STRING_LIST)
       throw UserError(at + " has an unknown type " + std::to_string(type));
     if (!s.doc) throw UserError(at + " has no doc line");
+    for (const char* text : {s.doc, s.default_value, s.choices})
+      if (text && !is_utf8(text))
+        throw UserError(at + " has a doc, default or choices that is not UTF-8 text");
     if (!(s.min <= s.max))
       throw UserError(at + " has an empty or NaN range [" + std::to_string(s.min) + ", " +
                       std::to_string(s.max) + "]");
@@ -211,6 +253,10 @@ void Registry::add(const fs::path& path, const graft_plugin_info* info) {
   if (!info->library_name || !info->library_version || !info->build_info)
     throw UserError(where + ": plugin info lacks its library name, version or build info; "
                     "build it with GRAFT_PLUGIN_LIBRARY(...)");
+  for (const char* text : {info->library_name, info->library_version, info->build_info})
+    if (!is_utf8(text))
+      throw UserError(where + ": plugin info's library name, version or build info is not "
+                      "UTF-8 text");
   if (info->n_entries > 0 && !info->entries)
     throw UserError(where + ": plugin info lists " + std::to_string(info->n_entries) +
                     " entries but gives none");
@@ -222,6 +268,12 @@ void Registry::add(const fs::path& path, const graft_plugin_info* info) {
     if (name.empty() || !e->vtable || kind < GRAFT_KIND_LAYER || kind > GRAFT_KIND_STRATEGY ||
         !e->summary)
       throw UserError(where + ": entry " + std::to_string(i) + " is malformed (no name, summary, vtable or kind)");
+    if (!is_name(name))
+      throw UserError(where + ": entry " + std::to_string(i) + " has a name that is not a word "
+                      "of letters, digits, '_', '-' or '.', which a config could not write");
+    if (!is_utf8(e->summary))
+      throw UserError(where + ": " + kind_name(e->kind) + " '" + name + "' has a summary that "
+                      "is not UTF-8 text");
     check_options(*e, where + ": " + kind_name(e->kind) + " '" + name + "'");
     if (*static_cast<const size_t*>(e->vtable) < vtable_size(e->kind))
       throw UserError(where + ": " + kind_name(e->kind) + " '" + name +

@@ -177,6 +177,15 @@ TEST_CASE("the loader checks each option schema before any config binds to it") 
   refused([](Described& d) { d.spec.default_value = "1000"; }, "out of range");
   refused([](Described& d) { d.spec.choices = "a|b"; }, "has choices but is not a string");
   refused([](Described& d) { d.entry.summary = nullptr; }, "entry 0 is malformed");
+  refused([](Described& d) { d.entry.name = "two words"; }, "a config could not write");
+  refused([](Described& d) { d.spec.name = "\xff"; }, "a config could not write");
+  refused([](Described& d) { d.entry.summary = "caf\xc3"; }, "not UTF-8 text");
+  refused([](Described& d) { d.spec.doc = "\xed\xa0\x80 surrogate"; }, "not UTF-8 text");
+  refused([](Described& d) { d.info.library_version = "\xc0\xaf"; }, "not UTF-8 text");
+  CHECK(Described{}.error() == "");
+  Described accented;
+  accented.entry.summary = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";  // é € 😀
+  CHECK(accented.error() == "");
   refused([](Described& d) { d.entry.options = nullptr; }, "lists 1 options but gives none");
   refused([](Described& d) { d.info.build_info = nullptr; }, "lacks its library name");
   refused([](Described& d) { d.info.entries = nullptr; }, "lists 1 entries but gives none");
