@@ -31,7 +31,9 @@ void copy_parts(const DLTensor& in, DLTensor& out, const char* call, const char*
 
 }  // namespace
 
-void LocalCommunicator::all_reduce(DLTensor& t, graft_reduce_op op, const char* what) {
+// One rank: a sum or an average of one part is that part, whichever the op (checked where
+// it crossed the C table).
+void LocalCommunicator::all_reduce(DLTensor& t, graft_reduce_op, const char* what) {
   float32_count(t, "all_reduce", what);
 }
 
@@ -41,7 +43,7 @@ std::unique_ptr<CommRequest> LocalCommunicator::all_reduce_start(DLTensor& t, gr
   return std::make_unique<DoneRequest>();
 }
 
-void LocalCommunicator::all_reduce_f64(double*, int64_t n, graft_reduce_op op, const char* what) {
+void LocalCommunicator::all_reduce_f64(double*, int64_t n, graft_reduce_op, const char* what) {
   if (n < 0) throw UserError(comm_call("all_reduce_f64", what) + ": negative count");
 }
 
@@ -54,7 +56,7 @@ void LocalCommunicator::all_gather(const DLTensor& in, DLTensor& out, const char
   copy_parts(in, out, "all_gather", what);
 }
 
-void LocalCommunicator::reduce_scatter(const DLTensor& in, DLTensor& out, graft_reduce_op op,
+void LocalCommunicator::reduce_scatter(const DLTensor& in, DLTensor& out, graft_reduce_op,
                                        const char* what) {
   float32_count(in, "reduce_scatter", what);
   float32_count(out, "reduce_scatter", what);
