@@ -1,0 +1,23 @@
+// Fuzz target: reading a checkpoint (framework/train/checkpoint.cpp, safetensors.cpp). Byte 0
+// picks the file: even, the rest is a step_N.safetensors (header length, JSON header, data);
+// odd, the rest is the step_N.json beside it (step, epoch, position, seed, optimizer steps).
+#include "fuzz_support.hpp"
+#include "train/checkpoint.hpp"
+#include "train/safetensors.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace graft::runtime;
+  if (size < 1) return 0;
+  static const graft::fuzz::fs::path file = graft::fuzz::scratch_dir() / "step_1.safetensors";
+  try {
+    if (data[0] & 1) {
+      read_checkpoint_meta(std::string(reinterpret_cast<const char*>(data + 1), size - 1),
+                           "checkpoint step_1.json");
+    } else {
+      graft::fuzz::write_file(file, data + 1, size - 1);
+      read_safetensors(file);
+    }
+  } catch (const UserError&) {
+  }
+  return 0;
+}
