@@ -9,6 +9,7 @@ packages=(
   libopenblas-dev libdlpack-dev zlib1g-dev
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
+  clang libclang-rt-dev llvm  # the sanitizer builds and libFuzzer (scripts/sanitize.sh)
 )
 if [[ "${1:-}" == "--bench" ]]; then packages+=(python3-torch python3-numpy); fi
 missing=()
