@@ -95,6 +95,35 @@ benchmark() {
     --batches 1024,4096 --seconds 3 ${GRAFT_GPU_BENCH_SAVE:+--save "$GRAFT_GPU_BENCH_SAVE"}
 }
 
+# The kernel tests again under compute-sanitizer (CUDA's memcheck and racecheck: out-of-bounds
+# and misaligned device accesses, shared-memory races), where the toolkit has it. The config
+# test (graft in child processes) and the multi-rank NCCL test are left out: the tool follows
+# one process, and they launch no kernel the others do not. GRAFT_GPU_SANITIZE=0 skips this.
+compute_sanitizer() {
+  local here="$1" tool failed=0
+  tool="$(command -v compute-sanitizer || true)"
+  [[ -z "$tool" && -x /usr/local/cuda/bin/compute-sanitizer ]] && tool=/usr/local/cuda/bin/compute-sanitizer
+  if [[ "${GRAFT_GPU_SANITIZE:-1}" == 0 || -z "$tool" ]]; then
+    echo "== compute-sanitizer skipped ($([[ -z "$tool" ]] && echo 'not installed' || echo 'GRAFT_GPU_SANITIZE=0'))"
+    return 0
+  fi
+  for check in memcheck racecheck; do
+    for test in "$here"/tests/gpu_test_*; do
+      case "$(basename "$test")" in gpu_test_configs_cuda|gpu_test_nccl_comm_ranks) continue ;; esac
+      echo "== compute-sanitizer --tool $check $(basename "$test")"
+      set +e
+      "$tool" --tool "$check" --error-exitcode 86 "$test"
+      local rc=$?
+      set -e
+      if [[ $rc -ne 0 && $rc -ne 77 ]]; then
+        echo "FAILED: $(basename "$test") under $check, exit $rc"
+        failed=1
+      fi
+    done
+  done
+  return "$failed"
+}
+
 run() {
   local here="$1" machine_library_path="${LD_LIBRARY_PATH:-}"
   export LD_LIBRARY_PATH="$here/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -132,6 +161,7 @@ run() {
   printf '[optimizer]\ntype = "sgd"\n' >> "$config"
   echo "== graft validate on a cuda config"
   "$here/graft" validate "$config" --plugin-dir "$here/plugins" || true
+  compute_sanitizer "$here" || failed=1
   benchmark "$here" "$machine_library_path" || failed=1
   exit "$failed"
 }
