@@ -15,6 +15,8 @@ namespace fs = std::filesystem;
 using graft::runtime::DatasetInstance;
 using graft::runtime::UserError;
 using graft::test::Tensor;
+using graft::test::has;
+using graft::test::user_error;
 
 namespace {
 
@@ -43,20 +45,6 @@ Samples read(DatasetInstance& dataset, std::vector<int64_t> indices) {
   Samples s{Tensor(x_shape), Tensor(y_shape, info.target.dtype)};
   dataset.read(indices.data(), n, *s.x.get(), *s.y.get());
   return s;
-}
-
-template <class F>
-std::string user_error(F&& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  FAIL("expected a UserError");
-  return "";
-}
-bool has(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
 }
 
 void write_text(const fs::path& file, const std::string& text) { std::ofstream(file) << text; }

@@ -13,6 +13,7 @@
 #include "device/host_api.hpp"
 #include "graft/graft.h"
 #include "plugin/registry.hpp"
+#include "util/errors.hpp"
 
 namespace graft::test {
 
@@ -40,5 +41,22 @@ struct CommandResult {
   std::string output;
 };
 CommandResult run_graft(const std::string& arguments);
+
+// The message of the runtime::UserError that f throws; fails the test when it throws none.
+template <class F>
+std::string user_error(F&& f) {
+  try {
+    f();
+  } catch (const runtime::UserError& e) {
+    return e.what();
+  }
+  FAIL("expected a UserError");
+  return "";
+}
+
+// Whether `text` contains `part`.
+inline bool has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 }  // namespace graft::test

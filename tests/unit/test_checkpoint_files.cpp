@@ -12,6 +12,8 @@ namespace fs = std::filesystem;
 using graft::runtime::read_checkpoint_meta;
 using graft::runtime::read_safetensors;
 using graft::runtime::UserError;
+using graft::test::has;
+using graft::test::user_error;
 
 namespace {
 
@@ -23,21 +25,6 @@ fs::path write_raw(const fs::path& file, const std::string& header, size_t data_
   for (int i = 0; i < 8; ++i) out.put(static_cast<char>((length >> (8 * i)) & 0xff));
   out << header << std::string(data_bytes, '\0');
   return file;
-}
-
-template <class F>
-std::string user_error(F&& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  FAIL("expected a UserError");
-  return "";
-}
-
-bool has(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
 }
 
 // The message for `header` over `data_bytes` bytes of data.

@@ -11,6 +11,7 @@
 
 namespace rt = graft::runtime;
 namespace fs = std::filesystem;
+using graft::test::has;
 
 namespace {
 
@@ -40,10 +41,6 @@ std::string start_error() {
     return e.what();
   }
   return "";
-}
-
-bool has(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
 }
 
 }  // namespace
