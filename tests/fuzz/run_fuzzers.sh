@@ -45,8 +45,8 @@ for t in "${targets[@]}"; do
   status=0
   wait "${pid_of[$t]}" || status=$?
   log="$build/fuzz-work/$t.log"
-  runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -n 1)
-  rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | awk '{print $2}' | tail -n 1)
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | awk '{print $2}' | tail -n 1)
+  rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | awk '{print $2}' | tail -n 1)
   result=ok
   if ((status != 0)); then
     result="FINDING (exit $status): see $log and $build/fuzz-findings/$t/"
