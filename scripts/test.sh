@@ -9,4 +9,5 @@ bash scripts/install_deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DGRAFT_WERROR=ON
 cmake --build build -j"$(nproc)"
 ctest --test-dir build --output-on-failure -j"$(nproc)" -LE bench
+echo "== release build and tests: $SECONDS s"
 if [[ "${1:-}" != "--quick" ]]; then bash scripts/sanitize.sh; fi
