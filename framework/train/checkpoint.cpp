@@ -42,28 +42,19 @@ std::vector<int64_t> complete_steps(const fs::path& folder) {
   return steps;
 }
 
-const char* const kResumeElsewhere = "; the file is damaged: resume from another checkpoint";
-
-// A JSON value for a message: scalars as written (cut short), containers by kind.
-std::string shown(const nlohmann::json& value) {
-  if (value.is_array()) return "an array";
-  if (value.is_object()) return "an object";
-  std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  return text.size() > 40 ? text.substr(0, 37) + "..." : text;
-}
 
 // The field `key` of `meta`, which must be a non-negative integer no larger than `most`.
 uint64_t count_field(const nlohmann::json& meta, const char* key, uint64_t most,
                      const std::string& where) {
   auto it = meta.find(key);
   if (it == meta.end())
-    throw UserError(where + " lacks the field \"" + std::string(key) + "\"" + kResumeElsewhere);
+    throw UserError(where + " lacks the field \"" + std::string(key) + "\"" + kDamagedCheckpoint);
   const bool fits = it->is_number_unsigned() ? it->get<uint64_t>() <= most
                                              : it->is_number_integer() && it->get<int64_t>() >= 0;
   if (!fits)
     throw UserError(where + ": field \"" + std::string(key) + "\" is " + shown(*it) +
                     ", not a non-negative integer" +
-                    (it->is_number_unsigned() ? " below 2^63" : "") + kResumeElsewhere);
+                    (it->is_number_unsigned() ? " below 2^63" : "") + kDamagedCheckpoint);
   return it->is_number_unsigned() ? it->get<uint64_t>() : uint64_t(it->get<int64_t>());
 }
 
@@ -76,10 +67,10 @@ CheckpointMeta read_checkpoint_meta(const std::string& text, const std::string& 
   } catch (const nlohmann::json::exception& e) {
     std::string why = e.what();
     if (why.size() > 200) why = why.substr(0, 197) + "...";
-    throw UserError(where + " is not valid JSON (" + why + ")" + kResumeElsewhere);
+    throw UserError(where + " is not valid JSON (" + why + ")" + kDamagedCheckpoint);
   }
   if (!meta.is_object())
-    throw UserError(where + " holds " + shown(meta) + ", not a JSON object" + kResumeElsewhere);
+    throw UserError(where + " holds " + shown(meta) + ", not a JSON object" + kDamagedCheckpoint);
   constexpr uint64_t kInt64Max = uint64_t(INT64_MAX);
   CheckpointMeta out;
   out.position.step = int64_t(count_field(meta, "step", kInt64Max, where));

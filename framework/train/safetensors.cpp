@@ -86,17 +86,6 @@ void write_safetensors(const fs::path& path, const std::vector<NamedTensor>& ten
 namespace {
 using nlohmann::json;
 
-const char* const kDamaged = "; the file is damaged: resume from another checkpoint";
-
-// A JSON value for a message: scalars as written (cut short), containers by kind, so a
-// hostile header neither floods the message nor recurses deep in the serializer.
-std::string shown(const json& value) {
-  if (value.is_array())
-    return "an array of " + std::to_string(value.size()) + (value.size() == 1 ? " item" : " items");
-  if (value.is_object()) return "an object";
-  std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
-  return text.size() > 40 ? text.substr(0, 37) + "..." : text;
-}
 
 // "[784, 512]"
 std::string dims_text(const std::vector<int64_t>& dims) {
@@ -131,16 +120,16 @@ TensorSpan check_entry(const std::string& where, const std::string& name, const 
   const std::string tensor = where + ": tensor '" + name + "'";
   if (!value.is_object())
     throw UserError(tensor + " is described by " + shown(value) + ", not a JSON object" +
-                    kDamaged);
+                    kDamagedCheckpoint);
   const auto field = [&](const char* key) -> const json& {
     auto it = value.find(key);
     if (it == value.end())
-      throw UserError(tensor + " has no \"" + key + "\"" + kDamaged);
+      throw UserError(tensor + " has no \"" + key + "\"" + kDamagedCheckpoint);
     return *it;
   };
   const json& dtype = field("dtype");
   if (!dtype.is_string())
-    throw UserError(tensor + ": \"dtype\" is " + shown(dtype) + ", not a string" + kDamaged);
+    throw UserError(tensor + ": \"dtype\" is " + shown(dtype) + ", not a string" + kDamagedCheckpoint);
   if (dtype.get_ref<const std::string&>() != "F32")
     throw UserError(tensor + " is " + shown(dtype) + "; graft reads float32 (F32) checkpoints");
 
@@ -149,14 +138,14 @@ TensorSpan check_entry(const std::string& where, const std::string& name, const 
   const json& shape = field("shape");
   if (!shape.is_array())
     throw UserError(tensor + ": \"shape\" is " + shown(shape) + ", not an array of sizes" +
-                    kDamaged);
+                    kDamagedCheckpoint);
   uint64_t numel = 1;
   bool overflow = false;
   for (const json& d : shape) {
     int64_t size = 0;
     if (!as_count(d, size))
       throw UserError(tensor + ": \"shape\" holds " + shown(d) +
-                      ", not a non-negative integer size" + kDamaged);
+                      ", not a non-negative integer size" + kDamagedCheckpoint);
     span.shape.push_back(size);
     overflow = overflow || __builtin_mul_overflow(numel, uint64_t(size), &numel);
   }
@@ -164,7 +153,7 @@ TensorSpan check_entry(const std::string& where, const std::string& name, const 
   overflow = overflow || __builtin_mul_overflow(numel, uint64_t{sizeof(float)}, &bytes);
   if (overflow)
     throw UserError(tensor + ": shape " + dims_text(span.shape) +
-                    " has more elements than 64 bits can count" + kDamaged);
+                    " has more elements than 64 bits can count" + kDamagedCheckpoint);
 
   const json& offsets = field("data_offsets");
   int64_t begin = 0, end = 0;
@@ -174,18 +163,18 @@ TensorSpan check_entry(const std::string& where, const std::string& name, const 
                     (offsets.is_array() && offsets.size() == 2
                          ? "[" + shown(offsets[0]) + ", " + shown(offsets[1]) + "]"
                          : shown(offsets)) +
-                    "); expected two byte offsets [begin, end] with begin <= end" + kDamaged);
+                    "); expected two byte offsets [begin, end] with begin <= end" + kDamagedCheckpoint);
   span.begin = uint64_t(begin);
   span.end = uint64_t(end);
   const std::string range = "[" + std::to_string(begin) + ", " + std::to_string(end) + "]";
   if (span.end > data_size)
     throw UserError(tensor + ": data_offsets " + range +
                     " lie outside the file: its data section holds " +
-                    std::to_string(data_size) + " bytes" + kDamaged);
+                    std::to_string(data_size) + " bytes" + kDamagedCheckpoint);
   if (span.end - span.begin != bytes)
     throw UserError(tensor + ": shape " + dims_text(span.shape) + " needs " +
                     std::to_string(bytes) + " bytes but data_offsets " + range + " hold " +
-                    std::to_string(span.end - span.begin) + kDamaged);
+                    std::to_string(span.end - span.begin) + kDamagedCheckpoint);
   return span;
 }
 
@@ -200,11 +189,19 @@ void check_no_overlap(const std::string& where, std::vector<const TensorSpan*> s
       throw UserError(where + ": tensors '" + furthest->name + "' (bytes " +
                       std::to_string(furthest->begin) + ".." + std::to_string(furthest->end) +
                       ") and '" + s->name + "' (bytes " + std::to_string(s->begin) + ".." +
-                      std::to_string(s->end) + ") overlap in the data section" + kDamaged);
+                      std::to_string(s->end) + ") overlap in the data section" + kDamagedCheckpoint);
     if (!furthest || s->end > furthest->end) furthest = s;
   }
 }
 }  // namespace
+
+std::string shown(const nlohmann::json& value) {
+  if (value.is_array())
+    return "an array of " + std::to_string(value.size()) + (value.size() == 1 ? " item" : " items");
+  if (value.is_object()) return "an object";
+  std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return text.size() > 40 ? text.substr(0, 37) + "..." : text;
+}
 
 SafetensorsFile read_safetensors(const fs::path& path) {
   const std::string where = "checkpoint " + path.string();
@@ -218,26 +215,26 @@ SafetensorsFile read_safetensors(const fs::path& path) {
   if (ec) throw UserError(where + ": cannot read its size (" + ec.message() + ")");
   unsigned char length_bytes[8];
   if (file_size < 8 || !in.read(reinterpret_cast<char*>(length_bytes), 8))
-    throw UserError(where + ": truncated (shorter than the 8-byte header length)" + kDamaged);
+    throw UserError(where + ": truncated (shorter than the 8-byte header length)" + kDamagedCheckpoint);
   uint64_t length = 0;
   for (int i = 0; i < 8; ++i) length |= uint64_t(length_bytes[i]) << (8 * i);
   if (length > file_size - 8)
     throw UserError(where + ": header length " + std::to_string(length) +
-                    " runs past the end of the file" + kDamaged);
+                    " runs past the end of the file" + kDamagedCheckpoint);
   std::string text(length, '\0');
   if (!in.read(text.data(), static_cast<std::streamsize>(length)))
     throw UserError(where + ": cannot read its " + std::to_string(length) + "-byte header" +
-                    kDamaged);
+                    kDamagedCheckpoint);
   json header;
   try {
     header = json::parse(text);
   } catch (const json::exception& e) {
     std::string why = e.what();
     if (why.size() > 200) why = why.substr(0, 197) + "...";
-    throw UserError(where + ": header is not valid JSON (" + why + ")" + kDamaged);
+    throw UserError(where + ": header is not valid JSON (" + why + ")" + kDamagedCheckpoint);
   }
   if (!header.is_object())
-    throw UserError(where + ": header is " + shown(header) + ", not a JSON object" + kDamaged);
+    throw UserError(where + ": header is " + shown(header) + ", not a JSON object" + kDamagedCheckpoint);
 
   SafetensorsFile out;
   const uint64_t data_size = file_size - 8 - length;
@@ -249,11 +246,11 @@ SafetensorsFile read_safetensors(const fs::path& path) {
     }
     if (!value.is_object())
       throw UserError(where + ": __metadata__ is " + shown(value) + ", not a JSON object" +
-                      kDamaged);
+                      kDamagedCheckpoint);
     for (const auto& [key, v] : value.items()) {
       if (!v.is_string())
         throw UserError(where + ": __metadata__ '" + key + "' is " + shown(v) +
-                        ", not a string" + kDamaged);
+                        ", not a string" + kDamagedCheckpoint);
       out.metadata[key] = v.get<std::string>();
     }
   }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,15 @@ struct SafetensorsFile {
 
 // Reads and checks the whole file; a damaged file is a UserError naming it.
 SafetensorsFile read_safetensors(const std::filesystem::path& path);
+
+// The end of a message about a damaged checkpoint file (.safetensors or .json).
+inline constexpr const char* kDamagedCheckpoint =
+    "; the file is damaged: resume from another checkpoint";
+
+// A JSON value from a checkpoint header for a message: scalars as written (cut short),
+// containers by kind and size, so a hostile header neither floods the message nor recurses
+// deep in the serializer.
+std::string shown(const nlohmann::json& value);
 
 // Writes text to `path` atomically (temporary file + rename).
 void write_file_atomically(const std::filesystem::path& path, const std::string& text);

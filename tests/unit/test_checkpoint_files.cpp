@@ -165,7 +165,7 @@ TEST_CASE("read_checkpoint_meta tells a wrong type from a missing field") {
     return message;
   };
   CHECK(has(error("{\"step\": 8,"), where + " is not valid JSON"));
-  CHECK(has(error("[8]"), where + " holds an array, not a JSON object"));
+  CHECK(has(error("[8]"), where + " holds an array of 1 item, not a JSON object"));
   CHECK(has(error(""), "is not valid JSON"));
   CHECK(has(error("1e999"), "is not valid JSON"));
   const auto with = [&](const std::string& key, const std::string& value) {
@@ -179,7 +179,7 @@ TEST_CASE("read_checkpoint_meta tells a wrong type from a missing field") {
   CHECK(has(error(with("batch_in_epoch", "1.5")), "field \"batch_in_epoch\" is 1.5"));
   CHECK(has(error(with("optimizer_steps", "null")), "field \"optimizer_steps\" is null"));
   CHECK(has(error(with("step", "9223372036854775808")), "not a non-negative integer below 2^63"));
-  CHECK(has(error(with("seed", "[1]")), "field \"seed\" is an array"));
+  CHECK(has(error(with("seed", "[1]")), "field \"seed\" is an array of 1 item"));
   std::string missing = sound;
   missing.replace(missing.find("\"epoch\": 1, "), 12, "");
   CHECK(has(error(missing), where + " lacks the field \"epoch\""));
