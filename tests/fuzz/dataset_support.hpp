@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <numeric>
 
@@ -35,6 +36,16 @@ inline void read_split(const std::string& reader, const std::string& toml,
     for (int d = 0; d < info.target.shape.ndim; ++d) y_shape.push_back(info.target.shape.dims[d]);
     HostTensor x(x_shape, DLDataType{kDLFloat, 32, 1}), y(y_shape, info.target.dtype);
     dataset.read(indices.data(), n, x.tensor, y.tensor);
+    // What a reader promises the trainer (dataset.h): finite inputs, labels within classes.
+    const auto* xs = reinterpret_cast<const float*>(x.storage.data());
+    for (size_t i = 0; i < x.storage.size() / sizeof(float); ++i)
+      GRAFT_FUZZ_REQUIRE(std::isfinite(xs[i]), "an input value is not finite");
+    if (info.target.classes > 0) {
+      const auto* labels = reinterpret_cast<const int32_t*>(y.storage.data());
+      for (size_t i = 0; i < y.storage.size() / sizeof(int32_t); ++i)
+        GRAFT_FUZZ_REQUIRE(labels[i] >= 0 && labels[i] < info.target.classes,
+                           "a label lies outside [0, classes)");
+    }
   }
 }
 

@@ -11,11 +11,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const graft::fuzz::fs::path file = graft::fuzz::scratch_dir() / "step_1.safetensors";
   try {
     if (data[0] & 1) {
-      read_checkpoint_meta(std::string(reinterpret_cast<const char*>(data + 1), size - 1),
-                           "checkpoint step_1.json");
+      const CheckpointMeta meta = read_checkpoint_meta(
+          std::string(reinterpret_cast<const char*>(data + 1), size - 1), "checkpoint step_1.json");
+      GRAFT_FUZZ_REQUIRE(meta.position.step >= 0 && meta.position.epoch >= 0 &&
+                             meta.position.batch_in_epoch >= 0 && meta.optimizer_steps >= 0,
+                         "a training position read back negative");
     } else {
       graft::fuzz::write_file(file, data + 1, size - 1);
-      read_safetensors(file);
+      const SafetensorsFile read = read_safetensors(file);
+      for (const auto& named : read.tensors) {
+        size_t elements = 1;
+        for (int64_t d : named.second.shape) elements *= static_cast<size_t>(d);
+        GRAFT_FUZZ_REQUIRE(named.second.values.size() == elements,
+                           "a tensor's values disagree with its shape");
+      }
     }
   } catch (const UserError&) {
   }

@@ -38,6 +38,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                   "[optimizer]", reserved_keys(Section::optimizer));
     choose_plugin(registry, GRAFT_KIND_STRATEGY, config.parallel.strategy, config.parallel.table,
                   "[parallel]", reserved_keys(Section::parallel));
+    // config.hpp: loading the resolved text again gives the same config.
+    static const graft::fuzz::fs::path again = graft::fuzz::scratch_dir() / "resolved.toml";
+    const std::string resolved = resolved_toml(config);
+    graft::fuzz::write_file(again, reinterpret_cast<const uint8_t*>(resolved.data()),
+                            resolved.size());
+    std::string reloaded;
+    try {
+      reloaded = resolved_toml(load_config(again, {}));
+    } catch (const UserError& e) {
+      std::fprintf(stderr, "fuzz: the resolved config does not load: %s\n%s\n", e.what(),
+                   resolved.c_str());
+      GRAFT_FUZZ_REQUIRE(false, "the resolved config does not load back");
+    }
+    GRAFT_FUZZ_REQUIRE(reloaded == resolved, "the resolved config loads back different");
   } catch (const UserError&) {
   }
   return 0;

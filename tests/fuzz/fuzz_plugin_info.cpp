@@ -103,7 +103,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const UserError&) {
     return 0;
   }
-  describe_plugins(registry).dump(2);
+  // An accepted library: every entry recorded once, and described as graft plugins prints it.
+  GRAFT_FUZZ_REQUIRE(registry.all().size() == described.info.n_entries,
+                     "an accepted library's entries were not all recorded");
+  const nlohmann::ordered_json listed = describe_plugins(registry);
+  GRAFT_FUZZ_REQUIRE(listed.size() == registry.all().size(), "graft plugins lost an entry");
+  listed.dump(2);
   toml::table table;
   try {
     table = toml::parse(table_text, std::string("fuzz table"));

@@ -2,12 +2,14 @@
 // plugins loaded once, and the rule of a finding. Each target's LLVMFuzzerTestOneInput runs
 // the input through graft's real code; a UserError (the clear message a user gets) is the
 // expected end of a bad input, and anything else escaping (a Failure, a library's exception,
-// a crash, a sanitizer report, a hang, memory past -rss_limit_mb) is a finding.
+// a crash, a sanitizer report, a hang, memory past -rss_limit_mb) is a finding. What the code
+// promises about an input it accepts is checked with GRAFT_FUZZ_REQUIRE.
 #pragma once
 
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -17,6 +19,16 @@
 #include "graft/graft.h"
 #include "plugin/registry.hpp"
 #include "util/errors.hpp"
+
+// A promise the code under test broke on an input it accepted: printed, then abort(), which
+// libFuzzer reports as a crash and saves the input.
+#define GRAFT_FUZZ_REQUIRE(condition, what)                       \
+  do {                                                            \
+    if (!(condition)) {                                           \
+      std::fprintf(stderr, "fuzz: broken promise: %s\n", what); \
+      std::abort();                                               \
+    }                                                             \
+  } while (0)
 
 namespace graft::fuzz {
 
