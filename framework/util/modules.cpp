@@ -1,3 +1,5 @@
+// The search for graft's own modules: the environment's paths, then beside the executable,
+// ../lib/graft and the build tree, first that exists wins (module_candidates, find_module).
 #include "util/modules.hpp"
 
 namespace fs = std::filesystem;

@@ -1,3 +1,5 @@
+// The reducer thread: runs started all-reduces as blocking MPI_Allreduce calls in start order,
+// and the requests the communicator hands back for them (why a thread: reducer.hpp).
 #include "comm/mpi/reducer.hpp"
 
 #include <chrono>
