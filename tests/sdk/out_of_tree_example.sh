@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Usage: out_of_tree_example.sh BUILD_DIR EXAMPLES_DIR WORK_DIR
+# Usage: out_of_tree_example.sh BUILD_DIR EXAMPLES_DIR WORK_DIR [SDK_PREFIX]
 # Installs graft from BUILD_DIR into WORK_DIR/prefix, builds every example folder of EXAMPLES_DIR
 # against that prefix only, checks each plugin exports one symbol, loads and passes
-# `graft check-plugin`, then trains the examples' configs with them.
+# `graft check-plugin`, then trains the examples' configs with them. With SDK_PREFIX (where an
+# earlier graft release is installed; scripts/check_previous_sdk.sh) the examples are built
+# against that release's SDK instead, and this build's graft must load and train them.
 set -euo pipefail
 build=$1 examples=$2 work=$3
+sdk_prefix=${4:-$work/prefix}
 rm -rf "$work" && mkdir -p "$work"
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
 graft="$work/prefix/bin/graft"   # the installed graft finds its own plugins in ../lib/graft/plugins
@@ -14,7 +17,7 @@ for example in "$examples"/*/; do
   example=${example%/}
   name=$(basename "$example")
   out="$work/$name"
-  cmake -S "$example" -B "$out" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake -S "$example" -B "$out" -DCMAKE_PREFIX_PATH="$sdk_prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$out" >/dev/null
   plugins=("$out"/graft_*.so)
   [[ ${#plugins[@]} -eq 1 && -f "${plugins[0]}" ]] || { echo "FAIL: $name built no single graft_*.so"; exit 1; }
