@@ -2,18 +2,15 @@
 // are graft/cpp/rows.hpp's), and the gradient buckets that are summed over the ranks while backward still runs.
 #pragma once
 
-#include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include <graft/cpp/plugin.hpp>
-#include <graft/cpp/rows.hpp>
+#include <graft/cpp/strategy.hpp>
 
 namespace graft::data_parallel {
-
-using graft::for_each_micro_batch;
-using graft::row_range;
 
 // The first row of rank r's part of `rows` over n ranks: r * rows / n, so parts differ by at
 // most one row and the remainder is spread over the ranks.
@@ -41,22 +38,20 @@ class Buckets {
 
   bool built_for(const graft_model* model) const { return model_ == model; }
 
-  void build(const graft_model_api& api, graft_model* model, double bucket_bytes) {
+  void build(const ModelRef& model, double bucket_bytes) {
     buckets_.clear();
-    model_ = model;
-    const int64_t layers = api.layer_count(model);
+    model_ = model.handle();
+    const int64_t layers = model.layer_count();
     first_layer_bucket_.assign(size_t(layers), -1);
     int64_t end = layers;
     double bytes = 0.0;
     for (int64_t i = layers - 1; i >= 0; --i) {
-      DLTensor layer{};
-      check(api.gradients(model, i, i + 1, &layer));
-      bytes += double(numel(layer)) * sizeof(float);
+      bytes += double(numel(model.gradients(i, i + 1))) * sizeof(float);
       if (bytes < bucket_bytes && i > 0) continue;
       Bucket b;
       b.begin = i;
       b.end = end;
-      check(api.gradients(model, i, end, &b.view));
+      b.view = model.gradients(i, end);
       b.what = "gradient bucket " + std::to_string(buckets_.size()) + " (layers " +
                std::to_string(i) + ".." + std::to_string(end - 1) + ")";
       first_layer_bucket_[size_t(i)] = int64_t(buckets_.size());
@@ -68,34 +63,34 @@ class Buckets {
 
   // From backward's on_layer_done: starts the bucket whose lowest layer this is. It cannot
   // throw (the model calls it through C); a failure is kept for wait_all.
-  void layer_done(const graft_comm_api& api, graft_comm* comm, int64_t layer) noexcept {
+  void layer_done(const Comm& comm, int64_t layer) noexcept {
     if (layer < 0 || size_t(layer) >= first_layer_bucket_.size()) return;
     const int64_t b = first_layer_bucket_[size_t(layer)];
-    if (b >= 0) start(api, comm, buckets_[size_t(b)]);
+    if (b >= 0) start(comm, buckets_[size_t(b)]);
   }
 
   // Starts the buckets backward did not (a rank without rows this step), in bucket order.
-  void start_remaining(const graft_comm_api& api, graft_comm* comm) noexcept {
+  void start_remaining(const Comm& comm) noexcept {
     for (Bucket& b : buckets_)
-      if (!b.started) start(api, comm, b);
+      if (!b.started) start(comm, b);
   }
 
   // Waits for every started all-reduce, then rethrows the first failure; ready for next step.
-  void wait_all(const graft_comm_api& api, graft_comm* comm) {
+  void wait_all(const Comm& comm) {
     for (Bucket& b : buckets_) {
       if (b.request) {
         // After the first failure the rest are not reported (the job ends with the first);
         // the host lends no call to free a status, so they stay allocated until then.
-        graft_status* st = api.wait(comm, b.request);
-        if (st && !failure_) failure_ = st;
+        try {
+          comm.wait(b.request);
+        } catch (...) {
+          if (!failure_) failure_ = std::current_exception();
+        }
       }
       b.request = nullptr;
       b.started = false;
     }
-    if (graft_status* st = failure_) {
-      failure_ = nullptr;
-      throw StatusError(st);
-    }
+    if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
   }
 
  private:
@@ -107,12 +102,13 @@ class Buckets {
     bool started = false;
   };
 
-  void start(const graft_comm_api& api, graft_comm* comm, Bucket& b) noexcept {
+  void start(const Comm& comm, Bucket& b) noexcept {
     b.started = true;
     if (numel(b.view) == 0 || failure_) return;  // nothing to sum, or the step has failed
-    if (graft_status* st = api.all_reduce_start(comm, &b.view, GRAFT_REDUCE_SUM, b.what.c_str(),
-                                                &b.request)) {
-      failure_ = st;
+    try {
+      b.request = comm.all_reduce_start(b.view, GRAFT_REDUCE_SUM, b.what.c_str());
+    } catch (...) {
+      failure_ = std::current_exception();
       b.request = nullptr;
     }
   }
@@ -120,7 +116,7 @@ class Buckets {
   const graft_model* model_ = nullptr;
   std::vector<Bucket> buckets_;              // buckets_[0] holds the last layers
   std::vector<int64_t> first_layer_bucket_;  // layer -> the bucket it is lowest in, or -1
-  graft_status* failure_ = nullptr;
+  std::exception_ptr failure_;  // the step's first failed start or wait
 };
 
 }  // namespace graft::data_parallel

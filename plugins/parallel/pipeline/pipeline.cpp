@@ -3,10 +3,13 @@
 // gradients backward across stage boundaries by send/recv, in the gpipe or 1f1b order; each
 // stage then steps only its own layers. Every rank builds the whole model (identical parameters,
 // keyed by layer index) and uses only its stage's layers, so it trains exactly as `single` does.
-#include <cstddef>
-#include <cstring>
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
 
 #include <graft/cpp/plugin.hpp>
+#include <graft/cpp/strategy.hpp>
 
 #include "stage_link.hpp"
 #include "stage_plan.hpp"
@@ -14,22 +17,8 @@
 namespace {
 
 using namespace graft::pipeline;
-
-// Rows [begin, begin + rows) of a (N, ...) tensor as a view; `shape` holds its shape.
-DLTensor row_range(const DLTensor& t, int64_t begin, int64_t rows, int64_t* shape) {
-  DLTensor view = t;
-  int64_t row_elements = 1;
-  for (int axis = 0; axis < t.ndim; ++axis) {
-    shape[axis] = t.shape[axis];
-    if (axis > 0) row_elements *= t.shape[axis];
-  }
-  shape[0] = rows;
-  view.shape = shape;
-  const int64_t row_stride = t.strides ? t.strides[0] : row_elements;
-  const uint64_t element_bytes = (uint64_t(t.dtype.bits) * t.dtype.lanes + 7) / 8;
-  view.byte_offset = t.byte_offset + uint64_t(begin * row_stride) * element_bytes;
-  return view;
-}
+using graft::numel;
+using graft::row_range;
 
 std::string percent(double fraction) {
   char buf[16];
@@ -48,7 +37,7 @@ class Pipeline final : public graft::Strategy {
         warmup_extra_(int32_t(o.get_int("warmup_extra"))),
         schedule_name_(o.get_string("schedule")),
         pairs_(o.get_int_list("stages")),
-        link_(world_comm(world), world_comm_api(world)) {
+        link_(graft::Comm(world, "pipeline")) {
     GRAFT_CHECK(pairs_.size() % 2 == 0,
                 "stages = " << format_pairs(pairs_) << ": expected [first, last] pairs "
                 "of layer indices, e.g. stages = [0, 3, 4, 7] (stage 0: layers 0..3, stage 1: "
@@ -60,7 +49,6 @@ class Pipeline final : public graft::Strategy {
                 "with mpirun -np " << listed << " (graft validate: --world " << listed
                 << "), or change [parallel] stages to " << world.size << " pairs (or remove it "
                 "to balance " << world.size << " stages by parameter count)");
-    gradient_in_.bind(host);
     what_forward_send_ = "pipeline stage " + std::to_string(stage_) + " -> " +
                          std::to_string(stage_ + 1) + " activations";
     what_forward_recv_ = "pipeline stage " + std::to_string(stage_ - 1) + " -> " +
@@ -116,17 +104,15 @@ class Pipeline final : public graft::Strategy {
     plan.rows_per_slot = micro.size;
     // Point to point only: one activation message per micro-batch forward, one gradient message
     // backward. The two all-reduces of a few doubles per step (norm, loss) are not counted.
-    const int64_t bytes_per_row = 4 * (last() ? 0 : graft_shape_numel(&output_)) +
-                                  4 * (first() ? 0 : graft_shape_numel(&input_));
+    const int64_t bytes_per_row = 4 * (last() ? 0 : numel(output_)) +
+                                  4 * (first() ? 0 : numel(input_));
     plan.messages_per_step = micro.count * ((last() ? 0 : 1) + (first() ? 0 : 1));
     plan.message_bytes_per_step = global_batch * bytes_per_row;
     sends_forward_.assign(size_t(slots_), nullptr);
     sends_backward_.assign(size_t(slots_) + 1, nullptr);
-    gradients_out_ = std::vector<HostBuffer>(sends_backward_.size());
-    for (HostBuffer& b : gradients_out_) b.bind(host_);
+    gradients_out_ = std::vector<graft::DeviceMemory>(sends_backward_.size());
     dprediction_.assign(size_t(slots_), nullptr);
-    activations_in_ = std::vector<HostBuffer>(size_t(slots_));
-    for (HostBuffer& b : activations_in_) b.bind(host_);
+    activations_in_ = std::vector<graft::DeviceMemory>(size_t(slots_));
     planned_ = true;
   }
 
@@ -137,24 +123,24 @@ class Pipeline final : public graft::Strategy {
     end = first() || last() ? rows : 0;
   }
 
-  void train_step(const graft_model_api& api, graft_model* model, const graft::Context& ctx,
+  void train_step(const graft_model_api& api, graft_model* handle, const graft::Context& ctx,
                   const DLTensor& x, const DLTensor& y, graft_step_result& result) override {
     const auto start = Clock::now();
-    prepare(api, ctx, x, y);
+    const graft::ModelRef model(api, handle, "pipeline");
+    prepare(model, ctx, x, y);
     const MicroBatches micro(ctx.global_batch, micro_);
-    graft::check(api.zero_grad(model));
+    model.zero_grad();
     graft_step_result mine{};
     for (int64_t i = 0; i < 2 * micro.count; ++i) {
       const Op op = schedule_op(one_f_one_b_, stage_, stages_, micro.count, i, warmup_extra_);
-      if (op.forward) forward(api, model, ctx, x, y, micro, op.micro, mine, /*training=*/true);
-      else backward(api, model, ctx, micro, op.micro);
+      if (op.forward) forward(model, ctx, x, y, micro, op.micro, mine, /*training=*/true);
+      else backward(model, ctx, micro, op.micro);
     }
     finish_sends();
     // One all-reduce: this stage's squared gradient norm (clipping needs the global one) and
     // the last stage's sums, which every rank must return.
     double sums[3 + GRAFT_MAX_METRICS] = {};
-    if (stages_ > 1)
-      graft::check(api.grad_sq_norm(model, begin_, end_, /*count_replicated=*/1, &sums[0]));
+    if (stages_ > 1) sums[0] = model.grad_sq_norm(begin_, end_, /*count_replicated=*/true);
     sums[1] = mine.loss_sum;
     sums[2] = double(mine.rows);
     for (int m = 0; m < GRAFT_MAX_METRICS; ++m) sums[3 + m] = mine.metric_sums[m];
@@ -164,19 +150,20 @@ class Pipeline final : public graft::Strategy {
     ++steps_;
     micro_count_ = std::max(micro_count_, micro.count);
     if (stages_ > 1)
-      graft::check(api.optimizer_step_layers(model, &ctx, begin_, end_, sums[0]));
+      model.optimizer_step_layers(ctx, begin_, end_, sums[0]);
     else
-      graft::check(api.optimizer_step(model, &ctx));
+      model.optimizer_step(ctx);
     add(sums, result);
   }
 
-  void eval_step(const graft_model_api& api, graft_model* model, const graft::Context& ctx,
+  void eval_step(const graft_model_api& api, graft_model* handle, const graft::Context& ctx,
                  const DLTensor& x, const DLTensor& y, graft_step_result& result) override {
-    prepare(api, ctx, x, y);
+    const graft::ModelRef model(api, handle, "pipeline");
+    prepare(model, ctx, x, y);
     const MicroBatches micro(ctx.global_batch, micro_);
     graft_step_result mine{};
     for (int64_t k = 0; k < micro.count; ++k)
-      forward(api, model, ctx, x, y, micro, k, mine, /*training=*/false);
+      forward(model, ctx, x, y, micro, k, mine, /*training=*/false);
     finish_sends();
     double sums[3 + GRAFT_MAX_METRICS] = {};
     sums[1] = mine.loss_sum;
@@ -216,28 +203,20 @@ class Pipeline final : public graft::Strategy {
   }
 
  private:
-  static graft_comm* world_comm(const graft_world& w) {
-    return w.struct_size >= offsetof(graft_world, comm_api) + sizeof(w.comm_api) ? w.comm : nullptr;
-  }
-  static const graft_comm_api* world_comm_api(const graft_world& w) {
-    return w.struct_size >= offsetof(graft_world, comm_api) + sizeof(w.comm_api) ? w.comm_api
-                                                                                 : nullptr;
-  }
   bool first() const { return stage_ == 0; }
   bool last() const { return stage_ == stages_ - 1; }
 
   // Checks what a step needs and sizes the receive buffers (allocating only when they grow:
   // the first training step, and an evaluation batch larger than a training one).
-  void prepare(const graft_model_api& api, const graft::Context& ctx, const DLTensor& x,
+  void prepare(const graft::ModelRef& model, const graft::Context& ctx, const DLTensor& x,
                const DLTensor& y) {
     GRAFT_CHECK(planned_, "pipeline: the host did not call plan() before the first step; it "
                           "needs a graft host with SDK 1.1 or newer");
     if (stages_ > 1) {
       GRAFT_CHECK(link_.connected(), "pipeline: " << stages_ << " stages but the host gave no "
                                                      "communicator; launch with mpirun");
-      const size_t needed = offsetof(graft_model_api, optimizer_step_layers) +
-                            sizeof(api.optimizer_step_layers);
-      GRAFT_CHECK(api.struct_size >= needed && api.grad_sq_norm && api.optimizer_step_layers,
+      GRAFT_CHECK(model.has(&graft_model_api::grad_sq_norm) &&
+                      model.has(&graft_model_api::optimizer_step_layers),
                   "pipeline: the host's model api has no grad_sq_norm/optimizer_step_layers");
     }
     GRAFT_CHECK(!first() || graft::rows(x) == ctx.global_batch,
@@ -248,10 +227,10 @@ class Pipeline final : public graft::Strategy {
                                                 << ctx.global_batch << " of the global batch");
     const int64_t rows = MicroBatches(ctx.global_batch, micro_).size;
     if (!first())
-      for (HostBuffer& b : activations_in_)
-        b.reserve(ctx.device, size_t(rows * graft_shape_numel(&input_)) * sizeof(float));
+      for (graft::DeviceMemory& b : activations_in_)
+        reserve(b, host_, ctx.device, size_t(rows * numel(input_)) * sizeof(float));
     if (!last())
-      gradient_in_.reserve(ctx.device, size_t(rows * graft_shape_numel(&output_)) * sizeof(float));
+      reserve(gradient_in_, host_, ctx.device, size_t(rows * numel(output_)) * sizeof(float));
   }
 
   graft::Context micro_context(const graft::Context& ctx, const MicroBatches& micro,
@@ -263,75 +242,71 @@ class Pipeline final : public graft::Strategy {
     return part;
   }
 
-  void forward(const graft_model_api& api, graft_model* model, const graft::Context& ctx,
-               const DLTensor& x, const DLTensor& y, const MicroBatches& micro, int64_t k,
-               graft_step_result& mine, bool training) {
+  void forward(const graft::ModelRef& model, const graft::Context& ctx, const DLTensor& x,
+               const DLTensor& y, const MicroBatches& micro, int64_t k, graft_step_result& mine,
+               bool training) {
     const graft::Context part = micro_context(ctx, micro, k);
     const size_t slot = size_t(part.slot);
-    const int64_t rows = micro.rows_of(k);
+    const int64_t begin = micro.begin(k), end = begin + micro.rows_of(k);
     link_.finish(sends_forward_[slot]);  // the slot's output buffer is about to be rewritten
     // The model keeps the input's data pointer (layers read it again in backward), not this
     // view: a stage's received input stays in its slot's buffer until that backward.
     int64_t x_shape[GRAFT_MAX_DIMS + 1];
-    Activation received;
-    const DLTensor* in = &received.tensor;
     DLTensor rows_of_x;
+    graft::View received;
+    const DLTensor* in;
     if (first()) {
-      rows_of_x = row_range(x, micro.begin(k), rows, x_shape);
+      rows_of_x = row_range(x, begin, end, x_shape);
       in = &rows_of_x;
     } else {
-      received.view(activations_in_[slot].data(), ctx.device, rows, input_);
-      link_.recv(received.tensor, stage_ - 1, tag(k, true), what_forward_recv_.c_str());
+      received = graft::View(activations_in_[slot].data(), ctx.device, end - begin, input_);
+      link_.recv(*received, stage_ - 1, tag(k, true), what_forward_recv_.c_str());
+      in = received.get();
     }
-    const DLTensor* out = nullptr;
-    graft::check(api.forward(model, &part, begin_, end_, in, &out));
+    const DLTensor& out = model.forward(part, begin_, end_, *in);
     if (!last()) {
-      link_.send_start(*out, stage_ + 1, tag(k, true), what_forward_send_.c_str(),
-                       &sends_forward_[slot]);
+      sends_forward_[slot] = link_.send_start(out, stage_ + 1, tag(k, true),
+                                              what_forward_send_.c_str());
       return;
     }
     int64_t y_shape[GRAFT_MAX_DIMS + 1];
-    const DLTensor target = row_range(y, micro.begin(k), rows, y_shape);
-    const DLTensor* dprediction = nullptr;
-    graft::check(api.loss(model, &part, out, &target, &mine, training ? &dprediction : nullptr));
-    if (training) dprediction_[slot] = dprediction;
+    const DLTensor target = row_range(y, begin, end, y_shape);
+    if (training) dprediction_[slot] = &model.loss_and_gradient(part, out, target, mine);
+    else model.loss(part, out, target, mine);
   }
 
-  void backward(const graft_model_api& api, graft_model* model, const graft::Context& ctx,
+  void backward(const graft::ModelRef& model, const graft::Context& ctx,
                 const MicroBatches& micro, int64_t k) {
     const graft::Context part = micro_context(ctx, micro, k);
     const size_t slot = size_t(part.slot);
     const DLTensor* dy;
-    Activation received;
+    graft::View received;
     if (last()) {
       dy = dprediction_[slot];
       GRAFT_CHECK(dy, "pipeline: micro-batch " << k << " has no loss gradient");
     } else {
-      received.view(gradient_in_.data(), ctx.device, micro.rows_of(k), output_);
-      link_.recv(received.tensor, stage_ + 1, tag(k, false), what_backward_recv_.c_str());
-      dy = &received.tensor;
+      received = graft::View(gradient_in_.data(), ctx.device, micro.rows_of(k), output_);
+      link_.recv(*received, stage_ + 1, tag(k, false), what_backward_recv_.c_str());
+      dy = received.get();
     }
     // Backward may write a layer's dx over its output (GRAFT_ENTRY_DX_OVER_OUTPUT), the stage's
     // output that went forward from this slot included: that send must be done first. The next
     // stage has answered with dy, so it already has the data and this returns at once.
     link_.finish(sends_forward_[slot]);
-    const DLTensor* dx = nullptr;
-    graft::check(api.backward(model, &part, begin_, end_, dy, first() ? nullptr : &dx, nullptr,
-                              nullptr));
+    const DLTensor* dx = model.backward(part, begin_, end_, *dy);
     if (first()) return;
     // Sent from a copy: the model's input-gradient buffer is rewritten by the next backward
     // of its slot (every backward, on the last stage), and waiting there for the previous stage
     // to take the gradient ties the two stages' steps together, which shows as idle on both.
     const size_t out = size_t(k) % gradients_out_.size();
     link_.finish(sends_backward_[out]);
-    Activation copy;
-    const size_t bytes = size_t(graft::rows(*dx) * graft_shape_numel(&input_)) * sizeof(float);
-    copy.view(gradients_out_[out].reserve(ctx.device, bytes), ctx.device, graft::rows(*dx),
-              input_);
-    // The host's copy, which also copies on a GPU (in its stream's order).
-    graft::check(host_->copy(&ctx, dx, &copy.tensor));
-    link_.send_start(copy.tensor, stage_ - 1, tag(k, false), what_backward_send_.c_str(),
-                     &sends_backward_[out]);
+    const int64_t rows = graft::rows(*dx);
+    graft::View copy(reserve(gradients_out_[out], host_, ctx.device,
+                             size_t(rows * numel(input_)) * sizeof(float)),
+                     ctx.device, rows, input_);
+    graft::copy(ctx, *dx, *copy);  // the host's copy, which also copies on a GPU (in its stream)
+    sends_backward_[out] = link_.send_start(*copy, stage_ - 1, tag(k, false),
+                                            what_backward_send_.c_str());
   }
 
   void finish_sends() {
@@ -364,9 +339,10 @@ class Pipeline final : public graft::Strategy {
   int64_t begin_ = 0, end_ = 0;  // this stage's top-level layers
   graft_shape input_{}, output_{};  // per row, at this stage's boundaries
   int32_t slots_ = 1;
-  std::vector<HostBuffer> activations_in_{};  // per slot: a forward's input lives until backward
-  HostBuffer gradient_in_;                    // consumed by the backward that receives it
-  std::vector<HostBuffer> gradients_out_;     // copies of input gradients being sent, a ring
+  // From host->alloc, on the step's device:
+  std::vector<graft::DeviceMemory> activations_in_;  // per slot: an input lives until backward
+  graft::DeviceMemory gradient_in_;                  // consumed by the backward receiving it
+  std::vector<graft::DeviceMemory> gradients_out_;   // copies of input gradients sent, a ring
   std::vector<graft_request*> sends_forward_, sends_backward_;  // per slot, in flight
   std::vector<const DLTensor*> dprediction_;  // last stage, per slot: the loss gradient
   std::string what_forward_send_, what_forward_recv_, what_backward_send_, what_backward_recv_;

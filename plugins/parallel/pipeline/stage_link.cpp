@@ -1,37 +1,22 @@
-// StageLink and HostBuffer: the pipeline's only contact with the communicator and the allocator.
+// StageLink and the stage buffers: the pipeline's only contact with the communicator and the
+// allocator.
 #include "stage_link.hpp"
 
 namespace graft::pipeline {
 
-void* HostBuffer::reserve(DLDevice device, size_t bytes) {
-  if (data_ && bytes <= bytes_ && device.device_type == device_.device_type &&
-      device.device_id == device_.device_id)
-    return data_;
-  release();
-  data_ = host_->alloc(device, bytes ? bytes : 1);
-  if (!data_)
-    throw Error(GRAFT_ERR_OUT_OF_MEMORY,
-                "pipeline: out of memory for a stage buffer of " + std::to_string(bytes) +
-                    " bytes");
-  device_ = device;
-  bytes_ = bytes;
-  return data_;
-}
-
-void HostBuffer::release() {
-  if (data_) host_->free(device_, data_);
-  data_ = nullptr;
-  bytes_ = 0;
-}
-
-void StageLink::send_start(const DLTensor& t, int32_t peer, int32_t tag, const char* what,
-                           graft_request** request) {
-  check(api_->send_start(comm_, &t, peer, tag, what, request));
+void* reserve(DeviceMemory& buffer, const graft_host_api* host, DLDevice device, size_t bytes) {
+  const DLDevice held = buffer.device();
+  if (buffer && bytes <= buffer.bytes() && device.device_type == held.device_type &&
+      device.device_id == held.device_id)
+    return buffer.data();
+  buffer.reset();  // first, so the old and the new buffer are never held at once
+  buffer = DeviceMemory(host, device, bytes, "pipeline");
+  return buffer.data();
 }
 
 void StageLink::recv(DLTensor& t, int32_t peer, int32_t tag, const char* what) {
   const auto start = Clock::now();
-  check(api_->recv(comm_, &t, peer, tag, what));
+  comm_.recv(t, peer, tag, what);
   add_idle(start);
 }
 
@@ -40,13 +25,13 @@ void StageLink::finish(graft_request*& request) {
   const auto start = Clock::now();
   graft_request* r = request;
   request = nullptr;  // wait() frees it, even when it fails
-  check(api_->wait(comm_, r));
+  comm_.wait(r);
   add_idle(start);
 }
 
 void StageLink::all_reduce_sum(double* values, int64_t n, const char* what) {
   const auto start = Clock::now();
-  check(api_->all_reduce_f64(comm_, values, n, GRAFT_REDUCE_SUM, what));
+  comm_.all_reduce_f64(values, n, GRAFT_REDUCE_SUM, what);
   add_idle(start);
 }
 

@@ -4,61 +4,28 @@
 #pragma once
 
 #include <chrono>
-#include <vector>
+#include <cstddef>
 
-#include <graft/cpp/core.hpp>
+#include <graft/cpp/device.hpp>
+#include <graft/cpp/strategy.hpp>
 
 namespace graft::pipeline {
 
 using Clock = std::chrono::steady_clock;
 
-// A dense float32 (rows, shape...) view of memory this stage owns or was handed.
-struct Activation {
-  int64_t shape[GRAFT_MAX_DIMS + 1] = {};
-  DLTensor tensor{};
-  Activation() = default;
-  Activation(const Activation&) = delete;
-  Activation& operator=(const Activation&) = delete;
-  void view(void* data, DLDevice device, int64_t rows, const graft_shape& per_row) {
-    tensor = DLTensor{};
-    tensor.data = data;
-    tensor.device = device;
-    tensor.dtype = DLDataType{kDLFloat, 32, 1};
-    tensor.ndim = per_row.ndim + 1;
-    shape[0] = rows;
-    for (int i = 0; i < per_row.ndim; ++i) shape[i + 1] = per_row.dims[i];
-    tensor.shape = shape;
-  }
-};
-
-// Memory from host->alloc (accounted by the host), freed with it.
-class HostBuffer {
- public:
-  HostBuffer() = default;
-  HostBuffer(const HostBuffer&) = delete;
-  HostBuffer& operator=(const HostBuffer&) = delete;
-  ~HostBuffer() { release(); }
-  void bind(const graft_host_api* host) { host_ = host; }
-  // At least `bytes`; reallocates (losing the contents) only when it must grow.
-  void* reserve(DLDevice device, size_t bytes);
-  void release();
-  void* data() const { return data_; }
-
- private:
-  const graft_host_api* host_ = nullptr;
-  DLDevice device_{kDLCPU, 0};
-  void* data_ = nullptr;
-  size_t bytes_ = 0;
-};
+// At least `bytes` of memory on `device` in `buffer`, which keeps what it holds when that is
+// enough: reallocated (losing the contents) only to grow or to move to another device.
+void* reserve(DeviceMemory& buffer, const graft_host_api* host, DLDevice device, size_t bytes);
 
 class StageLink {
  public:
-  // comm may be NULL for a one-stage pipeline (nothing to exchange).
-  StageLink(graft_comm* comm, const graft_comm_api* api) : comm_(comm), api_(api) {}
-  bool connected() const { return comm_ != nullptr && api_ != nullptr; }
+  // comm may be empty for a one-stage pipeline (nothing to exchange).
+  explicit StageLink(Comm comm) : comm_(comm) {}
+  bool connected() const { return bool(comm_); }
 
-  void send_start(const DLTensor& t, int32_t peer, int32_t tag, const char* what,
-                  graft_request** request);
+  graft_request* send_start(const DLTensor& t, int32_t peer, int32_t tag, const char* what) {
+    return comm_.send_start(t, peer, tag, what);
+  }
   void recv(DLTensor& t, int32_t peer, int32_t tag, const char* what);
   // Waits for a send to finish (its buffer may then change); NULL is already finished.
   void finish(graft_request*& request);
@@ -75,8 +42,7 @@ class StageLink {
   void add_idle(Clock::time_point since) {
     idle_ += std::chrono::duration<double>(Clock::now() - since).count();
   }
-  graft_comm* comm_;
-  const graft_comm_api* api_;
+  Comm comm_;
   double idle_ = 0.0;
 };
 

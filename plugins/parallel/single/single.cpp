@@ -1,15 +1,12 @@
 // The `single` strategy: one process, the whole model, the whole global batch — the reference
 // every other strategy is tested against. It reads like the lecture: zero, forward, loss,
 // backward, update; with gradient accumulation, the middle three once per micro-batch.
-#include <cstddef>
-
 #include <graft/cpp/plugin.hpp>
-#include <graft/cpp/rows.hpp>
+#include <graft/cpp/strategy.hpp>
 
 namespace {
 
 using graft::for_each_micro_batch;
-using graft::row_range;
 
 class Single final : public graft::Strategy {
  public:
@@ -23,29 +20,27 @@ class Single final : public graft::Strategy {
 
   // The loss scales by 1 / global batch, so the micro-batches' gradients sum to the whole
   // batch's; dropout keys its masks by ctx.row_offset + row, so they do not change either.
-  void train_step(const graft_model_api& api, graft_model* model, const graft::Context& ctx,
+  void train_step(const graft_model_api& api, graft_model* handle, const graft::Context& ctx,
                   const DLTensor& x, const DLTensor& y, graft_step_result& result) override {
-    const int64_t layers = api.layer_count(model);
-    graft::check(api.zero_grad(model));
+    const graft::ModelRef model(api, handle, "single");
+    const int64_t layers = model.layer_count();
+    model.zero_grad();
     for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
                                         const DLTensor& py, bool) {
-      const DLTensor* prediction = nullptr;
-      const DLTensor* dprediction = nullptr;
-      graft::check(api.forward(model, &part, 0, layers, &px, &prediction));
-      graft::check(api.loss(model, &part, prediction, &py, &result, &dprediction));
-      graft::check(api.backward(model, &part, 0, layers, dprediction, nullptr, nullptr, nullptr));
+      const DLTensor& prediction = model.forward(part, 0, layers, px);
+      const DLTensor& dprediction = model.loss_and_gradient(part, prediction, py, result);
+      model.backward(part, 0, layers, dprediction);
     });
-    graft::check(api.optimizer_step(model, &ctx));
+    model.optimizer_step(ctx);
   }
 
-  void eval_step(const graft_model_api& api, graft_model* model, const graft::Context& ctx,
+  void eval_step(const graft_model_api& api, graft_model* handle, const graft::Context& ctx,
                  const DLTensor& x, const DLTensor& y, graft_step_result& result) override {
-    const int64_t layers = api.layer_count(model);
+    const graft::ModelRef model(api, handle, "single");
+    const int64_t layers = model.layer_count();
     for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
                                         const DLTensor& py, bool) {
-      const DLTensor* prediction = nullptr;
-      graft::check(api.forward(model, &part, 0, layers, &px, &prediction));
-      graft::check(api.loss(model, &part, prediction, &py, &result, nullptr));
+      model.loss(part, model.forward(part, 0, layers, px), py, result);
     });
   }
 };

@@ -12,23 +12,16 @@
 // Between the linears may also stand layers that run on a part (GRAFT_SHARD_PART): dropout,
 // whose masks are keyed by the element's index within the whole row, so a part draws the
 // same mask elements as the whole layer does.
-#include <cstddef>
 #include <string>
 #include <vector>
 
 #include <graft/cpp/plugin.hpp>
-#include <graft/cpp/rows.hpp>
+#include <graft/cpp/strategy.hpp>
 
 namespace {
 
 using graft::for_each_micro_batch;
-using graft::row_range;
-
-int64_t numel(const graft_shape& s) {
-  int64_t n = 1;
-  for (int d = 0; d < s.ndim; ++d) n *= s.dims[d];
-  return n;
-}
+using graft::numel;
 
 bool has(const graft_layer_info& layer, uint32_t flag) { return (layer.flags & flag) != 0; }
 
@@ -41,13 +34,7 @@ struct Pair {
 class TensorParallel final : public graft::Strategy {
  public:
   TensorParallel(const graft::Options&, const graft_world& world, graft::Host)
-      : rank_(world.rank), size_(world.size) {
-    const size_t has_comm = offsetof(graft_world, comm_api) + sizeof(world.comm_api);
-    if (world.struct_size >= has_comm) {
-      comm_ = world.comm;
-      comm_api_ = world.comm_api;
-    }
-  }
+      : rank_(world.rank), size_(world.size), comm_(world, "tensor_parallel") {}
   static std::vector<graft::OptionDef> options() { return {}; }
 
   void plan(const graft_layer_info* layers, int64_t n, int64_t global_batch,
@@ -102,92 +89,82 @@ class TensorParallel final : public graft::Strategy {
 
   // The loss scales by 1 / global batch; dropout keys masks by global row, and every rank
   // sees every row, so micro-batches behave exactly as under `single`.
-  void train_step(const graft_model_api& api, graft_model* model, const graft::Context& ctx,
+  void train_step(const graft_model_api& api, graft_model* handle, const graft::Context& ctx,
                   const DLTensor& x, const DLTensor& y, graft_step_result& result) override {
-    require_parallel_api(api);
-    const int64_t layers = api.layer_count(model);
-    graft::check(api.zero_grad(model));
+    const graft::ModelRef model(api, handle, "tensor_parallel");
+    require_parallel_api(model);
+    const int64_t layers = model.layer_count();
+    model.zero_grad();
     for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
                                         const DLTensor& py, bool) {
-      const DLTensor* prediction = forward(api, model, part, px, layers);
-      const DLTensor* dprediction = nullptr;
-      graft::check(api.loss(model, &part, prediction, &py, &result, &dprediction));
-      backward(api, model, part, *dprediction, layers);
+      const DLTensor& prediction = forward(model, part, px, layers);
+      backward(model, part, model.loss_and_gradient(part, prediction, py, result), layers);
     });
     // The global gradient norm for clipping: each part counts once, replicated tensors only
     // on rank 0, so the sum over ranks is the norm `single` sees.
-    double squared = 0.0;
-    graft::check(api.grad_sq_norm(model, 0, layers, rank_ == 0 ? 1 : 0, &squared));
-    graft::check(comm_api_->all_reduce_f64(comm_, &squared, 1, GRAFT_REDUCE_SUM,
-                                           "tensor_parallel: gradient norm"));
-    graft::check(api.optimizer_step_layers(model, &ctx, 0, layers, squared));
+    double squared = model.grad_sq_norm(0, layers, /*count_replicated=*/rank_ == 0);
+    comm_.all_reduce_f64(&squared, 1, GRAFT_REDUCE_SUM, "tensor_parallel: gradient norm");
+    model.optimizer_step_layers(ctx, 0, layers, squared);
   }
 
-  void eval_step(const graft_model_api& api, graft_model* model, const graft::Context& ctx,
+  void eval_step(const graft_model_api& api, graft_model* handle, const graft::Context& ctx,
                  const DLTensor& x, const DLTensor& y, graft_step_result& result) override {
-    require_parallel_api(api);
-    const int64_t layers = api.layer_count(model);
+    const graft::ModelRef model(api, handle, "tensor_parallel");
+    require_parallel_api(model);
+    const int64_t layers = model.layer_count();
     for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
                                         const DLTensor& py, bool) {
-      const DLTensor* prediction = forward(api, model, part, px, layers);
-      graft::check(api.loss(model, &part, prediction, &py, &result, nullptr));
+      model.loss(part, forward(model, part, px, layers), py, result);
     });
   }
 
  private:
   // Forward range by range, all-reducing each ROW layer's partial output in place (the
   // model's planned buffer, which the next range reads as its input).
-  const DLTensor* forward(const graft_model_api& api, graft_model* model,
-                          const graft::Context& ctx, const DLTensor& x, int64_t layers) {
+  const DLTensor& forward(const graft::ModelRef& model, const graft::Context& ctx,
+                          const DLTensor& x, int64_t layers) {
     const DLTensor* input = &x;
     int64_t begin = 0;
     for (Pair& pair : pairs_) {
-      const DLTensor* out = nullptr;
-      graft::check(api.forward(model, &ctx, begin, pair.row + 1, input, &out));
-      DLTensor sum = *out;
-      graft::check(comm_api_->all_reduce(comm_, &sum, GRAFT_REDUCE_SUM, pair.forward_what.c_str()));
-      input = out;
+      const DLTensor& out = model.forward(ctx, begin, pair.row + 1, *input);
+      DLTensor sum = out;
+      comm_.all_reduce(sum, GRAFT_REDUCE_SUM, pair.forward_what.c_str());
+      input = &out;
       begin = pair.row + 1;
     }
-    if (begin == layers) return input;
-    const DLTensor* out = nullptr;
-    graft::check(api.forward(model, &ctx, begin, layers, input, &out));
-    return out;
+    if (begin == layers) return *input;
+    return model.forward(ctx, begin, layers, *input);
   }
 
   // Backward range by range from the last layer, all-reducing each COLUMN layer's partial
   // input gradient before the layers below read it.
-  void backward(const graft_model_api& api, graft_model* model, const graft::Context& ctx,
+  void backward(const graft::ModelRef& model, const graft::Context& ctx,
                 const DLTensor& dprediction, int64_t layers) {
     const DLTensor* grad = &dprediction;
     int64_t end = layers;
     for (size_t p = pairs_.size(); p-- > 0;) {
       Pair& pair = pairs_[p];
-      const DLTensor* dx = nullptr;
-      graft::check(api.backward(model, &ctx, pair.column, end, grad, &dx, nullptr, nullptr));
+      const DLTensor* dx = model.backward(ctx, pair.column, end, *grad);
       end = pair.column;
       if (!dx) return;  // the pair starts the model
       DLTensor sum = *dx;
-      graft::check(comm_api_->all_reduce(comm_, &sum, GRAFT_REDUCE_SUM,
-                                         pair.backward_what.c_str()));
+      comm_.all_reduce(sum, GRAFT_REDUCE_SUM, pair.backward_what.c_str());
       grad = dx;
     }
-    if (end > 0) graft::check(api.backward(model, &ctx, 0, end, grad, nullptr, nullptr, nullptr));
+    if (end > 0) model.backward(ctx, 0, end, *grad);
   }
 
-  void require_parallel_api(const graft_model_api& api) const {
-    const size_t needed = offsetof(graft_model_api, optimizer_step_layers) +
-                          sizeof(api.optimizer_step_layers);
-    GRAFT_CHECK(api.struct_size >= needed && api.grad_sq_norm && api.optimizer_step_layers,
+  void require_parallel_api(const graft::ModelRef& model) const {
+    GRAFT_CHECK(model.has(&graft_model_api::grad_sq_norm) &&
+                    model.has(&graft_model_api::optimizer_step_layers),
                 "tensor_parallel: this graft host's model api lacks grad_sq_norm and "
                 "optimizer_step_layers (SDK 1.1)");
-    GRAFT_CHECK(comm_ && comm_api_, "tensor_parallel: the host lent no communicator; run it "
-                                    "under graft train (mpirun -np N graft train CONFIG)");
+    GRAFT_CHECK(comm_, "tensor_parallel: the host lent no communicator; run it "
+                       "under graft train (mpirun -np N graft train CONFIG)");
   }
 
   int32_t rank_ = 0, size_ = 1;
-  graft_comm* comm_ = nullptr;
-  const graft_comm_api* comm_api_ = nullptr;
+  graft::Comm comm_;
   std::vector<Pair> pairs_;
 };
 

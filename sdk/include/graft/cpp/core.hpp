@@ -106,6 +106,7 @@ inline int64_t numel(const DLTensor& t) {
   for (int i = 0; i < t.ndim; ++i) n *= t.shape[i];
   return n;
 }
+inline int64_t numel(const graft_shape& s) { return graft_shape_numel(&s); }
 inline int64_t rows(const DLTensor& t) { return t.ndim ? t.shape[0] : 1; }
 inline int64_t cols(const DLTensor& t) { return t.ndim ? numel(t) / t.shape[0] : 1; }
 inline bool on_cpu(const DLTensor& t) { return t.device.device_type == kDLCPU; }
@@ -121,6 +122,17 @@ class View {
     t_.device = device;
     t_.dtype = dtype;
     for (int64_t d : shape) shape_[t_.ndim++] = d;
+    t_.shape = shape_;
+  }
+  // A batch of `rows` samples of shape per_row: (rows, per_row...).
+  View(void* data, DLDevice device, int64_t rows, const graft_shape& per_row,
+       DLDataType dtype = DLDataType{kDLFloat, 32, 1})
+      : shape_{}, t_{} {
+    t_.data = data;
+    t_.device = device;
+    t_.dtype = dtype;
+    shape_[t_.ndim++] = rows;
+    for (int i = 0; i < per_row.ndim; ++i) shape_[t_.ndim++] = per_row.dims[i];
     t_.shape = shape_;
   }
   View(const View& o) : View() { *this = o; }

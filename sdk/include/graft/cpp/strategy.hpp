@@ -1,0 +1,276 @@
+// What a strategy drives, as C++: graft::ModelRef (the host's model) and graft::Comm (its
+// communicator), each call throwing on failure. They read the C tables' later slots only where
+// the host's struct_size reaches them, so a strategy never probes a table itself and still runs
+// on an older host, which it is told to update when it calls a slot that host lacks.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <type_traits>
+
+#include "graft/cpp/kinds.hpp"
+#include "graft/cpp/rows.hpp"
+
+namespace graft {
+
+namespace detail {
+
+// Whether a table from across the ABI reaches `member` (structs only grow at their end, so an
+// older host's table is shorter) and, for a slot, whether the host filled it in.
+template <class Table, class Member>
+bool has_member(const Table& table, Member Table::*member) {
+  const auto offset = reinterpret_cast<const char*>(&(table.*member)) -
+                      reinterpret_cast<const char*>(&table);
+  if (table.struct_size < size_t(offset) + sizeof(Member)) return false;
+  if constexpr (std::is_pointer_v<Member>) return table.*member != nullptr;
+  return true;
+}
+
+inline std::string prefixed(const char* who, const std::string& message) {
+  return who && *who ? std::string(who) + ": " + message : message;
+}
+
+}  // namespace detail
+
+// The host's model as a strategy sees it: top-level layers 0 .. layer_count() - 1, run in
+// ranges. Cheap to copy; valid during the train_step or eval_step it was made in.
+class ModelRef {
+ public:
+  // who names the strategy in errors ("data_parallel").
+  ModelRef(const graft_model_api& api, graft_model* model, const char* who)
+      : api_(&api), model_(model), who_(who) {}
+
+  // The host's handle: which model this is, for what a strategy builds once per model.
+  graft_model* handle() const { return model_; }
+
+  // Whether this host's table has the slot (graft_model_api::grad_sq_norm, ...): for a strategy
+  // that refuses up front what it would need later.
+  template <class Slot>
+  bool has(Slot graft_model_api::*slot) const { return detail::has_member(*api_, slot); }
+
+  int64_t layer_count() const { return fn(&graft_model_api::layer_count, "layer_count")(model_); }
+
+  // Layers [begin, end) on x; the result is layer end - 1's planned output for ctx.slot, valid
+  // until the next forward or backward on that slot.
+  const DLTensor& forward(const Context& ctx, int64_t begin, int64_t end, const DLTensor& x) const {
+    const DLTensor* y = nullptr;
+    check(fn(&graft_model_api::forward, "forward")(model_, &ctx, begin, end, &x, &y));
+    return given(y, "forward");
+  }
+
+  // Adds the loss and metric sums of prediction against target into result (evaluation).
+  void loss(const Context& ctx, const DLTensor& prediction, const DLTensor& target,
+            graft_step_result& result) const {
+    check(fn(&graft_model_api::loss, "loss")(model_, &ctx, &prediction, &target, &result,
+                                             nullptr));
+  }
+  // The same, and the planned buffer d(loss sum)/d(prediction) / ctx.global_batch that
+  // backward starts from (the loss scales by the global batch, so parts of it sum to the whole).
+  const DLTensor& loss_and_gradient(const Context& ctx, const DLTensor& prediction,
+                                    const DLTensor& target, graft_step_result& result) const {
+    const DLTensor* dprediction = nullptr;
+    check(fn(&graft_model_api::loss, "loss")(model_, &ctx, &prediction, &target, &result,
+                                             &dprediction));
+    return given(dprediction, "loss");
+  }
+
+  // Backward through layers [begin, end) in reverse, from dy (the gradient of layer end - 1's
+  // output); parameter gradients accumulate. Returns the gradient of layer begin's input, NULL
+  // when begin == 0; it may be written over that layer's output (GRAFT_ENTRY_DX_OVER_OUTPUT).
+  const DLTensor* backward(const Context& ctx, int64_t begin, int64_t end,
+                           const DLTensor& dy) const {
+    return backward_calling(ctx, begin, end, dy, nullptr, nullptr);
+  }
+  // The same, calling on_layer_done(layer) as each layer finishes, from inside the host's
+  // backward (which is C): it must be noexcept, so a failure is kept for later, not thrown.
+  template <class OnLayerDone>
+  const DLTensor* backward(const Context& ctx, int64_t begin, int64_t end, const DLTensor& dy,
+                           OnLayerDone&& on_layer_done) const {
+    using F = std::remove_reference_t<OnLayerDone>;
+    static_assert(std::is_nothrow_invocable_v<F&, int64_t>,
+                  "on_layer_done is called through C: declare it noexcept");
+    auto call = [](void* user, int64_t layer) { (*static_cast<F*>(user))(layer); };
+    return backward_calling(ctx, begin, end, dy, call, const_cast<void*>(static_cast<const void*>(
+                                                           &on_layer_done)));
+  }
+
+  void zero_grad() const { check(fn(&graft_model_api::zero_grad, "zero_grad")(model_)); }
+  // Clips by global norm when configured, applies the schedule and updates every parameter.
+  void optimizer_step(const Context& ctx) const {
+    check(fn(&graft_model_api::optimizer_step, "optimizer_step")(model_, &ctx));
+  }
+
+  // The slots below came with the parallel strategies (SDK 1.1).
+
+  // A 1-D float32 view of the gradients (parameters) of layers [begin, end), contiguous in
+  // layer order, so they can be summed over ranks in buckets; valid while the model lives.
+  DLTensor gradients(int64_t begin, int64_t end) const {
+    DLTensor out{};
+    check(fn(&graft_model_api::gradients, "gradients")(model_, begin, end, &out));
+    return out;
+  }
+  DLTensor parameters(int64_t begin, int64_t end) const {
+    DLTensor out{};
+    check(fn(&graft_model_api::parameters, "parameters")(model_, begin, end, &out));
+    return out;
+  }
+  // Sum of squared gradients of layers [begin, end): tensor-parallel shards always count, whole
+  // (replicated) tensors only with count_replicated, so ranks' parts sum to the global norm.
+  double grad_sq_norm(int64_t begin, int64_t end, bool count_replicated) const {
+    double out = 0.0;
+    check(fn(&graft_model_api::grad_sq_norm, "grad_sq_norm")(model_, begin, end,
+                                                             count_replicated ? 1 : 0, &out));
+    return out;
+  }
+  // optimizer_step for layers [begin, end) alone; clipping uses grad_sq_norm_total (the
+  // strategy's global value) when it is >= 0, else the norm of these layers.
+  void optimizer_step_layers(const Context& ctx, int64_t begin, int64_t end,
+                             double grad_sq_norm_total) const {
+    check(fn(&graft_model_api::optimizer_step_layers, "optimizer_step_layers")(
+        model_, &ctx, begin, end, grad_sq_norm_total));
+  }
+  // The plan the model was built with: the stage and graft_shard_mode of top-level layer i.
+  int32_t layer_stage(int64_t layer) const {
+    return fn(&graft_model_api::layer_stage, "layer_stage")(model_, layer);
+  }
+  int32_t layer_shard(int64_t layer) const {
+    return fn(&graft_model_api::layer_shard, "layer_shard")(model_, layer);
+  }
+
+ private:
+  // The one place a slot is looked up: absent from an older host, it is an error to update.
+  template <class Slot>
+  Slot fn(Slot graft_model_api::*slot, const char* name) const {
+    if (!has(slot))
+      throw Error(GRAFT_ERR_INVALID_ARGUMENT,
+                  detail::prefixed(who_, std::string("this graft's model api has no ") + name +
+                                             "(); update graft"));
+    return (*api_).*slot;
+  }
+  const DLTensor& given(const DLTensor* t, const char* name) const {
+    if (!t)
+      throw Error(GRAFT_ERR_RUNTIME,
+                  detail::prefixed(who_, std::string("the model's ") + name +
+                                             "() succeeded but gave no tensor"));
+    return *t;
+  }
+  const DLTensor* backward_calling(const Context& ctx, int64_t begin, int64_t end,
+                                   const DLTensor& dy, void (*on_layer_done)(void*, int64_t),
+                                   void* user) const {
+    const DLTensor* dx = nullptr;
+    check(fn(&graft_model_api::backward, "backward")(model_, &ctx, begin, end, &dy, &dx,
+                                                     on_layer_done, user));
+    return dx;
+  }
+
+  const graft_model_api* api_;
+  graft_model* model_;
+  const char* who_;
+};
+
+// The communicator of a strategy's world (comm.h): every call but send/recv is collective over
+// it, and `what` names the call in the watchdog's report when a rank does not join. Empty (false)
+// in a world from a graft that predates communicators, or one made only for planning
+// (`graft validate --world N`), where a strategy must not communicate: check it first, with a
+// message that says how to launch. Cheap to copy; the host owns what it refers to.
+class Comm {
+ public:
+  Comm() = default;
+  Comm(const graft_world& world, const char* who) : who_(who) {
+    if (detail::has_member(world, &graft_world::comm_api) && world.comm && world.comm_api) {
+      comm_ = world.comm;
+      api_ = world.comm_api;
+    }
+  }
+  Comm(graft_comm* comm, const graft_comm_api* api, const char* who)
+      : comm_(comm && api ? comm : nullptr), api_(comm && api ? api : nullptr), who_(who) {}
+
+  explicit operator bool() const { return comm_ != nullptr; }
+  graft_comm* handle() const { return comm_; }
+  const graft_comm_api* api() const { return api_; }
+
+  int32_t rank() const { return fn(&graft_comm_api::rank, "rank")(comm_); }
+  int32_t size() const { return fn(&graft_comm_api::size, "size")(comm_); }
+
+  // In place on a float32 tensor; every rank passes the same element count.
+  void all_reduce(DLTensor& t, graft_reduce_op op, const char* what) const {
+    check(fn(&graft_comm_api::all_reduce, "all_reduce")(comm_, &t, op, what));
+  }
+  // Starts an all-reduce and returns at once: t is not touched until wait(request).
+  graft_request* all_reduce_start(DLTensor& t, graft_reduce_op op, const char* what) const {
+    graft_request* request = nullptr;
+    check(fn(&graft_comm_api::all_reduce_start, "all_reduce_start")(comm_, &t, op, what,
+                                                                    &request));
+    return request;
+  }
+  // Waits for an operation started here and frees it, even when it failed.
+  void wait(graft_request* request) const {
+    check(fn(&graft_comm_api::wait, "wait")(comm_, request));
+  }
+  // n doubles in place (losses, metric sums, norms), in double precision.
+  void all_reduce_f64(double* values, int64_t n, graft_reduce_op op, const char* what) const {
+    check(fn(&graft_comm_api::all_reduce_f64, "all_reduce_f64")(comm_, values, n, op, what));
+  }
+  void broadcast(DLTensor& t, int32_t root, const char* what) const {
+    check(fn(&graft_comm_api::broadcast, "broadcast")(comm_, &t, root, what));
+  }
+  // out holds size() x in's bytes: rank r's `in` lands in the r-th equal part.
+  void all_gather(const DLTensor& in, DLTensor& out, const char* what) const {
+    check(fn(&graft_comm_api::all_gather, "all_gather")(comm_, &in, &out, what));
+  }
+  // in holds size() equal parts; rank r receives the reduction of every rank's part r.
+  void reduce_scatter(const DLTensor& in, DLTensor& out, graft_reduce_op op,
+                      const char* what) const {
+    check(fn(&graft_comm_api::reduce_scatter, "reduce_scatter")(comm_, &in, &out, op, what));
+  }
+  // Point to point, matched by (peer, tag) in order.
+  void send(const DLTensor& t, int32_t peer, int32_t tag, const char* what) const {
+    check(fn(&graft_comm_api::send, "send")(comm_, &t, peer, tag, what));
+  }
+  void recv(DLTensor& t, int32_t peer, int32_t tag, const char* what) const {
+    check(fn(&graft_comm_api::recv, "recv")(comm_, &t, peer, tag, what));
+  }
+  graft_request* send_start(const DLTensor& t, int32_t peer, int32_t tag, const char* what) const {
+    graft_request* request = nullptr;
+    check(fn(&graft_comm_api::send_start, "send_start")(comm_, &t, peer, tag, what, &request));
+    return request;
+  }
+  graft_request* recv_start(DLTensor& t, int32_t peer, int32_t tag, const char* what) const {
+    graft_request* request = nullptr;
+    check(fn(&graft_comm_api::recv_start, "recv_start")(comm_, &t, peer, tag, what, &request));
+    return request;
+  }
+  void barrier(const char* what) const {
+    check(fn(&graft_comm_api::barrier, "barrier")(comm_, what));
+  }
+  // Collective: ranks passing the same color form a new communicator, ordered by key; the
+  // host owns it and frees it with this one.
+  Comm split(int32_t color, int32_t key) const {
+    graft_comm* out = nullptr;
+    check(fn(&graft_comm_api::split, "split")(comm_, color, key, &out));
+    return Comm(out, api_, who_);
+  }
+
+ private:
+  // The one place a slot is looked up: no communicator at all, or a slot an older host lacks.
+  template <class Slot>
+  Slot fn(Slot graft_comm_api::*slot, const char* name) const {
+    if (!comm_)
+      throw Error(GRAFT_ERR_INVALID_ARGUMENT,
+                  detail::prefixed(who_, std::string(name) +
+                                             "(): this world has no communicator (one made for "
+                                             "planning only, or by a graft from before "
+                                             "communicators)"));
+    if (!detail::has_member(*api_, slot))
+      throw Error(GRAFT_ERR_INVALID_ARGUMENT,
+                  detail::prefixed(who_, std::string("this graft's communicator api has no ") +
+                                             name + "(); update graft"));
+    return (*api_).*slot;
+  }
+
+  graft_comm* comm_ = nullptr;
+  const graft_comm_api* api_ = nullptr;
+  const char* who_ = nullptr;
+};
+
+}  // namespace graft
