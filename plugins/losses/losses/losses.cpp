@@ -66,12 +66,13 @@ class RowResults {
     return device_memory_.data();
   }
 
-  // The first `bytes` of the device memory, on the host (waits for the kernel).
-  const void* to_host(const graft::Context& ctx, size_t bytes) {
+  // The first `bytes` of the memory on `device`, on the host: a copy by `device` (even of
+  // nothing, for no rows), which waits for the kernel.
+  const void* to_host(const graft::Context& ctx, DLDevice device, size_t bytes) {
     host_copy_.resize((bytes + sizeof(double) - 1) / sizeof(double));
     int64_t shape = static_cast<int64_t>(bytes);
     const DLDataType byte{kDLUInt, 8, 1};
-    DLTensor from{device_memory_.data(), device_memory_.device(), 1, byte, &shape, nullptr, 0};
+    DLTensor from{device_memory_.data(), device, 1, byte, &shape, nullptr, 0};
     DLTensor to{host_copy_.data(), DLDevice{kDLCPU, 0}, 1, byte, &shape, nullptr, 0};
     graft::check(host_->copy(&ctx, &from, &to));
     return host_copy_.data();
@@ -163,7 +164,7 @@ class ElementwiseLoss : public graft::Loss {
     graft::check_launch(kName, graft::losses::cuda::element_rows(
                                    K, graft::f32(prediction), graft::f32(target), n, elements_,
                                    row_loss, kAccuracy ? row_loss + n : nullptr, ctx.stream));
-    const auto* rows = static_cast<const double*>(gpu_rows_.to_host(ctx, bytes));
+    const auto* rows = static_cast<const double*>(gpu_rows_.to_host(ctx, prediction.device, bytes));
     for (int64_t i = 0; i < n; ++i) total += rows[i];
     if (kAccuracy)
       for (int64_t i = 0; i < n; ++i) hits += rows[n + i];
@@ -266,7 +267,8 @@ class CrossEntropy : public graft::Loss {
                         graft::losses::cuda::cross_entropy_rows(
                             graft::f32(prediction), graft::i32(target), n, classes_, smoothing_,
                             row_loss, row_correct, row_bad, ctx.stream));
-    const auto* losses = static_cast<const float*>(gpu_rows_.to_host(ctx, bytes));
+    const auto* losses =
+        static_cast<const float*>(gpu_rows_.to_host(ctx, prediction.device, bytes));
     const auto* hits = reinterpret_cast<const int32_t*>(losses + n);
     const int32_t* bad = hits + n;
     double total = 0.0;
