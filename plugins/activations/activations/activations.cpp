@@ -1,32 +1,14 @@
 // The built-in activations: relu, leaky_relu, sigmoid, tanh and gelu (element-wise, the same
 // math linear fuses, from graft/cpp/elementwise.hpp) and softmax over the last axis.
+#include "activations_cuda.hpp"
+#include "graft/cpp/device.hpp"
 #include "graft/cpp/elementwise.hpp"
 #include "graft/cpp/plugin.hpp"
 #include "softmax_row.hpp"
-#if GRAFT_PLUGIN_WITH_CUDA
-#include "activations_cuda.hpp"
-#endif
 
 namespace {
 
 using graft::elementwise::Kind;
-
-#if GRAFT_PLUGIN_WITH_CUDA
-constexpr uint32_t kCuda = GRAFT_ENTRY_HAS_CUDA;
-// Tensors in GPU memory go to the kernels (activations_cuda.cu) on the context's stream.
-bool on_gpu(const DLTensor& x) { return x.device.device_type == kDLCUDA; }
-void check_launch(const char* error, const char* name) {
-  if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string(name) + ": CUDA: " + error);
-}
-#else
-constexpr uint32_t kCuda = 0;
-#endif
-
-void require_cpu(const DLTensor& x, const char* name) {
-  if (!graft::on_cpu(x))
-    throw graft::Error(GRAFT_ERR_UNSUPPORTED,
-                       std::string(name) + ": this build has no CUDA kernels");
-}
 
 void require_same_size(const DLTensor& a, const DLTensor& b, const char* name) {
   GRAFT_CHECK(graft::numel(a) == graft::numel(b),
@@ -51,14 +33,12 @@ class Elementwise : public graft::Activation {
   // x, y: any shape, same element count.
   void forward(const graft::Context& ctx, const DLTensor& x, DLTensor& y) override {
     require_same_size(x, y, "activation forward");
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (on_gpu(x))
-      return check_launch(graft::activations_cuda::forward(K, graft::f32(x), graft::f32(y),
-                                                           graft::numel(x), slope_, ctx.stream),
-                          "activation forward");
-#endif
-    (void)ctx;
-    require_cpu(x, "activation");
+    graft::require_device(x, "activation");
+    if (graft::on_cuda(x))
+      return graft::check_launch("activation forward",
+                                 graft::activations_cuda::forward(K, graft::f32(x), graft::f32(y),
+                                                                  graft::numel(x), slope_,
+                                                                  ctx.stream));
     const float* xs = graft::f32(x);
     float* ys = graft::f32(y);
     const int64_t count = graft::numel(x);
@@ -70,15 +50,12 @@ class Elementwise : public graft::Activation {
                 const DLTensor& dy, DLTensor& dx) override {
     require_same_size(x, dy, "activation backward");
     require_same_size(x, dx, "activation backward");
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (on_gpu(x))
-      return check_launch(graft::activations_cuda::backward(K, graft::f32(x), graft::f32(y),
-                                                            graft::f32(dy), graft::f32(dx),
-                                                            graft::numel(x), slope_, ctx.stream),
-                          "activation backward");
-#endif
-    (void)ctx;
-    require_cpu(x, "activation");
+    graft::require_device(x, "activation");
+    if (graft::on_cuda(x))
+      return graft::check_launch("activation backward",
+                                 graft::activations_cuda::backward(
+                                     K, graft::f32(x), graft::f32(y), graft::f32(dy),
+                                     graft::f32(dx), graft::numel(x), slope_, ctx.stream));
     const float* xs = graft::f32(x);
     const float* ys = graft::f32(y);
     const float* dys = graft::f32(dy);
@@ -103,32 +80,26 @@ class Softmax : public graft::Activation {
   void forward(const graft::Context& ctx, const DLTensor& x, DLTensor& y) override {
     require_same_size(x, y, "softmax forward");
     const int64_t c = last_axis(x), count = graft::numel(x);
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (on_gpu(x))
-      return check_launch(graft::activations_cuda::softmax_forward(
-                              graft::f32(x), graft::f32(y), count / c, c, ctx.stream),
-                          "softmax forward");
-#endif
-    (void)ctx;
-    require_cpu(x, "softmax");
+    graft::require_device(x, "softmax");
+    if (graft::on_cuda(x))
+      return graft::check_launch("softmax forward",
+                                 graft::activations_cuda::softmax_forward(
+                                     graft::f32(x), graft::f32(y), count / c, c, ctx.stream));
     for (int64_t start = 0; start < count; start += c)
       graft::softmax::forward_row(graft::f32(x) + start, graft::f32(y) + start, c);
   }
 
-  void backward(const graft::Context& ctx, const DLTensor& x, const DLTensor& y,
+  void backward(const graft::Context& ctx, const DLTensor&, const DLTensor& y,
                 const DLTensor& dy, DLTensor& dx) override {
     require_same_size(y, dy, "softmax backward");
     require_same_size(y, dx, "softmax backward");
     const int64_t c = last_axis(y), count = graft::numel(y);
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (on_gpu(y))
-      return check_launch(graft::activations_cuda::softmax_backward(
-                              graft::f32(y), graft::f32(dy), graft::f32(dx), count / c, c,
-                              ctx.stream),
-                          "softmax backward");
-#endif
-    (void)ctx;
-    require_cpu(x, "softmax");
+    graft::require_device(y, "softmax");
+    if (graft::on_cuda(y))
+      return graft::check_launch("softmax backward",
+                                 graft::activations_cuda::softmax_backward(
+                                     graft::f32(y), graft::f32(dy), graft::f32(dx), count / c, c,
+                                     ctx.stream));
     for (int64_t start = 0; start < count; start += c)
       graft::softmax::backward_row(graft::f32(y) + start, graft::f32(dy) + start,
                                    graft::f32(dx) + start, c);
@@ -145,10 +116,13 @@ class Softmax : public graft::Activation {
 
 GRAFT_PLUGIN_LIBRARY(
     "activations", "0.1.0",
-    graft::activation<Elementwise<Kind::relu>>("relu", "max(x, 0)", kCuda),
+    graft::activation<Elementwise<Kind::relu>>("relu", "max(x, 0)", graft::kCudaEntry),
     graft::activation<Elementwise<Kind::leaky_relu>>("leaky_relu", "x if x > 0 else slope * x",
-                                                     kCuda),
-    graft::activation<Elementwise<Kind::sigmoid>>("sigmoid", "1 / (1 + exp(-x))", kCuda),
-    graft::activation<Elementwise<Kind::tanh>>("tanh", "hyperbolic tangent", kCuda),
-    graft::activation<Elementwise<Kind::gelu>>("gelu", "x * Phi(x), the exact (erf) form", kCuda),
-    graft::activation<Softmax>("softmax", "exp(x) / sum exp(x) over the last axis", kCuda))
+                                                     graft::kCudaEntry),
+    graft::activation<Elementwise<Kind::sigmoid>>("sigmoid", "1 / (1 + exp(-x))",
+                                                  graft::kCudaEntry),
+    graft::activation<Elementwise<Kind::tanh>>("tanh", "hyperbolic tangent", graft::kCudaEntry),
+    graft::activation<Elementwise<Kind::gelu>>("gelu", "x * Phi(x), the exact (erf) form",
+                                               graft::kCudaEntry),
+    graft::activation<Softmax>("softmax", "exp(x) / sum exp(x) over the last axis",
+                               graft::kCudaEntry))

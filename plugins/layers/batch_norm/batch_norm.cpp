@@ -2,14 +2,12 @@
 // batch statistics in training (running statistics updated), running statistics in evaluation.
 #include <cstddef>
 #include <cstdint>
-#include <optional>
 #include <string>
 
-#include "batch_norm_math.hpp"
-#include "graft/cpp/plugin.hpp"
-#if GRAFT_PLUGIN_WITH_CUDA
 #include "batch_norm_cuda.hpp"
-#endif
+#include "batch_norm_math.hpp"
+#include "graft/cpp/device.hpp"
+#include "graft/cpp/plugin.hpp"
 
 namespace {
 
@@ -44,29 +42,6 @@ double sum_squared_deviation(const float* p, int64_t n, double mean) {
   return a + b;
 }
 
-// Memory from host->alloc for the layer's life: per-channel scratch, on the CPU sized at
-// construction, on a GPU at the first call there.
-class Memory {
- public:
-  Memory(graft::Host host, DLDevice device, size_t bytes) : host_(host), device_(device) {
-    ptr_ = host->alloc(device, bytes);
-    if (!ptr_)
-      throw graft::Error(GRAFT_ERR_OUT_OF_MEMORY,
-                         std::string("batch_norm: out of ") +
-                             (device.device_type == kDLCPU ? "host" : "GPU") + " memory");
-  }
-  ~Memory() { host_->free(device_, ptr_); }
-  Memory(const Memory&) = delete;
-  Memory& operator=(const Memory&) = delete;
-  void* get() const { return ptr_; }
-  DLDevice device() const { return device_; }
-
- private:
-  graft::Host host_;
-  DLDevice device_;
-  void* ptr_;
-};
-
 class BatchNorm : public graft::Layer {
  public:
   static std::vector<graft::OptionDef> options() {
@@ -90,14 +65,15 @@ class BatchNorm : public graft::Layer {
         spatial_(channels_ > 0 ? input.numel() / channels_ : 0),
         scratch_(host, DLDevice{kDLCPU, 0},
                  static_cast<size_t>(channels_ > 0 ? channels_ : 1) *
-                     (2 * sizeof(double) + 2 * sizeof(float))) {
+                     (2 * sizeof(double) + 2 * sizeof(float)),
+                 "batch_norm") {
     GRAFT_CHECK(input.ndim >= 1 && input.numel() >= 1,
                 "batch_norm: the input " << input.str()
                                          << " has no channel axis; batch_norm takes per-sample "
                                             "(C, H, W), (C, L) or (D,) inputs");
     GRAFT_CHECK(eps_ > 0.0f, "batch_norm: eps = 0 divides by zero on a constant channel; "
                              "use a small positive eps such as 1e-5");
-    first_sum_ = static_cast<double*>(scratch_.get());
+    first_sum_ = scratch_.as<double>();
     second_sum_ = first_sum_ + channels_;
     mean_ = reinterpret_cast<float*>(second_sum_ + channels_);
     inv_std_ = mean_ + channels_;
@@ -120,11 +96,9 @@ class BatchNorm : public graft::Layer {
   // x, y: (N, C, S...).
   void forward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                DLTensor& y, DLTensor*) override {
-    require_supported(x);
+    graft::require_device(x, "batch_norm");
     const int64_t n = graft::rows(x);
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA) return forward_gpu(ctx, params, x, y, n);
-#endif
+    if (graft::on_cuda(x)) return forward_gpu(ctx, params, x, y, n);
     float* running_mean = graft::f32(*params[running_index()]);
     float* running_var = graft::f32(*params[running_index() + 1]);
     if (ctx.training) {
@@ -159,11 +133,9 @@ class BatchNorm : public graft::Layer {
   void backward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                 const DLTensor&, const DLTensor& dy, DLTensor* dx, DLTensor* const* grads,
                 DLTensor*) override {
-    require_supported(x);
+    graft::require_device(x, "batch_norm");
     const int64_t n = graft::rows(x);
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA) return backward_gpu(ctx, params, x, dy, dx, grads, n);
-#endif
+    if (graft::on_cuda(x)) return backward_gpu(ctx, params, x, dy, dx, grads, n);
     if (ctx.training)
       batch_statistics(x, n);
     else
@@ -212,13 +184,6 @@ class BatchNorm : public graft::Layer {
   }
 
  private:
-  static void require_supported(const DLTensor& x) {
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA) return;
-#endif
-    if (!graft::on_cpu(x))
-      throw graft::Error(GRAFT_ERR_UNSUPPORTED, "batch_norm: this build has no CUDA kernels");
-  }
   size_t running_index() const { return affine_ ? 2 : 0; }
   float weight(const DLTensor* const* params, int64_t c) const {
     return affine_ ? graft::f32(*params[0])[c] : 1.0f;
@@ -262,10 +227,6 @@ class BatchNorm : public graft::Layer {
     }
   }
 
-#if GRAFT_PLUGIN_WITH_CUDA
-  static void check_launch(const char* error) {
-    if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string("batch_norm: CUDA: ") + error);
-  }
   graft::batch_norm::cuda::Dims dims(int64_t n) const { return {n, channels_, spatial_}; }
   const float* param_or_null(const DLTensor* const* params, size_t k) const {
     return affine_ ? graft::f32(*params[k]) : nullptr;
@@ -277,23 +238,28 @@ class BatchNorm : public graft::Layer {
                                                      const DLTensor* const* params,
                                                      const DLTensor& x, int64_t n,
                                                      bool update_running) {
-    if (!gpu_scratch_ || gpu_scratch_->device().device_id != x.device.device_id) {
+    if (!gpu_scratch_ || gpu_scratch_.device().device_id != x.device.device_id) {
       gpu_scratch_.reset();
-      gpu_scratch_.emplace(host_, x.device, static_cast<size_t>(channels_) * 4 * sizeof(float));
+      gpu_scratch_ = graft::DeviceMemory(host_, x.device,
+                                         static_cast<size_t>(channels_) * 4 * sizeof(float),
+                                         "batch_norm");
     }
-    float* p = static_cast<float*>(gpu_scratch_->get());
+    float* p = gpu_scratch_.as<float>();
     const graft::batch_norm::cuda::Statistics s{p, p + channels_, p + 2 * channels_,
                                                 p + 3 * channels_};
     float* running_mean = graft::f32(*params[running_index()]);
     float* running_var = graft::f32(*params[running_index() + 1]);
     if (ctx.training) {
       check_count(n);
-      check_launch(graft::batch_norm::cuda::batch_statistics(
-          graft::f32(x), dims(n), eps_, s, update_running ? running_mean : nullptr,
-          update_running ? running_var : nullptr, momentum_, ctx.stream));
+      graft::check_launch("batch_norm", graft::batch_norm::cuda::batch_statistics(
+                                            graft::f32(x), dims(n), eps_, s,
+                                            update_running ? running_mean : nullptr,
+                                            update_running ? running_var : nullptr, momentum_,
+                                            ctx.stream));
     } else {
-      check_launch(graft::batch_norm::cuda::running_statistics(running_mean, running_var,
-                                                               channels_, eps_, s, ctx.stream));
+      graft::check_launch("batch_norm",
+                          graft::batch_norm::cuda::running_statistics(
+                              running_mean, running_var, channels_, eps_, s, ctx.stream));
     }
     return s;
   }
@@ -301,20 +267,23 @@ class BatchNorm : public graft::Layer {
   void forward_gpu(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                    DLTensor& y, int64_t n) {
     const auto s = statistics_gpu(ctx, params, x, n, true);
-    check_launch(graft::batch_norm::cuda::normalize(graft::f32(x), graft::f32(y), dims(n),
-                                                    param_or_null(params, 0),
-                                                    param_or_null(params, 1), s, ctx.stream));
+    graft::check_launch("batch_norm",
+                        graft::batch_norm::cuda::normalize(graft::f32(x), graft::f32(y), dims(n),
+                                                           param_or_null(params, 0),
+                                                           param_or_null(params, 1), s,
+                                                           ctx.stream));
   }
 
   void backward_gpu(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                     const DLTensor& dy, DLTensor* dx, DLTensor* const* grads, int64_t n) {
     const auto s = statistics_gpu(ctx, params, x, n, false);
-    check_launch(graft::batch_norm::cuda::backward(
-        graft::f32(x), graft::f32(dy), dx ? graft::f32(*dx) : nullptr, dims(n), ctx.training != 0,
-        param_or_null(params, 0), s, affine_ ? graft::f32(*grads[0]) : nullptr,
-        affine_ ? graft::f32(*grads[1]) : nullptr, ctx.stream));
+    graft::check_launch("batch_norm",
+                        graft::batch_norm::cuda::backward(
+                            graft::f32(x), graft::f32(dy), dx ? graft::f32(*dx) : nullptr,
+                            dims(n), ctx.training != 0, param_or_null(params, 0), s,
+                            affine_ ? graft::f32(*grads[0]) : nullptr,
+                            affine_ ? graft::f32(*grads[1]) : nullptr, ctx.stream));
   }
-#endif
 
   graft::Host host_;
   graft::Shape shape_;
@@ -325,21 +294,14 @@ class BatchNorm : public graft::Layer {
   int64_t spatial_;   // S
   // Per-channel scratch (C each), made once here so forward and backward never allocate;
   // it holds nothing between calls.
-  Memory scratch_;
+  graft::DeviceMemory scratch_;
   double* first_sum_ = nullptr;
   double* second_sum_ = nullptr;
   float* mean_ = nullptr;
   float* inv_std_ = nullptr;
-#if GRAFT_PLUGIN_WITH_CUDA
-  std::optional<Memory> gpu_scratch_;  // batch_norm::cuda::Statistics, 4 x C floats
-#endif
+  // batch_norm::cuda::Statistics, 4 x C floats, on x's GPU from the first call there.
+  graft::DeviceMemory gpu_scratch_;
 };
-
-#if GRAFT_PLUGIN_WITH_CUDA
-constexpr uint32_t kBatchNormCuda = GRAFT_ENTRY_HAS_CUDA;
-#else
-constexpr uint32_t kBatchNormCuda = 0;
-#endif
 
 }  // namespace
 
@@ -347,4 +309,4 @@ GRAFT_PLUGIN_LIBRARY("batch_norm", "0.1.0",
                      graft::layer<BatchNorm>("batch_norm",
                                              "per-channel batch normalisation with running "
                                              "statistics (torch BatchNorm1d/2d)",
-                                             GRAFT_ENTRY_BATCH_STATISTICS | kBatchNormCuda))
+                                             GRAFT_ENTRY_BATCH_STATISTICS | graft::kCudaEntry))

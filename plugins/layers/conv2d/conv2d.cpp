@@ -7,23 +7,16 @@
 #include <type_traits>
 #include <vector>
 
+#include "conv2d_cuda.hpp"
+#include "graft/cpp/device.hpp"
 #include "graft/cpp/elementwise.hpp"
 #include "graft/cpp/plugin.hpp"
 #include "im2col.hpp"
 #include "winograd_tiles.hpp"
-#if GRAFT_PLUGIN_WITH_CUDA
-#include "conv2d_cuda.hpp"
-#endif
 
 namespace {
 
 using graft::elementwise::Kind;
-
-#if GRAFT_PLUGIN_WITH_CUDA
-constexpr bool kWithCuda = true;
-#else
-constexpr bool kWithCuda = false;
-#endif
 
 // Dimension letters: N batch, C input channels, H x W input, O output channels, G groups,
 // k x k kernel, OH x OW output, P = OH * OW, B samples in one chunk, T Winograd tiles per
@@ -171,11 +164,10 @@ class Conv2d : public graft::Layer {
   // x: (N, C, H, W), y: (N, O, OH, OW).
   void forward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                DLTensor& y, DLTensor* workspace) override {
+    graft::require_device(x, "conv2d");
     const float* bias = has_bias_ ? graft::f32(*params[1]) : nullptr;
     float* weight = graft::f32(*params[0]);
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA) return forward_cuda(ctx, weight, bias, x, y, workspace);
-#endif
+    if (graft::on_cuda(x)) return forward_cuda(ctx, weight, bias, x, y, workspace);
     const Scratch s = scratch(x, workspace);
     if (use_winograd_) weight = transform_weights(weight);
     for (int64_t first = 0; first < s.n; first += s.chunk) {
@@ -208,13 +200,12 @@ class Conv2d : public graft::Layer {
   void backward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                 const DLTensor& y, const DLTensor& dy, DLTensor* dx, DLTensor* const* grads,
                 DLTensor* workspace) override {
+    graft::require_device(x, "conv2d");
     float* bias_grad = has_bias_ ? graft::f32(*grads[1]) : nullptr;
     float* weight = graft::f32(*params[0]);
     float* weight_grad = graft::f32(*grads[0]);
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA)
+    if (graft::on_cuda(x))
       return backward_cuda(ctx, weight, x, y, dy, dx, weight_grad, bias_grad, workspace);
-#endif
     const Scratch s = scratch(x, workspace);
     if (use_winograd_) {
       weight = transform_weights(weight);
@@ -278,10 +269,9 @@ class Conv2d : public graft::Layer {
     float* outputs;    // one chunk's product (O, B*P) or M (16, O, B*T); dz or dM in backward
   };
   // A GPU takes im2col over the whole batch as one chunk, so that its gemms are wide.
+  // x's device has passed graft::require_device.
   Scratch scratch(const DLTensor& x, DLTensor* workspace) const {
-    const bool gpu = kWithCuda && x.device.device_type == kDLCUDA;
-    if (!gpu && !graft::on_cpu(x))
-      throw graft::Error(GRAFT_ERR_UNSUPPORTED, "conv2d: this build has no CUDA kernels");
+    const bool gpu = graft::on_cuda(x);
     GRAFT_CHECK(graft::cols(x) == input_numel(), "conv2d: got samples of " << graft::cols(x)
                                                      << " values, expected C*H*W = "
                                                      << input_numel());
@@ -295,19 +285,17 @@ class Conv2d : public graft::Layer {
     return Scratch{n, chunk_samples(n), pre, inputs, inputs + n * input_rows()};
   }
 
-#if GRAFT_PLUGIN_WITH_CUDA
-  static void check_launch(const char* error) {
-    if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string("conv2d: CUDA: ") + error);
-  }
-
   // x (N, C, H, W) -> col (C*k*k, N*P) -> the product W col (O, N*P) -> y (N, O, OH, OW).
   void forward_cuda(const graft::Context& ctx, float* weight, const float* bias,
                     const DLTensor& x, DLTensor& y, DLTensor* workspace) {
+    namespace kernels = graft::conv::cuda;
     const Scratch s = scratch(x, workspace);
-    check_launch(graft::conv::cuda::im2col(im2col_, graft::f32(x), s.n, s.inputs, ctx.stream));
+    graft::check_launch("conv2d",
+                        kernels::im2col(im2col_, graft::f32(x), s.n, s.inputs, ctx.stream));
     multiply(ctx, x.device, s.n, Product::outputs, weight, s.inputs, s.outputs, false);
-    check_launch(graft::conv::cuda::scatter_output(im2col_, kind_, s.outputs, s.n, bias,
-                                                   graft::f32(y), s.pre, slope_, ctx.stream));
+    graft::check_launch("conv2d", kernels::scatter_output(im2col_, kind_, s.outputs, s.n, bias,
+                                                          graft::f32(y), s.pre, slope_,
+                                                          ctx.stream));
   }
 
   // dz (O, N*P), db, dW += dz col^T, then dcol = W^T dz over col and col2im's gather into dx.
@@ -320,16 +308,18 @@ class Conv2d : public graft::Layer {
     const Scratch s = scratch(x, workspace);
     float* col = s.inputs;
     float* dz = s.outputs;
-    check_launch(kernels::im2col(im2col_, graft::f32(x), s.n, col, ctx.stream));
-    check_launch(kernels::output_gradient(im2col_, kind_, graft::f32(dy), graft::f32(y), s.pre,
-                                          s.n, dz, slope_, ctx.stream));
-    if (bias_grad) check_launch(kernels::bias_gradient(im2col_, dz, s.n, bias_grad, ctx.stream));
+    graft::check_launch("conv2d", kernels::im2col(im2col_, graft::f32(x), s.n, col, ctx.stream));
+    graft::check_launch("conv2d",
+                        kernels::output_gradient(im2col_, kind_, graft::f32(dy), graft::f32(y),
+                                                 s.pre, s.n, dz, slope_, ctx.stream));
+    if (bias_grad)
+      graft::check_launch("conv2d",
+                          kernels::bias_gradient(im2col_, dz, s.n, bias_grad, ctx.stream));
     multiply(ctx, x.device, s.n, Product::weight_gradient, weight_grad, col, dz, false);
     if (!dx) return;
     multiply(ctx, x.device, s.n, Product::input_gradient, weight, col, dz, false);
-    check_launch(kernels::col2im(im2col_, col, s.n, graft::f32(*dx), ctx.stream));
+    graft::check_launch("conv2d", kernels::col2im(im2col_, col, s.n, graft::f32(*dx), ctx.stream));
   }
-#endif
 
   // U (16, O, CG) from W into transformed_weight_; returns it.
   float* transform_weights(const float* weight) {
@@ -395,4 +385,4 @@ GRAFT_PLUGIN_LIBRARY("conv2d", "0.1.0",
                      graft::layer<Conv2d>("conv2d",
                                           "2-D convolution y = f(conv(x, W) + b) over (C, H, W), "
                                           "f fused; im2col or Winograd + gemm",
-                                          kWithCuda ? GRAFT_ENTRY_HAS_CUDA : 0u))
+                                          graft::kCudaEntry))

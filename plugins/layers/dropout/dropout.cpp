@@ -1,10 +1,9 @@
 // Inverted dropout: in training each element is kept with probability 1-p and scaled by
 // 1/(1-p); in evaluation the layer is the identity. Masks come from global indices.
-#include "dropout_mask.hpp"
-#include "graft/cpp/plugin.hpp"
-#if GRAFT_PLUGIN_WITH_CUDA
 #include "dropout_cuda.hpp"
-#endif
+#include "dropout_mask.hpp"
+#include "graft/cpp/device.hpp"
+#include "graft/cpp/plugin.hpp"
 
 namespace {
 
@@ -45,7 +44,7 @@ class Dropout : public graft::Layer {
   // x, y: (N, F...) with F = features_ elements per sample.
   void forward(const graft::Context& ctx, const DLTensor* const*, const DLTensor& x, DLTensor& y,
                DLTensor* workspace) override {
-    require_supported(x);
+    graft::require_device(x, "dropout");
     if (!active(ctx)) return graft::copy(ctx, x, y);
     const int64_t n = graft::rows(x);
     GRAFT_CHECK(ctx.global_batch >= ctx.row_offset + n,
@@ -56,13 +55,13 @@ class Dropout : public graft::Layer {
                 "dropout: the host passed no workspace of (" << n << ", " << features_
                                                              << ") floats for the mask");
     const uint64_t stream = graft::dropout::stream(ctx.layer_index);
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA)
-      return check_launch(graft::dropout::cuda::forward(
-          graft::f32(x), graft::f32(y), graft::f32(*workspace), n, features_, whole_features_,
-          offset_, ctx.step, ctx.global_batch, ctx.row_offset, ctx.seed, stream, p_, keep_scale_,
-          ctx.stream));
-#endif
+    if (graft::on_cuda(x))
+      return graft::check_launch("dropout", graft::dropout::cuda::forward(
+                                                graft::f32(x), graft::f32(y),
+                                                graft::f32(*workspace), n, features_,
+                                                whole_features_, offset_, ctx.step,
+                                                ctx.global_batch, ctx.row_offset, ctx.seed,
+                                                stream, p_, keep_scale_, ctx.stream));
     const float* xs = graft::f32(x);
     float* ys = graft::f32(y);
     float* mask = graft::f32(*workspace);
@@ -87,17 +86,18 @@ class Dropout : public graft::Layer {
   void backward(const graft::Context& ctx, const DLTensor* const*, const DLTensor& x,
                 const DLTensor&, const DLTensor& dy, DLTensor* dx, DLTensor* const*,
                 DLTensor* workspace) override {
-    require_supported(x);
+    graft::require_device(x, "dropout");
     if (!dx) return;
     if (!active(ctx)) return graft::copy(ctx, dy, *dx);
     const int64_t count = graft::numel(dy);
     GRAFT_CHECK(workspace && graft::numel(*workspace) >= count,
                 "dropout: backward needs the mask workspace that forward filled");
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA)
-      return check_launch(graft::dropout::cuda::backward(graft::f32(dy), graft::f32(*workspace),
-                                                         graft::f32(*dx), count, ctx.stream));
-#endif
+    if (graft::on_cuda(x))
+      return graft::check_launch("dropout",
+                                 graft::dropout::cuda::backward(graft::f32(dy),
+                                                                graft::f32(*workspace),
+                                                                graft::f32(*dx), count,
+                                                                ctx.stream));
     const float* dys = graft::f32(dy);
     const float* mask = graft::f32(*workspace);
     float* dxs = graft::f32(*dx);
@@ -106,18 +106,6 @@ class Dropout : public graft::Layer {
 
  private:
   bool active(const graft::Context& ctx) const { return ctx.training && p_ > 0.0f; }
-  static void require_supported(const DLTensor& x) {
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA) return;
-#endif
-    if (!graft::on_cpu(x))
-      throw graft::Error(GRAFT_ERR_UNSUPPORTED, "dropout: this build has no CUDA kernels");
-  }
-#if GRAFT_PLUGIN_WITH_CUDA
-  static void check_launch(const char* error) {
-    if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string("dropout: CUDA: ") + error);
-  }
-#endif
 
   graft::Shape shape_;
   int64_t features_;        // F: this part's (all of them unless sharded)
@@ -127,16 +115,10 @@ class Dropout : public graft::Layer {
   float keep_scale_;
 };
 
-#if GRAFT_PLUGIN_WITH_CUDA
-constexpr uint32_t kDropoutCuda = GRAFT_ENTRY_HAS_CUDA;
-#else
-constexpr uint32_t kDropoutCuda = 0;
-#endif
-
 }  // namespace
 
 GRAFT_PLUGIN_LIBRARY("dropout", "0.1.0",
                      // Backward reads dy and the mask, never y, so dx may be written over it.
                      graft::layer<Dropout>("dropout", "inverted dropout with layout-free masks",
                                            GRAFT_ENTRY_SHARD_PART | GRAFT_ENTRY_DX_OVER_OUTPUT |
-                                               kDropoutCuda))
+                                               graft::kCudaEntry))

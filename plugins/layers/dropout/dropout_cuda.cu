@@ -1,3 +1,5 @@
+// dropout.cpp's loops on the GPU, one thread per element: each draws its own mask element from
+// dropout_mask.hpp's counter-based Philox, so the masks are the CPU's bit for bit.
 #include "dropout_cuda.hpp"
 #include "dropout_mask.hpp"
 #include "graft/cuda/launch.cuh"

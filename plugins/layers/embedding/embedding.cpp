@@ -4,11 +4,10 @@
 #include <cstring>
 #include <string>
 
-#include "embedding_math.hpp"
-#include "graft/cpp/plugin.hpp"
-#if GRAFT_PLUGIN_WITH_CUDA
 #include "embedding_cuda.hpp"
-#endif
+#include "embedding_math.hpp"
+#include "graft/cpp/device.hpp"
+#include "graft/cpp/plugin.hpp"
 
 namespace {
 
@@ -52,22 +51,12 @@ class Embedding : public graft::Layer {
     return {{"weight", graft::Shape{rows_, dim_}, GRAFT_INIT_NORMAL, rows_, dim_, 1.0f, false}};
   }
 
-#if GRAFT_PLUGIN_WITH_CUDA
-  ~Embedding() override {
-    if (gpu_first_bad_) host_->free(gpu_device_, gpu_first_bad_);
-  }
-#endif
-
   // x: (N, T) ids, y: (N, T, E).
   void forward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                DLTensor& y, DLTensor*) override {
-    require_supported(x);
+    graft::require_device(x, "embedding");
     const int64_t count = graft::rows(x) * ids_per_sample_;
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA) return forward_gpu(ctx, *params[0], x, y, count);
-#else
-    (void)ctx;
-#endif
+    if (graft::on_cuda(x)) return forward_gpu(ctx, *params[0], x, y, count);
     const float* ids = graft::f32(x);
     const float* table = graft::f32(*params[0]);
     float* ys = graft::f32(y);
@@ -81,18 +70,16 @@ class Embedding : public graft::Layer {
   void backward(const graft::Context& ctx, const DLTensor* const*, const DLTensor& x,
                 const DLTensor&, const DLTensor& dy, DLTensor* dx, DLTensor* const* grads,
                 DLTensor*) override {
-    require_supported(x);
+    graft::require_device(x, "embedding");
     const int64_t count = graft::rows(x) * ids_per_sample_;
-#if GRAFT_PLUGIN_WITH_CUDA
     // forward has reported any bad id of this batch; here such ids add nothing.
-    if (x.device.device_type == kDLCUDA) {
-      check_launch(graft::embedding::cuda::weight_gradient(graft::f32(x), count, graft::f32(dy),
-                                                           rows_, dim_, graft::f32(*grads[0]),
-                                                           ctx.stream));
+    if (graft::on_cuda(x)) {
+      graft::check_launch("embedding", graft::embedding::cuda::weight_gradient(
+                                           graft::f32(x), count, graft::f32(dy), rows_, dim_,
+                                           graft::f32(*grads[0]), ctx.stream));
       if (dx) graft::fill(ctx, *dx, 0.0f);
       return;
     }
-#endif
     const float* ids = graft::f32(x);
     const float* dys = graft::f32(dy);
     float* grad = graft::f32(*grads[0]);
@@ -105,14 +92,6 @@ class Embedding : public graft::Layer {
   }
 
  private:
-  static void require_supported(const DLTensor& x) {
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA) return;
-#endif
-    if (!graft::on_cpu(x))
-      throw graft::Error(GRAFT_ERR_UNSUPPORTED, "embedding: this build has no CUDA kernels");
-  }
-
   // The table row of the id at position i, or an error naming the sample, the position and
   // the bad value.
   int64_t checked_row(float id, int64_t i) const {
@@ -123,11 +102,6 @@ class Embedding : public graft::Layer {
                                            << "); check the data's ids against num_embeddings = "
                                            << rows_);
     return row;
-  }
-
-#if GRAFT_PLUGIN_WITH_CUDA
-  static void check_launch(const char* error) {
-    if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string("embedding: CUDA: ") + error);
   }
 
   // bytes from GPU memory to host memory; waits for the stream's kernels.
@@ -143,26 +117,25 @@ class Embedding : public graft::Layer {
   // stream) and reported with the CPU's message.
   void forward_gpu(const graft::Context& ctx, const DLTensor& table, const DLTensor& x,
                    DLTensor& y, int64_t count) {
-    if (!gpu_first_bad_ || gpu_device_.device_id != x.device.device_id) {
-      if (gpu_first_bad_) host_->free(gpu_device_, gpu_first_bad_);
-      gpu_device_ = x.device;
-      gpu_first_bad_ = static_cast<int64_t*>(host_->alloc(gpu_device_, sizeof(int64_t)));
-      GRAFT_CHECK(gpu_first_bad_, "embedding: out of GPU memory");
+    if (!gpu_first_bad_ || gpu_first_bad_.device().device_id != x.device.device_id) {
+      gpu_first_bad_.reset();
+      gpu_first_bad_ = graft::DeviceMemory(host_, x.device, sizeof(int64_t), "embedding");
     }
-    check_launch(graft::embedding::cuda::forward(graft::f32(x), count, graft::f32(table), rows_,
-                                                 dim_, graft::f32(y), gpu_first_bad_,
-                                                 ctx.stream));
+    graft::check_launch("embedding",
+                        graft::embedding::cuda::forward(graft::f32(x), count, graft::f32(table),
+                                                        rows_, dim_, graft::f32(y),
+                                                        gpu_first_bad_.as<int64_t>(),
+                                                        ctx.stream));
     int64_t first_bad = count;
-    copy_to_host(ctx, x.device, gpu_first_bad_, &first_bad, sizeof first_bad);
+    copy_to_host(ctx, x.device, gpu_first_bad_.data(), &first_bad, sizeof first_bad);
     if (first_bad >= count) return;
     float id = 0.0f;
     copy_to_host(ctx, x.device, graft::f32(x) + first_bad, &id, sizeof id);
     checked_row(id, first_bad);
   }
 
-  int64_t* gpu_first_bad_ = nullptr;
-  DLDevice gpu_device_{kDLCUDA, 0};
-#endif
+  // One int64 on x's GPU, from the first call there: forward's first bad id.
+  graft::DeviceMemory gpu_first_bad_;
 
   graft::Host host_;
   graft::Shape input_;
@@ -171,16 +144,10 @@ class Embedding : public graft::Layer {
   int64_t ids_per_sample_;  // T
 };
 
-#if GRAFT_PLUGIN_WITH_CUDA
-constexpr uint32_t kEmbeddingCuda = GRAFT_ENTRY_HAS_CUDA;
-#else
-constexpr uint32_t kEmbeddingCuda = 0;
-#endif
-
 }  // namespace
 
 GRAFT_PLUGIN_LIBRARY("embedding", "0.1.0",
                      graft::layer<Embedding>("embedding",
                                              "lookup table from integer ids to learned vectors "
                                              "(torch Embedding)",
-                                             kEmbeddingCuda))
+                                             graft::kCudaEntry))

@@ -3,11 +3,10 @@
 #include <cstdint>
 #include <string>
 
+#include "graft/cpp/device.hpp"
 #include "graft/cpp/plugin.hpp"
-#include "layer_norm_math.hpp"
-#if GRAFT_PLUGIN_WITH_CUDA
 #include "layer_norm_cuda.hpp"
-#endif
+#include "layer_norm_math.hpp"
 
 namespace {
 
@@ -62,19 +61,16 @@ class LayerNorm : public graft::Layer {
   // x, y: (N, R, L).
   void forward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                DLTensor& y, DLTensor* workspace) override {
-    require_supported(x);
+    graft::require_device(x, "layer_norm");
     const int64_t rows = graft::rows(x) * rows_per_sample_;
     float* statistics = workspace ? graft::f32(checked(workspace, rows)) : nullptr;
     const float* weight = affine_ ? graft::f32(*params[0]) : nullptr;
     const float* bias = affine_ ? graft::f32(*params[1]) : nullptr;
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA)
-      return check_launch(graft::layer_norm::cuda::forward(graft::f32(x), graft::f32(y), rows,
-                                                           row_length_, eps_, weight, bias,
-                                                           statistics, ctx.stream));
-#else
-    (void)ctx;
-#endif
+    if (graft::on_cuda(x))
+      return graft::check_launch("layer_norm",
+                                 graft::layer_norm::cuda::forward(graft::f32(x), graft::f32(y),
+                                                                  rows, row_length_, eps_, weight,
+                                                                  bias, statistics, ctx.stream));
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = graft::f32(x) + r * row_length_;
       float* yr = graft::f32(y) + r * row_length_;
@@ -101,21 +97,19 @@ class LayerNorm : public graft::Layer {
   void backward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                 const DLTensor&, const DLTensor& dy, DLTensor* dx, DLTensor* const* grads,
                 DLTensor* workspace) override {
-    require_supported(x);
+    graft::require_device(x, "layer_norm");
     const int64_t rows = graft::rows(x) * rows_per_sample_;
     GRAFT_CHECK(workspace, "layer_norm: backward needs the workspace that forward filled");
     const float* statistics = graft::f32(checked(workspace, rows));
     const float* weight = affine_ ? graft::f32(*params[0]) : nullptr;
     float* grad_weight = affine_ ? graft::f32(*grads[0]) : nullptr;
     float* grad_bias = affine_ ? graft::f32(*grads[1]) : nullptr;
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA)
-      return check_launch(graft::layer_norm::cuda::backward(
-          graft::f32(x), graft::f32(dy), dx ? graft::f32(*dx) : nullptr, rows, row_length_,
-          weight, statistics, grad_weight, grad_bias, ctx.stream));
-#else
-    (void)ctx;
-#endif
+    if (graft::on_cuda(x))
+      return graft::check_launch("layer_norm",
+                                 graft::layer_norm::cuda::backward(
+                                     graft::f32(x), graft::f32(dy), dx ? graft::f32(*dx) : nullptr,
+                                     rows, row_length_, weight, statistics, grad_weight,
+                                     grad_bias, ctx.stream));
     const double length = static_cast<double>(row_length_);
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = graft::f32(x) + r * row_length_;
@@ -145,18 +139,6 @@ class LayerNorm : public graft::Layer {
   }
 
  private:
-  static void require_supported(const DLTensor& x) {
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA) return;
-#endif
-    if (!graft::on_cpu(x))
-      throw graft::Error(GRAFT_ERR_UNSUPPORTED, "layer_norm: this build has no CUDA kernels");
-  }
-#if GRAFT_PLUGIN_WITH_CUDA
-  static void check_launch(const char* error) {
-    if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string("layer_norm: CUDA: ") + error);
-  }
-#endif
   static DLTensor& checked(DLTensor* workspace, int64_t rows) {
     GRAFT_CHECK(graft::numel(*workspace) >= 2 * rows,
                 "layer_norm: the host passed a workspace smaller than (" << rows
@@ -172,16 +154,10 @@ class LayerNorm : public graft::Layer {
   int64_t rows_per_sample_ = 1;  // R
 };
 
-#if GRAFT_PLUGIN_WITH_CUDA
-constexpr uint32_t kLayerNormCuda = GRAFT_ENTRY_HAS_CUDA;
-#else
-constexpr uint32_t kLayerNormCuda = 0;
-#endif
-
 }  // namespace
 
 GRAFT_PLUGIN_LIBRARY("layer_norm", "0.1.0",
                      graft::layer<LayerNorm>("layer_norm",
                                              "normalises each sample's trailing axes "
                                              "(torch LayerNorm)",
-                                             kLayerNormCuda))
+                                             graft::kCudaEntry))

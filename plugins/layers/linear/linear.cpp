@@ -6,11 +6,10 @@
 #include <string>
 #include <type_traits>
 
+#include "graft/cpp/device.hpp"
 #include "graft/cpp/elementwise.hpp"
 #include "graft/cpp/plugin.hpp"
-#if GRAFT_PLUGIN_WITH_CUDA
 #include "linear_cuda.hpp"
-#endif
 
 namespace {
 
@@ -184,7 +183,7 @@ class Linear : public graft::Layer {
   // x: (N, D...), y: (N, H).
   void forward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                DLTensor& y, DLTensor* workspace) override {
-    require_supported(x);
+    graft::require_device(x, "linear");
     graft::gemm(ctx, false, false, 1.0f, x, *params[0], 0.0f, y);
     // A row part other than 0 adds no bias: the parts' sum must hold it once.
     const bool add_bias = has_bias_ && !(mode_ == GRAFT_SHARD_ROW && index_ != 0);
@@ -193,11 +192,11 @@ class Linear : public graft::Layer {
     float* pre = nullptr;
     if (keeps_pre_activation_) pre = graft::f32(checked_workspace(workspace, n));
     const float* bias = add_bias ? graft::f32(*params[1]) : nullptr;
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA)
-      return check_launch(graft::linear_cuda::bias_activation(kind_, graft::f32(y), bias, pre, n,
-                                                              out_features_, slope_, ctx.stream));
-#endif
+    if (graft::on_cuda(x))
+      return graft::check_launch("linear",
+                                 graft::linear_cuda::bias_activation(kind_, graft::f32(y), bias,
+                                                                     pre, n, out_features_,
+                                                                     slope_, ctx.stream));
     with_kind(kind_, [&](auto k) {
       if (add_bias)
         bias_activation<decltype(k)::value, true>(graft::f32(y), bias, pre, n, out_features_,
@@ -214,25 +213,24 @@ class Linear : public graft::Layer {
   void backward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                 const DLTensor& y, const DLTensor& dy, DLTensor* dx, DLTensor* const* grads,
                 DLTensor* workspace) override {
-    require_supported(x);
+    graft::require_device(x, "linear");
     const DLTensor* dz = &dy;
     graft::View scratch;
     if (kind_ != Kind::none) {
       const int64_t n = graft::rows(dy);
       scratch = graft::View(graft::f32(checked_workspace(workspace, n)), dy.device,
                             {n, out_features_});
-#if GRAFT_PLUGIN_WITH_CUDA
-      if (x.device.device_type == kDLCUDA)
-        check_launch(graft::linear_cuda::activation_gradient(
-            kind_, graft::f32(dy), graft::f32(y), graft::f32(*scratch), keeps_pre_activation_,
-            n * out_features_, slope_, ctx.stream));
+      if (graft::on_cuda(x))
+        graft::check_launch("linear", graft::linear_cuda::activation_gradient(
+                                          kind_, graft::f32(dy), graft::f32(y),
+                                          graft::f32(*scratch), keeps_pre_activation_,
+                                          n * out_features_, slope_, ctx.stream));
       else
-#endif
-      with_kind(kind_, [&](auto k) {
-        activation_gradient<decltype(k)::value>(graft::f32(dy), graft::f32(y),
-                                                graft::f32(*scratch), keeps_pre_activation_,
-                                                n * out_features_, slope_);
-      });
+        with_kind(kind_, [&](auto k) {
+          activation_gradient<decltype(k)::value>(graft::f32(dy), graft::f32(y),
+                                                  graft::f32(*scratch), keeps_pre_activation_,
+                                                  n * out_features_, slope_);
+        });
       dz = scratch.get();
     }
     graft::gemm(ctx, true, false, 1.0f, x, *dz, 1.0f, *grads[0]);
@@ -241,18 +239,6 @@ class Linear : public graft::Layer {
   }
 
  private:
-  static void require_supported(const DLTensor& x) {
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA) return;
-#endif
-    if (!graft::on_cpu(x))
-      throw graft::Error(GRAFT_ERR_UNSUPPORTED, "linear: this build has no CUDA kernels");
-  }
-#if GRAFT_PLUGIN_WITH_CUDA
-  static void check_launch(const char* error) {
-    if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string("linear: CUDA: ") + error);
-  }
-#endif
   DLTensor& checked_workspace(DLTensor* workspace, int64_t n) const {
     GRAFT_CHECK(workspace && graft::numel(*workspace) >= n * out_features_,
                 "linear: the host passed no workspace of (" << n << ", " << out_features_
@@ -274,16 +260,10 @@ class Linear : public graft::Layer {
   bool keeps_pre_activation_ = false;
 };
 
-#if GRAFT_PLUGIN_WITH_CUDA
-constexpr uint32_t kLinearCuda = GRAFT_ENTRY_HAS_CUDA;
-#else
-constexpr uint32_t kLinearCuda = 0;
-#endif
-
 }  // namespace
 
 // Backward reads y only to make dz, before the gemm that writes dx: dx may be written over y.
 GRAFT_PLUGIN_LIBRARY("linear", "0.1.0",
                      graft::layer<Linear>("linear", "fully connected y = f(x W + b), f fused",
                                           GRAFT_ENTRY_SHARD_COLUMN | GRAFT_ENTRY_SHARD_ROW |
-                                              GRAFT_ENTRY_DX_OVER_OUTPUT | kLinearCuda))
+                                              GRAFT_ENTRY_DX_OVER_OUTPUT | graft::kCudaEntry))

@@ -6,21 +6,14 @@
 #include <string>
 #include <vector>
 
+#include "graft/cpp/device.hpp"
 #include "graft/cpp/plugin.hpp"
 #include "pool_window.hpp"
-#if GRAFT_PLUGIN_WITH_CUDA
 #include "pooling_cuda.hpp"
-#endif
 
 namespace {
 
 // Dimension letters: N batch, C channels, H x W input, OH x OW output.
-
-#if GRAFT_PLUGIN_WITH_CUDA
-constexpr uint32_t kPoolingCuda = GRAFT_ENTRY_HAS_CUDA;
-#else
-constexpr uint32_t kPoolingCuda = 0;
-#endif
 
 // The options and shape checks both poolings share; `name` is the plugin's, for messages.
 class Pool2d : public graft::Layer {
@@ -61,16 +54,6 @@ class Pool2d : public graft::Layer {
  protected:
   int64_t in_plane() const { return window_.height * window_.width; }
   int64_t out_plane() const { return window_.out_height() * window_.out_width(); }
-  static void require_cpu(const char* name, const DLTensor& x) {
-    if (!graft::on_cpu(x))
-      throw graft::Error(GRAFT_ERR_UNSUPPORTED,
-                         std::string(name) + ": this build has no CUDA kernels");
-  }
-#if GRAFT_PLUGIN_WITH_CUDA
-  static void check_launch(const char* name, const char* error) {
-    if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string(name) + ": CUDA: " + error);
-  }
-#endif
 
   graft::pool::Window2d window_;
   int64_t channels_ = 1;  // C
@@ -93,20 +76,19 @@ class MaxPool2d : public Pool2d {
   int64_t workspace_per_sample() const override { return channels_ * out_plane(); }
 
   // x: (N, C, H, W), y: (N, C, OH, OW).
-  void forward([[maybe_unused]] const graft::Context& ctx, const DLTensor* const*,
-               const DLTensor& x, DLTensor& y, DLTensor* workspace) override {
+  void forward(const graft::Context& ctx, const DLTensor* const*, const DLTensor& x, DLTensor& y,
+               DLTensor* workspace) override {
     const int64_t planes = graft::rows(x) * channels_;
     GRAFT_CHECK(workspace && graft::numel(*workspace) >= planes * out_plane(),
                 "max_pool2d: the host passed no workspace for " << planes * out_plane()
                                                                 << " window winners");
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA)
-      return check_launch("max_pool2d",
-                          graft::pool::cuda::max_forward(window_, graft::f32(x), planes,
-                                                         graft::f32(y), graft::f32(*workspace),
-                                                         ctx.stream));
-#endif
-    require_cpu("max_pool2d", x);
+    graft::require_device(x, "max_pool2d");
+    if (graft::on_cuda(x))
+      return graft::check_launch("max_pool2d",
+                                 graft::pool::cuda::max_forward(window_, graft::f32(x), planes,
+                                                                graft::f32(y),
+                                                                graft::f32(*workspace),
+                                                                ctx.stream));
     const bool halves = window_.kernel == 2 && window_.stride == 2 && window_.padding == 0;
     for (int64_t plane = 0; plane < planes; ++plane) {
       const float* in = graft::f32(x) + plane * in_plane();
@@ -120,18 +102,17 @@ class MaxPool2d : public Pool2d {
   }
 
   // dx[winner of each window] += dy; 0 elsewhere.
-  void backward([[maybe_unused]] const graft::Context& ctx, const DLTensor* const*,
-                const DLTensor& x, const DLTensor&, const DLTensor& dy, DLTensor* dx,
-                DLTensor* const*, DLTensor* workspace) override {
+  void backward(const graft::Context& ctx, const DLTensor* const*, const DLTensor& x,
+                const DLTensor&, const DLTensor& dy, DLTensor* dx, DLTensor* const*,
+                DLTensor* workspace) override {
     if (!dx) return;
     const int64_t planes = graft::rows(x) * channels_;
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA)
-      return check_launch("max_pool2d", graft::pool::cuda::max_backward(
-                                            window_, graft::f32(dy), graft::f32(*workspace),
-                                            planes, graft::f32(*dx), ctx.stream));
-#endif
-    require_cpu("max_pool2d", x);
+    graft::require_device(x, "max_pool2d");
+    if (graft::on_cuda(x))
+      return graft::check_launch("max_pool2d", graft::pool::cuda::max_backward(
+                                                   window_, graft::f32(dy),
+                                                   graft::f32(*workspace), planes,
+                                                   graft::f32(*dx), ctx.stream));
     std::memset(graft::f32(*dx), 0, sizeof(float) * planes * in_plane());
     for (int64_t plane = 0; plane < planes; ++plane) {
       const float* grad = graft::f32(dy) + plane * out_plane();
@@ -199,17 +180,15 @@ class AvgPool2d : public Pool2d {
         share_(static_cast<size_t>(window_.out_width())) {}
 
   // x: (N, C, H, W), y: (N, C, OH, OW).
-  void forward([[maybe_unused]] const graft::Context& ctx, const DLTensor* const*,
-               const DLTensor& x, DLTensor& y, DLTensor*) override {
+  void forward(const graft::Context& ctx, const DLTensor* const*, const DLTensor& x, DLTensor& y,
+               DLTensor*) override {
     const int64_t planes = graft::rows(x) * channels_;
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA)
-      return check_launch("avg_pool2d",
-                          graft::pool::cuda::avg_forward(window_, graft::f32(x), planes,
-                                                         count_padding_, graft::f32(y),
-                                                         ctx.stream));
-#endif
-    require_cpu("avg_pool2d", x);
+    graft::require_device(x, "avg_pool2d");
+    if (graft::on_cuda(x))
+      return graft::check_launch("avg_pool2d",
+                                 graft::pool::cuda::avg_forward(window_, graft::f32(x), planes,
+                                                                count_padding_, graft::f32(y),
+                                                                ctx.stream));
     const int64_t oh_count = window_.out_height(), ow_count = window_.out_width();
     const int64_t stride = window_.stride, padding = window_.padding;
     for (int64_t plane = 0; plane < planes; ++plane) {
@@ -233,19 +212,17 @@ class AvgPool2d : public Pool2d {
   }
 
   // Every tap inside the window of output o gets dy[o] / divisor(o).
-  void backward([[maybe_unused]] const graft::Context& ctx, const DLTensor* const*,
-                const DLTensor& x, const DLTensor&, const DLTensor& dy, DLTensor* dx,
-                DLTensor* const*, DLTensor*) override {
+  void backward(const graft::Context& ctx, const DLTensor* const*, const DLTensor& x,
+                const DLTensor&, const DLTensor& dy, DLTensor* dx, DLTensor* const*,
+                DLTensor*) override {
     if (!dx) return;
     const int64_t planes = graft::rows(x) * channels_;
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (x.device.device_type == kDLCUDA)
-      return check_launch("avg_pool2d",
-                          graft::pool::cuda::avg_backward(window_, graft::f32(dy), planes,
-                                                          count_padding_, graft::f32(*dx),
-                                                          ctx.stream));
-#endif
-    require_cpu("avg_pool2d", x);
+    graft::require_device(x, "avg_pool2d");
+    if (graft::on_cuda(x))
+      return graft::check_launch("avg_pool2d",
+                                 graft::pool::cuda::avg_backward(window_, graft::f32(dy), planes,
+                                                                 count_padding_, graft::f32(*dx),
+                                                                 ctx.stream));
     const int64_t oh_count = window_.out_height(), ow_count = window_.out_width();
     const int64_t stride = window_.stride, padding = window_.padding;
     std::memset(graft::f32(*dx), 0, sizeof(float) * planes * in_plane());
@@ -278,6 +255,6 @@ class AvgPool2d : public Pool2d {
 GRAFT_PLUGIN_LIBRARY("pooling", "0.1.0",
                      graft::layer<MaxPool2d>("max_pool2d",
                                              "largest value of each window, per channel",
-                                             kPoolingCuda),
+                                             graft::kCudaEntry),
                      graft::layer<AvgPool2d>("avg_pool2d", "mean of each window, per channel",
-                                             kPoolingCuda))
+                                             graft::kCudaEntry))

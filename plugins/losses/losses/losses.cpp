@@ -3,11 +3,10 @@
 #include <string>
 #include <vector>
 
+#include "graft/cpp/device.hpp"
 #include "graft/cpp/plugin.hpp"
 #include "loss_rows.hpp"
-#if GRAFT_PLUGIN_WITH_CUDA
 #include "losses_cuda.hpp"
-#endif
 
 namespace {
 
@@ -20,26 +19,11 @@ std::string dtype_name(const DLDataType& t) {
   return "dtype (code " + std::to_string(t.code) + ", " + std::to_string(t.bits) + " bits)";
 }
 
-// Every loss here has CUDA kernels in a CUDA build.
-#if GRAFT_PLUGIN_WITH_CUDA
-constexpr bool kGpu = true;
-#else
-constexpr bool kGpu = false;
-#endif
-constexpr uint32_t kCudaFlag = kGpu ? GRAFT_ENTRY_HAS_CUDA : 0u;
-
-void require_cpu(const DLTensor& t, const char* name) {
-  if (!graft::on_cpu(t))
-    throw graft::Error(GRAFT_ERR_UNSUPPORTED,
-                       std::string(name) + ": this build has no CUDA kernels");
-}
-
 // The batch a loss is handed: prediction (N, E...) and target with N rows and `target_cols`,
-// on the CPU unless the loss has kernels for the GPU (`gpu_ok`).
+// on a device this build runs (every loss here has CUDA kernels in a CUDA build).
 void require_batch(const char* name, const DLTensor& prediction, int64_t elements,
-                   const DLTensor& target, int64_t target_cols, bool int_target,
-                   bool gpu_ok = false) {
-  if (!(gpu_ok && prediction.device.device_type == kDLCUDA)) require_cpu(prediction, name);
+                   const DLTensor& target, int64_t target_cols, bool int_target) {
+  graft::require_device(prediction, name);
   GRAFT_CHECK(target.device.device_type == prediction.device.device_type,
               name << ": the target and the prediction are on different devices");
   GRAFT_CHECK(graft::cols(prediction) == elements,
@@ -67,41 +51,28 @@ void require_float_target(const char* name, const graft::Shape& prediction,
                    << target_shape.str() << "; make the last layer's output match the target");
 }
 
-#if GRAFT_PLUGIN_WITH_CUDA
-void check_launch(const char* name, const char* error) {
-  if (error) throw graft::Error(GRAFT_ERR_RUNTIME, std::string(name) + ": CUDA: " + error);
-}
-
 // A loss kernel's per-row results: device memory that grows only (the caching allocator's),
 // and their copy on the host, where forward sums them in row order as the CPU loops sum.
 class RowResults {
  public:
   explicit RowResults(graft::Host host) : host_(host) {}
-  ~RowResults() {
-    if (device_memory_) host_->free(device_, device_memory_);
-  }
-  RowResults(const RowResults&) = delete;
-  RowResults& operator=(const RowResults&) = delete;
 
   // At least `bytes` of memory on `device` for the kernel to fill.
   void* device_memory(DLDevice device, size_t bytes, const char* name) {
-    if (bytes > bytes_ || device.device_id != device_.device_id) {
-      if (device_memory_) host_->free(device_, device_memory_);
-      device_ = device;
-      device_memory_ = host_->alloc(device, bytes);
-      bytes_ = device_memory_ ? bytes : 0;
-      GRAFT_CHECK(device_memory_, name << ": out of GPU memory for " << bytes
-                                       << " bytes of per-row results");
+    if (bytes > device_memory_.bytes() || device.device_id != device_memory_.device().device_id) {
+      device_memory_.reset();
+      device_memory_ = graft::DeviceMemory(host_, device, bytes, name);
     }
-    return device_memory_;
+    return device_memory_.data();
   }
 
-  // The first `bytes` of the device memory, on the host (waits for the kernel).
-  const void* to_host(const graft::Context& ctx, size_t bytes) {
+  // The first `bytes` of the memory on `device`, on the host: a copy by `device` (even of
+  // nothing, for no rows), which waits for the kernel.
+  const void* to_host(const graft::Context& ctx, DLDevice device, size_t bytes) {
     host_copy_.resize((bytes + sizeof(double) - 1) / sizeof(double));
     int64_t shape = static_cast<int64_t>(bytes);
     const DLDataType byte{kDLUInt, 8, 1};
-    DLTensor from{device_memory_, device_, 1, byte, &shape, nullptr, 0};
+    DLTensor from{device_memory_.data(), device, 1, byte, &shape, nullptr, 0};
     DLTensor to{host_copy_.data(), DLDevice{kDLCPU, 0}, 1, byte, &shape, nullptr, 0};
     graft::check(host_->copy(&ctx, &from, &to));
     return host_copy_.data();
@@ -109,12 +80,9 @@ class RowResults {
 
  private:
   graft::Host host_;
-  DLDevice device_{kDLCUDA, 0};
-  void* device_memory_ = nullptr;
-  size_t bytes_ = 0;
+  graft::DeviceMemory device_memory_;
   std::vector<double> host_copy_;
 };
-#endif
 
 using graft::losses::ElementLoss;
 
@@ -133,12 +101,8 @@ class ElementwiseLoss : public graft::Loss {
 
   static std::vector<graft::OptionDef> options() { return {}; }
   ElementwiseLoss(const graft::Options&, const graft::Shape& prediction,
-                  const graft_target_info& target, [[maybe_unused]] graft::Host host)
-      : elements_(prediction.numel())
-#if GRAFT_PLUGIN_WITH_CUDA
-        , gpu_rows_(host)
-#endif
-  {
+                  const graft_target_info& target, graft::Host host)
+      : elements_(prediction.numel()), gpu_rows_(host) {
     require_float_target(kName, prediction, target);
   }
 
@@ -148,33 +112,30 @@ class ElementwiseLoss : public graft::Loss {
   }
 
   // prediction, target: (N, E).
-  void forward([[maybe_unused]] const graft::Context& ctx, const DLTensor& prediction,
-               const DLTensor& target, double& loss_sum, double* metric_sums) override {
-    require_batch(kName, prediction, elements_, target, elements_, false, kGpu);
+  void forward(const graft::Context& ctx, const DLTensor& prediction, const DLTensor& target,
+               double& loss_sum, double* metric_sums) override {
+    require_batch(kName, prediction, elements_, target, elements_, false);
     double total = 0.0, hits = 0.0;
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (prediction.device.device_type == kDLCUDA)
+    if (graft::on_cuda(prediction))
       sums_gpu(ctx, prediction, target, total, hits);
     else
-#endif
       sums_cpu(prediction, target, total, hits);
     loss_sum = total / static_cast<double>(elements_);
     if (kAccuracy && metric_sums) metric_sums[0] = hits / static_cast<double>(elements_);
   }
 
-  void backward([[maybe_unused]] const graft::Context& ctx, const DLTensor& prediction,
-                const DLTensor& target, float scale, DLTensor& dprediction) override {
-    require_batch(kName, prediction, elements_, target, elements_, false, kGpu);
+  void backward(const graft::Context& ctx, const DLTensor& prediction, const DLTensor& target,
+                float scale, DLTensor& dprediction) override {
+    require_batch(kName, prediction, elements_, target, elements_, false);
     const float factor = graft::losses::gradient_factor(K, scale, elements_);
     const int64_t count = graft::numel(prediction);
     const float* p = graft::f32(prediction);
     const float* t = graft::f32(target);
     float* d = graft::f32(dprediction);
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (prediction.device.device_type == kDLCUDA)
-      return check_launch(kName, graft::losses::cuda::element_gradient(K, p, t, count, factor, d,
-                                                                       ctx.stream));
-#endif
+    if (graft::on_cuda(prediction))
+      return graft::check_launch(kName, graft::losses::cuda::element_gradient(K, p, t, count,
+                                                                              factor, d,
+                                                                              ctx.stream));
     for (int64_t i = 0; i < count; ++i)
       d[i] = graft::losses::element_gradient(K, p[i], t[i], factor);
   }
@@ -194,27 +155,23 @@ class ElementwiseLoss : public graft::Loss {
     hits = static_cast<double>(correct);
   }
 
-#if GRAFT_PLUGIN_WITH_CUDA
   // As sums_cpu, from per-row sums the kernel leaves, added here in row order.
   void sums_gpu(const graft::Context& ctx, const DLTensor& prediction, const DLTensor& target,
                 double& total, double& hits) {
     const int64_t n = graft::rows(prediction);
     const size_t bytes = static_cast<size_t>(n) * (kAccuracy ? 2 : 1) * sizeof(double);
     auto* row_loss = static_cast<double*>(gpu_rows_.device_memory(prediction.device, bytes, kName));
-    check_launch(kName, graft::losses::cuda::element_rows(
-                            K, graft::f32(prediction), graft::f32(target), n, elements_, row_loss,
-                            kAccuracy ? row_loss + n : nullptr, ctx.stream));
-    const auto* rows = static_cast<const double*>(gpu_rows_.to_host(ctx, bytes));
+    graft::check_launch(kName, graft::losses::cuda::element_rows(
+                                   K, graft::f32(prediction), graft::f32(target), n, elements_,
+                                   row_loss, kAccuracy ? row_loss + n : nullptr, ctx.stream));
+    const auto* rows = static_cast<const double*>(gpu_rows_.to_host(ctx, prediction.device, bytes));
     for (int64_t i = 0; i < n; ++i) total += rows[i];
     if (kAccuracy)
       for (int64_t i = 0; i < n; ++i) hits += rows[n + i];
   }
-#endif
 
   int64_t elements_;  // E
-#if GRAFT_PLUGIN_WITH_CUDA
   RowResults gpu_rows_;
-#endif
 };
 
 // Cross entropy of logits (N, C) against int32 labels (N,), with optional label smoothing.
@@ -228,9 +185,7 @@ class CrossEntropy : public graft::Loss {
   CrossEntropy(const graft::Options& o, const graft::Shape& prediction,
                const graft_target_info& target, graft::Host host)
       : host_(host),
-#if GRAFT_PLUGIN_WITH_CUDA
         gpu_rows_(host),
-#endif
         classes_(prediction.numel()),
         smoothing_(static_cast<float>(o.get_float("label_smoothing"))) {
     GRAFT_CHECK(is_int32(target.dtype) && target.classes > 0,
@@ -254,14 +209,10 @@ class CrossEntropy : public graft::Loss {
   // prediction: (N, C) logits; target: (N,) labels in [0, C).
   void forward(const graft::Context& ctx, const DLTensor& prediction, const DLTensor& target,
                double& loss_sum, double* metric_sums) override {
-    require_batch("cross_entropy", prediction, classes_, target, 1, true, kGpu);
+    require_batch("cross_entropy", prediction, classes_, target, 1, true);
     const int64_t n = graft::rows(prediction);
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (prediction.device.device_type == kDLCUDA)
+    if (graft::on_cuda(prediction))
       return forward_gpu(ctx, prediction, target, n, loss_sum, metric_sums);
-#else
-    (void)ctx;
-#endif
     const float* z = graft::f32(prediction);
     const int32_t* labels = graft::i32(target);
     double total = 0.0;
@@ -278,16 +229,13 @@ class CrossEntropy : public graft::Loss {
 
   void backward(const graft::Context& ctx, const DLTensor& prediction, const DLTensor& target,
                 float scale, DLTensor& dprediction) override {
-    require_batch("cross_entropy", prediction, classes_, target, 1, true, kGpu);
+    require_batch("cross_entropy", prediction, classes_, target, 1, true);
     const int64_t n = graft::rows(prediction);
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (prediction.device.device_type == kDLCUDA)
-      return check_launch("cross_entropy", graft::losses::cuda::cross_entropy_gradient(
-          graft::f32(prediction), graft::i32(target), n, classes_, smoothing_, scale,
-          graft::f32(dprediction), ctx.stream));
-#else
-    (void)ctx;
-#endif
+    if (graft::on_cuda(prediction))
+      return graft::check_launch("cross_entropy",
+                                 graft::losses::cuda::cross_entropy_gradient(
+                                     graft::f32(prediction), graft::i32(target), n, classes_,
+                                     smoothing_, scale, graft::f32(dprediction), ctx.stream));
     const int32_t* labels = graft::i32(target);
     for (int64_t i = 0; i < n; ++i)
       graft::losses::cross_entropy_row_gradient(graft::f32(prediction) + i * classes_, classes_,
@@ -306,7 +254,6 @@ class CrossEntropy : public graft::Loss {
     return label;
   }
 
-#if GRAFT_PLUGIN_WITH_CUDA
   // Per-row losses, hits and bad-label marks from the kernel, copied back and summed in double
   // here, as the CPU loop sums them.
   void forward_gpu(const graft::Context& ctx, const DLTensor& prediction, const DLTensor& target,
@@ -316,10 +263,12 @@ class CrossEntropy : public graft::Loss {
         static_cast<float*>(gpu_rows_.device_memory(prediction.device, bytes, "cross_entropy"));
     auto* row_correct = reinterpret_cast<int32_t*>(row_loss + n);
     auto* row_bad = row_correct + n;
-    check_launch("cross_entropy", graft::losses::cuda::cross_entropy_rows(
-                                      graft::f32(prediction), graft::i32(target), n, classes_,
-                                      smoothing_, row_loss, row_correct, row_bad, ctx.stream));
-    const auto* losses = static_cast<const float*>(gpu_rows_.to_host(ctx, bytes));
+    graft::check_launch("cross_entropy",
+                        graft::losses::cuda::cross_entropy_rows(
+                            graft::f32(prediction), graft::i32(target), n, classes_, smoothing_,
+                            row_loss, row_correct, row_bad, ctx.stream));
+    const auto* losses =
+        static_cast<const float*>(gpu_rows_.to_host(ctx, prediction.device, bytes));
     const auto* hits = reinterpret_cast<const int32_t*>(losses + n);
     const int32_t* bad = hits + n;
     double total = 0.0;
@@ -340,12 +289,9 @@ class CrossEntropy : public graft::Loss {
     loss_sum = total;
     if (metric_sums) metric_sums[0] = static_cast<double>(correct);
   }
-#endif
 
   graft::Host host_;
-#if GRAFT_PLUGIN_WITH_CUDA
   RowResults gpu_rows_;
-#endif
   int64_t classes_;  // C
   float smoothing_;
 };
@@ -354,9 +300,9 @@ class CrossEntropy : public graft::Loss {
 
 GRAFT_PLUGIN_LIBRARY(
     "losses", "0.1.0",
-    graft::loss<ElementwiseLoss<ElementLoss::mse>>("mse", "mean squared error", kCudaFlag),
-    graft::loss<ElementwiseLoss<ElementLoss::mae>>("mae", "mean absolute error", kCudaFlag),
+    graft::loss<ElementwiseLoss<ElementLoss::mse>>("mse", "mean squared error", graft::kCudaEntry),
+    graft::loss<ElementwiseLoss<ElementLoss::mae>>("mae", "mean absolute error", graft::kCudaEntry),
     graft::loss<CrossEntropy>("cross_entropy", "softmax cross entropy of logits and int32 labels",
-                              kCudaFlag),
+                              graft::kCudaEntry),
     graft::loss<ElementwiseLoss<ElementLoss::bce_with_logits>>(
-        "bce_with_logits", "binary cross entropy of logits, float targets", kCudaFlag))
+        "bce_with_logits", "binary cross entropy of logits, float targets", graft::kCudaEntry))

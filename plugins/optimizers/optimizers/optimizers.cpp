@@ -5,12 +5,11 @@
 #include <string>
 #include <vector>
 
+#include "graft/cpp/device.hpp"
 #include "graft/cpp/parallel.hpp"
 #include "graft/cpp/plugin.hpp"
-#include "update_math.hpp"
-#if GRAFT_PLUGIN_WITH_CUDA
 #include "optimizers_cuda.hpp"
-#endif
+#include "update_math.hpp"
 
 namespace graft::optimizers {
 namespace {
@@ -41,18 +40,6 @@ bool is_dense(const DLTensor& t) {
   return true;
 }
 
-#if GRAFT_PLUGIN_WITH_CUDA
-constexpr uint32_t kCuda = GRAFT_ENTRY_HAS_CUDA;
-bool supported(const DLTensor& t) { return on_cpu(t) || t.device.device_type == kDLCUDA; }
-bool on_gpu(const graft_param_update& u) { return u.param->device.device_type == kDLCUDA; }
-void check_launch(const char* optimizer, const char* error) {
-  if (error) throw Error(GRAFT_ERR_RUNTIME, std::string(optimizer) + ": CUDA: " + error);
-}
-#else
-constexpr uint32_t kCuda = 0;
-bool supported(const DLTensor& t) { return on_cpu(t); }
-#endif
-
 // A float32, dense tensor of n elements on the parameter's device, or an error saying which
 // tensor is not.
 void check_tensor(const char* optimizer, const std::string& role, const DLTensor* t, int64_t n,
@@ -62,7 +49,8 @@ void check_tensor(const char* optimizer, const std::string& role, const DLTensor
     throw Error(GRAFT_ERR_INVALID_ARGUMENT, std::string(optimizer) + ": the " + role + " is on " +
                                                 device_name(t->device) + ", the parameter on " +
                                                 device_name(device));
-  if (!supported(*t))
+  // Not require_device: the message names the tensor and the device.
+  if (!on_cpu(*t) && !(kPluginHasCuda && on_cuda(*t)))
     throw Error(GRAFT_ERR_UNSUPPORTED,
                 std::string(optimizer) + ": the " + role + " is on " + device_name(t->device) +
                     ", but this build of the optimizer has no kernels there; use device = "
@@ -175,9 +163,8 @@ class Sgd : public Optimizer {
     float* param = f32(*u.param);             // (n)
     const float* grad = f32(*u.grad);         // (n)
     float* buffer = has_buffer ? f32(*u.state[0]) : nullptr;  // (n) or none
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (on_gpu(u)) return check_launch("sgd", cuda::sgd(c, param, grad, buffer, n, ctx.stream));
-#endif
+    if (on_cuda(*u.param))
+      return check_launch("sgd", cuda::sgd(c, param, grad, buffer, n, ctx.stream));
     parallel_for(ctx, n, kGrain, [&](int64_t b, int64_t e) {
       with_sgd_flags(c, [&](auto... flags) {
         sgd_loop<decltype(flags)::value...>(c, param + b, grad + b, buffer ? buffer + b : nullptr,
@@ -248,11 +235,9 @@ class AdamBase : public Optimizer {
     float* exp_avg = f32(*u.state[0]);          // (n)
     float* exp_avg_sq = f32(*u.state[1]);       // (n)
     float* max_exp_avg_sq = amsgrad_ ? f32(*u.state[2]) : nullptr;  // (n) or none
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (on_gpu(u))
+    if (on_cuda(*u.param))
       return check_launch(name, cuda::adam(c, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n,
                                            ctx.stream));
-#endif
     parallel_for(ctx, n, kGrain, [&](int64_t b, int64_t e) {
       with_adam_flags(c, [&](auto... flags) {
         adam_loop<decltype(flags)::value...>(c, param + b, grad + b, exp_avg + b, exp_avg_sq + b,
@@ -344,11 +329,9 @@ class Rmsprop : public Optimizer {
     float* square_avg = f32(*u.state[0]);                               // (n)
     float* buffer = has_buffer ? f32(*u.state[1]) : nullptr;            // (n) or none
     float* grad_avg = centered_ ? f32(*u.state[has_buffer ? 2 : 1]) : nullptr;  // (n) or none
-#if GRAFT_PLUGIN_WITH_CUDA
-    if (on_gpu(u))
+    if (on_cuda(*u.param))
       return check_launch("rmsprop", cuda::rmsprop(c, param, grad, square_avg, buffer, grad_avg, n,
                                                    ctx.stream));
-#endif
     parallel_for(ctx, n, kGrain, [&](int64_t b, int64_t e) {
       with_rmsprop_flags(c, [&](auto... flags) {
         rmsprop_loop<decltype(flags)::value...>(c, param + b, grad + b, square_avg + b,
@@ -369,13 +352,13 @@ class Rmsprop : public Optimizer {
 GRAFT_PLUGIN_LIBRARY("optimizers", "0.1.0",
                      graft::optimizer<graft::optimizers::Sgd>(
                          "sgd", "stochastic gradient descent with momentum (torch.optim.SGD)",
-                         graft::optimizers::kCuda),
+                         graft::kCudaEntry),
                      graft::optimizer<graft::optimizers::Adam>(
                          "adam", "Adam with L2 weight decay (torch.optim.Adam)",
-                         graft::optimizers::kCuda),
+                         graft::kCudaEntry),
                      graft::optimizer<graft::optimizers::AdamW>(
                          "adamw", "Adam with decoupled weight decay (torch.optim.AdamW)",
-                         graft::optimizers::kCuda),
+                         graft::kCudaEntry),
                      graft::optimizer<graft::optimizers::Rmsprop>(
                          "rmsprop", "RMSprop, optionally centered and with momentum "
-                                    "(torch.optim.RMSprop)", graft::optimizers::kCuda))
+                                    "(torch.optim.RMSprop)", graft::kCudaEntry))

@@ -48,14 +48,14 @@ inline void check_launch(const char* plugin, const char* error) {
 class DeviceMemory {
  public:
   DeviceMemory() = default;
-  // `who` names the plugin in the out-of-memory message.
+  // `who` names the plugin in the out-of-memory message; memory off the CPU is a GPU's in graft.
   DeviceMemory(const graft_host_api* host, DLDevice device, size_t bytes, const char* who)
       : host_(host), device_(device), bytes_(bytes) {
     ptr_ = host->alloc(device, bytes ? bytes : 1);
     if (!ptr_)
       throw Error(GRAFT_ERR_OUT_OF_MEMORY,
                   std::string(who) + ": out of " +
-                      (device.device_type == kDLCPU ? "host" : "device") + " memory for " +
+                      (device.device_type == kDLCPU ? "host" : "GPU") + " memory for " +
                       std::to_string(bytes) + " bytes");
   }
   ~DeviceMemory() { reset(); }
