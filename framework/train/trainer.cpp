@@ -27,24 +27,10 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-graft_step_result empty_result() {
-  graft_step_result r{};
-  r.struct_size = sizeof r;
-  return r;
-}
-
-// The rows of each batch this rank reads: the strategy's batch_rows (absent in an older
-// plugin: all of them).
-RowSelection strategy_rows(const Session& session, bool training) {
-  const auto& vt = session.strategy->vtable<graft_strategy_vtable>();
-  const size_t has_rows = offsetof(graft_strategy_vtable, batch_rows) + sizeof(vt.batch_rows);
-  if (vt.struct_size < has_rows || !vt.batch_rows) return {};
-  void* self = session.strategy_self;
-  return [&vt, self, training](int64_t rows) {
-    int64_t begin = 0, end = rows;
-    vt.batch_rows(self, rows, training ? 1 : 0, &begin, &end);
-    return std::pair<int64_t, int64_t>{begin, end};
-  };
+// The rows of each batch this rank reads: the strategy's batch_rows.
+RowSelection strategy_rows(Session& session, bool training) {
+  StrategyInstance& strategy = *session.strategy;
+  return [&strategy, training](int64_t rows) { return strategy.batch_rows(rows, training); };
 }
 
 std::string format_value(double value) {
@@ -144,15 +130,13 @@ EvalSummary evaluate(Session& session, DatasetInstance& data) {
                      strategy_rows(session, false), stage.loader_memory());
   loader.start_epoch(0);
   graft_exec_ctx ctx = session.context(false);
-  const auto& strategy = session.strategy->vtable<graft_strategy_vtable>();
-  graft_step_result total = empty_result();
+  graft_step_result total{};
+  total.struct_size = sizeof total;
   while (const Batch* next = loader.next()) {
     const Batch* b = &stage.place(*next);
     ctx.global_batch = b->rows;
     ctx.row_offset = b->row_offset;
-    if (graft_status* st = strategy.eval_step(session.strategy_self, session.model->api(),
-                                              session.model->handle(), &ctx, &b->x, &b->y, &total))
-      throw_if_failed(st, "strategy '" + session.strategy->name + "' evaluation");
+    session.strategy->eval_step(*session.model, ctx, b->x, b->y, total);
     stage.release();
   }
   EvalSummary e;
@@ -245,19 +229,14 @@ TrainSummary train(Session& session, const StepObserver& on_step) {
   double window_loss = 0.0;
   int64_t window_steps = 0;
   graft_exec_ctx ctx = session.context(true);
-  const auto& strategy = session.strategy->vtable<graft_strategy_vtable>();
+  StrategyInstance& strategy = *session.strategy;
   // The strategy's word on the epoch (a pipeline's idle per stage): asked on every rank, since
   // it may gather figures from all of them; rank 0 prints and records it.
   auto report_strategy = [&](int64_t at_step, int64_t epoch) {
-    const size_t has = offsetof(graft_strategy_vtable, report) + sizeof(strategy.report);
-    if (strategy.struct_size < has || !strategy.report) return;
     graft_strategy_report r{};
-    r.struct_size = sizeof r;
-    if (graft_status* st = strategy.report(session.strategy_self, &r))
-      throw_if_failed(st, "strategy '" + session.strategy->name + "' report");
-    if (!lead) return;
+    if (!strategy.report(r) || !lead) return;
     if (r.message) progress.line(r.message);
-    StrategyRecord record{session.strategy->name, at_step, epoch, {}};
+    StrategyRecord record{strategy.name(), at_step, epoch, {}};
     for (int64_t i = 0; i < r.n_values; ++i) record.values.emplace_back(r.names[i], r.values[i]);
     if (!record.values.empty()) metrics.strategy(record);
   };
@@ -274,10 +253,7 @@ TrainSummary train(Session& session, const StepObserver& on_step) {
       ctx.step = step;
       ctx.global_batch = b->rows;  // x and y hold this rank's rows of it
       ctx.row_offset = b->row_offset;
-      graft_step_result result = empty_result();
-      if (graft_status* st = strategy.train_step(session.strategy_self, model.api(), model.handle(),
-                                                 &ctx, &b->x, &b->y, &result))
-        throw_if_failed(st, "training step " + std::to_string(step));
+      const graft_step_result result = strategy.train_step(model, ctx, b->x, b->y);
       stage.release();
       ++step;
       ++batch_in_epoch;
