@@ -2,7 +2,6 @@
 // loss, backward, update), log, evaluate (and maybe stop early), checkpoint.
 #include "train/trainer.hpp"
 
-#include <chrono>
 #include <cstddef>
 #include <cstdio>
 #include <fstream>
@@ -18,13 +17,15 @@
 #include "util/errors.hpp"
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 namespace graft::runtime {
 
 namespace {
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
+// The strategy's word on the epoch (a pipeline's idle per stage): asked on every rank, since
+// it may gather figures from all of them; rank 0 prints and records it.
+void report_strategy(StrategyInstance& strategy, RunLog& log, const TrainingPosition& at) {
+  graft_strategy_report report{};
+  if (strategy.report(report)) log.strategy(strategy.name(), at.step, at.epoch, report);
 }
 
 // The rows of each batch this rank reads: the strategy's batch_rows.
@@ -152,9 +153,7 @@ EvalSummary evaluate(Session& session, DatasetInstance& data) {
 TrainSummary train(Session& session, const StepObserver& on_step) {
   const Config& c = session.config;
   Model& model = *session.model;
-  const bool lead = session.rank == 0 && session.write_outputs;  // only one rank writes files
-  const fs::path checkpoints = session.run_dir / "checkpoints";
-
+  StrategyInstance& strategy = *session.strategy;
   BatchStage stage(session.device, *session.train_set, c.data.batch_size, /*first_slot=*/0);
   BatchLoader loader(*session.train_set, c.data.batch_size, c.data.shuffle, c.run.seed,
                      c.data.drop_last, strategy_rows(session, true), stage.loader_memory());
@@ -165,138 +164,68 @@ TrainSummary train(Session& session, const StepObserver& on_step) {
   const int64_t total_steps = c.run.steps > 0 ? c.run.steps : c.run.epochs * per_epoch;
   model.set_total_steps(total_steps);
 
-  // Resume: the newest checkpoint of this run, or a given one.
-  TrainingPosition position;
-  position.seed = c.run.seed;
-  bool resumed = false;
-  if (!c.checkpoint.resume.empty()) {
-    fs::path from = c.checkpoint.resume == "latest" ? latest_checkpoint(checkpoints)
-                                                    : fs::path(c.checkpoint.resume);
-    if (!from.empty()) {
-      position = load_checkpoint(from, model);
-      resumed = true;
-    }
-  }
-
-  MetricsLog metrics;
-  if (lead) {
-    fs::create_directories(session.run_dir);
-    write_file_atomically(session.run_dir / "config.toml", session.resolved_config());
-    metrics = MetricsLog(session.run_dir / "metrics.jsonl", resumed);
-  }
-  Progress progress(lead ? c.run.progress : "none", total_steps);
-  // Said even with progress = "none": a resumed run must never pass for a fresh one.
-  if (resumed && lead)
-    std::fprintf(stderr, "%s\n", ("resumed from step " + std::to_string(position.step) + " (epoch " +
-                  std::to_string(position.epoch) + ", batch " +
-                  std::to_string(position.batch_in_epoch) + ")").c_str());
-
-  // Every rank takes part (the checkpoint gathers whole tensors from parts and stages); rank 0
-  // alone writes. The condition must not depend on the rank, or the others would wait.
-  auto save = [&](const TrainingPosition& p) {
-    if (!session.write_outputs || !c.checkpoint.enabled) return;
-    TrainingPosition at = p;
-    if (at.batch_in_epoch >= per_epoch) {  // an epoch's end continues with the next epoch
-      at.epoch += 1;
-      at.batch_in_epoch = 0;
-    }
-    save_checkpoint(checkpoints, model, at, c.checkpoint.keep, session.comm());
-  };
+  Checkpoints checkpoints(session, per_epoch);
+  TrainingPosition at = checkpoints.resume();  // where this run goes on from
+  RunLog log(session, checkpoints.resumed(), total_steps);
+  log.say(checkpoints.resumed_from());
   if (c.run.early_stopping.enabled && !session.test_set)
     throw UserError(c.file.string() + ": [run.early_stopping] watches the test-split evaluations, "
                     "but this run has no test split; remove [run.early_stopping]");
   EarlyStopping early_stopping(c.run.early_stopping);
   std::string stop_message;
-  if (resumed && early_stopping.replay(session.run_dir / "metrics.jsonl", position.step))
+  if (checkpoints.resumed() && early_stopping.replay(session.run_dir / "metrics.jsonl", at.step))
     stop_message = early_stopping.message(early_stopping.last_replayed_step()) +
                    " (before the checkpoint it resumed from; nothing more to train)";
   // Returns true when early stopping says to stop.
   auto run_eval = [&](int64_t step, int64_t epoch, TrainSummary& summary) {
     if (!session.test_set) return false;
     summary.last_eval = evaluate(session, *session.test_set);
-    progress.line("step " + std::to_string(step) + " epoch " + std::to_string(epoch) + " test " +
-                  describe(summary.last_eval));
-    if (lead) metrics.eval({"test", step, epoch, summary.last_eval.loss, summary.last_eval.metrics});
+    log.line("step " + std::to_string(step) + " epoch " + std::to_string(epoch) + " test " +
+             describe(summary.last_eval));
+    log.eval({"test", step, epoch, summary.last_eval.loss, summary.last_eval.metrics});
     if (!early_stopping.stop_after(summary.last_eval, step)) return false;
     stop_message = early_stopping.message(step);
     return true;
   };
 
   TrainSummary summary;
-  const auto start = Clock::now();
-  auto window_start = start;
-  int64_t window_rows = 0;
-  double window_loss = 0.0;
-  int64_t window_steps = 0;
   graft_exec_ctx ctx = session.context(true);
-  StrategyInstance& strategy = *session.strategy;
-  // The strategy's word on the epoch (a pipeline's idle per stage): asked on every rank, since
-  // it may gather figures from all of them; rank 0 prints and records it.
-  auto report_strategy = [&](int64_t at_step, int64_t epoch) {
-    graft_strategy_report r{};
-    if (!strategy.report(r) || !lead) return;
-    if (r.message) progress.line(r.message);
-    StrategyRecord record{strategy.name(), at_step, epoch, {}};
-    for (int64_t i = 0; i < r.n_values; ++i) record.values.emplace_back(r.names[i], r.values[i]);
-    if (!record.values.empty()) metrics.strategy(record);
-  };
-  int64_t step = position.step;
-  int64_t skip = position.batch_in_epoch;
-  bool done = step >= total_steps || !stop_message.empty();
-
-  for (int64_t epoch = position.epoch; !done; ++epoch) {
-    loader.start_epoch(epoch, skip);
-    int64_t batch_in_epoch = skip;
-    skip = 0;
+  bool done = at.step >= total_steps || !stop_message.empty();
+  for (; !done; ++at.epoch, at.batch_in_epoch = 0) {
+    loader.start_epoch(at.epoch, at.batch_in_epoch);
     while (const Batch* next = loader.next()) {
-      const Batch* b = &stage.place(*next);  // on the model's device
-      ctx.step = step;
-      ctx.global_batch = b->rows;  // x and y hold this rank's rows of it
-      ctx.row_offset = b->row_offset;
-      const graft_step_result result = strategy.train_step(model, ctx, b->x, b->y);
+      const Batch& batch = stage.place(*next);  // on the model's device
+      ctx.step = at.step;
+      ctx.global_batch = batch.rows;  // x and y hold this rank's rows of it
+      ctx.row_offset = batch.row_offset;
+      const graft_step_result result = strategy.train_step(model, ctx, batch.x, batch.y);
       stage.release();
-      ++step;
-      ++batch_in_epoch;
-      const double loss = result.rows ? result.loss_sum / double(result.rows) : 0.0;
-      summary.last_loss = loss;
-      if (on_step) on_step(step, loss);
-      window_loss += loss;
-      window_rows += b->rows;
-      ++window_steps;
-      if (step % c.run.log_every == 0 || step == total_steps) {
-        const double elapsed = seconds_since(window_start);
-        const double rate = elapsed > 0 ? double(window_rows) / elapsed : 0.0;
-        const double mean_loss = window_loss / double(window_steps);
-        if (lead) metrics.train({step, epoch, mean_loss, model.last_lr(), rate, seconds_since(start)});
-        progress.step(step, epoch, mean_loss, rate);
-        window_start = Clock::now();
-        window_rows = 0;
-        window_loss = 0.0;
-        window_steps = 0;
-      }
-      if (c.checkpoint.every > 0 && step % c.checkpoint.every == 0)
-        save({step, epoch, batch_in_epoch, c.run.seed});
-      if (c.run.eval_every > 0 && step % c.run.eval_every == 0 && run_eval(step, epoch, summary)) {
+      ++at.step;
+      ++at.batch_in_epoch;
+      summary.last_loss = result.rows ? result.loss_sum / double(result.rows) : 0.0;
+      if (on_step) on_step(at.step, summary.last_loss);
+      log.step(at.step, at.epoch, summary.last_loss, batch.rows, model.last_lr());
+      checkpoints.maybe_save(at, RunPoint::after_step);
+      if (c.run.eval_every > 0 && at.step % c.run.eval_every == 0 &&
+          run_eval(at.step, at.epoch, summary)) {
         done = true;
         break;
       }
-      if (step >= total_steps) {
+      if (at.step >= total_steps) {
         done = true;
         break;
       }
     }
-    const bool epoch_finished = batch_in_epoch >= per_epoch;
-    if (epoch_finished || done) report_strategy(step, epoch);
-    if (c.run.eval_every == 0 && (epoch_finished || done) && run_eval(step, epoch, summary))
-      done = true;
-    if (c.checkpoint.every == 0 || done) save({step, epoch, batch_in_epoch, c.run.seed});
+    // Here the epoch's batches ran out, or the run is done.
+    report_strategy(strategy, log, at);
+    if (c.run.eval_every == 0 && run_eval(at.step, at.epoch, summary)) done = true;
+    checkpoints.maybe_save(at, done ? RunPoint::run_end : RunPoint::epoch_end);
   }
-  progress.finish();
-  // Said even with progress = "none": a run that stopped early must not pass for a full one.
-  if (!stop_message.empty() && lead) std::fprintf(stderr, "%s\n", stop_message.c_str());
+  log.finish();
+  log.say(stop_message);
   summary.stopped_early = !stop_message.empty();
-  summary.steps = step;
-  summary.seconds = seconds_since(start);
+  summary.steps = at.step;
+  summary.seconds = log.seconds();
   return summary;
 }
 
