@@ -12,6 +12,7 @@
 #include "device/host_api.hpp"
 #include "model/model.hpp"
 #include "model/model_survey.hpp"
+#include "plugin/strategy_instance.hpp"
 #include "util/errors.hpp"
 
 namespace graft::checker::detail {
@@ -63,11 +64,10 @@ runtime::PluginChoice choice(const Part& part, const std::string& section) {
   return c;
 }
 
-// With a strategy (record and instance), the model is built with the layout its plan() gives
-// for a world of one, as a session would build it.
+// With a strategy, the model is built with the layout its plan() gives for a world of one, as
+// a session would build it.
 std::unique_ptr<runtime::Model> build(const Task& task, uint64_t seed,
-                                      const PluginRecord* strategy = nullptr,
-                                      void* strategy_self = nullptr) {
+                                      runtime::StrategyInstance* strategy = nullptr) {
   std::vector<runtime::PluginChoice> layers;
   for (size_t i = 0; i < task.layers.size(); ++i)
     layers.push_back(choice(task.layers[i], "[[model.layers]] #" + std::to_string(i + 1)));
@@ -78,8 +78,8 @@ std::unique_ptr<runtime::Model> build(const Task& task, uint64_t seed,
   graft_shape input{};
   for (int64_t d : task.input) input.dims[input.ndim++] = d;
   if (strategy) {
-    const runtime::LayoutPlan layout = runtime::plan_layout(
-        *strategy, strategy_self, runtime::survey_layers(layers, input), kSamples, 1);
+    const runtime::LayoutPlan layout =
+        runtime::plan_layout(*strategy, runtime::survey_layers(layers, input), kSamples, 1);
     settings.max_batch = std::max<int64_t>(layout.plan.rows_per_slot, kSamples);
     settings.slots = layout.plan.slots;
     settings.placement = layout.layers;
@@ -244,29 +244,23 @@ CheckResult strategy_learns(const runtime::Registry& registry, const PluginRecor
     Task task = regression_task(registry, {8});
     task.layers = {{&linear, table("units = 16\nactivation = \"tanh\"")},
                    {&linear, table("units = 1")}};
-    const auto& vtable = record.vtable<graft_strategy_vtable>();
     const runtime::BoundOptions bound = bind(record, options);
     runtime::LocalCommunicator local;  // a world of one, as `graft train` without mpirun
     const graft_world world{sizeof(graft_world), 0, 1, runtime::comm_handle(local),
                             runtime::comm_api(), 0.0};
-    void* self = nullptr;
-    runtime::throw_if_failed(vtable.create(runtime::host_api(), bound.get(), &world, &self),
-                             "strategy '" + record.name + "'");
-    std::unique_ptr<void, void (*)(void*)> owned(self, vtable.destroy);
+    runtime::StrategyInstance strategy(record, bound, world, runtime::StrategyUse::check);
     std::vector<int64_t> dims{kSamples, 8};
     Tensor x(dims), y({kSamples, 1});
     std::mt19937 rng(23);
     fill_random(x, rng, 1.0f);
     for (int64_t n = 0; n < kSamples; ++n)
       y.f()[n] = std::sin(2.0f * x.f()[n * 8] + x.f()[n * 8 + 1]);
-    std::unique_ptr<runtime::Model> model = build(task, 1, &record, self);
+    std::unique_ptr<runtime::Model> model = build(task, 1, &strategy);
     auto run = [&](bool training, int64_t step) {
       const graft_exec_ctx ctx = model_context(training, step);
       graft_step_result result{sizeof(graft_step_result), 0.0, {}, 0};
-      auto step_fn = training ? vtable.train_step : vtable.eval_step;
-      runtime::throw_if_failed(
-          step_fn(self, runtime::Model::api(), model->handle(), &ctx, x.get(), y.get(), &result),
-          "strategy '" + record.name + (training ? "' train_step" : "' eval_step"));
+      if (training) result = strategy.train_step(*model, ctx, *x.get(), *y.get());
+      else strategy.eval_step(*model, ctx, *x.get(), *y.get(), result);
       if (result.rows != kSamples)
         throw Failure("the strategy's step reported " + std::to_string(result.rows) + " rows for a "
                       "global batch of " + std::to_string(kSamples));

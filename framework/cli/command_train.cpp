@@ -23,7 +23,7 @@ int train(const Arguments& args) {
     if (speaks)
       std::fprintf(stderr, "graft train: %s, %zu parameters, %s on %d rank(s), run folder %s\n",
                    session.config.file.c_str(), session.model->parameter_count(),
-                   session.strategy->name.c_str(), session.world, session.run_dir.c_str());
+                   session.strategy->name().c_str(), session.world, session.run_dir.c_str());
     runtime::TrainSummary s = runtime::train(session);
     if (!speaks) return 0;
     std::printf("trained %lld steps in %.1f s; final train loss %.4f",

@@ -49,7 +49,7 @@ void print_cuda_coverage(const runtime::Session& session) {
 void print_placement(const runtime::Session& session, int32_t world) {
   const std::vector<runtime::LayerSurvey>& survey = session.survey;
   const double states = double(session.model->optimizer_state_names().size());
-  std::printf("\nplacement on %d rank(s), strategy %s:\n", world, session.strategy->name.c_str());
+  std::printf("\nplacement on %d rank(s), strategy %s:\n", world, session.strategy->name().c_str());
   for (int32_t r = 0; r < world; ++r) {
     const runtime::LayoutPlan layout = session.plan_for(r, world);
     const graft_plan& plan = layout.plan;
@@ -146,7 +146,7 @@ int validate(const Arguments& args) {
     std::printf("loss %s, optimizer %s (lr %g, schedule %s), strategy %s\n",
                 session.config.loss.type.c_str(), session.config.optimizer.type.c_str(),
                 session.config.optimizer.lr, session.config.optimizer.schedule.type.c_str(),
-                session.strategy->name.c_str());
+                session.strategy->name().c_str());
     print_cuda_coverage(session);
     if (world > 0) print_placement(session, world);
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

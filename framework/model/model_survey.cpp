@@ -2,6 +2,7 @@
 
 #include "device/host_api.hpp"
 #include "model/model_parts.hpp"
+#include "plugin/strategy_instance.hpp"
 
 namespace graft::runtime {
 
@@ -110,9 +111,8 @@ std::vector<graft_layer_info> layer_infos(const std::vector<LayerSurvey>& survey
   return infos;
 }
 
-LayoutPlan plan_layout(const PluginRecord& strategy, void* strategy_self,
-                       const std::vector<LayerSurvey>& surveys, int64_t global_batch,
-                       int64_t micro_batches) {
+LayoutPlan plan_layout(StrategyInstance& strategy, const std::vector<LayerSurvey>& surveys,
+                       int64_t global_batch, int64_t micro_batches) {
   LayoutPlan out;
   out.layers.assign(surveys.size(), graft_layer_placement{sizeof(graft_layer_placement), 0,
                                                           GRAFT_SHARD_NONE});
@@ -125,16 +125,10 @@ LayoutPlan plan_layout(const PluginRecord& strategy, void* strategy_self,
   plan.rows_per_slot = (global_batch + micro - 1) / micro;
   plan.n_layers = static_cast<int64_t>(surveys.size());
   plan.layers = out.layers.data();
-  const auto& vt = strategy.vtable<graft_strategy_vtable>();
-  const size_t has_plan = offsetof(graft_strategy_vtable, plan) + sizeof(vt.plan);
-  if (vt.struct_size >= has_plan && vt.plan) {
-    const std::vector<graft_layer_info> infos = layer_infos(surveys);
-    throw_if_failed(vt.plan(strategy_self, infos.data(), plan.n_layers, global_batch, &plan),
-                    "[parallel] strategy '" + strategy.name + "'");
-  }
+  strategy.plan(layer_infos(surveys), global_batch, plan);
   plan.layers = out.layers.data();  // a strategy must not move it; keep it ours regardless
   if (plan.stages < 1 || plan.shards < 1 || plan.slots < 1 || plan.rows_per_slot < 1)
-    throw Failure("[parallel] strategy '" + strategy.name + "' made an invalid plan (stages " +
+    throw Failure("[parallel] strategy '" + strategy.name() + "' made an invalid plan (stages " +
                   std::to_string(plan.stages) + ", shards " + std::to_string(plan.shards) +
                   ", slots " + std::to_string(plan.slots) + ", rows " +
                   std::to_string(plan.rows_per_slot) + ")");

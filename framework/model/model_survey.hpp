@@ -10,6 +10,8 @@
 
 namespace graft::runtime {
 
+class StrategyInstance;
+
 struct LayerSurvey {
   std::string type;  // the plugin's name, or "residual"
   int32_t kind = GRAFT_KIND_LAYER;
@@ -30,8 +32,7 @@ struct LayoutPlan {
   graft_plan plan{};
   std::vector<graft_layer_placement> layers;
 };
-LayoutPlan plan_layout(const PluginRecord& strategy, void* strategy_self,
-                       const std::vector<LayerSurvey>& surveys, int64_t global_batch,
-                       int64_t micro_batches);
+LayoutPlan plan_layout(StrategyInstance& strategy, const std::vector<LayerSurvey>& surveys,
+                       int64_t global_batch, int64_t micro_batches);
 
 }  // namespace graft::runtime

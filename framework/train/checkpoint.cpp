@@ -9,6 +9,7 @@
 
 #include "train/parameters_gather.hpp"
 #include "train/safetensors.hpp"
+#include "train/session.hpp"
 #include "util/errors.hpp"
 
 namespace fs = std::filesystem;
@@ -157,6 +158,43 @@ TrainingPosition load_checkpoint(const fs::path& given, Model& model) {
   });
   model.set_optimizer_steps(meta.optimizer_steps);
   return meta.position;
+}
+
+Checkpoints::Checkpoints(const Session& session, int64_t batches_per_epoch)
+    : config_(session.config.checkpoint), folder_(session.run_dir / "checkpoints"),
+      model_(*session.model), comm_(session.comm()), write_(session.write_outputs),
+      seed_(session.config.run.seed), batches_per_epoch_(batches_per_epoch) {}
+
+TrainingPosition Checkpoints::resume() {
+  TrainingPosition position;
+  position.seed = seed_;
+  if (config_.resume.empty()) return position;
+  const fs::path from =
+      config_.resume == "latest" ? latest_checkpoint(folder_) : fs::path(config_.resume);
+  if (from.empty()) return position;
+  from_ = position = load_checkpoint(from, model_);
+  resumed_ = true;
+  return position;
+}
+
+std::string Checkpoints::resumed_from() const {
+  if (!resumed_) return "";
+  return "resumed from step " + std::to_string(from_.step) + " (epoch " +
+         std::to_string(from_.epoch) + ", batch " + std::to_string(from_.batch_in_epoch) + ")";
+}
+
+void Checkpoints::maybe_save(const TrainingPosition& at, RunPoint point) {
+  const int64_t every = config_.every;
+  const bool due = point == RunPoint::run_end ||
+                   (point == RunPoint::epoch_end ? every == 0 : every > 0 && at.step % every == 0);
+  // The condition must not depend on the rank, or the other ranks would wait for rank 0.
+  if (!due || !write_ || !config_.enabled) return;
+  TrainingPosition position{at.step, at.epoch, at.batch_in_epoch, seed_};
+  if (position.batch_in_epoch >= batches_per_epoch_) {  // an epoch's end continues with the next
+    position.epoch += 1;
+    position.batch_in_epoch = 0;
+  }
+  save_checkpoint(folder_, model_, position, config_.keep, comm_);
 }
 
 }  // namespace graft::runtime

@@ -1,4 +1,4 @@
-// metrics.jsonl writer and the console progress display.
+// metrics.jsonl writer, the console progress display, and a training run's log over both.
 #include "train/metrics.hpp"
 
 #include <unistd.h>
@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "train/safetensors.hpp"
+#include "train/session.hpp"
 #include "util/errors.hpp"
 
 namespace graft::runtime {
@@ -79,6 +81,56 @@ void Progress::line(const std::string& text) {
 
 void Progress::finish() {
   if (bar_ && !quiet_) std::fprintf(stderr, "\n");
+}
+
+RunLog::RunLog(const Session& session, bool resumed, int64_t total_steps)
+    : lead_(session.rank == 0 && session.write_outputs),
+      progress_(lead_ ? session.config.run.progress : "none", total_steps),
+      log_every_(session.config.run.log_every), total_steps_(total_steps) {
+  if (!lead_) return;
+  std::filesystem::create_directories(session.run_dir);
+  write_file_atomically(session.run_dir / "config.toml", session.resolved_config());
+  metrics_ = MetricsLog(session.run_dir / "metrics.jsonl", resumed);
+}
+
+void RunLog::step(int64_t step, int64_t epoch, double loss, int64_t rows, double lr) {
+  window_loss_ += loss;
+  window_rows_ += rows;
+  ++window_steps_;
+  if (step % log_every_ != 0 && step != total_steps_) return;
+  const double elapsed = std::chrono::duration<double>(Clock::now() - window_start_).count();
+  const double rate = elapsed > 0 ? double(window_rows_) / elapsed : 0.0;
+  const double mean_loss = window_loss_ / double(window_steps_);
+  metrics_.train({step, epoch, mean_loss, lr, rate, seconds()});
+  progress_.step(step, epoch, mean_loss, rate);
+  window_start_ = Clock::now();
+  window_loss_ = 0.0;
+  window_rows_ = 0;
+  window_steps_ = 0;
+}
+
+void RunLog::eval(const EvalRecord& r) { metrics_.eval(r); }
+
+void RunLog::strategy(const std::string& name, int64_t step, int64_t epoch,
+                      const graft_strategy_report& report) {
+  if (!lead_) return;  // other ranks' reports may point to nothing
+  if (report.message) progress_.line(report.message);
+  StrategyRecord record{name, step, epoch, {}};
+  for (int64_t i = 0; i < report.n_values; ++i)
+    record.values.emplace_back(report.names[i], report.values[i]);
+  if (!record.values.empty()) metrics_.strategy(record);
+}
+
+void RunLog::line(const std::string& text) { progress_.line(text); }
+
+void RunLog::say(const std::string& text) {
+  if (lead_ && !text.empty()) std::fprintf(stderr, "%s\n", text.c_str());
+}
+
+void RunLog::finish() { progress_.finish(); }
+
+double RunLog::seconds() const {
+  return std::chrono::duration<double>(Clock::now() - start_).count();
 }
 
 }  // namespace graft::runtime

@@ -120,21 +120,19 @@ Session::Session(Config cfg, const SessionOptions& options)
 
   // The strategy comes before the model: its plan decides each layer's stage and shard, and
   // how many rows and micro-batches the buffers hold.
-  strategy = &registry.get(GRAFT_KIND_STRATEGY, config.parallel.strategy);
-  strategy_options_ = bind_options(*strategy->entry, config.parallel.table, "[parallel]",
+  const PluginRecord& strategy_record =
+      registry.get(GRAFT_KIND_STRATEGY, config.parallel.strategy);
+  strategy_options_ = bind_options(*strategy_record.entry, config.parallel.table, "[parallel]",
                                    reserved_keys(Section::parallel));
   resolved.emplace_back("parallel", strategy_options_.resolved());
   Communicator* strategy_comm = job_ ? &job_->world() : nullptr;
   if (strategy_comm && device.device_type == kDLCUDA) {
-    device_comm_ = start_device_comm(*strategy_comm);
+    device_comm_ = start_device_comm(*strategy_comm, strategy_record.name);
     if (device_comm_) strategy_comm = device_comm_.get();
   }
-  strategy_self = strategy_comm
-                      ? create_strategy(rank, world, comm_handle(*strategy_comm), comm_api())
-                      : create_strategy(rank, world, nullptr, nullptr);
+  strategy = create_strategy(strategy_record, rank, world, strategy_comm);
   survey = survey_layers(layers, info.input);
-  layout = plan_layout(*strategy, strategy_self, survey, config.data.batch_size,
-                       config.run.gradient_accumulation);
+  layout = plan_layout(*strategy, survey, config.data.batch_size, config.run.gradient_accumulation);
 
   ModelSettings settings;
   settings.device = device;
@@ -205,18 +203,16 @@ std::string Session::memory_shortfall() const {
          "machine has " + human_bytes(machine) + " of memory; " + fix;
 }
 
-void* Session::create_strategy(int32_t r, int32_t size, graft_comm* comm,
-                               const graft_comm_api* comm_api) const {
-  graft_world w{sizeof(graft_world), r, size, comm, comm_api, config.parallel.timeout_s};
-  void* self = nullptr;
-  throw_if_failed(strategy->vtable<graft_strategy_vtable>().create(host_api(), strategy_options_.get(),
-                                                                  &w, &self),
-                  "[parallel] strategy '" + strategy->name + "'");
-  return self;
+std::unique_ptr<StrategyInstance> Session::create_strategy(const PluginRecord& record, int32_t r,
+                                                           int32_t size, Communicator* comm) const {
+  graft_world w{sizeof(graft_world), r, size, comm ? comm_handle(*comm) : nullptr,
+                comm ? comm_api() : nullptr, config.parallel.timeout_s};
+  return std::make_unique<StrategyInstance>(record, strategy_options_, w);
 }
 
-std::unique_ptr<Communicator> Session::start_device_comm(Communicator& host_world) const {
-  if (strategy->name == "single") return nullptr;  // it never communicates
+std::unique_ptr<Communicator> Session::start_device_comm(Communicator& host_world,
+                                                         const std::string& strategy_name) const {
+  if (strategy_name == "single") return nullptr;  // it never communicates
   NcclOptions options;
   options.device_index = device.device_id;
   options.compute_stream = cuda_device()->stream();
@@ -226,19 +222,11 @@ std::unique_ptr<Communicator> Session::start_device_comm(Communicator& host_worl
 }
 
 LayoutPlan Session::plan_for(int32_t r, int32_t size) const {
-  void* self = create_strategy(r, size, nullptr, nullptr);
-  struct Destroy {
-    const PluginRecord* strategy;
-    void* self;
-    ~Destroy() { strategy->vtable<graft_strategy_vtable>().destroy(self); }
-  } destroy{strategy, self};
-  return plan_layout(*strategy, self, survey, config.data.batch_size,
-                     config.run.gradient_accumulation);
+  return plan_layout(*create_strategy(strategy->record(), r, size, nullptr), survey,
+                     config.data.batch_size, config.run.gradient_accumulation);
 }
 
-Session::~Session() {
-  if (strategy_self) strategy->vtable<graft_strategy_vtable>().destroy(strategy_self);
-}
+Session::~Session() = default;
 
 graft_exec_ctx Session::context(bool training) const {
   graft_exec_ctx ctx{};

@@ -13,6 +13,7 @@
 #include "model/model.hpp"
 #include "model/model_survey.hpp"
 #include "plugin/registry.hpp"
+#include "plugin/strategy_instance.hpp"
 
 namespace graft::runtime {
 
@@ -50,8 +51,6 @@ class Session {
   std::filesystem::path run_dir;  // <output_dir>/<run name>
   std::unique_ptr<DatasetInstance> train_set, test_set;
   std::unique_ptr<Model> model;
-  const PluginRecord* strategy = nullptr;
-  void* strategy_self = nullptr;
   int32_t rank = 0, world = 1;
   DLDevice device{kDLCPU, 0};  // [run] device: the model's buffers and the batches live there
   bool write_outputs = true;  // SessionOptions::write_outputs
@@ -87,17 +86,23 @@ class Session {
   bool eval_sized() const;
   // The key that sizes them, for messages: "run.toml:12:14: [data] batch_size = 64".
   std::string rows_origin() const;
-  // The strategy for rank r of `size`; comm may be NULL when only planning.
-  void* create_strategy(int32_t r, int32_t size, graft_comm* comm,
-                        const graft_comm_api* comm_api) const;
+  // The strategy for rank r of `size`; comm is NULL when only planning.
+  std::unique_ptr<StrategyInstance> create_strategy(const PluginRecord& record, int32_t r,
+                                                    int32_t size, Communicator* comm) const;
   // On a GPU the strategy communicates device memory through NCCL (wrapping the job's world
   // for host memory); NULL when the job's world serves as it is.
-  std::unique_ptr<Communicator> start_device_comm(Communicator& host_world) const;
+  std::unique_ptr<Communicator> start_device_comm(Communicator& host_world,
+                                                  const std::string& strategy_name) const;
   Job* job_ = nullptr;  // see SessionOptions::job
   std::unique_ptr<Communicator> device_comm_;
   PluginChoice reader_;
   BoundOptions strategy_options_;
   std::string resolved_config_;
+
+ public:
+  // This rank's strategy, over the job's communicator. Declared last, so destroyed first (also
+  // when the constructor throws): it may use that communicator and its options until it goes.
+  std::unique_ptr<StrategyInstance> strategy;
 };
 
 }  // namespace graft::runtime

@@ -1,20 +1,12 @@
-// The training loop and evaluation over a session.
+// The training loop over a session.
 #pragma once
 
 #include <functional>
-#include <string>
-#include <utility>
-#include <vector>
 
+#include "train/evaluation.hpp"
 #include "train/session.hpp"
 
 namespace graft::runtime {
-
-struct EvalSummary {
-  int64_t rows = 0;
-  double loss = 0.0;
-  std::vector<std::pair<std::string, double>> metrics;  // per-row means, e.g. accuracy
-};
 
 struct TrainSummary {
   int64_t steps = 0;
@@ -29,11 +21,5 @@ struct TrainSummary {
 // writes no outputs). on_step, when given, hears each step's mean loss (`graft verify`).
 using StepObserver = std::function<void(int64_t step, double loss)>;
 TrainSummary train(Session& session, const StepObserver& on_step = {});
-
-// Loss and metrics of the current model on a data set (the test split by default).
-EvalSummary evaluate(Session& session, DatasetInstance& data);
-
-// "loss 0.3312, accuracy 0.8871"
-std::string describe(const EvalSummary& e);
 
 }  // namespace graft::runtime

@@ -130,10 +130,7 @@ nlohmann::json train(const Arguments& a, rt::Job& job) {
   std::filesystem::remove_all(folder);
 
   // This rank's rows of a few random batches, read by the step in turn.
-  const auto& strategy = session.strategy->vtable<graft_strategy_vtable>();
-  int64_t begin = 0, end = a.batch;
-  if (strategy.struct_size > offsetof(graft_strategy_vtable, batch_rows) && strategy.batch_rows)
-    strategy.batch_rows(session.strategy_self, a.batch, 1, &begin, &end);
+  const auto [begin, end] = session.strategy->batch_rows(a.batch, /*training=*/true);
   const int64_t rows = end - begin, features = a.widths[0];
   constexpr int kPool = 4;
   std::vector<std::vector<float>> xs(kPool, std::vector<float>(size_t(rows * features)));
@@ -153,13 +150,8 @@ nlohmann::json train(const Arguments& a, rt::Job& job) {
     rt::TensorView x(xs[size_t(p)].data(), DLDevice{kDLCPU, 0}, rows, graft_shape{1, {features}});
     rt::TensorView y(ys[size_t(p)].data(), DLDevice{kDLCPU, 0}, rows, graft_shape{0, {}},
                      DLDataType{kDLInt, 32, 1});
-    graft_step_result result{};
-    result.struct_size = sizeof result;
     ctx.step = step++;
-    rt::throw_if_failed(strategy.train_step(session.strategy_self, session.model->api(),
-                                            session.model->handle(), &ctx, x.get(), y.get(),
-                                            &result),
-                        "training step");
+    session.strategy->train_step(*session.model, ctx, *x.get(), *y.get());
   };
   const double per_step = seconds_per_step(world, a.seconds, one_step);
   std::ostringstream layers;

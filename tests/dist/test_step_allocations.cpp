@@ -50,9 +50,7 @@ TEST_CASE("parallel training steps allocate nothing once warmed up") {
     options.write_outputs = false;
     options.job = job.get();
     Session session(load_config(file, {}), options);
-    const auto& strategy = session.strategy->vtable<graft_strategy_vtable>();
-    int64_t begin = 0, end = kBatch;
-    strategy.batch_rows(session.strategy_self, kBatch, 1, &begin, &end);
+    const auto [begin, end] = session.strategy->batch_rows(kBatch, /*training=*/true);
     const int64_t rows = end - begin;
     std::vector<float> x(static_cast<size_t>(std::max<int64_t>(rows, 1) * kFeatures));
     std::vector<int32_t> y(static_cast<size_t>(std::max<int64_t>(rows, 1)));
@@ -66,13 +64,9 @@ TEST_CASE("parallel training steps allocate nothing once warmed up") {
     ctx.global_batch = kBatch;
     ctx.row_offset = begin;
     auto step = [&](int64_t s) {
-      graft_step_result result{};
-      result.struct_size = sizeof result;
       ctx.step = s;
-      throw_if_failed(strategy.train_step(session.strategy_self, session.model->api(),
-                                          session.model->handle(), &ctx, xv.get(), yv.get(),
-                                          &result),
-                      "training step");
+      const graft_step_result result =
+          session.strategy->train_step(*session.model, ctx, *xv.get(), *yv.get());
       return result.loss_sum / double(result.rows);
     };
     const double first = step(0);
