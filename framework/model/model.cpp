@@ -31,17 +31,6 @@ bool same_shape(const graft_shape& a, const graft_shape& b) {
 }
 }  // namespace
 
-double Schedule::at(int64_t step) const {
-  if (warmup_steps > 0 && step < warmup_steps) return lr * double(step + 1) / double(warmup_steps);
-  const int64_t after = step - warmup_steps;
-  if (type == "step" && step_size > 0) return lr * std::pow(gamma, double(after / step_size));
-  if (type == "cosine" && total_steps > warmup_steps) {
-    double progress = std::min(1.0, double(after) / double(total_steps - warmup_steps));
-    return min_lr + (lr - min_lr) * 0.5 * (1.0 + std::cos(M_PI * progress));
-  }
-  return lr;
-}
-
 Model::Model(std::vector<PluginChoice> layer_choices, PluginChoice loss, PluginChoice optimizer,
              const graft_shape& input, const graft_target_info& target, ModelSettings settings)
     : settings_(std::move(settings)), input_(input), loss_choice_(std::move(loss)),

@@ -11,6 +11,7 @@
 #include "config/options.hpp"
 #include "model/buffer.hpp"
 #include "model/tensor_view.hpp"
+#include "optim/schedule.hpp"
 #include "plugin/registry.hpp"
 
 namespace graft::runtime {
@@ -27,18 +28,6 @@ struct PluginChoice {
   static PluginChoice residual_block(std::vector<PluginChoice> inner, std::string section) {
     return PluginChoice{nullptr, BoundOptions{}, std::move(section), true, std::move(inner)};
   }
-};
-
-// The learning-rate schedule (the framework's, not the optimizer's).
-struct Schedule {
-  std::string type = "constant";  // constant | step | cosine | linear_warmup_cosine (via warmup)
-  double lr = 0.01;
-  int64_t warmup_steps = 0;
-  int64_t step_size = 0;
-  double gamma = 0.1;
-  double min_lr = 0.0;
-  int64_t total_steps = 0;  // for cosine
-  double at(int64_t step) const;  // step: 0-based update index
 };
 
 struct ModelSettings {
