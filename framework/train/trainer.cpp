@@ -179,7 +179,7 @@ TrainSummary train(Session& session, const StepObserver& on_step) {
     throw UserError("[data] the training split has no full batch of " +
                     std::to_string(c.data.batch_size) + " samples; lower data.batch_size");
   const int64_t total_steps = c.run.steps > 0 ? c.run.steps : c.run.epochs * per_epoch;
-  model.set_total_steps(total_steps);
+  model.updater().set_total_steps(total_steps);
 
   // Resume: the newest checkpoint of this run, or a given one.
   TrainingPosition position;
@@ -291,7 +291,7 @@ TrainSummary train(Session& session, const StepObserver& on_step) {
         const double elapsed = seconds_since(window_start);
         const double rate = elapsed > 0 ? double(window_rows) / elapsed : 0.0;
         const double mean_loss = window_loss / double(window_steps);
-        if (lead) metrics.train({step, epoch, mean_loss, model.last_lr(), rate, seconds_since(start)});
+        if (lead) metrics.train({step, epoch, mean_loss, model.updater().last_lr(), rate, seconds_since(start)});
         progress.step(step, epoch, mean_loss, rate);
         window_start = Clock::now();
         window_rows = 0;
