@@ -77,10 +77,6 @@ void descend(OptimizerUnderTest& o, const Bowl& bowl, float lr, int64_t first, i
   }
 }
 
-void expect_same(const Tensor& a, const Tensor& b, const std::string& what) {
-  if (!same_bits(a, b)) throw Failure(what + ": " + difference_text(a, b));
-}
-
 }  // namespace
 
 std::vector<CheckResult> optimizer_checks(const runtime::PluginRecord& record,
