@@ -94,7 +94,7 @@ LayerUnderTest::LayerUnderTest(const runtime::PluginRecord& record, const graft_
       y(std::vector<int64_t>{0}),
       dy(std::vector<int64_t>{0}),
       dx(std::vector<int64_t>{0}),
-      layer_(record, options, to_shape(input_shape), runtime::plugin_who(record)) {
+      layer_(record, options, to_shape(input_shape)) {
   const graft_layer_desc& desc = layer_.describe();
   for (size_t k = 0; k < desc.n_params; ++k) {
     const graft_shape& s = desc.params[k].shape;
@@ -159,7 +159,7 @@ ActivationUnderTest::ActivationUnderTest(const runtime::PluginRecord& record,
                                          const graft_options& options,
                                          const std::vector<int64_t>& shape)
     : name(record.name), x(shape), y(shape), dy(shape), dx(shape),
-      activation_(record, options, graft_shape{}, runtime::plugin_who(record)) {}
+      activation_(record, options, graft_shape{}) {}
 void ActivationUnderTest::forward(const graft_exec_ctx& ctx) {
   activation_.forward(ctx, nullptr, x.get(), y.get(), nullptr);
 }
@@ -182,7 +182,7 @@ LossUnderTest::LossUnderTest(const runtime::PluginRecord& record, const graft_op
     : name(record.name), prediction(batched(batch, to_shape(prediction_shape))),
       target(batched(batch, target_info.shape), target_info.dtype),
       dprediction(batched(batch, to_shape(prediction_shape))),
-      loss_(record, options, to_shape(prediction_shape), target_info, runtime::plugin_who(record)) {
+      loss_(record, options, to_shape(prediction_shape), target_info) {
   metrics.assign(loss_.metric_names().size(), 0.0);
 }
 

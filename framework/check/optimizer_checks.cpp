@@ -4,7 +4,6 @@
 #include <random>
 
 #include "check/check_common.hpp"
-#include "plugin/layer_instance.hpp"
 #include "plugin/optimizer_instance.hpp"
 #include "train/safetensors.hpp"
 #include "util/errors.hpp"
@@ -22,7 +21,7 @@ constexpr int kBowlSteps = 300;
 class OptimizerUnderTest {
  public:
   OptimizerUnderTest(const runtime::PluginRecord& record, const graft_options& options)
-      : optimizer_(record, options, runtime::plugin_who(record)) {
+      : optimizer_(record, options) {
     state_names = optimizer_.state_names();
     state.assign(state_names.size(), Tensor({kElements}));
   }

@@ -18,14 +18,10 @@ bool has_shard(const graft_layer_vtable& vt) {
 }
 }  // namespace
 
-std::string plugin_who(const PluginRecord& record) {
-  return kind_name(record.kind) + " '" + record.name + "'";
-}
-
 LayerInstance::LayerInstance(const PluginRecord& record, const graft_options& options,
                              const graft_shape& input, std::string who,
                              const std::string& created_as)
-    : input_(input), who_(std::move(who)) {
+    : input_(input), who_(who.empty() ? plugin_who(record) : std::move(who)) {
   const std::string& refused = created_as.empty() ? who_ : created_as;
   if (record.kind == GRAFT_KIND_ACTIVATION) {
     activation_ = &record.vtable<graft_activation_vtable>();

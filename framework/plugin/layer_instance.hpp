@@ -11,19 +11,16 @@
 
 namespace graft::runtime {
 
-// "layer 'linear'": how a plugin is named in messages when no config section is at hand.
-std::string plugin_who(const PluginRecord& record);
-
 // Layers and activations share one wrapper: both run in a model's sequence, and an activation
 // is a layer without parameters or workspace whose backward is only dx.
 class LayerInstance {
  public:
   // Creates the object of `record` (a layer or an activation) for per-sample `input`, which an
-  // activation does not take. `who` names it in messages ("layer 'linear'", or the model's
-  // "[[model.layers]] #2 (layer 'linear' from graft_linear.so)"); a refused create is reported
-  // as `created_as` when that is given (the model adds the shape it offered).
+  // activation does not take. `who` names it in messages: plugin_who() ("layer 'linear'") when
+  // empty, or the model's "[[model.layers]] #2 (layer 'linear' from graft_linear.so)"; a
+  // refused create is reported as `created_as` when that is given (the model adds the shape).
   LayerInstance(const PluginRecord& record, const graft_options& options, const graft_shape& input,
-                std::string who, const std::string& created_as = "");
+                std::string who = "", const std::string& created_as = "");
   ~LayerInstance();
   LayerInstance(const LayerInstance&) = delete;
   LayerInstance& operator=(const LayerInstance&) = delete;

@@ -9,7 +9,8 @@ namespace graft::runtime {
 LossInstance::LossInstance(const PluginRecord& record, const graft_options& options,
                            const graft_shape& prediction, const graft_target_info& target,
                            std::string who, const std::string& created_as)
-    : vtable_(&record.vtable<graft_loss_vtable>()), who_(std::move(who)) {
+    : vtable_(&record.vtable<graft_loss_vtable>()),
+      who_(who.empty() ? plugin_who(record) : std::move(who)) {
   throw_if_failed(vtable_->create(host_api(), &options, &prediction, &target, &self_),
                   created_as.empty() ? who_ : created_as);
   try {

@@ -13,11 +13,11 @@ namespace graft::runtime {
 class LossInstance {
  public:
   // Creates the object for per-sample predictions of shape `prediction` and the dataset's
-  // `target`. `who` names it in messages (plugin_who(), or the model's "[loss] (...)"); a
-  // refused create is reported as `created_as` when that is given.
+  // `target`. `who` names it in messages (plugin_who() when empty, or the model's
+  // "[loss] (...)"); a refused create is reported as `created_as` when that is given.
   LossInstance(const PluginRecord& record, const graft_options& options,
-               const graft_shape& prediction, const graft_target_info& target, std::string who,
-               const std::string& created_as = "");
+               const graft_shape& prediction, const graft_target_info& target,
+               std::string who = "", const std::string& created_as = "");
   ~LossInstance();
   LossInstance(const LossInstance&) = delete;
   LossInstance& operator=(const LossInstance&) = delete;

@@ -8,7 +8,8 @@ namespace graft::runtime {
 
 OptimizerInstance::OptimizerInstance(const PluginRecord& record, const graft_options& options,
                                      std::string who)
-    : vtable_(&record.vtable<graft_optimizer_vtable>()), who_(std::move(who)) {
+    : vtable_(&record.vtable<graft_optimizer_vtable>()),
+      who_(who.empty() ? plugin_who(record) : std::move(who)) {
   throw_if_failed(vtable_->create(host_api(), &options, &self_), who_);
   try {
     graft_optimizer_desc desc{};

@@ -12,8 +12,9 @@ namespace graft::runtime {
 
 class OptimizerInstance {
  public:
-  // `who` names it in messages (plugin_who(), or the model's "[optimizer] (...)").
-  OptimizerInstance(const PluginRecord& record, const graft_options& options, std::string who);
+  // `who` names it in messages (plugin_who() when empty, or the model's "[optimizer] (...)").
+  OptimizerInstance(const PluginRecord& record, const graft_options& options,
+                    std::string who = "");
   ~OptimizerInstance();
   OptimizerInstance(const OptimizerInstance&) = delete;
   OptimizerInstance& operator=(const OptimizerInstance&) = delete;
