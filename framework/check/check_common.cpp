@@ -1,6 +1,8 @@
-// Shared pieces of the plugin checks: the exception-to-FAIL wrapper and the formatting.
+// Shared pieces of the plugin checks: the exception-to-FAIL wrapper, the formatting, and the
+// helpers of the gradient and determinism checks.
 #include "check/check_common.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -72,6 +74,45 @@ std::string difference_text(const Tensor& a, const Tensor& b) {
   }
   return std::to_string(differing) + " of " + std::to_string(a.numel()) +
          " values differ, by up to " + number(largest);
+}
+
+void expect_same(const Tensor& first, const Tensor& second, const std::string& what) {
+  if (!same_bits(first, second))
+    throw runtime::Failure(what + ": " + difference_text(first, second));
+}
+
+void add_note(CheckResult& r, const std::string& note) {
+  if (note.empty()) return;
+  r.message += (r.message.empty() ? "" : "; ") + note;
+}
+
+CheckResult cuda_line(const runtime::PluginRecord& record) {
+  return skipped(record, "cuda", "the plugin ships CUDA kernels, but graft has no CUDA device "
+                                 "yet; only the CPU path was checked");
+}
+
+graft_exec_ctx layer_context(bool training, int64_t rows) {
+  graft_exec_ctx ctx = cpu_context(training);
+  ctx.global_batch = rows;
+  ctx.layer_index = 0;
+  ctx.step = 3;
+  return ctx;
+}
+
+void GradientTotals::add(const std::string& shape, const GradientReport& report) {
+  worst = std::max(worst, report.worst_error);
+  checked += report.checked;
+  for (const std::string& line : report.failures)
+    if (failures.size() < 3) failures.push_back("on " + shape + ": " + line);
+}
+
+void GradientTotals::finish(CheckResult& r, const std::string& shapes, double tolerance) const {
+  r.value = "max relative error " + number(worst) + " over " + std::to_string(checked) +
+            " values on " + shapes + " (tolerance " + number(tolerance) + ")";
+  if (!failures.empty()) {
+    r.outcome = Outcome::fail;
+    r.message = runtime::join(failures, "; ");
+  }
 }
 
 const std::vector<std::vector<int64_t>>& candidate_layer_shapes() {

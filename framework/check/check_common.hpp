@@ -1,11 +1,13 @@
 // What the check files of graft check-plugin share: running one check so that any exception
-// becomes a FAIL result, number and shape formatting, option binding, and the per-kind checks.
+// becomes a FAIL result, number and shape formatting, option binding, the pieces of the
+// gradient and determinism checks, and the per-kind checks.
 #pragma once
 
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "check/gradient_check.hpp"
 #include "check/plugin_checks.hpp"
 #include "check/tensor.hpp"
 #include "config/options.hpp"
@@ -32,11 +34,32 @@ runtime::BoundOptions bind(const runtime::PluginRecord& record, const toml::tabl
 
 // Counts elements that differ bit for bit and the largest difference, for messages.
 std::string difference_text(const Tensor& a, const Tensor& b);
+// Throws a Failure "what: <difference_text>" unless both hold the same bits.
+void expect_same(const Tensor& first, const Tensor& second, const std::string& what);
+
+// Appends a note to a result's message ("; "-separated); an empty note adds nothing.
+void add_note(CheckResult& r, const std::string& note);
+
+// The SKIP line of a plugin that ships CUDA kernels, which these checks do not run.
+CheckResult cuda_line(const runtime::PluginRecord& record);
+
+// A training context for a batch of `rows`, as the model would pass to its first layer.
+graft_exec_ctx layer_context(bool training, int64_t rows);
+
+// Folds one shape's report into the running totals of a gradient result.
+struct GradientTotals {
+  double worst = 0.0;
+  int64_t checked = 0;
+  std::vector<std::string> failures;
+  void add(const std::string& shape, const GradientReport& report);
+  void finish(CheckResult& r, const std::string& shapes, double tolerance) const;
+};
 
 // The input shapes a layer is tried on; the first it accepts is used for the model checks.
 const std::vector<std::vector<int64_t>>& candidate_layer_shapes();
 
-// layer_checks.cpp: gradients, determinism, save/load for layers, activations and losses.
+// layer_checks.cpp and loss_checks.cpp: gradients, determinism, save/load for layers,
+// activations and losses.
 std::vector<CheckResult> layer_checks(const runtime::Registry& registry,
                                       const runtime::PluginRecord& record,
                                       const toml::table& options, const CheckSettings& settings);

@@ -1,5 +1,6 @@
-// The plugin drivers and the finite-difference gradient checker: central differences of a
-// random projection sum(y * r), computed in double over the float32 outputs.
+// The plugin drivers (owned CPU tensors around the runtime's plugin wrappers) and the
+// finite-difference gradient checker: central differences of a random projection sum(y * r),
+// computed in double over the float32 outputs.
 #include "check/gradient_check.hpp"
 
 #include <algorithm>
@@ -93,44 +94,25 @@ LayerUnderTest::LayerUnderTest(const runtime::PluginRecord& record, const graft_
       y(std::vector<int64_t>{0}),
       dy(std::vector<int64_t>{0}),
       dx(std::vector<int64_t>{0}),
-      vtable_(&record.vtable<graft_layer_vtable>()) {
-  const graft_shape input = to_shape(input_shape);
-  const std::string who = "layer '" + name + "'";
-  runtime::throw_if_failed(vtable_->create(runtime::host_api(), &options, &input, &self_), who);
-  try {
-    desc_.struct_size = sizeof desc_;
-    runtime::throw_if_failed(vtable_->describe(self_, &desc_), who);
-  } catch (...) {
-    vtable_->destroy(self_);
-    throw;
-  }
-  const size_t stride = desc_.n_params ? desc_.params[0].struct_size : 0;
-  for (size_t k = 0; k < desc_.n_params; ++k) {
-    graft_param_spec spec{};
-    std::memcpy(&spec, reinterpret_cast<const char*>(desc_.params) + k * stride,
-                std::min(sizeof spec, stride));
-    spec.struct_size = sizeof spec;
-    specs_.push_back(spec);
-  }
-  desc_.params = specs_.data();
-  for (size_t k = 0; k < desc_.n_params; ++k) {
-    const graft_shape& s = desc_.params[k].shape;
+      layer_(record, options, to_shape(input_shape)) {
+  const graft_layer_desc& desc = layer_.describe();
+  for (size_t k = 0; k < desc.n_params; ++k) {
+    const graft_shape& s = desc.params[k].shape;
     params.emplace_back(std::vector<int64_t>(s.dims, s.dims + s.ndim));
     grads.emplace_back(std::vector<int64_t>(s.dims, s.dims + s.ndim));
   }
-  workspace = Tensor({batch, desc_.workspace_per_sample});
+  const graft_shape input = to_shape(input_shape);
+  workspace = Tensor({batch, desc.workspace_per_sample});
   fill_nan(workspace);  // backward must read only what forward wrote
   x = Tensor(batched(batch, input));
   dx = Tensor(batched(batch, input));
-  y = Tensor(batched(batch, desc_.output));
-  dy = Tensor(batched(batch, desc_.output));
+  y = Tensor(batched(batch, desc.output));
+  dy = Tensor(batched(batch, desc.output));
 }
-
-LayerUnderTest::~LayerUnderTest() { vtable_->destroy(self_); }
 
 void LayerUnderTest::init_parameters(std::mt19937& rng) {
   for (size_t k = 0; k < params.size(); ++k) {
-    const graft_param_spec& spec = desc_.params[k];
+    const graft_param_spec& spec = desc().params[k];
     const double fan_in = static_cast<double>(spec.fan_in);
     const double fan_out = static_cast<double>(spec.fan_out);
     double low = 0.0, high = 0.0, stddev = 0.0;
@@ -159,9 +141,8 @@ void LayerUnderTest::zero_gradients() {
 void LayerUnderTest::forward(const graft_exec_ctx& ctx) {
   std::vector<const DLTensor*> p;
   for (const Tensor& t : params) p.push_back(t.get());
-  DLTensor* ws = desc_.workspace_per_sample > 0 ? workspace.get() : nullptr;
-  runtime::throw_if_failed(vtable_->forward(self_, &ctx, p.data(), x.get(), y.get(), ws),
-                           "layer '" + name + "' forward");
+  DLTensor* ws = desc().workspace_per_sample > 0 ? workspace.get() : nullptr;
+  layer_.forward(ctx, p.data(), x.get(), y.get(), ws);
 }
 
 void LayerUnderTest::backward(const graft_exec_ctx& ctx, bool want_dx) {
@@ -169,31 +150,21 @@ void LayerUnderTest::backward(const graft_exec_ctx& ctx, bool want_dx) {
   std::vector<DLTensor*> g;
   for (const Tensor& t : params) p.push_back(t.get());
   for (Tensor& t : grads) g.push_back(t.get());
-  DLTensor* ws = desc_.workspace_per_sample > 0 ? workspace.get() : nullptr;
-  runtime::throw_if_failed(vtable_->backward(self_, &ctx, p.data(), x.get(), y.get(), dy.get(),
-                                             want_dx ? dx.get() : nullptr, g.data(), ws),
-                           "layer '" + name + "' backward");
+  DLTensor* ws = desc().workspace_per_sample > 0 ? workspace.get() : nullptr;
+  layer_.backward(ctx, p.data(), x.get(), y.get(), dy.get(), want_dx ? dx.get() : nullptr,
+                  g.data(), ws);
 }
 
 ActivationUnderTest::ActivationUnderTest(const runtime::PluginRecord& record,
                                          const graft_options& options,
                                          const std::vector<int64_t>& shape)
     : name(record.name), x(shape), y(shape), dy(shape), dx(shape),
-      vtable_(&record.vtable<graft_activation_vtable>()) {
-  runtime::throw_if_failed(vtable_->create(runtime::host_api(), &options, &self_),
-                           "activation '" + name + "'");
-}
-ActivationUnderTest::~ActivationUnderTest() { vtable_->destroy(self_); }
-bool ActivationUnderTest::elementwise() const {
-  return (vtable_->flags(self_) & GRAFT_ACTIVATION_ELEMENTWISE) != 0;
-}
+      activation_(record, options, graft_shape{}) {}
 void ActivationUnderTest::forward(const graft_exec_ctx& ctx) {
-  runtime::throw_if_failed(vtable_->forward(self_, &ctx, x.get(), y.get()),
-                           "activation '" + name + "' forward");
+  activation_.forward(ctx, nullptr, x.get(), y.get(), nullptr);
 }
 void ActivationUnderTest::backward(const graft_exec_ctx& ctx) {
-  runtime::throw_if_failed(vtable_->backward(self_, &ctx, x.get(), y.get(), dy.get(), dx.get()),
-                           "activation '" + name + "' backward");
+  activation_.backward(ctx, nullptr, x.get(), y.get(), dy.get(), dx.get(), nullptr, nullptr);
 }
 
 graft_target_info class_targets(int64_t classes) {
@@ -211,38 +182,19 @@ LossUnderTest::LossUnderTest(const runtime::PluginRecord& record, const graft_op
     : name(record.name), prediction(batched(batch, to_shape(prediction_shape))),
       target(batched(batch, target_info.shape), target_info.dtype),
       dprediction(batched(batch, to_shape(prediction_shape))),
-      vtable_(&record.vtable<graft_loss_vtable>()) {
-  const graft_shape shape = to_shape(prediction_shape);
-  const std::string who = "loss '" + name + "'";
-  runtime::throw_if_failed(
-      vtable_->create(runtime::host_api(), &options, &shape, &target_info, &self_), who);
-  try {
-    desc_.struct_size = sizeof desc_;
-    runtime::throw_if_failed(vtable_->describe(self_, &desc_), who);
-  } catch (...) {
-    vtable_->destroy(self_);
-    throw;
-  }
-  metrics.assign(desc_.n_metrics, 0.0);
+      loss_(record, options, to_shape(prediction_shape), target_info) {
+  metrics.assign(loss_.metric_names().size(), 0.0);
 }
-LossUnderTest::~LossUnderTest() { vtable_->destroy(self_); }
 
-std::vector<std::string> LossUnderTest::metric_names() const {
-  return {desc_.metric_names, desc_.metric_names + desc_.n_metrics};
-}
 double LossUnderTest::forward(const graft_exec_ctx& ctx) {
   double loss = 0.0;
   double sums[GRAFT_MAX_METRICS] = {};
-  runtime::throw_if_failed(
-      vtable_->forward(self_, &ctx, prediction.get(), target.get(), &loss, sums),
-      "loss '" + name + "' forward");
-  metrics.assign(sums, sums + desc_.n_metrics);
+  loss_.forward(ctx, *prediction.get(), *target.get(), loss, sums);
+  metrics.assign(sums, sums + loss_.metric_names().size());
   return loss;
 }
 void LossUnderTest::backward(const graft_exec_ctx& ctx, float scale) {
-  runtime::throw_if_failed(
-      vtable_->backward(self_, &ctx, prediction.get(), target.get(), scale, dprediction.get()),
-      "loss '" + name + "' backward");
+  loss_.backward(ctx, *prediction.get(), *target.get(), scale, *dprediction.get());
 }
 
 std::string GradientReport::summary() const {

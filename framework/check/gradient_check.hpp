@@ -1,5 +1,6 @@
-// Plugins driven through their C vtables as the runtime drives them (layers, activations,
-// losses), and the finite-difference gradient checker every such plugin goes through.
+// Plugins driven through the runtime's plugin wrappers as the model drives them (layers,
+// activations, losses) on owned CPU tensors, and the finite-difference gradient checker every
+// such plugin goes through.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,8 @@
 #include <vector>
 
 #include "check/tensor.hpp"
+#include "plugin/layer_instance.hpp"
+#include "plugin/loss_instance.hpp"
 #include "plugin/registry.hpp"
 
 namespace graft::checker {
@@ -20,11 +23,9 @@ class LayerUnderTest {
  public:
   LayerUnderTest(const runtime::PluginRecord& record, const graft_options& options,
                  const std::vector<int64_t>& input_shape, int64_t batch);
-  ~LayerUnderTest();
-  LayerUnderTest(const LayerUnderTest&) = delete;
-  LayerUnderTest& operator=(const LayerUnderTest&) = delete;
 
-  const graft_layer_desc& desc() const { return desc_; }
+  // The plugin's description at this SDK's sizes (runtime::LayerInstance::describe).
+  const graft_layer_desc& desc() const { return layer_.desc(); }
   // Parameters from each spec's init distribution (layer.h), drawn from rng rather than the
   // host's counter-based stream: for training loops in tests.
   void init_parameters(std::mt19937& rng);
@@ -38,12 +39,7 @@ class LayerUnderTest {
   Tensor workspace, x, y, dy, dx;
 
  private:
-  const graft_layer_vtable* vtable_;
-  void* self_ = nullptr;
-  graft_layer_desc desc_{};
-  // The plugin's parameter specs at this SDK's size (desc_.params points here): a plugin built
-  // against an older minor reports smaller structs, read with its own stride.
-  std::vector<graft_param_spec> specs_;
+  runtime::LayerInstance layer_;
 };
 
 // An activation plugin with x, y, dy, dx of one shape (batch axis first).
@@ -51,11 +47,8 @@ class ActivationUnderTest {
  public:
   ActivationUnderTest(const runtime::PluginRecord& record, const graft_options& options,
                       const std::vector<int64_t>& shape);
-  ~ActivationUnderTest();
-  ActivationUnderTest(const ActivationUnderTest&) = delete;
-  ActivationUnderTest& operator=(const ActivationUnderTest&) = delete;
 
-  bool elementwise() const;
+  bool elementwise() const { return activation_.elementwise(); }
   void forward(const graft_exec_ctx& ctx);
   void backward(const graft_exec_ctx& ctx);
 
@@ -63,8 +56,7 @@ class ActivationUnderTest {
   Tensor x, y, dy, dx;
 
  private:
-  const graft_activation_vtable* vtable_;
-  void* self_ = nullptr;
+  runtime::LayerInstance activation_;
 };
 
 // Target info for int32 class labels (shape ()) or float32 values of a per-sample shape.
@@ -77,11 +69,8 @@ class LossUnderTest {
   LossUnderTest(const runtime::PluginRecord& record, const graft_options& options,
                 const std::vector<int64_t>& prediction_shape, const graft_target_info& target_info,
                 int64_t batch);
-  ~LossUnderTest();
-  LossUnderTest(const LossUnderTest&) = delete;
-  LossUnderTest& operator=(const LossUnderTest&) = delete;
 
-  std::vector<std::string> metric_names() const;
+  const std::vector<std::string>& metric_names() const { return loss_.metric_names(); }
   // Returns the loss sum; metric sums land in `metrics`.
   double forward(const graft_exec_ctx& ctx);
   void backward(const graft_exec_ctx& ctx, float scale);
@@ -91,9 +80,7 @@ class LossUnderTest {
   std::vector<double> metrics;
 
  private:
-  const graft_loss_vtable* vtable_;
-  void* self_ = nullptr;
-  graft_loss_desc desc_{};
+  runtime::LossInstance loss_;
 };
 
 struct GradientSettings {

@@ -1,6 +1,6 @@
-// The checks of the plugins that compute on tensors — layers, activations, losses: gradients
-// by finite differences on several shapes, bit-identical repeats, dx written over y where a
-// layer's entry allows it, and a parameter save/load.
+// The checks of layers and activations: gradients by finite differences on several shapes,
+// bit-identical repeats, dx written over y where a layer's entry allows it, and a parameter
+// save/load. Losses have theirs in loss_checks.cpp.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -17,45 +17,6 @@ namespace graft::checker::detail {
 namespace {
 
 using runtime::Failure;
-
-// A training context for a batch of `rows`, as the model would pass to its first layer.
-graft_exec_ctx layer_context(bool training, int64_t rows) {
-  graft_exec_ctx ctx = cpu_context(training);
-  ctx.global_batch = rows;
-  ctx.layer_index = 0;
-  ctx.step = 3;
-  return ctx;
-}
-
-// Folds one shape's report into the running totals of a gradient result.
-struct GradientTotals {
-  double worst = 0.0;
-  int64_t checked = 0;
-  std::vector<std::string> failures;
-  void add(const std::string& shape, const GradientReport& report) {
-    worst = std::max(worst, report.worst_error);
-    checked += report.checked;
-    for (const std::string& line : report.failures)
-      if (failures.size() < 3) failures.push_back("on " + shape + ": " + line);
-  }
-  void finish(CheckResult& r, const std::string& shapes, double tolerance) const {
-    r.value = "max relative error " + number(worst) + " over " + std::to_string(checked) +
-              " values on " + shapes + " (tolerance " + number(tolerance) + ")";
-    if (!failures.empty()) {
-      r.outcome = Outcome::fail;
-      r.message = runtime::join(failures, "; ");
-    }
-  }
-};
-
-void expect_same(const Tensor& first, const Tensor& second, const std::string& what) {
-  if (!same_bits(first, second)) throw Failure(what + ": " + difference_text(first, second));
-}
-
-void add_note(CheckResult& r, const std::string& note) {
-  if (note.empty()) return;
-  r.message += (r.message.empty() ? "" : "; ") + note;
-}
 
 // Forward and backward twice on one instance, and forward on a second instance with the same
 // parameters: every output bit-identical.
@@ -207,11 +168,6 @@ bool takes_ids(const runtime::PluginRecord& record, const graft_options& options
   }
 }
 
-CheckResult cuda_line(const runtime::PluginRecord& record) {
-  return skipped(record, "cuda", "the plugin ships CUDA kernels, but graft has no CUDA device "
-                                 "yet; only the CPU path was checked");
-}
-
 }  // namespace
 
 std::vector<CheckResult> layer_checks(const runtime::Registry& registry,
@@ -321,99 +277,6 @@ std::vector<CheckResult> activation_checks(const runtime::Registry& registry,
   }));
   results.push_back(skipped(record, "save_load", "activations have no parameters"));
   results.push_back(activation_learns(registry, record, options, settings));
-  if (record.entry->flags & GRAFT_ENTRY_HAS_CUDA) results.push_back(cuda_line(record));
-  return results;
-}
-
-std::vector<CheckResult> loss_checks(const runtime::Registry& registry,
-                                     const runtime::PluginRecord& record,
-                                     const toml::table& options, const CheckSettings& settings) {
-  const runtime::BoundOptions bound = bind(record, options);
-  struct Setup {
-    std::vector<int64_t> prediction;
-    graft_target_info target;
-    std::string text;
-  };
-  const std::vector<Setup> candidates{
-      {{4}, float_targets({4}), "(4,) with float targets"},
-      {{2, 3}, float_targets({2, 3}), "(2, 3) with float targets"},
-      {{5}, class_targets(5), "(5,) with class labels"}};
-  std::vector<Setup> accepted;
-  std::vector<std::string> refused;
-  for (const Setup& s : candidates) {
-    try {
-      LossUnderTest probe(record, *bound.get(), s.prediction, s.target, 1);
-      accepted.push_back(s);
-    } catch (const std::exception& e) {
-      refused.push_back(s.text + " refused: " + e.what());
-    }
-  }
-  constexpr int64_t kBatch = 4;
-  // Targets as a dataset would give them: floats in [0, 1], labels in [0, classes).
-  auto target_for = [&](const Setup& s, std::mt19937& rng) {
-    std::vector<int64_t> dims{kBatch};
-    dims.insert(dims.end(), s.target.shape.dims, s.target.shape.dims + s.target.shape.ndim);
-    Tensor t(dims, s.target.dtype);
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      if (s.target.classes > 0) t.i()[i] = static_cast<int32_t>(rng() % s.target.classes);
-      else t.f()[i] = std::uniform_real_distribution<float>(0.0f, 1.0f)(rng);
-    }
-    return t;
-  };
-  std::vector<CheckResult> results;
-  results.push_back(run_check(record, "gradient", [&](CheckResult& r) {
-    if (accepted.empty())
-      throw Failure("the loss accepts none of the predictions tried: " + runtime::join(refused, "; "));
-    GradientSettings gradient;
-    gradient.batch = kBatch;
-    gradient.input_scale = 2.0f;
-    GradientTotals totals;
-    std::mt19937 rng(5);
-    std::vector<std::string> texts;
-    for (const Setup& s : accepted) {
-      totals.add(s.text, check_loss(record, *bound.get(), s.prediction, s.target,
-                                    target_for(s, rng), gradient));
-      texts.push_back(s.text);
-    }
-    totals.finish(r, runtime::join(texts, " and "), gradient.tolerance);
-    add_note(r, runtime::join(refused, "; "));
-  }));
-  if (accepted.empty()) {
-    for (const char* name : {"determinism", "learns"})
-      results.push_back(skipped(record, name, "no prediction shape was accepted"));
-    return results;
-  }
-  results.push_back(run_check(record, "determinism", [&](CheckResult& r) {
-    const Setup& s = accepted.front();
-    std::mt19937 rng(11);
-    LossUnderTest first(record, *bound.get(), s.prediction, s.target, kBatch);
-    LossUnderTest second(record, *bound.get(), s.prediction, s.target, kBatch);
-    fill_random(first.prediction, rng, 2.0f);
-    second.prediction = first.prediction;
-    first.target = second.target = target_for(s, rng);
-    const graft_exec_ctx ctx = layer_context(true, kBatch);
-    const double loss = first.forward(ctx);
-    const std::vector<double> metrics = first.metrics;
-    if (first.forward(ctx) != loss || first.metrics != metrics)
-      throw Failure("forward gave a different loss or metrics for the same input");
-    if (second.forward(ctx) != loss)
-      throw Failure("a second instance gave a different loss for the same input");
-    first.backward(ctx, 0.25f);
-    const Tensor gradient = first.dprediction;
-    first.backward(ctx, 0.25f);
-    expect_same(gradient, first.dprediction, "backward gave a different dprediction");
-    r.value = "loss, metrics and gradient bit-identical when repeated and in a second instance, "
-              "on " + s.text;
-  }));
-  results.push_back(skipped(record, "save_load", "losses have no parameters"));
-  const Setup* flat = nullptr;
-  for (const Setup& s : accepted)
-    if (!flat && s.prediction.size() == 1) flat = &s;
-  if (flat)
-    results.push_back(loss_learns(registry, record, options, flat->prediction[0], flat->target,
-                                  settings));
-  else
-    results.push_back(skipped(record, "learns", "the loss accepts no flat prediction (N, C)"));
   if (record.entry->flags & GRAFT_ENTRY_HAS_CUDA) results.push_back(cuda_line(record));
   return results;
 }

@@ -4,7 +4,7 @@
 #include <random>
 
 #include "check/check_common.hpp"
-#include "device/host_api.hpp"
+#include "plugin/optimizer_instance.hpp"
 #include "train/safetensors.hpp"
 #include "util/errors.hpp"
 
@@ -21,22 +21,10 @@ constexpr int kBowlSteps = 300;
 class OptimizerUnderTest {
  public:
   OptimizerUnderTest(const runtime::PluginRecord& record, const graft_options& options)
-      : who_("optimizer '" + record.name + "'"),
-        vtable_(&record.vtable<graft_optimizer_vtable>()) {
-    runtime::throw_if_failed(vtable_->create(runtime::host_api(), &options, &self_), who_);
-    graft_optimizer_desc desc{};
-    desc.struct_size = sizeof desc;
-    graft_status* status = vtable_->describe(self_, &desc);
-    if (status) {
-      vtable_->destroy(self_);
-      runtime::throw_if_failed(status, who_);
-    }
-    for (size_t s = 0; s < desc.n_state; ++s) state_names.emplace_back(desc.state_names[s]);
+      : optimizer_(record, options) {
+    state_names = optimizer_.state_names();
     state.assign(state_names.size(), Tensor({kElements}));
   }
-  ~OptimizerUnderTest() { vtable_->destroy(self_); }
-  OptimizerUnderTest(const OptimizerUnderTest&) = delete;
-  OptimizerUnderTest& operator=(const OptimizerUnderTest&) = delete;
 
   // step is 1 for the first update.
   void step(float lr, int64_t step) {
@@ -46,7 +34,7 @@ class OptimizerUnderTest {
     for (Tensor& t : state) pointers.push_back(t.get());
     const graft_param_update update{sizeof(graft_param_update), param.get(), grad.get(),
                                     pointers.data(), lr, step, 1};
-    runtime::throw_if_failed(vtable_->step(self_, &ctx, &update), who_ + " step");
+    optimizer_.step(ctx, update);
   }
 
   Tensor param{{kElements}}, grad{{kElements}};
@@ -54,9 +42,7 @@ class OptimizerUnderTest {
   std::vector<Tensor> state;
 
  private:
-  std::string who_;
-  const graft_optimizer_vtable* vtable_;
-  void* self_ = nullptr;
+  runtime::OptimizerInstance optimizer_;
 };
 
 // f(p) = 1/2 sum_i a_i (p_i - c_i)^2 with curvatures a_i in [0.5, 2] (condition number 4).
@@ -88,10 +74,6 @@ void descend(OptimizerUnderTest& o, const Bowl& bowl, float lr, int64_t first, i
     bowl.gradient(o);
     o.step(lr, t);
   }
-}
-
-void expect_same(const Tensor& a, const Tensor& b, const std::string& what) {
-  if (!same_bits(a, b)) throw Failure(what + ": " + difference_text(a, b));
 }
 
 }  // namespace

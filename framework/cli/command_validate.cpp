@@ -68,7 +68,7 @@ void print_placement(const runtime::Session& session, int32_t world) {
                          (sharded && place.shard != GRAFT_SHARD_ROW ? plan.shards : 1);
       const double in = double(graft_shape_numel(&survey[i].input)) /
                         (sharded && place.shard != GRAFT_SHARD_COLUMN ? plan.shards : 1);
-      // The model writes dx over the output where the layer allows it (model.cpp).
+      // The model writes dx over the output where the layer allows it (buffer_plan.cpp).
       const bool dx_over_output = (survey[i].flags & GRAFT_ENTRY_DX_OVER_OUTPUT) && in <= out &&
                                   i + 1 < survey.size();
       activations += out + (dx_over_output ? 0.0 : in);

@@ -1,24 +1,11 @@
 // graft_comm_api over Communicator: plugins call C, exceptions never cross the ABI, so every
 // entry turns a throw into a graft_status the strategy can return to the host.
-#include <exception>
-
 #include "comm/communicator.hpp"
 #include "device/host_api.hpp"
+#include "util/guarded.hpp"
 
 namespace graft::runtime {
 namespace {
-
-template <typename F>
-graft_status* guarded(F&& f) noexcept {
-  try {
-    f();
-    return nullptr;
-  } catch (const UserError& e) {
-    return host_api()->make_status(GRAFT_ERR_INVALID_ARGUMENT, e.what());
-  } catch (const std::exception& e) {
-    return host_api()->make_status(GRAFT_ERR_RUNTIME, e.what());
-  }
-}
 
 Communicator& self(graft_comm* c) {
   if (!c) throw UserError("graft_comm_api called with a NULL communicator (graft_world.comm is "

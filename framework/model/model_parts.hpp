@@ -1,11 +1,14 @@
-// The model's private pieces shared by its assembly (model.cpp) and its training step
-// (model_step.cpp): one layer of the tree, and one set of planned step buffers.
+// The model's private pieces shared by its assembly (model.cpp), its training step
+// (model_step.cpp), its buffer plan and its survey: one layer of the tree, and how the model
+// names and creates a layer's plugin.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "model/model.hpp"
+#include "plugin/layer_instance.hpp"
 
 namespace graft::runtime {
 
@@ -15,65 +18,40 @@ inline std::string model_who(const PluginChoice& c) {
          c.record->library.filename().string() + ")";
 }
 
+// The plugin object of a layer or activation choice for per-sample `input`, named as the model
+// names it; a layer that refuses the input says which shape it was offered.
+inline std::unique_ptr<LayerInstance> create_layer(const PluginChoice& c, const graft_shape& input) {
+  const std::string who = model_who(c);
+  const bool activation = c.record->kind == GRAFT_KIND_ACTIVATION;
+  return std::make_unique<LayerInstance>(*c.record, *c.options.get(), input, who,
+                                         activation ? who : who + " with input shape " +
+                                                                shape_string(input));
+}
+
 // A plugin layer or activation, or a residual block (y = x + f(x), f its inner layers).
-struct Model::Layer {
+struct LayerNode {
   const PluginChoice* choice = nullptr;
   std::string type;  // the plugin's name, or "residual"
-  bool is_activation = false;
   bool is_residual = false;
-  std::vector<Layer*> inner;  // residual: f's layers in order (owned by all_layers_)
+  std::vector<LayerNode*> inner;  // residual: f's layers in order (owned by the model)
   // ctx.layer_index and the parameter-init stream: i for top-level layer i; nested layers are
   // numbered after the top-level ones in pre-order, so top-level numbers never shift.
   int32_t index = 0;
   int64_t top = 0;   // the top-level layer this one is, or is inside
-  size_t flat = 0;   // position in all_layers_, which indexes the slot buffers
+  size_t flat = 0;   // position in the model's pre-order list, which indexes the slot buffers
   int depth = 0;
-  void* self = nullptr;
-  const graft_layer_vtable* layer_vtable = nullptr;
-  const graft_activation_vtable* activation_vtable = nullptr;
+  std::unique_ptr<LayerInstance> plugin;  // none for a residual block
   graft_shape in{}, out{};
   int64_t workspace_per_sample = 0;
   int32_t workspace_use = GRAFT_WORKSPACE_KEPT;  // the plugin's graft_workspace_use
-  // Where the workspace lives (model.cpp plans it): the layer's own buffer, the slot's shared
-  // scratch, or the buffer of its output's gradient (GRAFT_WORKSPACE_SCRATCH_OVER_DY): the
-  // input gradient of the layer at flat index workspace_over, or the loss gradient (-1).
-  enum class WorkspaceIn { own, scratch, output_gradient };
-  WorkspaceIn workspace_in = WorkspaceIn::own;
-  int64_t workspace_over = -1;
-  // dx is written over this layer's own output (GRAFT_ENTRY_DX_OVER_OUTPUT; model.cpp plans it).
-  bool dx_over_output = false;
-  std::vector<size_t> param_indices;
-  std::vector<TensorView> param_views, grad_views;
-  std::vector<const DLTensor*> param_ptrs;
-  std::vector<DLTensor*> grad_ptrs;
+  // Its parameters in the store, [first_param, first_param + n_params), and their tensors and
+  // gradients as forward and backward take them (NULL when it has none).
+  size_t first_param = 0, n_params = 0;
+  const DLTensor* const* params = nullptr;
+  DLTensor* const* grads = nullptr;
   std::string who;
-};
 
-// One set of activation, gradient and workspace buffers (one micro-batch in flight), indexed by
-// Layer::flat. A residual block has no input-gradient buffer: its dx is its first inner
-// layer's, with dy added in place (only the block reads that buffer).
-struct Model::Slot {
-  std::vector<Buffer> outputs, input_grads, workspaces;
-  std::vector<TensorView> inputs, output_views, input_grad_views, workspace_views;
-  // Where each layer's dx goes: its input_grads buffer, its own output's buffer for a
-  // dx_over_output layer, or nullptr for a layer that is never asked for dx.
-  std::vector<float*> dx_memory;
-  // One workspace for all layers whose workspace is scratch only: layers of a slot run one
-  // at a time, so they can take turns with it (the largest one's size).
-  Buffer scratch;
-
-  float* workspace(const Layer& layer) {
-    switch (layer.workspace_in) {
-      case Layer::WorkspaceIn::scratch: return scratch.data();
-      case Layer::WorkspaceIn::output_gradient:
-        return layer.workspace_over < 0 ? dprediction.data()
-                                        : dx_memory[size_t(layer.workspace_over)];
-      case Layer::WorkspaceIn::own: break;
-    }
-    return workspaces[layer.flat].data();
-  }
-  Buffer dprediction;
-  TensorView dprediction_view;
+  bool is_activation() const { return plugin && plugin->is_activation(); }
 };
 
 }  // namespace graft::runtime

@@ -1,4 +1,9 @@
+// The survey of the configured layers a strategy plans from: each plugin created once to read
+// its shapes, parameter count and what it can shard, then destroyed; and the host's side of a
+// strategy's plan().
 #include "model/model_survey.hpp"
+
+#include <exception>
 
 #include "device/host_api.hpp"
 #include "model/model_parts.hpp"
@@ -8,35 +13,25 @@ namespace graft::runtime {
 
 namespace {
 
-// Destroys a plugin instance however the survey leaves (an error in describe included).
-struct Instance {
-  void (*destroy)(void*) = nullptr;
-  void* self = nullptr;
-  ~Instance() {
-    if (self && destroy) destroy(self);
-  }
-};
-
 // The entry's flags say what the plugin can shard; an instance may refuse by its options (a
 // linear with a fused activation cannot be row-split). Each mode is tried on a fresh instance
 // as one part of one, which no divisibility rule refuses; the flags it refuses are cleared,
 // so a strategy replicates that layer instead of failing later.
 uint32_t shard_modes_accepted(const PluginChoice& choice, const graft_shape& input) {
-  const auto& vt = choice.record->vtable<graft_layer_vtable>();
   const uint32_t flags = choice.record->entry->flags;
-  const bool has_shard = vt.struct_size >= offsetof(graft_layer_vtable, shard) + sizeof(vt.shard) &&
-                         vt.shard != nullptr;
+  const bool has_shard = LayerInstance::can_shard(*choice.record);
   uint32_t keep = ~(GRAFT_ENTRY_SHARD_COLUMN | GRAFT_ENTRY_SHARD_ROW | GRAFT_ENTRY_SHARD_PART);
   for (const auto& [flag, mode] : {std::pair{GRAFT_ENTRY_SHARD_COLUMN, GRAFT_SHARD_COLUMN},
                                    std::pair{GRAFT_ENTRY_SHARD_ROW, GRAFT_SHARD_ROW},
                                    std::pair{GRAFT_ENTRY_SHARD_PART, GRAFT_SHARD_PART}}) {
     if (!has_shard || !(flags & flag)) continue;
-    Instance probe;
-    probe.destroy = vt.destroy;
-    graft_shape shape = input;
-    if (StatusPtr failed = take(vt.create(host_api(), choice.options.get(), &shape, &probe.self)))
-      continue;
-    if (!take(vt.shard(probe.self, mode, 0, 1))) keep |= flag;
+    try {
+      LayerInstance probe(*choice.record, *choice.options.get(), input, model_who(choice));
+      probe.shard(mode, 0, 1, "");
+      keep |= flag;
+    } catch (const std::exception&) {
+      // Refused, at create or at shard: this mode stays off.
+    }
   }
   return keep;
 }
@@ -60,32 +55,14 @@ LayerSurvey survey_one(const PluginChoice& choice, const graft_shape& input) {
   s.type = rec.name;
   s.kind = rec.kind;
   s.flags = rec.entry->flags;
-  const graft_host_api* host = host_api();
-  Instance instance;
-  if (rec.kind == GRAFT_KIND_ACTIVATION) {
-    const auto& vt = rec.vtable<graft_activation_vtable>();
-    instance.destroy = vt.destroy;
-    throw_if_failed(vt.create(host, choice.options.get(), &instance.self), model_who(choice));
-    if (vt.flags && (vt.flags(instance.self) & GRAFT_ACTIVATION_ELEMENTWISE))
-      s.flags |= GRAFT_ENTRY_ELEMENTWISE;
+  const std::unique_ptr<LayerInstance> instance = create_layer(choice, input);
+  if (instance->is_activation()) {
+    if (instance->elementwise()) s.flags |= GRAFT_ENTRY_ELEMENTWISE;
     return s;
   }
-  const auto& vt = rec.vtable<graft_layer_vtable>();
-  instance.destroy = vt.destroy;
-  graft_shape shape = input;
-  throw_if_failed(vt.create(host, choice.options.get(), &shape, &instance.self),
-                  model_who(choice) + " with input shape " + shape_string(shape));
-  graft_layer_desc desc{};
-  desc.struct_size = sizeof desc;
-  throw_if_failed(vt.describe(instance.self, &desc), model_who(choice));
+  const graft_layer_desc& desc = instance->describe();
   s.output = desc.output;
-  // Specs are read at the plugin's stride (an older plugin's are shorter).
-  const size_t stride = desc.n_params ? desc.params[0].struct_size : 0;
-  for (size_t p = 0; p < desc.n_params; ++p) {
-    const auto* spec = reinterpret_cast<const graft_param_spec*>(
-        reinterpret_cast<const char*>(desc.params) + p * stride);
-    s.parameters += graft_shape_numel(&spec->shape);
-  }
+  for (size_t p = 0; p < desc.n_params; ++p) s.parameters += graft_shape_numel(&desc.params[p].shape);
   s.flags &= shard_modes_accepted(choice, input);
   return s;
 }

@@ -3,63 +3,38 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
-#include <initializer_list>
+#include <string>
 
+#include "graft/cpp/core.hpp"
 #include "graft/graft.h"
 
 namespace graft::runtime {
 
-class TensorView {
+// The SDK's graft::View (a DLTensor that owns its shape array, what plugins view their own
+// memory with), made from the runtime's shapes: a per-sample shape behind a batch axis, or a
+// parameter's whole shape.
+class TensorView : public graft::View {
  public:
-  TensorView() : shape_{}, t_{} {}
+  TensorView() = default;
   // (rows, sample...) over `data`.
   TensorView(void* data, DLDevice device, int64_t rows, const graft_shape& sample,
              DLDataType dtype = DLDataType{kDLFloat, 32, 1})
-      : shape_{}, t_{} {
-    t_.data = data;
-    t_.device = device;
-    t_.dtype = dtype;
-    shape_[0] = rows;
-    for (int i = 0; i < sample.ndim; ++i) shape_[i + 1] = sample.dims[i];
-    t_.ndim = sample.ndim + 1;
-    t_.shape = shape_;
+      : View(data, device, {rows}, dtype) {
+    DLTensor& t = **this;
+    for (int i = 0; i < sample.ndim; ++i) t.shape[i + 1] = sample.dims[i];
+    t.ndim = sample.ndim + 1;
   }
-  // A tensor of exactly `sample` (no batch axis): parameters.
-  TensorView(void* data, DLDevice device, const graft_shape& shape) : shape_{}, t_{} {
-    t_.data = data;
-    t_.device = device;
-    t_.dtype = DLDataType{kDLFloat, 32, 1};
-    for (int i = 0; i < shape.ndim; ++i) shape_[i] = shape.dims[i];
-    t_.ndim = shape.ndim;
-    t_.shape = shape_;
+  // A float32 tensor of exactly `shape` (no batch axis): parameters.
+  TensorView(void* data, DLDevice device, const graft_shape& shape) : View(data, device, {}) {
+    DLTensor& t = **this;
+    for (int i = 0; i < shape.ndim; ++i) t.shape[i] = shape.dims[i];
+    t.ndim = shape.ndim;
   }
-  TensorView(const TensorView& o) : TensorView() { *this = o; }
-  TensorView& operator=(const TensorView& o) {
-    std::memcpy(shape_, o.shape_, sizeof shape_);
-    t_ = o.t_;
-    t_.shape = shape_;
-    return *this;
-  }
-  DLTensor* get() { return &t_; }
-  const DLTensor* get() const { return &t_; }
-
- private:
-  int64_t shape_[GRAFT_MAX_DIMS + 1];
-  DLTensor t_;
 };
 
-inline int64_t tensor_numel(const DLTensor& t) {
-  int64_t n = 1;
-  for (int i = 0; i < t.ndim; ++i) n *= t.shape[i];
-  return n;
-}
+inline int64_t tensor_numel(const DLTensor& t) { return graft::numel(t); }
 
 // "(64, 784)"
-inline std::string shape_string(const graft_shape& s) {
-  std::string out = "(";
-  for (int i = 0; i < s.ndim; ++i) out += (i ? ", " : "") + std::to_string(s.dims[i]);
-  return out + (s.ndim == 1 ? ",)" : ")");
-}
+inline std::string shape_string(const graft_shape& s) { return graft::Shape(s).str(); }
 
 }  // namespace graft::runtime

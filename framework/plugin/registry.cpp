@@ -193,6 +193,10 @@ std::string kind_name(graft_kind kind) {
   return (k >= 1 && k <= 6) ? kKindNames[k] : "kind " + std::to_string(k);
 }
 
+std::string plugin_who(const PluginRecord& record) {
+  return kind_name(record.kind) + " '" + record.name + "'";
+}
+
 bool parse_kind(const std::string& word, graft_kind* out) {
   for (int k = 1; k <= 6; ++k)
     if (word == kKindNames[k]) {

@@ -23,6 +23,8 @@ struct PluginRecord {
 // "layer", "activation", ...; and back (false for an unknown word).
 std::string kind_name(graft_kind kind);
 bool parse_kind(const std::string& word, graft_kind* out);
+// "layer 'linear'": how messages name a plugin when no config section is at hand.
+std::string plugin_who(const PluginRecord& record);
 
 class Registry {
  public:

@@ -33,7 +33,7 @@ TrainSummary train(Session& session, const StepObserver& on_step) {
     throw UserError("[data] the training split has no full batch of " +
                     std::to_string(c.data.batch_size) + " samples; lower data.batch_size");
   const int64_t total_steps = c.run.steps > 0 ? c.run.steps : c.run.epochs * per_epoch;
-  model.set_total_steps(total_steps);
+  model.updater().set_total_steps(total_steps);
 
   Checkpoints checkpoints(session, per_epoch);
   TrainingPosition at = checkpoints.resume();  // where this run goes on from
@@ -58,7 +58,7 @@ TrainSummary train(Session& session, const StepObserver& on_step) {
       ++at.batch_in_epoch;
       summary.last_loss = result.rows ? result.loss_sum / double(result.rows) : 0.0;
       if (on_step) on_step(at.step, summary.last_loss);
-      log.step(at.step, at.epoch, summary.last_loss, batch.rows, model.last_lr());
+      log.step(at.step, at.epoch, summary.last_loss, batch.rows, model.updater().last_lr());
       checkpoints.maybe_save(at, RunPoint::after_step);
       done = evaluations.maybe_run(at, RunPoint::after_step) || at.step >= total_steps;
       if (done) break;

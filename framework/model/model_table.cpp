@@ -1,0 +1,61 @@
+// The model's C table (graft_model_api), which strategy plugins call with the model's handle:
+// each entry reaches the model, its parameter store or its updater, and returns a status
+// instead of throwing across the ABI.
+#include "model/model.hpp"
+#include "util/guarded.hpp"
+
+namespace graft::runtime {
+
+namespace {
+Model* self(graft_model* m) { return reinterpret_cast<Model*>(m); }
+
+int64_t api_layer_count(graft_model* m) { return self(m)->layer_count(); }
+graft_status* api_forward(graft_model* m, const graft_exec_ctx* ctx, int64_t b, int64_t e,
+                          const DLTensor* x, const DLTensor** y) {
+  return guarded([&] { *y = self(m)->forward(*ctx, b, e, *x); });
+}
+graft_status* api_loss(graft_model* m, const graft_exec_ctx* ctx, const DLTensor* pred,
+                       const DLTensor* target, graft_step_result* r, const DLTensor** dpred) {
+  return guarded([&] {
+    const DLTensor* g = self(m)->loss(*ctx, *pred, *target, *r, dpred != nullptr);
+    if (dpred) *dpred = g;
+  });
+}
+graft_status* api_backward(graft_model* m, const graft_exec_ctx* ctx, int64_t b, int64_t e,
+                           const DLTensor* dy, const DLTensor** dx, void (*done)(void*, int64_t),
+                           void* user) {
+  return guarded([&] {
+    const DLTensor* g = self(m)->backward(*ctx, b, e, *dy, done, user);
+    if (dx) *dx = g;
+  });
+}
+graft_status* api_zero_grad(graft_model* m) { return guarded([&] { self(m)->zero_grad(); }); }
+graft_status* api_optimizer_step(graft_model* m, const graft_exec_ctx* ctx) {
+  return guarded([&] { self(m)->optimizer_step(*ctx); });
+}
+int32_t api_layer_stage(graft_model* m, int64_t i) { return self(m)->layer_stage(i); }
+int32_t api_layer_shard(graft_model* m, int64_t i) { return self(m)->layer_shard(i); }
+graft_status* api_gradients(graft_model* m, int64_t b, int64_t e, DLTensor* out) {
+  return guarded([&] { self(m)->store().layer_range_view(true, b, e, *out); });
+}
+graft_status* api_parameters(graft_model* m, int64_t b, int64_t e, DLTensor* out) {
+  return guarded([&] { self(m)->store().layer_range_view(false, b, e, *out); });
+}
+graft_status* api_grad_sq_norm(graft_model* m, int64_t b, int64_t e, int32_t count_replicated,
+                               double* out) {
+  return guarded([&] { *out = self(m)->store().grad_sq_norm(b, e, count_replicated != 0); });
+}
+graft_status* api_optimizer_step_layers(graft_model* m, const graft_exec_ctx* ctx, int64_t b,
+                                        int64_t e, double total_sq_norm) {
+  return guarded([&] { self(m)->updater().step_layers(*ctx, b, e, total_sq_norm); });
+}
+const graft_model_api kModelApi = {sizeof(graft_model_api), api_layer_count, api_forward, api_loss,
+                                   api_backward, api_zero_grad, api_optimizer_step,
+                                   api_gradients, api_parameters, api_grad_sq_norm,
+                                   api_optimizer_step_layers,
+                                   api_layer_stage, api_layer_shard};
+}  // namespace
+
+const graft_model_api* Model::api() { return &kModelApi; }
+
+}  // namespace graft::runtime

@@ -1,0 +1,235 @@
+// Parameter, gradient and optimizer-state buffers: initialisation by each parameter's init
+// and stream, the layer-range views and norms the strategies ask for, and host copies.
+#include "model/parameter_store.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "device/cpu/cpu_primitives.hpp"
+#include "device/host_api.hpp"
+#include "model/tensor_parts.hpp"
+
+namespace graft::runtime {
+
+namespace {
+constexpr uint64_t kParameterStream = 0x5041524d00000000ull;  // "PARM": init streams
+
+// The axis a parameter is a tensor-parallel part along, or -1 when it is whole.
+int part_axis(const graft_param_spec& spec) {
+  return spec.shard_axis >= 0 && spec.shard_axis < spec.shape.ndim ? spec.shard_axis : -1;
+}
+
+void copy_floats(const float* from, DLDevice from_device, float* to, DLDevice to_device,
+                 size_t floats) {
+  if (floats == 0) return;
+  int64_t n = static_cast<int64_t>(floats);
+  DLTensor src{}, dst{};
+  src.data = const_cast<float*>(from);
+  src.device = from_device;
+  dst.data = to;
+  dst.device = to_device;
+  src.ndim = dst.ndim = 1;
+  src.dtype = dst.dtype = DLDataType{kDLFloat, 32, 1};
+  src.shape = dst.shape = &n;
+  throw_if_failed(host_api()->copy(nullptr, &src, &dst), "copying model memory");
+}
+}  // namespace
+
+size_t ParameterStore::declare(std::string name, int64_t layer, const graft_param_spec& spec,
+                               int32_t init_layer, size_t position, std::string owner) {
+  ParameterInfo info;
+  info.name = std::move(name);
+  info.layer = layer;
+  info.shape = spec.shape;
+  info.numel = static_cast<size_t>(graft_shape_numel(&info.shape));
+  info.offset = params_.empty() ? 0 : params_.back().offset + params_.back().numel;
+  info.spec = spec;
+  info.spec.name = nullptr;  // the plugin's string may not outlive the plugin object
+  params_.push_back(std::move(info));
+  streams_.push_back(kParameterStream | (uint64_t(init_layer) << 16) | position);
+  owners_.push_back(std::move(owner));
+  return params_.size() - 1;
+}
+
+void ParameterStore::allocate(int64_t layers, uint64_t seed, int32_t shard_index, int32_t shards) {
+  layers_ = layers;
+  const size_t total = params_.empty() ? 0 : params_.back().offset + params_.back().numel;
+  param_buffer_ = Buffer(device_, total);
+  grad_buffer_ = Buffer(device_, total);
+  for (const ParameterInfo& info : params_) {
+    param_views_.emplace_back(param_buffer_.data() + info.offset, device_, info.shape);
+    grad_views_.emplace_back(grad_buffer_.data() + info.offset, device_, info.shape);
+  }
+  // Pointers into the views, taken once the vectors no longer grow.
+  for (TensorView& v : param_views_) param_ptrs_.push_back(v.get());
+  for (TensorView& v : grad_views_) grad_ptrs_.push_back(v.get());
+  for (size_t i = 0; i < params_.size(); ++i) initialise(i, seed, shard_index, shards);
+}
+
+void ParameterStore::initialise(size_t i, uint64_t seed, int32_t shard_index, int32_t shards) {
+  const graft_host_api* host = host_api();
+  graft_exec_ctx init_ctx{};
+  init_ctx.struct_size = sizeof init_ctx;
+  init_ctx.host = host;
+  init_ctx.device = device_;
+  const ParameterInfo& info = params_[i];
+  const graft_param_spec& s = info.spec;
+  const uint64_t stream = streams_[i];
+  DLTensor* t = param_views_[i].get();
+  // A tensor-parallel part is its slice of the whole tensor drawn from the same stream,
+  // so its values do not depend on the layout; the whole lives only during the fill.
+  const int axis = part_axis(info.spec);
+  Buffer whole;
+  TensorView whole_view;
+  if (axis >= 0) {
+    const graft_shape whole_dims = whole_shape(info.shape, axis, shards);
+    whole = Buffer(device_, size_t(graft_shape_numel(&whole_dims)));
+    whole_view = TensorView(whole.data(), device_, whole_dims);
+    t = whole_view.get();
+  }
+  const double fan_in = double(std::max<int64_t>(1, s.fan_in));
+  const double fan_out = double(std::max<int64_t>(1, s.fan_out));
+  graft_status* st = nullptr;
+  switch (s.init) {
+    case GRAFT_INIT_ZEROS: st = host->fill(&init_ctx, t, 0.0f); break;
+    case GRAFT_INIT_ONES: st = host->fill(&init_ctx, t, 1.0f); break;
+    case GRAFT_INIT_XAVIER_UNIFORM: {
+      float a = float(s.gain * std::sqrt(6.0 / (fan_in + fan_out)));
+      st = host->fill_uniform(&init_ctx, t, seed, stream, 0, -a, a);
+      break;
+    }
+    case GRAFT_INIT_KAIMING_NORMAL:
+      st = host->fill_normal(&init_ctx, t, seed, stream, 0, 0.0f,
+                             float(s.gain * std::sqrt(2.0 / fan_in)));
+      break;
+    case GRAFT_INIT_KAIMING_UNIFORM: {
+      float a = float(s.gain * std::sqrt(3.0 / fan_in));
+      st = host->fill_uniform(&init_ctx, t, seed, stream, 0, -a, a);
+      break;
+    }
+    case GRAFT_INIT_NORMAL: st = host->fill_normal(&init_ctx, t, seed, stream, 0, 0.0f, s.gain); break;
+    case GRAFT_INIT_CONSTANT: st = host->fill(&init_ctx, t, s.gain); break;
+    case GRAFT_INIT_UNIFORM: st = host->fill_uniform(&init_ctx, t, seed, stream, 0, -s.gain, s.gain); break;
+    default:
+      throw UserError(owners_[i] + ": parameter '" + info.name + "' asks for unknown init " +
+                      std::to_string(s.init));
+  }
+  throw_if_failed(st, "initialising " + info.name);
+  if (axis >= 0 && on_cpu()) {
+    copy_part_from_whole(whole.data(), param_buffer_.data() + info.offset, info.shape, axis,
+                         shard_index, shards);
+  } else if (axis >= 0) {  // the slicing is the host's: through host memory, once
+    std::vector<float> whole_host(whole.size()), part(info.numel);
+    copy_to_host(whole.data(), whole_host.data(), whole.size());
+    copy_part_from_whole(whole_host.data(), part.data(), info.shape, axis, shard_index, shards);
+    copy_from_host(part.data(), param_buffer_.data() + info.offset, info.numel);
+  }
+}
+
+void ParameterStore::allocate_optimizer_state(size_t states) {
+  for (size_t s = 0; s < states; ++s) state_buffers_.emplace_back(device_, floats());
+}
+
+std::vector<size_t> ParameterStore::buffer_floats() const {
+  std::vector<size_t> sizes{param_buffer_.size(), grad_buffer_.size()};
+  for (const Buffer& b : state_buffers_) sizes.push_back(b.size());
+  return sizes;
+}
+
+TensorView ParameterStore::state_tensor(size_t s, size_t i) const {
+  const ParameterInfo& info = params_[i];
+  return TensorView(state_buffers_[s].data() + info.offset, device_, info.shape);
+}
+
+// Parameters are laid out in layer order (a block's inner layers right after it), so the
+// tensors of layers [begin, end) are one run of floats in every buffer.
+std::pair<size_t, size_t> ParameterStore::layer_floats(int64_t begin, int64_t end,
+                                                       const char* what) const {
+  if (begin < 0 || end < begin || end > layers_)
+    throw Failure(std::string(what) + ": layers [" + std::to_string(begin) + ", " +
+                  std::to_string(end) + ") are outside the model's " + std::to_string(layers_) +
+                  " layers");
+  const size_t total = param_buffer_.size();
+  size_t first = total, last = total;
+  for (auto p = params_.rbegin(); p != params_.rend(); ++p) {  // backwards: each ends the last
+    if (p->layer >= end) last = p->offset;
+    if (p->layer >= begin) first = p->offset;
+  }
+  return {first, last};
+}
+
+void ParameterStore::layer_range_view(bool gradients, int64_t begin, int64_t end, DLTensor& out) {
+  const auto [first, last] = layer_floats(begin, end, gradients ? "gradients" : "parameters");
+  // A map node never moves, so the shape outlives the call; one node per distinct range.
+  int64_t& shape = range_shapes_[{begin, end}];
+  shape = static_cast<int64_t>(last - first);
+  out = DLTensor{};
+  out.data = (gradients ? grad_buffer_.data() : param_buffer_.data()) + first;
+  out.device = device_;
+  out.ndim = 1;
+  out.dtype = DLDataType{kDLFloat, 32, 1};
+  out.shape = &shape;
+}
+
+double ParameterStore::grad_sq_norm(int64_t begin, int64_t end, bool count_replicated) const {
+  const auto [first, last] = layer_floats(begin, end, "grad_sq_norm");
+  graft_exec_ctx ctx{};
+  ctx.struct_size = sizeof ctx;
+  ctx.host = host_api();
+  ctx.device = device_;
+  ctx.layer_index = -1;
+  // Counted tensors that touch are summed as one run, so the whole model without buffers is
+  // one dot product: the very sum optimizer_step always took.
+  double total = 0.0;
+  size_t run_begin = first, run_end = first;
+  auto flush = [&] {
+    if (run_end == run_begin) return;
+    TensorView run(grad_buffer_.data() + run_begin, device_,
+                   graft_shape{1, {int64_t(run_end - run_begin)}});
+    double squared = 0.0;
+    if (graft_status* st = ctx.host->dot(&ctx, run.get(), run.get(), &squared))
+      throw_if_failed(st, "gradient norm");
+    total += squared;
+  };
+  for (const ParameterInfo& p : params_) {
+    if (p.offset < first || p.offset >= last) continue;
+    const bool counts = !p.spec.is_buffer && (count_replicated || p.spec.shard_axis >= 0);
+    if (!counts) continue;
+    if (p.offset != run_end) {
+      flush();
+      run_begin = p.offset;
+    }
+    run_end = p.offset + p.numel;
+  }
+  flush();
+  return total;
+}
+
+void ParameterStore::zero_gradients() {
+  if (on_cpu()) {
+    // On the host's threads, with streaming stores for a large model (cpu_primitives.hpp).
+    cpu::zero(grad_buffer_.data(), int64_t(grad_buffer_.size()));
+    return;
+  }
+  TensorView all(grad_buffer_.data(), device_, graft_shape{1, {int64_t(grad_buffer_.size())}});
+  if (graft_status* st = host_api()->fill(nullptr, all.get(), 0.0f)) throw_if_failed(st, "zero_grad");
+}
+
+void ParameterStore::copy_to_host(const float* device_memory, float* host, size_t floats) const {
+  if (on_cpu()) {
+    std::memcpy(host, device_memory, floats * sizeof(float));
+    return;
+  }
+  copy_floats(device_memory, device_, host, DLDevice{kDLCPU, 0}, floats);
+}
+
+void ParameterStore::copy_from_host(const float* host, float* device_memory, size_t floats) const {
+  if (on_cpu()) {
+    std::memcpy(device_memory, host, floats * sizeof(float));
+    return;
+  }
+  copy_floats(host, DLDevice{kDLCPU, 0}, device_memory, device_, floats);
+}
+
+}  // namespace graft::runtime

@@ -1,0 +1,53 @@
+// One optimizer step over a range of layers: clip, schedule, then the plugin on each parameter
+// with its gradient and state, in the store's order.
+#include "optim/updater.hpp"
+
+#include <cmath>
+
+#include "device/host_api.hpp"
+
+namespace graft::runtime {
+
+Updater::Updater(ParameterStore& store, std::unique_ptr<OptimizerInstance> optimizer,
+                 UpdaterSettings settings)
+    : store_(store), optimizer_(std::move(optimizer)), settings_(std::move(settings)) {}
+
+void Updater::step_layers(const graft_exec_ctx& ctx, int64_t begin, int64_t end,
+                          double total_sq_norm) {
+  const auto [first, last] = store_.layer_floats(begin, end, "optimizer_step_layers");
+  if (settings_.clip_grad_norm > 0.0 && last > first)
+    // The norm is global: a strategy that holds part of the model passes the all-reduced sum.
+    clip(ctx, first, last,
+         total_sq_norm >= 0.0 ? total_sq_norm : store_.grad_sq_norm(begin, end, true));
+  last_lr_ = settings_.schedule.at(steps_);
+  const std::vector<ParameterInfo>& params = store_.parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const ParameterInfo& info = params[i];
+    if (info.layer < begin || info.layer >= end) continue;
+    if (info.spec.is_buffer) continue;  // the layer keeps it (running statistics)
+    TensorView states[GRAFT_MAX_OPTIMIZER_STATE];
+    DLTensor* state_ptrs[GRAFT_MAX_OPTIMIZER_STATE] = {};
+    for (size_t s = 0; s < store_.state_count(); ++s) {
+      states[s] = store_.state_tensor(s, i);
+      state_ptrs[s] = states[s].get();
+    }
+    // [optimizer] decay_bias_and_norm = false keeps biases and norm scales from decaying.
+    const int32_t decay = settings_.decay_bias_and_norm || !info.spec.is_bias_or_norm ? 1 : 0;
+    graft_param_update u{sizeof(graft_param_update), store_.parameter_tensor(i),
+                         store_.gradient_tensor(i), state_ptrs, float(last_lr_), steps_ + 1, decay};
+    optimizer_->step(ctx, u, info.name);
+  }
+  ++steps_;
+}
+
+void Updater::clip(const graft_exec_ctx& ctx, size_t first, size_t last, double squared_norm) {
+  const double norm = std::sqrt(squared_norm);
+  if (!(norm > settings_.clip_grad_norm)) return;  // as torch.nn.utils.clip_grad_norm_
+  TensorView grads(store_.gradient_data() + first, store_.device(),
+                   graft_shape{1, {int64_t(last - first)}});
+  const float scale = float(settings_.clip_grad_norm / (norm + 1e-6));
+  if (graft_status* st = host_api()->axpby(&ctx, scale, grads.get(), 0.0f, grads.get()))
+    throw_if_failed(st, "gradient clipping");
+}
+
+}  // namespace graft::runtime
