@@ -9,7 +9,7 @@
 
 #include "check/check_common.hpp"
 #include "check/gradient_check.hpp"
-#include "train/safetensors.hpp"
+#include "checkpoint/safetensors.hpp"
 #include "util/errors.hpp"
 
 namespace graft::checker::detail {

@@ -5,7 +5,7 @@
 
 #include "check/check_common.hpp"
 #include "plugin/optimizer_instance.hpp"
-#include "train/safetensors.hpp"
+#include "checkpoint/safetensors.hpp"
 #include "util/errors.hpp"
 
 namespace graft::checker::detail {

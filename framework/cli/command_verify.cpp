@@ -11,7 +11,7 @@
 #include "cli/common.hpp"
 #include "device/host_api.hpp"
 #include "plugin/registry.hpp"
-#include "train/parameters_gather.hpp"
+#include "checkpoint/parameters_gather.hpp"
 #include "train/trainer.hpp"
 #include "util/errors.hpp"
 

@@ -9,7 +9,7 @@
 
 #include "comm/job.hpp"
 #include "config/config.hpp"
-#include "train/session.hpp"
+#include "session/session.hpp"
 
 namespace graft::cli {
 

@@ -1,3 +1,5 @@
+// BatchStage: the loader's batch as the step reads it, in place on the CPU, or copied to the
+// GPU on the copy stream into one of two alternating device buffer sets (why: batch_stage.hpp).
 #include "train/batch_stage.hpp"
 
 #include <cstring>

@@ -7,10 +7,10 @@
 #include <utility>
 #include <vector>
 
-#include "train/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 #include "train/early_stopping.hpp"
 #include "train/metrics.hpp"
-#include "train/session.hpp"
+#include "session/session.hpp"
 
 namespace graft::runtime {
 

@@ -6,8 +6,8 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "train/safetensors.hpp"
-#include "train/session.hpp"
+#include "checkpoint/safetensors.hpp"
+#include "session/session.hpp"
 #include "util/errors.hpp"
 
 namespace graft::runtime {

@@ -4,7 +4,7 @@
 
 #include "data/batch_loader.hpp"
 #include "train/batch_stage.hpp"
-#include "train/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 #include "train/metrics.hpp"
 #include "util/errors.hpp"
 

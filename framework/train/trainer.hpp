@@ -4,7 +4,7 @@
 #include <functional>
 
 #include "train/evaluation.hpp"
-#include "train/session.hpp"
+#include "session/session.hpp"
 
 namespace graft::runtime {
 

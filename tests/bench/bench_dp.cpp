@@ -21,7 +21,7 @@
 #include "mlp_setup.hpp"
 #include "graft/random.h"
 #include "model/tensor_view.hpp"
-#include "train/session.hpp"
+#include "session/session.hpp"
 #include "util/errors.hpp"
 
 namespace rt = graft::runtime;

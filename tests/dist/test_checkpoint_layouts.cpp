@@ -8,7 +8,7 @@
 #include "mpirun.hpp"
 #include "run_files.hpp"
 #include "test_support.hpp"
-#include "train/safetensors.hpp"
+#include "checkpoint/safetensors.hpp"
 
 namespace fs = std::filesystem;
 using graft::test::metric_events;

@@ -12,7 +12,7 @@
 
 #include "comm/job.hpp"
 #include "test_support.hpp"
-#include "train/parameters_gather.hpp"
+#include "checkpoint/parameters_gather.hpp"
 #include "train/trainer.hpp"
 #include "util/errors.hpp"
 

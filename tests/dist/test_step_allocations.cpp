@@ -11,7 +11,7 @@
 #include "graft/random.h"
 #include "model/tensor_view.hpp"
 #include "test_support.hpp"
-#include "train/session.hpp"
+#include "session/session.hpp"
 #include "util/errors.hpp"
 
 using graft::test::g_allocations;

@@ -4,7 +4,7 @@
 #include "config/config.hpp"
 #include "config/options.hpp"
 #include "fuzz_support.hpp"
-#include "train/session.hpp"
+#include "session/session.hpp"
 
 namespace {
 

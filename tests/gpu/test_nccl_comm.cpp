@@ -8,7 +8,7 @@
 #include <cstdlib>
 
 #include "comm/local.hpp"
-#include "comm/nccl_loader.hpp"
+#include "comm/nccl/nccl_loader.hpp"
 #include "count_allocations.hpp"
 #include "gpu_support.hpp"
 

@@ -14,7 +14,7 @@
 #include <sstream>
 
 #include "comm/job.hpp"
-#include "comm/nccl_loader.hpp"
+#include "comm/nccl/nccl_loader.hpp"
 #include "gpu_support.hpp"
 #include "run_files.hpp"
 

@@ -4,8 +4,8 @@
 #include <string>
 
 #include "test_support.hpp"
-#include "train/checkpoint.hpp"
-#include "train/safetensors.hpp"
+#include "checkpoint/checkpoint.hpp"
+#include "checkpoint/safetensors.hpp"
 #include "util/errors.hpp"
 
 namespace fs = std::filesystem;

@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "comm/local.hpp"
-#include "comm/nccl_loader.hpp"
+#include "comm/nccl/nccl_loader.hpp"
 #include "test_support.hpp"
 #include "util/errors.hpp"
 

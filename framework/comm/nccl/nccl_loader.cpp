@@ -1,7 +1,7 @@
 // Opening the NCCL communicator module: from GRAFT_NCCL_MODULE, beside the CUDA device module
 // of a build carried to a GPU machine (GRAFT_CUDA_MODULE), beside the executable (build tree),
 // in ../lib/graft (install) or where this build put it (test executables).
-#include "comm/nccl_loader.hpp"
+#include "comm/nccl/nccl_loader.hpp"
 
 #include <dlfcn.h>
 

@@ -1,14 +1,14 @@
 // Building a session from a config: plugins, data, model, strategy, in that order, each error
 // naming the config section it came from.
-#include "train/session.hpp"
+#include "session/session.hpp"
 
 #include <unistd.h>
 
-#include "comm/nccl_loader.hpp"
+#include "comm/nccl/nccl_loader.hpp"
 #include "config/section_reader.hpp"
 #include "device/cuda_loader.hpp"
 #include "device/host_api.hpp"
-#include "train/device_check.hpp"
+#include "session/device_check.hpp"
 #include "util/errors.hpp"
 
 namespace fs = std::filesystem;

@@ -1,6 +1,6 @@
 // safetensors reading and writing with nlohmann-json for the header; every write goes through
 // a temporary file and a rename so a crash never leaves half a checkpoint.
-#include "train/safetensors.hpp"
+#include "checkpoint/safetensors.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>

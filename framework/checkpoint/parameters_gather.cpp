@@ -1,7 +1,7 @@
 // Gathering whole tensors from tensor-parallel parts and pipeline stages, and slicing them
 // again. The collectives run tensor by tensor in the model's parameter order, the same on
 // every rank, so no rank waits for a tensor another does not send.
-#include "train/parameters_gather.hpp"
+#include "checkpoint/parameters_gather.hpp"
 
 #include <cstring>
 

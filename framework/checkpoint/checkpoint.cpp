@@ -1,5 +1,5 @@
 // Saving and restoring a model's parameters, optimizer state and training position.
-#include "train/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -7,9 +7,9 @@
 #include <sstream>
 #include <nlohmann/json.hpp>
 
-#include "train/parameters_gather.hpp"
-#include "train/safetensors.hpp"
-#include "train/session.hpp"
+#include "checkpoint/parameters_gather.hpp"
+#include "checkpoint/safetensors.hpp"
+#include "session/session.hpp"
 #include "util/errors.hpp"
 
 namespace fs = std::filesystem;

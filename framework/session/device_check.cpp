@@ -1,4 +1,6 @@
-#include "train/device_check.hpp"
+// The checks of [run] device = "cuda" before anything is built: which plugins of the model lack
+// CUDA kernels (named, with the fix), and whether this process gets a GPU.
+#include "session/device_check.hpp"
 
 #include <cstdlib>
 #include <string>
