@@ -10,6 +10,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
   clang libclang-rt-dev llvm  # the sanitizer builds and libFuzzer (scripts/sanitize.sh)
+  clang-format                # scripts/check_style.sh
 )
 if [[ "${1:-}" == "--bench" ]]; then packages+=(python3-torch python3-numpy); fi
 missing=()
