@@ -87,8 +87,9 @@ void add_note(CheckResult& r, const std::string& note) {
 }
 
 CheckResult cuda_line(const runtime::PluginRecord& record) {
-  return skipped(record, "cuda", "the plugin ships CUDA kernels, but graft has no CUDA device "
-                                 "yet; only the CPU path was checked");
+  return skipped(record, "cuda",
+                 "the plugin ships CUDA kernels, but graft has no CUDA device "
+                 "yet; only the CPU path was checked");
 }
 
 graft_exec_ctx layer_context(bool training, int64_t rows) {

@@ -22,8 +22,8 @@ class DatasetUnderTest {
         vtable_(&record.vtable<graft_dataset_vtable>()) {
     const std::string config_dir = std::filesystem::current_path().string();
     const std::string cache = cache_dir.string();
-    const graft_dataset_args args{sizeof(graft_dataset_args), split.c_str(), config_dir.c_str(),
-                                  cache.c_str(), 1234, 0, 1};
+    const graft_dataset_args args{
+        sizeof(graft_dataset_args), split.c_str(), config_dir.c_str(), cache.c_str(), 1234, 0, 1};
     runtime::throw_if_failed(vtable_->create(runtime::host_api(), &options, &args, &self_), who_);
     info.struct_size = sizeof info;
     graft_status* status = vtable_->describe(self_, &info);
@@ -79,8 +79,10 @@ void check_info(const graft_dataset_info& info) {
   const bool floats = t.code == kDLFloat && t.bits == 32 && t.lanes == 1;
   if (!labels && !floats) throw Failure("targets must be int32 class labels or float32 values");
   if (labels && (info.target.classes <= 0 || info.target.shape.ndim != 0))
-    throw Failure("int32 targets are class labels: shape () and classes > 0, but describe() "
-                  "reports classes = " + std::to_string(info.target.classes));
+    throw Failure(
+        "int32 targets are class labels: shape () and classes > 0, but describe() "
+        "reports classes = " +
+        std::to_string(info.target.classes));
 }
 
 }  // namespace
@@ -102,7 +104,8 @@ std::vector<CheckResult> dataset_checks(const runtime::PluginRecord& record,
       check_info(test.info);
       r.value += "; test: " + std::to_string(test.info.samples) + " samples";
     } catch (const std::exception& e) {
-      r.message = std::string("no usable test split (training configs evaluate on it): ") + e.what();
+      r.message =
+          std::string("no usable test split (training configs evaluate on it): ") + e.what();
     }
   }));
   if (!described) {
@@ -131,7 +134,8 @@ std::vector<CheckResult> dataset_checks(const runtime::PluginRecord& record,
       if (y.i()[i] < 0 || y.i()[i] >= classes)
         throw Failure("label " + std::to_string(y.i()[i]) + " is outside [0, " +
                       std::to_string(classes) + ")");
-    r.value = count(int64_t(indices.size()), "sample") + " read twice and by a second reader: "
+    r.value = count(int64_t(indices.size()), "sample") +
+              " read twice and by a second reader: "
               "same bytes; inputs finite" +
               (classes > 0 ? "; labels in range" : "; targets finite");
   }));

@@ -151,14 +151,18 @@ void LayerUnderTest::backward(const graft_exec_ctx& ctx, bool want_dx) {
   for (const Tensor& t : params) p.push_back(t.get());
   for (Tensor& t : grads) g.push_back(t.get());
   DLTensor* ws = desc().workspace_per_sample > 0 ? workspace.get() : nullptr;
-  layer_.backward(ctx, p.data(), x.get(), y.get(), dy.get(), want_dx ? dx.get() : nullptr,
-                  g.data(), ws);
+  layer_.backward(ctx, p.data(), x.get(), y.get(), dy.get(), want_dx ? dx.get() : nullptr, g.data(),
+                  ws);
 }
 
 ActivationUnderTest::ActivationUnderTest(const runtime::PluginRecord& record,
                                          const graft_options& options,
                                          const std::vector<int64_t>& shape)
-    : name(record.name), x(shape), y(shape), dy(shape), dx(shape),
+    : name(record.name),
+      x(shape),
+      y(shape),
+      dy(shape),
+      dx(shape),
       activation_(record, options, graft_shape{}) {}
 void ActivationUnderTest::forward(const graft_exec_ctx& ctx) {
   activation_.forward(ctx, nullptr, x.get(), y.get(), nullptr);
@@ -172,14 +176,15 @@ graft_target_info class_targets(int64_t classes) {
                            classes};
 }
 graft_target_info float_targets(const std::vector<int64_t>& shape) {
-  return graft_target_info{sizeof(graft_target_info), to_shape(shape),
-                           DLDataType{kDLFloat, 32, 1}, 0};
+  return graft_target_info{sizeof(graft_target_info), to_shape(shape), DLDataType{kDLFloat, 32, 1},
+                           0};
 }
 
 LossUnderTest::LossUnderTest(const runtime::PluginRecord& record, const graft_options& options,
                              const std::vector<int64_t>& prediction_shape,
                              const graft_target_info& target_info, int64_t batch)
-    : name(record.name), prediction(batched(batch, to_shape(prediction_shape))),
+    : name(record.name),
+      prediction(batched(batch, to_shape(prediction_shape))),
       target(batched(batch, target_info.shape), target_info.dtype),
       dprediction(batched(batch, to_shape(prediction_shape))),
       loss_(record, options, to_shape(prediction_shape), target_info) {
@@ -296,8 +301,8 @@ GradientReport check_layer(const runtime::PluginRecord& record, const graft_opti
   return report;
 }
 
-GradientReport check_activation(const runtime::PluginRecord& record,
-                                const graft_options& options, const std::vector<int64_t>& shape,
+GradientReport check_activation(const runtime::PluginRecord& record, const graft_options& options,
+                                const std::vector<int64_t>& shape,
                                 const GradientSettings& settings) {
   GradientReport report;
   std::mt19937 rng(settings.seed);

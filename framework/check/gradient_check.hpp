@@ -84,11 +84,11 @@ class LossUnderTest {
 };
 
 struct GradientSettings {
-  double epsilon = 1e-2;    // central-difference step; retried at epsilon / 10 on a mismatch
-  double tolerance = 1e-2;  // relative error allowed per element
-  uint32_t seed = 7;        // inputs, parameters and the projection r
-  float input_scale = 1.0f; // inputs uniform in [-scale, scale]
-  float input_margin = 0.0f;// inputs kept at least this far from 0 (kinks of relu)
+  double epsilon = 1e-2;      // central-difference step; retried at epsilon / 10 on a mismatch
+  double tolerance = 1e-2;    // relative error allowed per element
+  uint32_t seed = 7;          // inputs, parameters and the projection r
+  float input_scale = 1.0f;   // inputs uniform in [-scale, scale]
+  float input_margin = 0.0f;  // inputs kept at least this far from 0 (kinks of relu)
   int64_t batch = 3;
   graft_exec_ctx ctx = cpu_context();
   // How inputs are drawn. uniform: in [-scale, scale] (with the margin). spaced: a shuffled,
@@ -102,8 +102,8 @@ struct GradientSettings {
 
 struct GradientReport {
   bool ok = true;
-  int64_t checked = 0;        // elements compared
-  double worst_error = 0.0;   // largest relative error seen
+  int64_t checked = 0;                // elements compared
+  double worst_error = 0.0;           // largest relative error seen
   std::vector<std::string> failures;  // one line per mismatching element (first few)
   std::string summary() const;
 };
@@ -132,8 +132,8 @@ GradientReport check_layer(const runtime::PluginRecord& record, const graft_opti
                            const GradientSettings& settings = {});
 
 // Checks dx of sum(y * r); shape includes the batch axis.
-GradientReport check_activation(const runtime::PluginRecord& record,
-                                const graft_options& options, const std::vector<int64_t>& shape,
+GradientReport check_activation(const runtime::PluginRecord& record, const graft_options& options,
+                                const std::vector<int64_t>& shape,
                                 const GradientSettings& settings = {});
 
 // Checks dprediction of the loss sum (backward with scale 0.5, divided back), for a target

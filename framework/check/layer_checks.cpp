@@ -34,10 +34,13 @@ void layer_repeats(const runtime::PluginRecord& record, const graft_options& opt
   first.forward(ctx);
   const Tensor y = first.y;
   first.forward(ctx);
-  expect_same(y, first.y, "forward gave different outputs for the same input, context and seed" + on);
+  expect_same(y, first.y,
+              "forward gave different outputs for the same input, context and seed" + on);
   second.forward(ctx);
-  expect_same(y, second.y, "a second instance with the same options and parameters gave a "
-                           "different forward output" + on);
+  expect_same(y, second.y,
+              "a second instance with the same options and parameters gave a "
+              "different forward output" +
+                  on);
   first.zero_gradients();
   first.backward(ctx);
   const Tensor dx = first.dx;
@@ -47,8 +50,9 @@ void layer_repeats(const runtime::PluginRecord& record, const graft_options& opt
   first.backward(ctx);
   expect_same(dx, first.dx, "backward gave different dx for the same input" + on);
   for (size_t k = 0; k < grads.size(); ++k)
-    expect_same(grads[k], first.grads[k], "backward gave a different gradient of '" +
-                                              std::string(first.desc().params[k].name) + "'" + on);
+    expect_same(grads[k], first.grads[k],
+                "backward gave a different gradient of '" +
+                    std::string(first.desc().params[k].name) + "'" + on);
 }
 
 // GRAFT_ENTRY_DX_OVER_OUTPUT's promise: backward reads no element of y after it writes dx.
@@ -88,13 +92,16 @@ void layer_dx_over_output(const runtime::PluginRecord& record, const graft_optio
   l.backward(ctx);
   Tensor over = dx;
   std::memcpy(over.f(), shared.f(), over.bytes());
-  const std::string promise = "the library flags it GRAFT_ENTRY_DX_OVER_OUTPUT, but with dx in "
-                              "y's memory backward gave ";
-  expect_same(dx, over, promise + "a different dx" + on +
-                            " (it reads y after writing dx: drop the flag or read y first)");
+  const std::string promise =
+      "the library flags it GRAFT_ENTRY_DX_OVER_OUTPUT, but with dx in "
+      "y's memory backward gave ";
+  expect_same(dx, over,
+              promise + "a different dx" + on +
+                  " (it reads y after writing dx: drop the flag or read y first)");
   for (size_t k = 0; k < grads.size(); ++k)
-    expect_same(grads[k], l.grads[k], promise + "a different gradient of '" +
-                                          std::string(l.desc().params[k].name) + "'" + on);
+    expect_same(
+        grads[k], l.grads[k],
+        promise + "a different gradient of '" + std::string(l.desc().params[k].name) + "'" + on);
 }
 
 // Parameters written to a safetensors file and read into a fresh instance: same output.
@@ -119,8 +126,10 @@ void layer_save_load(const runtime::PluginRecord& record, const graft_options& o
     const std::string name = saved.desc().params[k].name ? saved.desc().params[k].name : "";
     if (name.empty()) throw Failure("parameter " + std::to_string(k) + " has no name");
     for (const runtime::NamedTensor& t : tensors)
-      if (t.name == name) throw Failure("two parameters are named '" + name + "'; checkpoints "
-                                        "keep parameters by name, so names must be unique");
+      if (t.name == name)
+        throw Failure("two parameters are named '" + name +
+                      "'; checkpoints "
+                      "keep parameters by name, so names must be unique");
     tensors.push_back({name, saved.params[k].shape(), saved.params[k].f()});
     values += saved.params[k].numel();
   }
@@ -138,8 +147,9 @@ void layer_save_load(const runtime::PluginRecord& record, const graft_options& o
     std::copy(found->second.values.begin(), found->second.values.end(), loaded.params[k].f());
   }
   loaded.forward(ctx);
-  expect_same(saved.y, loaded.y, "after loading the saved parameters into a second instance, "
-                                 "the evaluation output differs");
+  expect_same(saved.y, loaded.y,
+              "after loading the saved parameters into a second instance, "
+              "the evaluation output differs");
   r.value = count(int64_t(tensors.size()), "tensor") + " (" + count(values, "value") +
             ") through " + file.filename().string() + ": outputs bit-identical";
 }
@@ -193,7 +203,8 @@ std::vector<CheckResult> layer_checks(const runtime::Registry& registry,
   std::vector<CheckResult> results;
   results.push_back(run_check(record, "gradient", [&](CheckResult& r) {
     if (accepted.empty())
-      throw Failure("the layer accepts none of the input shapes tried: " + runtime::join(refused, "; "));
+      throw Failure("the layer accepts none of the input shapes tried: " +
+                    runtime::join(refused, "; "));
     GradientTotals totals;
     for (const std::vector<int64_t>& shape : accepted)
       totals.add(shape_text(shape), check_layer(record, *bound.get(), shape, gradient));
@@ -216,8 +227,9 @@ std::vector<CheckResult> layer_checks(const runtime::Registry& registry,
   }));
   if (record.entry->flags & GRAFT_ENTRY_DX_OVER_OUTPUT) {
     if (ids)
-      results.push_back(skipped(record, "dx_over_output", "the layer takes integer ids, which "
-                                                          "have no gradient to compare"));
+      results.push_back(skipped(record, "dx_over_output",
+                                "the layer takes integer ids, which "
+                                "have no gradient to compare"));
     else
       results.push_back(run_check(record, "dx_over_output", [&](CheckResult& r) {
         for (const std::vector<int64_t>& shape : accepted)

@@ -43,7 +43,8 @@ const PluginRecord& builtin(const runtime::Registry& registry, graft_kind kind,
                             const std::string& name) {
   if (const PluginRecord* r = registry.find(kind, name)) return *r;
   throw Failure("this check puts the plugin next to the built-in " + runtime::kind_name(kind) +
-                " '" + name + "', which is not loaded; run a graft whose built-in plugins are "
+                " '" + name +
+                "', which is not loaded; run a graft whose built-in plugins are "
                 "installed beside it, or pass their folder with --plugin-dir");
 }
 
@@ -53,7 +54,8 @@ std::string describe(const Task& task) {
   std::vector<std::string> names;
   for (const Part& p : task.layers) names.push_back(p.record->name);
   return runtime::join(names, " -> ") + " on input " + shape_text(task.input) + ", " +
-         task.loss.record->name + " loss, " + task.optimizer.record->name + " lr " + number(task.lr);
+         task.loss.record->name + " loss, " + task.optimizer.record->name + " lr " +
+         number(task.lr);
 }
 
 runtime::PluginChoice choice(const Part& part, const std::string& section) {
@@ -89,8 +91,8 @@ std::unique_ptr<runtime::Model> build(const Task& task, uint64_t seed,
     settings.shard_index = layout.plan.shard_index;
   }
   return std::make_unique<runtime::Model>(std::move(layers), choice(task.loss, "[loss]"),
-                                          choice(task.optimizer, "[optimizer]"), input,
-                                          task.target, settings);
+                                          choice(task.optimizer, "[optimizer]"), input, task.target,
+                                          settings);
 }
 
 graft_exec_ctx model_context(bool training, int64_t step) {
@@ -123,8 +125,8 @@ void train(runtime::Model& model, const Tensor& x, const Tensor& y) {
 }
 
 void judge(double before, double after, double factor, const std::string& how, CheckResult& r) {
-  r.value = "loss " + number(before) + " -> " + number(after) + " (" +
-            number(before / after) + "x, needs " + number(factor) + "x) " + how;
+  r.value = "loss " + number(before) + " -> " + number(after) + " (" + number(before / after) +
+            "x, needs " + number(factor) + "x) " + how;
   if (!(std::isfinite(after) && after * factor <= before)) {
     r.outcome = Outcome::fail;
     r.message = "the loss did not fall by " + number(factor) + "x";
@@ -142,7 +144,8 @@ void teacher_student(const Task& task, bool integer_ids, double factor, CheckRes
   if (integer_ids) inputs.inputs = GradientSettings::Inputs::ids;
   fill_inputs(x, rng, inputs);
   std::unique_ptr<runtime::Model> teacher = build(task, 2);
-  const DLTensor* out = teacher->forward(model_context(false, 0), 0, teacher->layer_count(), *x.get());
+  const DLTensor* out =
+      teacher->forward(model_context(false, 0), 0, teacher->layer_count(), *x.get());
   const float* values = static_cast<const float*>(out->data);
   double mean = 0.0, square = 0.0;
   for (int64_t i = 0; i < kSamples; ++i) mean += values[i] / double(kSamples);
@@ -154,14 +157,18 @@ void teacher_student(const Task& task, bool integer_ids, double factor, CheckRes
   const double before = evaluate(*student, x, y);
   train(*student, x, y);
   judge(before, evaluate(*student, x, y), factor,
-        "after " + std::to_string(kSteps) + " steps learning a teacher of the same architecture: " +
-            describe(task), r);
+        "after " + std::to_string(kSteps) +
+            " steps learning a teacher of the same architecture: " + describe(task),
+        r);
 }
 
 Task regression_task(const runtime::Registry& registry, std::vector<int64_t> input) {
-  Task task{{}, {&builtin(registry, GRAFT_KIND_LOSS, "mse"), {}},
-            {&builtin(registry, GRAFT_KIND_OPTIMIZER, "adam"), {}}, std::move(input),
-            float_targets({1}), 0.01};
+  Task task{{},
+            {&builtin(registry, GRAFT_KIND_LOSS, "mse"), {}},
+            {&builtin(registry, GRAFT_KIND_OPTIMIZER, "adam"), {}},
+            std::move(input),
+            float_targets({1}),
+            0.01};
   return task;
 }
 
@@ -187,7 +194,8 @@ CheckResult activation_learns(const runtime::Registry& registry, const PluginRec
   return run_check(record, "learns", [&](CheckResult& r) {
     const PluginRecord& linear = builtin(registry, GRAFT_KIND_LAYER, "linear");
     Task task = regression_task(registry, {8});
-    task.layers = {{&linear, table("units = 16")}, {&record, options}, {&linear, table("units = 1")}};
+    task.layers = {
+        {&linear, table("units = 16")}, {&record, options}, {&linear, table("units = 1")}};
     teacher_student(task, false, settings.learn_factor, r);
   });
 }
@@ -221,7 +229,8 @@ CheckResult loss_learns(const runtime::Registry& registry, const PluginRecord& r
       double best_score = -1e300;
       for (int64_t k = 0; k < prediction_features; ++k) {
         double score = 0.0;
-        for (int64_t d = 0; d < 8; ++d) score += x.f()[n * 8 + d] * rule[d * prediction_features + k];
+        for (int64_t d = 0; d < 8; ++d)
+          score += x.f()[n * 8 + d] * rule[d * prediction_features + k];
         if (!classes) y.f()[n * prediction_features + k] = score > 0.0 ? 1.0f : 0.0f;
         if (score > best_score) best_score = score, best = k;
       }
@@ -246,7 +255,7 @@ CheckResult strategy_learns(const runtime::Registry& registry, const PluginRecor
                    {&linear, table("units = 1")}};
     const runtime::BoundOptions bound = bind(record, options);
     runtime::LocalCommunicator local;  // a world of one, as `graft train` without mpirun
-    const graft_world world{sizeof(graft_world), 0, 1, runtime::comm_handle(local),
+    const graft_world world{sizeof(graft_world), 0,  1, runtime::comm_handle(local),
                             runtime::comm_api(), 0.0};
     runtime::StrategyInstance strategy(record, bound, world, runtime::StrategyUse::check);
     std::vector<int64_t> dims{kSamples, 8};
@@ -259,18 +268,23 @@ CheckResult strategy_learns(const runtime::Registry& registry, const PluginRecor
     auto run = [&](bool training, int64_t step) {
       const graft_exec_ctx ctx = model_context(training, step);
       graft_step_result result{sizeof(graft_step_result), 0.0, {}, 0};
-      if (training) result = strategy.train_step(*model, ctx, *x.get(), *y.get());
-      else strategy.eval_step(*model, ctx, *x.get(), *y.get(), result);
+      if (training)
+        result = strategy.train_step(*model, ctx, *x.get(), *y.get());
+      else
+        strategy.eval_step(*model, ctx, *x.get(), *y.get(), result);
       if (result.rows != kSamples)
-        throw Failure("the strategy's step reported " + std::to_string(result.rows) + " rows for a "
-                      "global batch of " + std::to_string(kSamples));
+        throw Failure("the strategy's step reported " + std::to_string(result.rows) +
+                      " rows for a "
+                      "global batch of " +
+                      std::to_string(kSamples));
       return result.loss_sum / double(result.rows);
     };
     const double before = run(false, 0);
     for (int step = 0; step < kSteps; ++step) run(true, step);
     judge(before, run(false, 0), settings.learn_factor,
-          "after " + std::to_string(kSteps) + " steps through the strategy fitting sin(2 x0 + x1): " +
-              describe(task), r);
+          "after " + std::to_string(kSteps) +
+              " steps through the strategy fitting sin(2 x0 + x1): " + describe(task),
+          r);
   });
 }
 

@@ -19,10 +19,9 @@ std::vector<CheckResult> loss_checks(const runtime::Registry& registry,
     graft_target_info target;
     std::string text;
   };
-  const std::vector<Setup> candidates{
-      {{4}, float_targets({4}), "(4,) with float targets"},
-      {{2, 3}, float_targets({2, 3}), "(2, 3) with float targets"},
-      {{5}, class_targets(5), "(5,) with class labels"}};
+  const std::vector<Setup> candidates{{{4}, float_targets({4}), "(4,) with float targets"},
+                                      {{2, 3}, float_targets({2, 3}), "(2, 3) with float targets"},
+                                      {{5}, class_targets(5), "(5,) with class labels"}};
   std::vector<Setup> accepted;
   std::vector<std::string> refused;
   for (const Setup& s : candidates) {
@@ -40,15 +39,18 @@ std::vector<CheckResult> loss_checks(const runtime::Registry& registry,
     dims.insert(dims.end(), s.target.shape.dims, s.target.shape.dims + s.target.shape.ndim);
     Tensor t(dims, s.target.dtype);
     for (int64_t i = 0; i < t.numel(); ++i) {
-      if (s.target.classes > 0) t.i()[i] = static_cast<int32_t>(rng() % s.target.classes);
-      else t.f()[i] = std::uniform_real_distribution<float>(0.0f, 1.0f)(rng);
+      if (s.target.classes > 0)
+        t.i()[i] = static_cast<int32_t>(rng() % s.target.classes);
+      else
+        t.f()[i] = std::uniform_real_distribution<float>(0.0f, 1.0f)(rng);
     }
     return t;
   };
   std::vector<CheckResult> results;
   results.push_back(run_check(record, "gradient", [&](CheckResult& r) {
     if (accepted.empty())
-      throw Failure("the loss accepts none of the predictions tried: " + runtime::join(refused, "; "));
+      throw Failure("the loss accepts none of the predictions tried: " +
+                    runtime::join(refused, "; "));
     GradientSettings gradient;
     gradient.batch = kBatch;
     gradient.input_scale = 2.0f;
@@ -87,16 +89,18 @@ std::vector<CheckResult> loss_checks(const runtime::Registry& registry,
     const Tensor gradient = first.dprediction;
     first.backward(ctx, 0.25f);
     expect_same(gradient, first.dprediction, "backward gave a different dprediction");
-    r.value = "loss, metrics and gradient bit-identical when repeated and in a second instance, "
-              "on " + s.text;
+    r.value =
+        "loss, metrics and gradient bit-identical when repeated and in a second instance, "
+        "on " +
+        s.text;
   }));
   results.push_back(skipped(record, "save_load", "losses have no parameters"));
   const Setup* flat = nullptr;
   for (const Setup& s : accepted)
     if (!flat && s.prediction.size() == 1) flat = &s;
   if (flat)
-    results.push_back(loss_learns(registry, record, options, flat->prediction[0], flat->target,
-                                  settings));
+    results.push_back(
+        loss_learns(registry, record, options, flat->prediction[0], flat->target, settings));
   else
     results.push_back(skipped(record, "learns", "the loss accepts no flat prediction (N, C)"));
   if (record.entry->flags & GRAFT_ENTRY_HAS_CUDA) results.push_back(cuda_line(record));

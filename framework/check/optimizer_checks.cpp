@@ -4,8 +4,8 @@
 #include <random>
 
 #include "check/check_common.hpp"
-#include "plugin/optimizer_instance.hpp"
 #include "checkpoint/safetensors.hpp"
+#include "plugin/optimizer_instance.hpp"
 #include "util/errors.hpp"
 
 namespace graft::checker::detail {
@@ -32,8 +32,8 @@ class OptimizerUnderTest {
     ctx.step = step - 1;
     std::vector<DLTensor*> pointers;
     for (Tensor& t : state) pointers.push_back(t.get());
-    const graft_param_update update{sizeof(graft_param_update), param.get(), grad.get(),
-                                    pointers.data(), lr, step, 1};
+    const graft_param_update update{
+        sizeof(graft_param_update), param.get(), grad.get(), pointers.data(), lr, step, 1};
     optimizer_.step(ctx, update);
   }
 
@@ -109,7 +109,8 @@ std::vector<CheckResult> optimizer_checks(const runtime::PluginRecord& record,
     second.param = first.param;
     descend(first, bowl, 0.05f, 1, 5);
     descend(second, bowl, 0.05f, 1, 5);
-    expect_same(first.param, second.param, "two instances took different steps from the same start");
+    expect_same(first.param, second.param,
+                "two instances took different steps from the same start");
     r.value = "5 steps from the same start bit-identical in two instances";
   }));
   results.push_back(run_check(record, "save_load", [&](CheckResult& r) {

@@ -61,14 +61,18 @@ void check_schema(const graft_plugin_entry& entry) {
     const graft_option_spec& s = entry.options[i];
     const std::string name = s.name ? s.name : "";
     const std::string label = "option " + std::to_string(i) + " ('" + name + "')";
-    if (!is_key(s.name)) problems.push_back(label + ": a name must be letters, digits, _ or -");
-    else if (!seen.insert(name).second) problems.push_back(label + ": the name is used twice");
+    if (!is_key(s.name))
+      problems.push_back(label + ": a name must be letters, digits, _ or -");
+    else if (!seen.insert(name).second)
+      problems.push_back(label + ": the name is used twice");
     if (s.type < GRAFT_OPT_BOOL || s.type > GRAFT_OPT_STRING_LIST)
       problems.push_back(label + ": unknown type " + std::to_string(int(s.type)));
     if (!s.doc || !*s.doc) problems.push_back(label + ": no doc line (graft plugins shows it)");
     if (std::isnan(s.min) || std::isnan(s.max) || s.min > s.max)
-      problems.push_back(label + ": the range [" + number(s.min) + ", " + number(s.max) + "] is empty");
-    if (name == "type") problems.push_back(label + ": 'type' is the framework's key in a config table");
+      problems.push_back(label + ": the range [" + number(s.min) + ", " + number(s.max) +
+                         "] is empty");
+    if (name == "type")
+      problems.push_back(label + ": 'type' is the framework's key in a config table");
   }
   if (!problems.empty()) throw Failure(runtime::join(problems, "; "));
 }
@@ -76,11 +80,16 @@ void check_schema(const graft_plugin_entry& entry) {
 // A value for a required option the user did not give: the type's usual small value, moved
 // into the option's range. Strings without choices (paths) cannot be guessed.
 bool choose(const graft_option_spec& s, toml::table& into, std::string& text) {
-  const auto number_in_range = [&](double preferred) { return std::clamp(preferred, s.min, s.max); };
+  const auto number_in_range = [&](double preferred) {
+    return std::clamp(preferred, s.min, s.max);
+  };
   const std::string choices = s.choices ? s.choices : "";
   const std::string first_choice = choices.substr(0, choices.find('|'));
   switch (s.type) {
-    case GRAFT_OPT_BOOL: into.insert_or_assign(s.name, false); text = "false"; return true;
+    case GRAFT_OPT_BOOL:
+      into.insert_or_assign(s.name, false);
+      text = "false";
+      return true;
     case GRAFT_OPT_INT: {
       const int64_t v = static_cast<int64_t>(std::ceil(number_in_range(8.0)));
       into.insert_or_assign(s.name, v);
@@ -179,7 +188,9 @@ std::vector<CheckResult> check_plugin(const runtime::Registry& registry,
   try {
     std::vector<CheckResult> more;
     switch (record.kind) {
-      case GRAFT_KIND_LAYER: more = detail::layer_checks(registry, record, options, settings); break;
+      case GRAFT_KIND_LAYER:
+        more = detail::layer_checks(registry, record, options, settings);
+        break;
       case GRAFT_KIND_ACTIVATION:
         more = detail::activation_checks(registry, record, options, settings);
         break;

@@ -16,9 +16,9 @@ enum class Outcome { pass, fail, skip };
 
 // One line of the report: `PASS  layer swish  gradient  max relative error 2.1e-04 ...`.
 struct CheckResult {
-  std::string plugin;   // the plugin's name, or the library's file name for library checks
-  std::string kind;     // "layer", "activation", ..., or "library"
-  std::string check;    // "abi", "options", "gradient", "determinism", "save_load", "learns", ...
+  std::string plugin;  // the plugin's name, or the library's file name for library checks
+  std::string kind;    // "layer", "activation", ..., or "library"
+  std::string check;   // "abi", "options", "gradient", "determinism", "save_load", "learns", ...
   Outcome outcome = Outcome::pass;
   std::string value;    // what was measured
   std::string message;  // why it failed or was skipped; notes such as chosen option values

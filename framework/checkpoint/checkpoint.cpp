@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <fstream>
-#include <sstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "checkpoint/parameters_gather.hpp"
 #include "checkpoint/safetensors.hpp"
@@ -42,7 +42,6 @@ std::vector<int64_t> complete_steps(const fs::path& folder) {
   std::sort(steps.begin(), steps.end());
   return steps;
 }
-
 
 // The field `key` of `meta`, which must be a non-negative integer no larger than `most`.
 uint64_t count_field(const nlohmann::json& meta, const char* key, uint64_t most,
@@ -134,9 +133,11 @@ TrainingPosition load_checkpoint(const fs::path& given, Model& model) {
     tensor_file = fs::path(given).replace_extension(".safetensors");
   }
   fs::path meta_file = fs::path(tensor_file).replace_extension(".json");
-  if (!fs::exists(tensor_file)) throw UserError("checkpoint " + tensor_file.string() + " not found");
+  if (!fs::exists(tensor_file))
+    throw UserError("checkpoint " + tensor_file.string() + " not found");
   if (!fs::exists(meta_file))
-    throw UserError("checkpoint " + tensor_file.string() + " has no " + meta_file.filename().string() +
+    throw UserError("checkpoint " + tensor_file.string() + " has no " +
+                    meta_file.filename().string() +
                     " beside it, so it is incomplete; resume from an earlier step");
   std::ifstream in(meta_file, std::ios::binary);
   std::ostringstream text;
@@ -161,9 +162,13 @@ TrainingPosition load_checkpoint(const fs::path& given, Model& model) {
 }
 
 Checkpoints::Checkpoints(const Session& session, int64_t batches_per_epoch)
-    : config_(session.config.checkpoint), folder_(session.run_dir / "checkpoints"),
-      model_(*session.model), comm_(session.comm()), write_(session.write_outputs),
-      seed_(session.config.run.seed), batches_per_epoch_(batches_per_epoch) {}
+    : config_(session.config.checkpoint),
+      folder_(session.run_dir / "checkpoints"),
+      model_(*session.model),
+      comm_(session.comm()),
+      write_(session.write_outputs),
+      seed_(session.config.run.seed),
+      batches_per_epoch_(batches_per_epoch) {}
 
 TrainingPosition Checkpoints::resume() {
   TrainingPosition position;

@@ -38,8 +38,9 @@ void check_layout(const ModelSettings& s, int32_t world) {
                   " stages on a world of " + std::to_string(world) +
                   " ranks; only one stage per rank is supported");
   if (s.shards > 1 && s.stages > 1)
-    throw Failure("gathering whole parameters: tensor parts and pipeline stages together are "
-                  "not supported");
+    throw Failure(
+        "gathering whole parameters: tensor parts and pipeline stages together are "
+        "not supported");
 }
 
 }  // namespace
@@ -110,7 +111,8 @@ void keep_own_parts(Model& model, const WholeLookup& whole) {
       base = on_host.data();
     }
     for (const ParameterInfo& p : model.parameters()) {
-      const std::string name = source == 0 ? p.name : "optimizer." + p.name + "." + states[source - 1];
+      const std::string name =
+          source == 0 ? p.name : "optimizer." + p.name + "." + states[source - 1];
       const float* values = whole(name, whole_dims(model, p));
       const int axis = part_axis(p);
       if (axis >= 0)

@@ -37,7 +37,8 @@ void atomic_write(const fs::path& path, const std::vector<std::pair<const char*,
   if (fd < 0) throw Failure("cannot create " + tmp.string() + ": " + std::strerror(errno));
   try {
     for (const auto& [data, size] : parts) write_all(fd, data, size, tmp);
-    if (::fsync(fd) != 0) throw Failure("cannot flush " + tmp.string() + ": " + std::strerror(errno));
+    if (::fsync(fd) != 0)
+      throw Failure("cannot flush " + tmp.string() + ": " + std::strerror(errno));
   } catch (...) {
     ::close(fd);
     ::unlink(tmp.c_str());
@@ -65,7 +66,8 @@ void write_safetensors(const fs::path& path, const std::vector<NamedTensor>& ten
   for (const NamedTensor& t : tensors) {
     size_t n = 1;
     for (int64_t d : t.shape) n *= static_cast<size_t>(d);
-    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape},
+    header[t.name] = {{"dtype", "F32"},
+                      {"shape", t.shape},
                       {"data_offsets", {offset, offset + n * sizeof(float)}}};
     offset += n * sizeof(float);
   }
@@ -85,7 +87,6 @@ void write_safetensors(const fs::path& path, const std::vector<NamedTensor>& ten
 
 namespace {
 using nlohmann::json;
-
 
 // "[784, 512]"
 std::string dims_text(const std::vector<int64_t>& dims) {
@@ -123,13 +124,13 @@ TensorSpan check_entry(const std::string& where, const std::string& name, const 
                     kDamagedCheckpoint);
   const auto field = [&](const char* key) -> const json& {
     auto it = value.find(key);
-    if (it == value.end())
-      throw UserError(tensor + " has no \"" + key + "\"" + kDamagedCheckpoint);
+    if (it == value.end()) throw UserError(tensor + " has no \"" + key + "\"" + kDamagedCheckpoint);
     return *it;
   };
   const json& dtype = field("dtype");
   if (!dtype.is_string())
-    throw UserError(tensor + ": \"dtype\" is " + shown(dtype) + ", not a string" + kDamagedCheckpoint);
+    throw UserError(tensor + ": \"dtype\" is " + shown(dtype) + ", not a string" +
+                    kDamagedCheckpoint);
   if (dtype.get_ref<const std::string&>() != "F32")
     throw UserError(tensor + " is " + shown(dtype) + "; graft reads float32 (F32) checkpoints");
 
@@ -163,14 +164,15 @@ TensorSpan check_entry(const std::string& where, const std::string& name, const 
                     (offsets.is_array() && offsets.size() == 2
                          ? "[" + shown(offsets[0]) + ", " + shown(offsets[1]) + "]"
                          : shown(offsets)) +
-                    "); expected two byte offsets [begin, end] with begin <= end" + kDamagedCheckpoint);
+                    "); expected two byte offsets [begin, end] with begin <= end" +
+                    kDamagedCheckpoint);
   span.begin = uint64_t(begin);
   span.end = uint64_t(end);
   const std::string range = "[" + std::to_string(begin) + ", " + std::to_string(end) + "]";
   if (span.end > data_size)
     throw UserError(tensor + ": data_offsets " + range +
-                    " lie outside the file: its data section holds " +
-                    std::to_string(data_size) + " bytes" + kDamagedCheckpoint);
+                    " lie outside the file: its data section holds " + std::to_string(data_size) +
+                    " bytes" + kDamagedCheckpoint);
   if (span.end - span.begin != bytes)
     throw UserError(tensor + ": shape " + dims_text(span.shape) + " needs " +
                     std::to_string(bytes) + " bytes but data_offsets " + range + " hold " +
@@ -189,7 +191,8 @@ void check_no_overlap(const std::string& where, std::vector<const TensorSpan*> s
       throw UserError(where + ": tensors '" + furthest->name + "' (bytes " +
                       std::to_string(furthest->begin) + ".." + std::to_string(furthest->end) +
                       ") and '" + s->name + "' (bytes " + std::to_string(s->begin) + ".." +
-                      std::to_string(s->end) + ") overlap in the data section" + kDamagedCheckpoint);
+                      std::to_string(s->end) + ") overlap in the data section" +
+                      kDamagedCheckpoint);
     if (!furthest || s->end > furthest->end) furthest = s;
   }
 }
@@ -215,7 +218,8 @@ SafetensorsFile read_safetensors(const fs::path& path) {
   if (ec) throw UserError(where + ": cannot read its size (" + ec.message() + ")");
   unsigned char length_bytes[8];
   if (file_size < 8 || !in.read(reinterpret_cast<char*>(length_bytes), 8))
-    throw UserError(where + ": truncated (shorter than the 8-byte header length)" + kDamagedCheckpoint);
+    throw UserError(where + ": truncated (shorter than the 8-byte header length)" +
+                    kDamagedCheckpoint);
   uint64_t length = 0;
   for (int i = 0; i < 8; ++i) length |= uint64_t(length_bytes[i]) << (8 * i);
   if (length > file_size - 8)
@@ -234,7 +238,8 @@ SafetensorsFile read_safetensors(const fs::path& path) {
     throw UserError(where + ": header is not valid JSON (" + why + ")" + kDamagedCheckpoint);
   }
   if (!header.is_object())
-    throw UserError(where + ": header is " + shown(header) + ", not a JSON object" + kDamagedCheckpoint);
+    throw UserError(where + ": header is " + shown(header) + ", not a JSON object" +
+                    kDamagedCheckpoint);
 
   SafetensorsFile out;
   const uint64_t data_size = file_size - 8 - length;
@@ -249,8 +254,8 @@ SafetensorsFile read_safetensors(const fs::path& path) {
                       kDamagedCheckpoint);
     for (const auto& [key, v] : value.items()) {
       if (!v.is_string())
-        throw UserError(where + ": __metadata__ '" + key + "' is " + shown(v) +
-                        ", not a string" + kDamagedCheckpoint);
+        throw UserError(where + ": __metadata__ '" + key + "' is " + shown(v) + ", not a string" +
+                        kDamagedCheckpoint);
       out.metadata[key] = v.get<std::string>();
     }
   }

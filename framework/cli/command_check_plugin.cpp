@@ -49,8 +49,8 @@ class ScratchFolder {
 };
 
 void print_line(const checker::CheckResult& r) {
-  std::string line = std::string(checker::outcome_word(r.outcome)) + "  " + r.kind + " " + r.plugin +
-                     "  " + r.check + "  " + r.value;
+  std::string line = std::string(checker::outcome_word(r.outcome)) + "  " + r.kind + " " +
+                     r.plugin + "  " + r.check + "  " + r.value;
   if (!r.message.empty()) line += (r.value.empty() ? "" : " — ") + r.message;
   std::printf("%s\n", line.c_str());
   std::fflush(stdout);
@@ -77,14 +77,14 @@ int check_plugin(const Arguments& args) {
     std::vector<std::string> dirs;
     bool json = false;
     po::options_description options("graft check-plugin options");
-    options.add_options()
-        ("library", po::value<std::string>(&library)->required(), "the plugin library (.so)")
-        ("name", po::value<std::string>(&name), "check only the plugin of this name")
-        ("options", po::value<std::string>(&options_text),
-         "the plugins' options as TOML, e.g. \"units = 16\"")
-        ("json", po::bool_switch(&json), "print JSON for machines")
-        ("plugin-dir", po::value<std::vector<std::string>>(&dirs)->composing(),
-         "also load graft_*.so plugins from this folder (repeatable)");
+    options.add_options()("library", po::value<std::string>(&library)->required(),
+                          "the plugin library (.so)")("name", po::value<std::string>(&name),
+                                                      "check only the plugin of this name")(
+        "options", po::value<std::string>(&options_text),
+        "the plugins' options as TOML, e.g. \"units = 16\"")("json", po::bool_switch(&json),
+                                                             "print JSON for machines")(
+        "plugin-dir", po::value<std::vector<std::string>>(&dirs)->composing(),
+        "also load graft_*.so plugins from this folder (repeatable)");
     po::positional_options_description positional;
     positional.add("library", 1);
     if (!parse(args, kUsage, options, positional)) return 0;
@@ -134,11 +134,10 @@ int check_plugin(const Arguments& args) {
           if (name.empty() || r.name == name) plugins.push_back(&r);
         }
       if (plugins.empty())
-        throw runtime::UserError(
-            name.empty() ? file_name + " defines no plugins"
-                         : file_name + " has no plugin named '" + name + "'" +
-                               runtime::did_you_mean(name, names) + "; it has: " +
-                               runtime::join(names));
+        throw runtime::UserError(name.empty() ? file_name + " defines no plugins"
+                                              : file_name + " has no plugin named '" + name + "'" +
+                                                    runtime::did_you_mean(name, names) +
+                                                    "; it has: " + runtime::join(names));
       report(checker::check_abi(*plugins.front()));
       for (const runtime::PluginRecord* plugin : plugins)
         for (checker::CheckResult& r : checker::check_plugin(registry, *plugin, settings))

@@ -1,9 +1,9 @@
 // graft eval CONFIG --checkpoint PATH: the checkpoint's loss and metrics on the test split.
 #include <cstdio>
 
+#include "checkpoint/checkpoint.hpp"
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
-#include "checkpoint/checkpoint.hpp"
 #include "train/trainer.hpp"
 
 namespace graft::cli {
@@ -23,8 +23,9 @@ int evaluate(const Arguments& args) {
     runtime::TrainingPosition at = runtime::load_checkpoint(checkpoint, *session.model);
     runtime::EvalSummary e = runtime::evaluate(session, *session.test_set);
     if (session.rank != 0) return 0;  // rank 0 speaks for the job
-    std::printf("checkpoint step %lld: test %s over %lld samples\n", static_cast<long long>(at.step),
-                runtime::describe(e).c_str(), static_cast<long long>(e.rows));
+    std::printf("checkpoint step %lld: test %s over %lld samples\n",
+                static_cast<long long>(at.step), runtime::describe(e).c_str(),
+                static_cast<long long>(e.rows));
     return 0;
   });
 }

@@ -39,7 +39,8 @@ void print_cuda_coverage(const runtime::Session& session) {
     count(name, session.registry.get(kind, name).entry->flags);
   std::string list;
   for (const std::string& name : without) list += (list.empty() ? "" : ", ") + name;
-  std::printf("CUDA kernels: %zu of %zu plugins%s\n", total - missing, total, without.empty() ? "" : (" (none in " + list + ")").c_str());
+  std::printf("CUDA kernels: %zu of %zu plugins%s\n", total - missing, total,
+              without.empty() ? "" : (" (none in " + list + ")").c_str());
 }
 
 // --world N: the plan each rank r of N would get from the strategy, made without MPI (the
@@ -69,21 +70,20 @@ void print_placement(const runtime::Session& session, int32_t world) {
       const double in = double(graft_shape_numel(&survey[i].input)) /
                         (sharded && place.shard != GRAFT_SHARD_COLUMN ? plan.shards : 1);
       // The model writes dx over the output where the layer allows it (buffer_plan.cpp).
-      const bool dx_over_output = (survey[i].flags & GRAFT_ENTRY_DX_OVER_OUTPUT) && in <= out &&
-                                  i + 1 < survey.size();
+      const bool dx_over_output =
+          (survey[i].flags & GRAFT_ENTRY_DX_OVER_OUTPUT) && in <= out && i + 1 < survey.size();
       activations += out + (dx_over_output ? 0.0 : in);
     }
     const double bytes = 4.0 * (parameters * (2.0 + states) +
                                 double(plan.slots) * double(plan.rows_per_slot) * activations);
-    std::printf("rank %d  stage %d/%d, shard %d/%d: layers %s\n", r, plan.stage_index,
-                plan.stages, plan.shard_index, plan.shards,
-                layers.empty() ? "none" : layers.c_str());
-    std::printf("        parameters %.0f, memory ~%s (%d slot(s) x %lld rows); per step sends "
-                "%lld message(s), %s\n",
-                parameters, human_bytes(bytes).c_str(), plan.slots,
-                static_cast<long long>(plan.rows_per_slot),
-                static_cast<long long>(plan.messages_per_step),
-                human_bytes(double(plan.message_bytes_per_step)).c_str());
+    std::printf("rank %d  stage %d/%d, shard %d/%d: layers %s\n", r, plan.stage_index, plan.stages,
+                plan.shard_index, plan.shards, layers.empty() ? "none" : layers.c_str());
+    std::printf(
+        "        parameters %.0f, memory ~%s (%d slot(s) x %lld rows); per step sends "
+        "%lld message(s), %s\n",
+        parameters, human_bytes(bytes).c_str(), plan.slots,
+        static_cast<long long>(plan.rows_per_slot), static_cast<long long>(plan.messages_per_step),
+        human_bytes(double(plan.message_bytes_per_step)).c_str());
   }
 }
 }  // namespace
@@ -114,9 +114,11 @@ int validate(const Arguments& args) {
     const runtime::Model& m = *session.model;
     const graft_dataset_info& data = session.train_set->info();
     std::printf("%s: valid\n\n", session.config.file.c_str());
-    std::printf("data     %s: %lld training samples%s, input %s\n", session.config.data.reader.c_str(),
-                static_cast<long long>(data.samples),
-                session.test_set ? (", " + std::to_string(session.test_set->info().samples) + " test").c_str() : "",
+    std::printf("data     %s: %lld training samples%s, input %s\n",
+                session.config.data.reader.c_str(), static_cast<long long>(data.samples),
+                session.test_set
+                    ? (", " + std::to_string(session.test_set->info().samples) + " test").c_str()
+                    : "",
                 runtime::shape_string(data.input).c_str());
     std::printf("\n  #  layer            output            parameters\n");
     std::printf("     input            %-17s\n", runtime::shape_string(m.input_shape()).c_str());
@@ -126,7 +128,8 @@ int validate(const Arguments& args) {
       const std::string name = std::string(2 * size_t(row.depth), ' ') + row.name;
       const std::string number = row.depth == 0 ? std::to_string(top++) : "";
       std::printf("%3s  %-16s %-17s %10lld\n", number.c_str(), name.c_str(),
-                  runtime::shape_string(row.output).c_str(), static_cast<long long>(row.parameters));
+                  runtime::shape_string(row.output).c_str(),
+                  static_cast<long long>(row.parameters));
     }
     std::printf("\nparameters %zu (%s); optimizer state: %zu tensors per parameter\n",
                 m.parameter_count(), human_bytes(double(m.parameter_count()) * 4).c_str(),
@@ -136,10 +139,11 @@ int validate(const Arguments& args) {
         micro > 1 ? " (batch " + std::to_string(session.config.data.batch_size) + " as " +
                         std::to_string(micro) + " micro-batches)"
                   : "";
-    std::printf("memory planned at batch %lld%s: %s (parameters, gradients, optimizer state, "
-                "activations)\n",
-                static_cast<long long>(m.planned_rows()), accumulation.c_str(),
-                human_bytes(double(m.planned_bytes())).c_str());
+    std::printf(
+        "memory planned at batch %lld%s: %s (parameters, gradients, optimizer state, "
+        "activations)\n",
+        static_cast<long long>(m.planned_rows()), accumulation.c_str(),
+        human_bytes(double(m.planned_bytes())).c_str());
     if (const std::string shortfall = session.memory_shortfall(); !shortfall.empty())
       std::printf("warning: train and eval would refuse this before allocating:\n  %s\n",
                   shortfall.c_str());
@@ -149,7 +153,8 @@ int validate(const Arguments& args) {
                 session.strategy->name().c_str());
     print_cuda_coverage(session);
     if (world > 0) print_placement(session, world);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::printf("checked in %.1f ms\n", ms);
     return 0;
   });

@@ -7,11 +7,11 @@
 #include <map>
 #include <sstream>
 
+#include "checkpoint/parameters_gather.hpp"
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "device/host_api.hpp"
 #include "plugin/registry.hpp"
-#include "checkpoint/parameters_gather.hpp"
 #include "train/trainer.hpp"
 #include "util/errors.hpp"
 
@@ -21,7 +21,7 @@ namespace {
 
 struct Trained {
   int32_t ranks = 1;
-  std::vector<double> losses;                     // mean loss of each step
+  std::vector<double> losses;                    // mean loss of each step
   std::vector<runtime::WholeTensor> parameters;  // whole, as single holds them
 };
 
@@ -136,13 +136,12 @@ int verify(const Arguments& args) {
     double tolerance = 1e-5;
     po::options_description options("graft verify options");
     add_config_options(options, a);
-    options.add_options()
-        ("strategies", po::value<std::string>(&strategies_text),
-         "comma-separated strategies to train and compare with single (default "
-         "single,data_parallel)")
-        ("steps", po::value<int64_t>(&steps), "training steps under each strategy (default 20)")
-        ("tolerance", po::value<double>(&tolerance),
-         "largest relative difference that passes (default 1e-5)");
+    options.add_options()("strategies", po::value<std::string>(&strategies_text),
+                          "comma-separated strategies to train and compare with single (default "
+                          "single,data_parallel)")(
+        "steps", po::value<int64_t>(&steps), "training steps under each strategy (default 20)")(
+        "tolerance", po::value<double>(&tolerance),
+        "largest relative difference that passes (default 1e-5)");
     po::positional_options_description positional;
     positional.add("config", 1);
     if (!parse(args,
@@ -158,7 +157,8 @@ int verify(const Arguments& args) {
                "of a strategy is above the tolerance.",
                options, positional))
       return 0;
-    if (steps < 1) throw runtime::UserError("--steps is " + std::to_string(steps) + "; give at least 1");
+    if (steps < 1)
+      throw runtime::UserError("--steps is " + std::to_string(steps) + "; give at least 1");
     if (!(tolerance >= 0.0))
       throw runtime::UserError("--tolerance must be a number >= 0 (such as 1e-5)");
     std::vector<std::string> strategies = split_list(strategies_text);
@@ -178,8 +178,8 @@ int verify(const Arguments& args) {
     if (speaks) {
       std::printf("graft verify: %s, %lld steps, tolerance %g (relative)\n", a.config.c_str(),
                   static_cast<long long>(steps), tolerance);
-      std::printf("%-16s %5s %14s %14s %14s  %s\n", "strategy", "ranks", "loss diff",
-                  "param diff", "element diff", "result");
+      std::printf("%-16s %5s %14s %14s %14s  %s\n", "strategy", "ranks", "loss diff", "param diff",
+                  "element diff", "result");
       std::printf("%-16s %5d %14s %14s %14s  %s\n", "single", 1, "reference", "reference",
                   "reference", "-");
       std::fflush(stdout);
@@ -201,8 +201,8 @@ int verify(const Arguments& args) {
       const bool pass = figures[0] <= tolerance && figures[1] <= tolerance;
       all_pass = all_pass && pass;
       if (speaks) {
-        std::printf("%-16s %5d %14.3e %14.3e %14.3e  %s%s\n", strategy.c_str(), t.ranks,
-                    figures[0], figures[1], figures[2], pass ? "PASS" : "FAIL",
+        std::printf("%-16s %5d %14.3e %14.3e %14.3e  %s%s\n", strategy.c_str(), t.ranks, figures[0],
+                    figures[1], figures[2], pass ? "PASS" : "FAIL",
                     d.worst.empty() ? "" : ("  (param diff largest in " + d.worst + ")").c_str());
         std::fflush(stdout);
       }

@@ -9,12 +9,12 @@
 namespace graft::cli {
 
 void add_config_options(po::options_description& options, ConfigArguments& out) {
-  options.add_options()
-      ("config", po::value<std::string>(&out.config)->required(), "the run's TOML file")
-      ("set", po::value<std::vector<std::string>>(&out.overrides)->composing(),
-       "override a config key, e.g. --set optimizer.lr=0.05 (repeatable)")
-      ("plugin-dir", po::value<std::vector<std::string>>(&out.plugin_dirs)->composing(),
-       "also load graft_*.so plugins from this folder (repeatable)");
+  options.add_options()("config", po::value<std::string>(&out.config)->required(),
+                        "the run's TOML file")(
+      "set", po::value<std::vector<std::string>>(&out.overrides)->composing(),
+      "override a config key, e.g. --set optimizer.lr=0.05 (repeatable)")(
+      "plugin-dir", po::value<std::vector<std::string>>(&out.plugin_dirs)->composing(),
+      "also load graft_*.so plugins from this folder (repeatable)");
 }
 
 bool parse(const std::vector<std::string>& args, const std::string& usage,
@@ -30,7 +30,9 @@ bool parse(const std::vector<std::string>& args, const std::string& usage,
   return true;
 }
 
-runtime::Config load(const ConfigArguments& a) { return runtime::load_config(a.config, a.overrides); }
+runtime::Config load(const ConfigArguments& a) {
+  return runtime::load_config(a.config, a.overrides);
+}
 
 runtime::SessionOptions session_options(const ConfigArguments& a) {
   runtime::SessionOptions o;
@@ -52,8 +54,8 @@ int print_error(const std::string& command, const std::string& who) {
   try {
     throw;
   } catch (const po::error& e) {
-    std::fprintf(stderr, "graft %s%s: error: %s (see graft %s --help)\n", c, who.c_str(),
-                 e.what(), c);
+    std::fprintf(stderr, "graft %s%s: error: %s (see graft %s --help)\n", c, who.c_str(), e.what(),
+                 c);
     return 2;
   } catch (const runtime::UserError& e) {
     std::fprintf(stderr, "graft %s%s: error: %s\n", c, who.c_str(), e.what());
@@ -77,17 +79,17 @@ int run_command(const std::string& command, const std::function<int()>& body) {
   }
 }
 
-int run_job_command(const std::string& command,
-                    const std::function<int(runtime::Job& job)>& body) {
+int run_job_command(const std::string& command, const std::function<int(runtime::Job& job)>& body) {
   std::unique_ptr<runtime::Job> job;
   try {
     job = runtime::start_job();
   } catch (...) {
     return print_error(command, "");
   }
-  const std::string who = job->distributed() ? " (rank " + std::to_string(job->world().rank()) +
-                                                   " of " + std::to_string(job->world().size()) + ")"
-                                             : "";
+  const std::string who = job->distributed()
+                              ? " (rank " + std::to_string(job->world().rank()) + " of " +
+                                    std::to_string(job->world().size()) + ")"
+                              : "";
   try {
     return body(*job);
   } catch (...) {

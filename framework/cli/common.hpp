@@ -40,7 +40,6 @@ int run_command(const std::string& command, const std::function<int()>& body);
 // when mpirun started the process, else a world of one), runs body with it, and maps errors
 // to exit codes like run_command. Under MPI every rank prints its own error, prefixed with its
 // rank, and a rank that failed takes the job down with it (Job::fail): none is left waiting.
-int run_job_command(const std::string& command,
-                    const std::function<int(runtime::Job& job)>& body);
+int run_job_command(const std::string& command, const std::function<int(runtime::Job& job)>& body);
 
 }  // namespace graft::cli

@@ -8,7 +8,8 @@
 
 namespace {
 const char* const kUsage =
-    "graft " GRAFT_VERSION " — train neural networks from one TOML file, with plugins\n"
+    "graft " GRAFT_VERSION
+    " — train neural networks from one TOML file, with plugins\n"
     "\n"
     "usage: graft <command> [options]\n"
     "\n"

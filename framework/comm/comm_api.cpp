@@ -8,8 +8,10 @@ namespace graft::runtime {
 namespace {
 
 Communicator& self(graft_comm* c) {
-  if (!c) throw UserError("graft_comm_api called with a NULL communicator (graft_world.comm is "
-                          "NULL when the world is only being planned)");
+  if (!c)
+    throw UserError(
+        "graft_comm_api called with a NULL communicator (graft_world.comm is "
+        "NULL when the world is only being planned)");
   return from_handle(c);
 }
 
@@ -23,26 +25,31 @@ graft_request* handle(std::unique_ptr<CommRequest> r) {
   return reinterpret_cast<graft_request*>(r.release());
 }
 
-int32_t api_rank(const graft_comm* c) { return c ? from_handle(const_cast<graft_comm*>(c)).rank() : 0; }
-int32_t api_size(const graft_comm* c) { return c ? from_handle(const_cast<graft_comm*>(c)).size() : 1; }
+int32_t api_rank(const graft_comm* c) {
+  return c ? from_handle(const_cast<graft_comm*>(c)).rank() : 0;
+}
+int32_t api_size(const graft_comm* c) {
+  return c ? from_handle(const_cast<graft_comm*>(c)).size() : 1;
+}
 
 graft_status* api_all_reduce(graft_comm* c, DLTensor* t, int32_t op, const char* what) {
   return guarded([&] {
-    self(c).all_reduce(deref(t, "all_reduce", "t"), checked_reduce_op(op, "all_reduce", what), what);
+    self(c).all_reduce(deref(t, "all_reduce", "t"), checked_reduce_op(op, "all_reduce", what),
+                       what);
   });
 }
 graft_status* api_all_reduce_start(graft_comm* c, DLTensor* t, int32_t op, const char* what,
                                    graft_request** request) {
   return guarded([&] {
-    deref(request, "all_reduce_start", "request") =
-        handle(self(c).all_reduce_start(deref(t, "all_reduce_start", "t"),
-                                       checked_reduce_op(op, "all_reduce_start", what), what));
+    deref(request, "all_reduce_start", "request") = handle(self(c).all_reduce_start(
+        deref(t, "all_reduce_start", "t"), checked_reduce_op(op, "all_reduce_start", what), what));
   });
 }
 graft_status* api_wait(graft_comm*, graft_request* request) {
   return guarded([&] {
     // Freed even when the wait throws: the request is over either way.
-    std::unique_ptr<CommRequest> r(reinterpret_cast<CommRequest*>(&deref(request, "wait", "request")));
+    std::unique_ptr<CommRequest> r(
+        reinterpret_cast<CommRequest*>(&deref(request, "wait", "request")));
     r->wait();
   });
 }
@@ -98,10 +105,10 @@ graft_status* api_split(graft_comm* c, int32_t color, int32_t key, graft_comm** 
 }
 
 const graft_comm_api kApi = {
-    sizeof(graft_comm_api), api_rank,      api_size,       api_all_reduce,
-    api_all_reduce_start,   api_wait,      api_all_reduce_f64, api_broadcast,
-    api_all_gather,         api_reduce_scatter, api_send,  api_recv,
-    api_send_start,         api_recv_start, api_barrier,   api_split,
+    sizeof(graft_comm_api), api_rank,           api_size,           api_all_reduce,
+    api_all_reduce_start,   api_wait,           api_all_reduce_f64, api_broadcast,
+    api_all_gather,         api_reduce_scatter, api_send,           api_recv,
+    api_send_start,         api_recv_start,     api_barrier,        api_split,
 };
 
 }  // namespace

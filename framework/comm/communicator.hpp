@@ -35,8 +35,7 @@ class Communicator {
   virtual void all_reduce(DLTensor& t, graft_reduce_op op, const char* what) = 0;
   virtual std::unique_ptr<CommRequest> all_reduce_start(DLTensor& t, graft_reduce_op op,
                                                         const char* what) = 0;
-  virtual void all_reduce_f64(double* values, int64_t n, graft_reduce_op op,
-                              const char* what) = 0;
+  virtual void all_reduce_f64(double* values, int64_t n, graft_reduce_op op, const char* what) = 0;
   // Any dtype: these move bytes.
   virtual void broadcast(DLTensor& t, int32_t root, const char* what) = 0;
   virtual void all_gather(const DLTensor& in, DLTensor& out, const char* what) = 0;
@@ -72,7 +71,8 @@ inline std::string comm_call(const char* call, const char* what) {
 inline size_t dense_bytes(const DLTensor& t, const char* call, const char* what) {
   if (t.dtype.lanes != 1 || t.dtype.bits % 8 != 0)
     throw UserError(comm_call(call, what) + ": unsupported dtype (bits " +
-                    std::to_string(t.dtype.bits) + ", lanes " + std::to_string(t.dtype.lanes) + ")");
+                    std::to_string(t.dtype.bits) + ", lanes " + std::to_string(t.dtype.lanes) +
+                    ")");
   int64_t n = 1, expected_stride = 1;
   for (int i = t.ndim - 1; i >= 0; --i) {
     if (t.shape[i] < 0) throw UserError(comm_call(call, what) + ": negative dimension");

@@ -46,8 +46,7 @@ std::unique_ptr<Job> start_mpi_job(double timeout_s) {
       throw Failure("started by mpirun, but the MPI communicator " + path.string() +
                     " does not load: " + dlerror());
     auto start = reinterpret_cast<graft_comm_mpi_start_fn>(dlsym(library, GRAFT_COMM_MPI_ENTRY));
-    if (!start)
-      throw Failure(path.string() + " lacks " GRAFT_COMM_MPI_ENTRY "; rebuild graft");
+    if (!start) throw Failure(path.string() + " lacks " GRAFT_COMM_MPI_ENTRY "; rebuild graft");
     std::string error;
     Job* job = start(GRAFT_COMM_MPI_MODULE_VERSION, timeout_s, &error);
     if (!job) throw Failure(path.string() + ": " + error);
@@ -55,9 +54,12 @@ std::unique_ptr<Job> start_mpi_job(double timeout_s) {
     // unloaded and re-initialised.
     return std::unique_ptr<Job>(job);
   }
-  throw UserError("graft was started by mpirun, but this build has no MPI communicator (looked "
-                  "for " + tried + "); install Open MPI (libopenmpi-dev) and rebuild graft, or "
-                  "run without mpirun");
+  throw UserError(
+      "graft was started by mpirun, but this build has no MPI communicator (looked "
+      "for " +
+      tried +
+      "); install Open MPI (libopenmpi-dev) and rebuild graft, or "
+      "run without mpirun");
 }
 
 }  // namespace

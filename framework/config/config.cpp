@@ -15,15 +15,16 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::vector<std::string>& top_level_keys() {
-  static const std::vector<std::string> keys = {"run",      "data",     "model",      "loss",
+  static const std::vector<std::string> keys = {"run",       "data",     "model",      "loss",
                                                 "optimizer", "parallel", "checkpoint", "plugins"};
   return keys;
 }
 const std::vector<std::string>& run_keys() {
   static const std::vector<std::string> keys = {
-      "name",       "seed",       "device",  "epochs",         "steps",   "output_dir",
-      "log_every", "eval_every", "threads", "clip_grad_norm", "progress", "gradient_accumulation",
-      "early_stopping", "tf32", "deterministic"};
+      "name",           "seed",           "device",       "epochs",
+      "steps",          "output_dir",     "log_every",    "eval_every",
+      "threads",        "clip_grad_norm", "progress",     "gradient_accumulation",
+      "early_stopping", "tf32",           "deterministic"};
   return keys;
 }
 const std::vector<std::string>& early_stopping_keys() {
@@ -70,8 +71,9 @@ EarlyStoppingConfig read_early_stopping(const toml::table* run, const std::strin
   stopping.table = in.table();
   stopping.metric = in.string("metric", stopping.metric);
   if (stopping.metric.empty())
-    in.fail("metric", "must name what to watch: \"loss\" or a metric the loss reports, e.g. "
-                      "metric = \"accuracy\"");
+    in.fail("metric",
+            "must name what to watch: \"loss\" or a metric the loss reports, e.g. "
+            "metric = \"accuracy\"");
   stopping.mode = in.string("mode", stopping.metric == "loss" ? "min" : "max", {"min", "max"});
   stopping.patience = in.integer("patience", stopping.patience, 1);
   stopping.min_delta = in.number("min_delta", stopping.min_delta, 0.0);
@@ -102,14 +104,15 @@ RunConfig read_run(const toml::table& root, const std::string& file) {
     in.fail("epochs", "epochs and steps are both 0, so there is nothing to train; set one, " +
                           std::string("e.g. epochs = 1"));
   run.output_dir = in.string("output_dir", run.output_dir);
-  if (run.output_dir.empty()) in.fail("output_dir", "must not be empty, e.g. output_dir = \"runs\"");
+  if (run.output_dir.empty())
+    in.fail("output_dir", "must not be empty, e.g. output_dir = \"runs\"");
   run.log_every = in.integer("log_every", run.log_every, 1);
   run.eval_every = in.integer("eval_every", run.eval_every, 0);
   run.threads = static_cast<int>(in.integer("threads", run.threads, 0, 65536));
   run.clip_grad_norm = in.number("clip_grad_norm", run.clip_grad_norm, 0.0);
   run.progress = in.string("progress", run.progress, {"auto", "bar", "plain", "none"});
-  run.gradient_accumulation = in.integer("gradient_accumulation", run.gradient_accumulation, 1,
-                                         1 << 20);
+  run.gradient_accumulation =
+      in.integer("gradient_accumulation", run.gradient_accumulation, 1, 1 << 20);
   run.early_stopping = read_early_stopping(in.table(), file);
   return run;
 }
@@ -121,7 +124,8 @@ DataConfig read_data(const toml::table& root, const std::string& file) {
   SectionReader in(table, "[data]", file);
   DataConfig data;
   data.reader = in.string("reader", "");
-  if (!in.find("reader")) missing(in.location(), "[data] has no 'reader' (the dataset plugin)", example);
+  if (!in.find("reader"))
+    missing(in.location(), "[data] has no 'reader' (the dataset plugin)", example);
   if (data.reader.empty()) in.fail("reader", "must name a dataset plugin, e.g. reader = \"idx\"");
   data.batch_size = in.integer("batch_size", data.batch_size, 1);
   data.eval_batch_size = in.integer("eval_batch_size", data.eval_batch_size, 0);
@@ -151,8 +155,9 @@ std::vector<NamedTable> read_layer_list(const toml::array& layers, const Section
     std::string section = "[[" + array_name + "]] #" + index;
     const toml::node& node = *layers.get(i);
     const toml::table* table = node.as_table();
-    if (!table) in.fail_at(node, "layers", "entry " + index + " must be a table with a type, got " +
-                                               describe_value(node));
+    if (!table)
+      in.fail_at(node, "layers",
+                 "entry " + index + " must be a table with a type, got " + describe_value(node));
     SectionReader layer(table, section, in.location());
     NamedTable named{plugin_type(layer, "  type = \"linear\""), table, section, {}};
     if (named.type == "residual") {
@@ -162,13 +167,18 @@ std::vector<NamedTable> read_layer_list(const toml::array& layers, const Section
       const std::string example = "  [[" + inner_name + "]]\n  type = \"linear\"\n  units = 64";
       const toml::node* inner = layer.find("layers");
       if (!inner)
-        missing(layer.location(), section + " is a residual block without inner layers; follow it "
-                                  "with [[" + inner_name + "]] tables", example);
+        missing(layer.location(),
+                section +
+                    " is a residual block without inner layers; follow it "
+                    "with [[" +
+                    inner_name + "]] tables",
+                example);
       const toml::array* list = inner->as_array();
       if (!list)
         layer.fail("layers", "expected a list of tables ([[" + inner_name + "]]), got " +
                                  describe_value(*inner));
-      if (list->empty()) layer.fail("layers", "the list is empty; add at least one, e.g.\n" + example);
+      if (list->empty())
+        layer.fail("layers", "the list is empty; add at least one, e.g.\n" + example);
       named.layers = read_layer_list(*list, layer, inner_name, index + ".");
     }
     out.push_back(std::move(named));
@@ -185,9 +195,10 @@ std::vector<NamedTable> read_layers(const toml::table& root, const std::string& 
   if (!layers_node) missing(in.location(), "[model] has no layers", example);
   const toml::array* layers = layers_node->as_array();
   if (!layers)
-    in.fail("layers", "expected a list of tables ([[model.layers]]), got " +
-                          describe_value(*layers_node));
-  if (layers->empty()) in.fail("layers", "the list is empty; add at least one, e.g.\n" + std::string(example));
+    in.fail("layers",
+            "expected a list of tables ([[model.layers]]), got " + describe_value(*layers_node));
+  if (layers->empty())
+    in.fail("layers", "the list is empty; add at least one, e.g.\n" + std::string(example));
   return read_layer_list(*layers, in, "model.layers", "");
 }
 
@@ -280,8 +291,8 @@ std::vector<std::string> read_plugin_paths(const toml::table& root, const std::s
       in.fail_at(entry, "paths", "expected a folder (a string), got " + describe_value(entry));
     fs::path folder = entry.as_string()->get();
     const auto& source = entry.source().path;
-    fs::path base = (source && source->rfind("--set ", 0) != 0) ? fs::path(*source).parent_path()
-                                                                 : fs::path();
+    fs::path base =
+        (source && source->rfind("--set ", 0) != 0) ? fs::path(*source).parent_path() : fs::path();
     out.push_back(fs::absolute(base / folder).lexically_normal().string());
   }
   return out;
@@ -334,10 +345,10 @@ Config load_config(const fs::path& file, const std::vector<std::string>& overrid
   config.data = read_data(config.root, shown);
   if (config.run.gradient_accumulation > config.data.batch_size) {
     SectionReader run(section_table(config.root, "run", "[run]"), "[run]", shown);
-    run.fail("gradient_accumulation",
-             "must not exceed data.batch_size (" + std::to_string(config.data.batch_size) +
-                 "), got " + std::to_string(config.run.gradient_accumulation) +
-                 ": each micro-batch needs at least one row");
+    run.fail("gradient_accumulation", "must not exceed data.batch_size (" +
+                                          std::to_string(config.data.batch_size) + "), got " +
+                                          std::to_string(config.run.gradient_accumulation) +
+                                          ": each micro-batch needs at least one row");
   }
   config.layers = read_layers(config.root, shown);
   config.loss = read_loss(config.root, shown);

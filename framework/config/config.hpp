@@ -31,10 +31,10 @@ const std::vector<std::string>& schedule_keys(const std::string& type);
 // evaluations) has not improved by more than min_delta for `patience` evaluations in a row.
 struct EarlyStoppingConfig {
   bool enabled = false;
-  std::string metric = "loss";  // "loss" or a metric the loss reports ("accuracy")
-  std::string mode;             // "min" | "max"; default: min for loss, max for a metric
-  int64_t patience = 3;         // evaluations without improvement
-  double min_delta = 0.0;       // an improvement beats the best by more than this
+  std::string metric = "loss";         // "loss" or a metric the loss reports ("accuracy")
+  std::string mode;                    // "min" | "max"; default: min for loss, max for a metric
+  int64_t patience = 3;                // evaluations without improvement
+  double min_delta = 0.0;              // an improvement beats the best by more than this
   const toml::table* table = nullptr;  // for messages about the metric, checked by the session
 };
 
@@ -44,13 +44,13 @@ struct RunConfig {
   std::string device = "cpu";  // cpu | cuda
   bool tf32 = false;           // cuda: cuBLAS may round float32 inputs to TF32
   bool deterministic = false;  // cuda: fixed cuBLAS workspace, no atomics: the same bits each run
-  int64_t epochs = 0;          // exactly one of epochs and steps is > 0 (epochs = 1 if neither given)
+  int64_t epochs = 0;  // exactly one of epochs and steps is > 0 (epochs = 1 if neither given)
   int64_t steps = 0;
   std::string output_dir = "runs";
   int64_t log_every = 50;
-  int64_t eval_every = 0;  // steps; 0: at the end of each epoch
-  int threads = 0;         // 0: all cores
-  double clip_grad_norm = 0.0;  // 0: off
+  int64_t eval_every = 0;         // steps; 0: at the end of each epoch
+  int threads = 0;                // 0: all cores
+  double clip_grad_norm = 0.0;    // 0: off
   std::string progress = "auto";  // auto | bar | plain | none
   // Each optimizer step runs data.batch_size rows as this many micro-batches (one forward and
   // backward each, gradients summed), so activation memory is that of batch_size / N rows.
@@ -89,15 +89,15 @@ struct OptimizerConfig {
 };
 
 struct CheckpointConfig {
-  int64_t every = 0;  // steps; 0: at the end of each epoch
-  int64_t keep = 3;   // the newest `keep` checkpoints stay on disk
+  int64_t every = 0;   // steps; 0: at the end of each epoch
+  int64_t keep = 3;    // the newest `keep` checkpoints stay on disk
   std::string resume;  // "" | "latest" | a checkpoint path
   bool enabled = true;
 };
 
 struct ParallelConfig {
   std::string strategy = "single";
-  double timeout_s = 300;  // a collective waiting longer reports the missing ranks
+  double timeout_s = 300;              // a collective waiting longer reports the missing ranks
   const toml::table* table = nullptr;  // [parallel], NULL when the file has none
 };
 

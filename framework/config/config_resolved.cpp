@@ -130,15 +130,15 @@ std::string resolved_toml(
        << "# Relative paths in plugin options are relative to " << config.directory.string()
        << "\n";
   // Sections in the order a person reads them (a toml::table would sort them by name).
-  for (const char* name : {"run", "data", "model", "loss", "optimizer", "parallel", "checkpoint",
-                           "plugins"}) {
+  for (const char* name :
+       {"run", "data", "model", "loss", "optimizer", "parallel", "checkpoint", "plugins"}) {
     toml::node* node = out.get(name);
     if (!node) continue;
     toml::table section;
     section.insert_or_assign(name, std::move(*node));
     text << "\n"
-         << toml::toml_formatter(section, toml::toml_formatter::default_flags &
-                                              ~toml::format_flags::indentation)
+         << toml::toml_formatter(
+                section, toml::toml_formatter::default_flags & ~toml::format_flags::indentation)
          << "\n";
   }
   return text.str();

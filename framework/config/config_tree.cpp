@@ -127,8 +127,7 @@ bool parse_index(const std::string& segment, size_t* index) {
 
 toml::table load_tree(const fs::path& file) {
   std::error_code error;
-  if (!fs::exists(file, error))
-    throw UserError("config file '" + file.string() + "' not found");
+  if (!fs::exists(file, error)) throw UserError("config file '" + file.string() + "' not found");
   if (!fs::is_regular_file(file, error))
     throw UserError("config file '" + file.string() + "' is not a file");
   IncludeChain chain;
@@ -184,14 +183,14 @@ void apply_override(toml::table& root, const std::string& assignment) {
       current = child;
     } else if (toml::array* list = current->as_array()) {
       size_t index = 0;
-      std::string range = list->empty() ? "it is empty"
-                                        : "indices 0 to " + std::to_string(list->size() - 1);
+      std::string range =
+          list->empty() ? "it is empty" : "indices 0 to " + std::to_string(list->size() - 1);
       if (!parse_index(segment, &index))
         throw UserError(origin + ": '" + walked + "' is a list, so the next part of the key " +
                         "must be an index (" + range + "), not '" + segment + "'");
       if (index >= list->size())
-        throw UserError(origin + ": index " + segment + " is out of range: '" + walked +
-                        "' has " + std::to_string(list->size()) + " entries (" + range + ")");
+        throw UserError(origin + ": index " + segment + " is out of range: '" + walked + "' has " +
+                        std::to_string(list->size()) + " entries (" + range + ")");
       if (last) {
         list->replace(list->cbegin() + static_cast<std::ptrdiff_t>(index), std::move(value));
         return;

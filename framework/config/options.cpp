@@ -45,13 +45,18 @@ struct Binder {
 
   double number(const toml::node& n, const graft_option_spec& s, bool integer) {
     double v;
-    if (n.is_integer()) v = static_cast<double>(*n.value<int64_t>());
-    else if (n.is_floating_point() && !integer) v = *n.value<double>();
-    else fail(n, s, "expected " + std::string(integer ? "an integer" : "a number") + ", got " +
-                    describe_value(n));
+    if (n.is_integer())
+      v = static_cast<double>(*n.value<int64_t>());
+    else if (n.is_floating_point() && !integer)
+      v = *n.value<double>();
+    else
+      fail(n, s,
+           "expected " + std::string(integer ? "an integer" : "a number") + ", got " +
+               describe_value(n));
     if (std::isnan(v) || v < s.min || v > s.max)
-      fail(n, s, format_number(v) + " is out of range [" + format_number(s.min) + ", " +
-                     format_number(s.max) + "]");
+      fail(n, s,
+           format_number(v) + " is out of range [" + format_number(s.min) + ", " +
+               format_number(s.max) + "]");
     return v;
   }
 

@@ -72,15 +72,14 @@ int64_t SectionReader::integer(const std::string& key, int64_t fallback, int64_t
                                int64_t maximum) const {
   const toml::node* node = find(key);
   if (!node) return fallback;
-  if (!node->is_integer())
-    fail_at(*node, key, "expected an integer, got " + describe_value(*node));
+  if (!node->is_integer()) fail_at(*node, key, "expected an integer, got " + describe_value(*node));
   int64_t value = *node->value<int64_t>();
   if (value < minimum)
-    fail_at(*node, key, "must be at least " + std::to_string(minimum) + ", got " +
-                            std::to_string(value));
+    fail_at(*node, key,
+            "must be at least " + std::to_string(minimum) + ", got " + std::to_string(value));
   if (value > maximum)
-    fail_at(*node, key, "must be at most " + std::to_string(maximum) + ", got " +
-                            std::to_string(value));
+    fail_at(*node, key,
+            "must be at most " + std::to_string(maximum) + ", got " + std::to_string(value));
   return value;
 }
 
@@ -91,10 +90,12 @@ double SectionReader::number(const std::string& key, double fallback, double min
   if (!node->is_integer() && !node->is_floating_point())
     fail_at(*node, key, "expected a number, got " + describe_value(*node));
   double value = *node->value<double>();
-  if (!std::isfinite(value)) fail_at(*node, key, "expected a finite number, got " + format_number(value));
+  if (!std::isfinite(value))
+    fail_at(*node, key, "expected a finite number, got " + format_number(value));
   if (minimum_excluded ? value <= minimum : value < minimum)
-    fail_at(*node, key, std::string(minimum_excluded ? "must be greater than " : "must be at least ") +
-                            format_number(minimum) + ", got " + format_number(value));
+    fail_at(*node, key,
+            std::string(minimum_excluded ? "must be greater than " : "must be at least ") +
+                format_number(minimum) + ", got " + format_number(value));
   return value;
 }
 
@@ -114,8 +115,8 @@ std::string SectionReader::string(const std::string& key, const std::string& fal
     fail_at(*node, key, "expected a string, got " + describe_value(*node) + quoting_hint(*node));
   std::string value = *node->value<std::string>();
   if (!choices.empty() && std::find(choices.begin(), choices.end(), value) == choices.end())
-    fail_at(*node, key, "'" + value + "' is not one of " + join(choices) +
-                            did_you_mean(value, choices));
+    fail_at(*node, key,
+            "'" + value + "' is not one of " + join(choices) + did_you_mean(value, choices));
   return value;
 }
 
@@ -124,8 +125,8 @@ const toml::table* section_table(const toml::table& root, const std::string& key
   const toml::node* node = root.get(key);
   if (!node) return nullptr;
   if (const toml::table* table = node->as_table()) return table;
-  throw UserError(where(*node) + ": " + section + " must be a table, got " +
-                  describe_value(*node) + "; write it as " + section + " with its keys below");
+  throw UserError(where(*node) + ": " + section + " must be a table, got " + describe_value(*node) +
+                  "; write it as " + section + " with its keys below");
 }
 
 }  // namespace graft::runtime

@@ -17,13 +17,20 @@ std::string where(const toml::node& node) { return where(node.source()); }
 
 std::string describe_value(const toml::node& n) {
   std::ostringstream os;
-  if (n.is_string()) os << "a string (\"" << *n.value<std::string>() << "\")";
-  else if (n.is_integer()) os << "an integer (" << *n.value<int64_t>() << ")";
-  else if (n.is_floating_point()) os << "a float (" << *n.value<double>() << ")";
-  else if (n.is_boolean()) os << "a boolean";
-  else if (n.is_array()) os << "a list";
-  else if (n.is_table()) os << "a table";
-  else os << "a date or time";
+  if (n.is_string())
+    os << "a string (\"" << *n.value<std::string>() << "\")";
+  else if (n.is_integer())
+    os << "an integer (" << *n.value<int64_t>() << ")";
+  else if (n.is_floating_point())
+    os << "a float (" << *n.value<double>() << ")";
+  else if (n.is_boolean())
+    os << "a boolean";
+  else if (n.is_array())
+    os << "a list";
+  else if (n.is_table())
+    os << "a table";
+  else
+    os << "a date or time";
   return os.str();
 }
 

@@ -174,7 +174,8 @@ void BatchLoader::fill(Slot& slot, int64_t batch) {
   slot.batch.row_offset = begin;
   slot.x_shape[0] = end - begin;
   slot.y_shape[0] = end - begin;
-  if (end > begin) dataset_.read(order_.data() + start + begin, end - begin, slot.batch.x, slot.batch.y);
+  if (end > begin)
+    dataset_.read(order_.data() + start + begin, end - begin, slot.batch.x, slot.batch.y);
 }
 
 }  // namespace graft::runtime

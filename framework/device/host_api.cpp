@@ -141,9 +141,22 @@ void parallel_for(const graft_exec_ctx*, int64_t n, int64_t grain,
   cpu::parallel_for(n, grain, body, user);
 }
 
-const graft_host_api kHostApi = {
-    sizeof(graft_host_api), GRAFT_ABI_MAJOR, GRAFT_ABI_MINOR, host_alloc, host_free, make_status,
-    host_log, fill_uniform, fill_normal, gemm, axpby, fill, copy, sum_rows, dot, parallel_for};
+const graft_host_api kHostApi = {sizeof(graft_host_api),
+                                 GRAFT_ABI_MAJOR,
+                                 GRAFT_ABI_MINOR,
+                                 host_alloc,
+                                 host_free,
+                                 make_status,
+                                 host_log,
+                                 fill_uniform,
+                                 fill_normal,
+                                 gemm,
+                                 axpby,
+                                 fill,
+                                 copy,
+                                 sum_rows,
+                                 dot,
+                                 parallel_for};
 
 }  // namespace
 
@@ -157,10 +170,8 @@ void throw_if_failed(graft_status* s, const std::string& who) {
     case GRAFT_ERR_INVALID_ARGUMENT:
     case GRAFT_ERR_CORRUPT_DATA:
     case GRAFT_ERR_IO:
-    case GRAFT_ERR_UNSUPPORTED:
-      throw UserError(message);
-    default:
-      throw Failure(message);
+    case GRAFT_ERR_UNSUPPORTED: throw UserError(message);
+    default: throw Failure(message);
   }
 }
 

@@ -10,8 +10,11 @@ namespace graft::runtime {
 BufferPlan::BufferPlan(const std::vector<std::unique_ptr<LayerNode>>& all,
                        const std::vector<LayerNode*>& top, const graft_shape& prediction,
                        const std::vector<size_t>& fixed, const ModelSettings& settings)
-    : device_(settings.device), rows_(settings.max_batch), slots_count_(settings.slots),
-      dx_over_outputs_(settings.dx_over_outputs), rows_origin_(settings.rows_origin),
+    : device_(settings.device),
+      rows_(settings.max_batch),
+      slots_count_(settings.slots),
+      dx_over_outputs_(settings.dx_over_outputs),
+      rows_origin_(settings.rows_origin),
       placements_(all.size()) {
   // The layer that reads the model's input (layer 0, or the first inner layer of the blocks
   // that open the model) is never asked for dx (backward's want_dx), so it gets no buffer.
@@ -85,9 +88,8 @@ void BufferPlan::size_slots(const std::vector<std::unique_ptr<LayerNode>>& all,
     const Placement& place = placements_[layer->flat];
     plan.outputs.push_back(floats(layer->who, graft_shape_numel(&layer->out)));
     const bool no_dx = layer->is_residual || layer->flat == reads_model_input;
-    plan.input_grads.push_back(no_dx || place.dx_over_output
-                                   ? 0
-                                   : floats(layer->who, graft_shape_numel(&layer->in)));
+    plan.input_grads.push_back(
+        no_dx || place.dx_over_output ? 0 : floats(layer->who, graft_shape_numel(&layer->in)));
     const size_t workspace = floats(layer->who, layer->workspace_per_sample);
     plan.workspaces.push_back(place.workspace == Placement::Workspace::own ? workspace : 0);
     if (place.workspace == Placement::Workspace::scratch)
@@ -98,7 +100,7 @@ void BufferPlan::size_slots(const std::vector<std::unique_ptr<LayerNode>>& all,
     const Placement& place = placements_[layer->flat];
     if (place.workspace != Placement::Workspace::output_gradient) continue;
     const size_t over = size_t(place.workspace_over);
-    const size_t lent = place.workspace_over < 0            ? plan.dprediction
+    const size_t lent = place.workspace_over < 0           ? plan.dprediction
                         : placements_[over].dx_over_output ? plan.outputs[over]
                                                            : plan.input_grads[over];
     if (lent < rows * size_t(layer->workspace_per_sample))
@@ -174,8 +176,9 @@ void BufferPlan::allocate() {
 
 Slot& BufferPlan::slot(int32_t index) const {
   if (slots_.empty())
-    throw Failure("the model's step buffers were planned but never allocated "
-                  "(ModelSettings::allocate_step_buffers is false)");
+    throw Failure(
+        "the model's step buffers were planned but never allocated "
+        "(ModelSettings::allocate_step_buffers is false)");
   if (index < 0 || size_t(index) >= slots_.size())
     throw Failure("slot " + std::to_string(index) + " is outside the " +
                   std::to_string(slots_.size()) + " planned (ctx.slot)");

@@ -51,7 +51,8 @@ class BufferPlan {
   // Where a layer's workspace lives and where its dx goes, the same in every slot.
   struct Placement {
     enum class Workspace { own, scratch, output_gradient } workspace = Workspace::own;
-    int64_t workspace_over = -1;  // output_gradient: the flat index whose dx buffer, or -1: the loss's
+    int64_t workspace_over =
+        -1;  // output_gradient: the flat index whose dx buffer, or -1: the loss's
     bool dx_over_output = false;  // dx is written over the layer's own output
   };
   // The floats of each buffer of one slot, indexed by LayerNode::flat.

@@ -24,14 +24,17 @@ bool same_shape(const graft_shape& a, const graft_shape& b) {
 
 Model::Model(std::vector<PluginChoice> layer_choices, PluginChoice loss, PluginChoice optimizer,
              const graft_shape& input, const graft_target_info& target, ModelSettings settings)
-    : settings_(std::move(settings)), input_(input), store_(settings_.device),
-      loss_choice_(std::move(loss)), optimizer_choice_(std::move(optimizer)) {
+    : settings_(std::move(settings)),
+      input_(input),
+      store_(settings_.device),
+      loss_choice_(std::move(loss)),
+      optimizer_choice_(std::move(optimizer)) {
   if (layer_choices.empty()) throw UserError("[model] has no layers; add [[model.layers]] tables");
   // Kept for the model's life: layers point at their choice.
   layer_choices_ = std::move(layer_choices);
   int32_t next_nested_index = static_cast<int32_t>(layer_choices_.size());
-  const graft_shape shape = build_layers(layer_choices_, input, "layers.", -1, 0, layers_,
-                                         next_nested_index);
+  const graft_shape shape =
+      build_layers(layer_choices_, input, "layers.", -1, 0, layers_, next_nested_index);
   store_.allocate(layer_count(), settings_.seed, settings_.shard_index, settings_.shards);
   for (auto& layer : all_layers_) {
     if (layer->n_params == 0) continue;
@@ -41,9 +44,9 @@ Model::Model(std::vector<PluginChoice> layer_choices, PluginChoice loss, PluginC
 
   // The loss, on the last layer's output.
   const std::string loss_who = model_who(loss_choice_);
-  loss_ = std::make_unique<LossInstance>(*loss_choice_.record, *loss_choice_.options.get(), shape,
-                                         target, loss_who,
-                                         loss_who + " on predictions of shape " + shape_string(shape));
+  loss_ = std::make_unique<LossInstance>(
+      *loss_choice_.record, *loss_choice_.options.get(), shape, target, loss_who,
+      loss_who + " on predictions of shape " + shape_string(shape));
 
   // The optimizer, its state beside the parameters, and the rules of the update.
   auto optimizer_instance = std::make_unique<OptimizerInstance>(
@@ -54,8 +57,8 @@ Model::Model(std::vector<PluginChoice> layer_choices, PluginChoice loss, PluginC
       UpdaterSettings{settings_.clip_grad_norm, settings_.decay_bias_and_norm, settings_.schedule});
 
   // Activation, gradient and workspace buffers for each slot, for every layer of the tree.
-  buffers_ = std::make_unique<BufferPlan>(all_layers_, layers_, shape, store_.buffer_floats(),
-                                          settings_);
+  buffers_ =
+      std::make_unique<BufferPlan>(all_layers_, layers_, shape, store_.buffer_floats(), settings_);
   if (settings_.allocate_step_buffers) buffers_->allocate();
 }
 
@@ -90,7 +93,8 @@ graft_shape Model::build_layers(std::vector<PluginChoice>& choices, graft_shape 
       layer.who = choice.section + " (residual block)";
       check_shard_order(layer, mode, sharded);
       if (choice.inner.empty())
-        throw UserError(layer.who + " has no inner layers; add [[model.layers.layers]] tables "
+        throw UserError(layer.who +
+                        " has no inner layers; add [[model.layers.layers]] tables "
                         "after it (its f in y = x + f(x))");
       graft_shape end = build_layers(choice.inner, shape, path + "layers.", layer.top, depth + 1,
                                      layer.inner, next_nested_index);
@@ -109,7 +113,8 @@ graft_shape Model::build_layers(std::vector<PluginChoice>& choices, graft_shape 
       check_shard_order(layer, mode, sharded);
       create_plugin_layer(layer, shape, mode, path);
       if (sharded && layer.is_activation() && !layer.plugin->elementwise())
-        throw Failure(layer.who + ": its input is a tensor-parallel part, but it is not "
+        throw Failure(layer.who +
+                      ": its input is a tensor-parallel part, but it is not "
                       "element-wise (the [parallel] strategy's plan is invalid)");
       if (mode == GRAFT_SHARD_COLUMN) sharded = true;
       if (mode == GRAFT_SHARD_ROW) sharded = false;
@@ -120,7 +125,8 @@ graft_shape Model::build_layers(std::vector<PluginChoice>& choices, graft_shape 
     shape = layer.out;
   }
   if (depth == 0 && sharded)
-    throw Failure(out.back()->who + ": its output is still a tensor-parallel part, but the loss "
+    throw Failure(out.back()->who +
+                  ": its output is still a tensor-parallel part, but the loss "
                   "needs the whole prediction (the [parallel] strategy's plan is invalid)");
   return shape;
 }
@@ -140,8 +146,9 @@ void Model::check_shard_order(const LayerNode& layer, int32_t mode, bool sharded
   else if (mode == GRAFT_SHARD_ROW && !sharded)
     problem = "the plan splits its input by rows, but no column-split layer comes before it";
   else if (mode == GRAFT_SHARD_NONE && sharded && !activation)
-    problem = "its input is a tensor-parallel part, but it is neither row-split nor an "
-              "element-wise activation";
+    problem =
+        "its input is a tensor-parallel part, but it is neither row-split nor an "
+        "element-wise activation";
   if (!problem.empty())
     throw Failure(layer.who + ": " + problem + " (the [parallel] strategy's plan is invalid)");
 }
@@ -174,7 +181,8 @@ void Model::create_plugin_layer(LayerNode& layer, const graft_shape& input, int3
   layer.first_param = store_.parameters().size();
   layer.n_params = desc.n_params;
   for (size_t k = 0; k < desc.n_params; ++k)
-    store_.declare(path + desc.params[k].name, layer.top, desc.params[k], layer.index, k, layer.who);
+    store_.declare(path + desc.params[k].name, layer.top, desc.params[k], layer.index, k,
+                   layer.who);
 }
 
 const std::string& Model::layer_name(int64_t i) const { return layers_.at(i)->type; }

@@ -138,7 +138,9 @@ class Model {
                            const DLTensor& dy, void (*on_layer_done)(void*, int64_t), void* user);
   void zero_grad() { store_.zero_gradients(); }
   // Clips, applies the schedule and updates every parameter (Updater::step_layers).
-  void optimizer_step(const graft_exec_ctx& ctx) { updater_->step_layers(ctx, 0, layer_count(), -1.0); }
+  void optimizer_step(const graft_exec_ctx& ctx) {
+    updater_->step_layers(ctx, 0, layer_count(), -1.0);
+  }
 
  private:
   std::string non_finite_report(const graft_exec_ctx& ctx, int64_t rows) const;

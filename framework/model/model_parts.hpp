@@ -20,12 +20,13 @@ inline std::string model_who(const PluginChoice& c) {
 
 // The plugin object of a layer or activation choice for per-sample `input`, named as the model
 // names it; a layer that refuses the input says which shape it was offered.
-inline std::unique_ptr<LayerInstance> create_layer(const PluginChoice& c, const graft_shape& input) {
+inline std::unique_ptr<LayerInstance> create_layer(const PluginChoice& c,
+                                                   const graft_shape& input) {
   const std::string who = model_who(c);
   const bool activation = c.record->kind == GRAFT_KIND_ACTIVATION;
-  return std::make_unique<LayerInstance>(*c.record, *c.options.get(), input, who,
-                                         activation ? who : who + " with input shape " +
-                                                                shape_string(input));
+  return std::make_unique<LayerInstance>(
+      *c.record, *c.options.get(), input, who,
+      activation ? who : who + " with input shape " + shape_string(input));
 }
 
 // A plugin layer or activation, or a residual block (y = x + f(x), f its inner layers).
@@ -37,8 +38,8 @@ struct LayerNode {
   // ctx.layer_index and the parameter-init stream: i for top-level layer i; nested layers are
   // numbered after the top-level ones in pre-order, so top-level numbers never shift.
   int32_t index = 0;
-  int64_t top = 0;   // the top-level layer this one is, or is inside
-  size_t flat = 0;   // position in the model's pre-order list, which indexes the slot buffers
+  int64_t top = 0;  // the top-level layer this one is, or is inside
+  size_t flat = 0;  // position in the model's pre-order list, which indexes the slot buffers
   int depth = 0;
   std::unique_ptr<LayerInstance> plugin;  // none for a residual block
   graft_shape in{}, out{};

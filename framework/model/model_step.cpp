@@ -20,7 +20,8 @@ const DLTensor* Model::forward(const graft_exec_ctx& ctx, int64_t begin, int64_t
                   std::to_string(settings_.max_batch));
   graft_exec_ctx layer_ctx = ctx;
   const DLTensor* input = &x;
-  for (int64_t i = begin; i < end; ++i) input = forward_layer(slot, *layers_[i], layer_ctx, rows, input);
+  for (int64_t i = begin; i < end; ++i)
+    input = forward_layer(slot, *layers_[i], layer_ctx, rows, input);
   return input;
 }
 
@@ -53,12 +54,13 @@ std::string Model::non_finite_report(const graft_exec_ctx& ctx, int64_t rows) co
   const Slot& slot = buffers_->slot(ctx.slot);
   // In the order forward ran them: a block's inner layers, then the block's addition.
   std::vector<const LayerNode*> order;
-  std::function<void(const std::vector<LayerNode*>&)> visit = [&](const std::vector<LayerNode*>& layers) {
-    for (const LayerNode* layer : layers) {
-      if (layer->is_residual) visit(layer->inner);
-      order.push_back(layer);
-    }
-  };
+  std::function<void(const std::vector<LayerNode*>&)> visit =
+      [&](const std::vector<LayerNode*>& layers) {
+        for (const LayerNode* layer : layers) {
+          if (layer->is_residual) visit(layer->inner);
+          order.push_back(layer);
+        }
+      };
   visit(layers_);
   std::vector<float> on_host;  // a GPU's outputs, copied (only on this failure path)
   for (const LayerNode* layer : order) {
@@ -84,7 +86,8 @@ const DLTensor* Model::loss(const graft_exec_ctx& ctx, const DLTensor& predictio
   const int64_t rows = prediction.shape[0];
   if (!std::isfinite(loss_sum))
     throw Failure("step " + std::to_string(ctx.step) + ": the loss is " +
-                  (std::isnan(loss_sum) ? "NaN" : "infinite") + "; " + non_finite_report(ctx, rows) +
+                  (std::isnan(loss_sum) ? "NaN" : "infinite") + "; " +
+                  non_finite_report(ctx, rows) +
                   ". Training stopped; checkpoints written before this step are intact. Lower "
                   "optimizer.lr, set run.clip_grad_norm, or check the data for bad values");
   result.loss_sum += loss_sum;
@@ -135,7 +138,8 @@ DLTensor* Model::backward_layer(Slot& slot, LayerNode& layer, graft_exec_ctx& ct
   DLTensor* dx = nullptr;
   if (want_dx) {
     if (!slot.dx_memory[f])  // buffer_plan.cpp plans none for the layer reading the input
-      throw Failure(layer.who + " backward: the gradient of the model's input was asked for, "
+      throw Failure(layer.who +
+                    " backward: the gradient of the model's input was asked for, "
                     "but no buffer is planned for it");
     slot.input_grad_views[f] = TensorView(slot.dx_memory[f], settings_.device, rows, layer.in);
     dx = slot.input_grad_views[f].get();

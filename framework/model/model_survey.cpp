@@ -62,7 +62,8 @@ LayerSurvey survey_one(const PluginChoice& choice, const graft_shape& input) {
   }
   const graft_layer_desc& desc = instance->describe();
   s.output = desc.output;
-  for (size_t p = 0; p < desc.n_params; ++p) s.parameters += graft_shape_numel(&desc.params[p].shape);
+  for (size_t p = 0; p < desc.n_params; ++p)
+    s.parameters += graft_shape_numel(&desc.params[p].shape);
   s.flags &= shard_modes_accepted(choice, input);
   return s;
 }
@@ -91,8 +92,8 @@ std::vector<graft_layer_info> layer_infos(const std::vector<LayerSurvey>& survey
 LayoutPlan plan_layout(StrategyInstance& strategy, const std::vector<LayerSurvey>& surveys,
                        int64_t global_batch, int64_t micro_batches) {
   LayoutPlan out;
-  out.layers.assign(surveys.size(), graft_layer_placement{sizeof(graft_layer_placement), 0,
-                                                          GRAFT_SHARD_NONE});
+  out.layers.assign(surveys.size(),
+                    graft_layer_placement{sizeof(graft_layer_placement), 0, GRAFT_SHARD_NONE});
   graft_plan& plan = out.plan;
   plan.struct_size = sizeof plan;
   plan.stages = 1;

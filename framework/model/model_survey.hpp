@@ -15,8 +15,8 @@ class StrategyInstance;
 struct LayerSurvey {
   std::string type;  // the plugin's name, or "residual"
   int32_t kind = GRAFT_KIND_LAYER;
-  uint32_t flags = 0;       // the entry's GRAFT_ENTRY_* (+ ELEMENTWISE for such activations)
-  int64_t parameters = 0;   // unsharded; a residual block counts its inner layers'
+  uint32_t flags = 0;      // the entry's GRAFT_ENTRY_* (+ ELEMENTWISE for such activations)
+  int64_t parameters = 0;  // unsharded; a residual block counts its inner layers'
   graft_shape input{}, output{};
 };
 

@@ -29,7 +29,9 @@ graft_status* api_backward(graft_model* m, const graft_exec_ctx* ctx, int64_t b,
     if (dx) *dx = g;
   });
 }
-graft_status* api_zero_grad(graft_model* m) { return guarded([&] { self(m)->zero_grad(); }); }
+graft_status* api_zero_grad(graft_model* m) {
+  return guarded([&] { self(m)->zero_grad(); });
+}
 graft_status* api_optimizer_step(graft_model* m, const graft_exec_ctx* ctx) {
   return guarded([&] { self(m)->optimizer_step(*ctx); });
 }
@@ -49,11 +51,19 @@ graft_status* api_optimizer_step_layers(graft_model* m, const graft_exec_ctx* ct
                                         int64_t e, double total_sq_norm) {
   return guarded([&] { self(m)->updater().step_layers(*ctx, b, e, total_sq_norm); });
 }
-const graft_model_api kModelApi = {sizeof(graft_model_api), api_layer_count, api_forward, api_loss,
-                                   api_backward, api_zero_grad, api_optimizer_step,
-                                   api_gradients, api_parameters, api_grad_sq_norm,
+const graft_model_api kModelApi = {sizeof(graft_model_api),
+                                   api_layer_count,
+                                   api_forward,
+                                   api_loss,
+                                   api_backward,
+                                   api_zero_grad,
+                                   api_optimizer_step,
+                                   api_gradients,
+                                   api_parameters,
+                                   api_grad_sq_norm,
                                    api_optimizer_step_layers,
-                                   api_layer_stage, api_layer_shard};
+                                   api_layer_stage,
+                                   api_layer_shard};
 }  // namespace
 
 const graft_model_api* Model::api() { return &kModelApi; }

@@ -108,9 +108,13 @@ void ParameterStore::initialise(size_t i, uint64_t seed, int32_t shard_index, in
       st = host->fill_uniform(&init_ctx, t, seed, stream, 0, -a, a);
       break;
     }
-    case GRAFT_INIT_NORMAL: st = host->fill_normal(&init_ctx, t, seed, stream, 0, 0.0f, s.gain); break;
+    case GRAFT_INIT_NORMAL:
+      st = host->fill_normal(&init_ctx, t, seed, stream, 0, 0.0f, s.gain);
+      break;
     case GRAFT_INIT_CONSTANT: st = host->fill(&init_ctx, t, s.gain); break;
-    case GRAFT_INIT_UNIFORM: st = host->fill_uniform(&init_ctx, t, seed, stream, 0, -s.gain, s.gain); break;
+    case GRAFT_INIT_UNIFORM:
+      st = host->fill_uniform(&init_ctx, t, seed, stream, 0, -s.gain, s.gain);
+      break;
     default:
       throw UserError(owners_[i] + ": parameter '" + info.name + "' asks for unknown init " +
                       std::to_string(s.init));
@@ -213,7 +217,8 @@ void ParameterStore::zero_gradients() {
     return;
   }
   TensorView all(grad_buffer_.data(), device_, graft_shape{1, {int64_t(grad_buffer_.size())}});
-  if (graft_status* st = host_api()->fill(nullptr, all.get(), 0.0f)) throw_if_failed(st, "zero_grad");
+  if (graft_status* st = host_api()->fill(nullptr, all.get(), 0.0f))
+    throw_if_failed(st, "zero_grad");
 }
 
 void ParameterStore::copy_to_host(const float* device_memory, float* host, size_t floats) const {

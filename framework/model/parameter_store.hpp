@@ -38,8 +38,8 @@ class ParameterStore {
   // come from the stream of (init_layer, position): the layer's number (ctx.layer_index) and
   // the parameter's place in it, so they depend on the seed and the model's structure only.
   // `owner` names the layer in messages. Returns the parameter's index.
-  size_t declare(std::string name, int64_t layer, const graft_param_spec& spec,
-                 int32_t init_layer, size_t position, std::string owner);
+  size_t declare(std::string name, int64_t layer, const graft_param_spec& spec, int32_t init_layer,
+                 size_t position, std::string owner);
   // Allocates the parameters and gradients of a model of `layers` top-level layers and
   // initialises every parameter; a tensor-parallel part (spec.shard_axis) is its slice, part
   // `shard_index` of `shards`, of the whole tensor drawn from the same stream.

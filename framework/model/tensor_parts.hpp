@@ -22,9 +22,12 @@ struct PartGeometry {
   int64_t outer = 1, length = 1, inner = 1;
   PartGeometry(const graft_shape& part, int axis) {
     for (int d = 0; d < part.ndim; ++d) {
-      if (d < axis) outer *= part.dims[d];
-      else if (d == axis) length = part.dims[d];
-      else inner *= part.dims[d];
+      if (d < axis)
+        outer *= part.dims[d];
+      else if (d == axis)
+        length = part.dims[d];
+      else
+        inner *= part.dims[d];
     }
   }
 };
@@ -35,7 +38,8 @@ inline void copy_part_from_whole(const float* whole, float* part, const graft_sh
   const PartGeometry g(part_shape, axis);
   const int64_t block = g.length * g.inner;  // one outer row of the part
   for (int64_t o = 0; o < g.outer; ++o)
-    std::memcpy(part + o * block, whole + (o * count + index) * block, size_t(block) * sizeof(float));
+    std::memcpy(part + o * block, whole + (o * count + index) * block,
+                size_t(block) * sizeof(float));
 }
 
 // The inverse: writes the part into its place in the whole.
@@ -44,7 +48,8 @@ inline void copy_part_into_whole(const float* part, float* whole, const graft_sh
   const PartGeometry g(part_shape, axis);
   const int64_t block = g.length * g.inner;
   for (int64_t o = 0; o < g.outer; ++o)
-    std::memcpy(whole + (o * count + index) * block, part + o * block, size_t(block) * sizeof(float));
+    std::memcpy(whole + (o * count + index) * block, part + o * block,
+                size_t(block) * sizeof(float));
 }
 
 }  // namespace graft::runtime

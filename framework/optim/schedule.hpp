@@ -14,7 +14,7 @@ struct Schedule {
   int64_t step_size = 0;
   double gamma = 0.1;
   double min_lr = 0.0;
-  int64_t total_steps = 0;  // for cosine
+  int64_t total_steps = 0;        // for cosine
   double at(int64_t step) const;  // step: 0-based update index
 };
 

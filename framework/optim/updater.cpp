@@ -33,8 +33,13 @@ void Updater::step_layers(const graft_exec_ctx& ctx, int64_t begin, int64_t end,
     }
     // [optimizer] decay_bias_and_norm = false keeps biases and norm scales from decaying.
     const int32_t decay = settings_.decay_bias_and_norm || !info.spec.is_bias_or_norm ? 1 : 0;
-    graft_param_update u{sizeof(graft_param_update), store_.parameter_tensor(i),
-                         store_.gradient_tensor(i), state_ptrs, float(last_lr_), steps_ + 1, decay};
+    graft_param_update u{sizeof(graft_param_update),
+                         store_.parameter_tensor(i),
+                         store_.gradient_tensor(i),
+                         state_ptrs,
+                         float(last_lr_),
+                         steps_ + 1,
+                         decay};
     optimizer_->step(ctx, u, info.name);
   }
   ++steps_;

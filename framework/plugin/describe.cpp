@@ -29,23 +29,25 @@ nlohmann::ordered_json describe_plugins(const Registry& registry) {
     nlohmann::ordered_json opts = nlohmann::ordered_json::array();
     for (size_t i = 0; i < e.n_options; ++i) {
       const graft_option_spec& s = e.options[i];
-      opts.push_back({{"name", s.name},
-                      {"type", option_type_name(s.type)},
-                      {"default", s.default_value ? nlohmann::json(s.default_value) : nlohmann::json()},
-                      {"required", s.default_value == nullptr},
-                      {"range", range_text(s)},
-                      {"doc", s.doc}});
+      opts.push_back(
+          {{"name", s.name},
+           {"type", option_type_name(s.type)},
+           {"default", s.default_value ? nlohmann::json(s.default_value) : nlohmann::json()},
+           {"required", s.default_value == nullptr},
+           {"range", range_text(s)},
+           {"doc", s.doc}});
     }
-    out.push_back({{"kind", kind_name(r.kind)},
-                   {"name", r.name},
-                   {"summary", e.summary},
-                   {"library", r.library.string()},
-                   {"library_name", r.info->library_name},
-                   {"version", r.info->library_version},
-                   {"abi", std::to_string(r.info->abi_major) + "." + std::to_string(r.info->abi_minor)},
-                   {"build", r.info->build_info},
-                   {"cuda", (e.flags & GRAFT_ENTRY_HAS_CUDA) != 0},
-                   {"options", opts}});
+    out.push_back(
+        {{"kind", kind_name(r.kind)},
+         {"name", r.name},
+         {"summary", e.summary},
+         {"library", r.library.string()},
+         {"library_name", r.info->library_name},
+         {"version", r.info->library_version},
+         {"abi", std::to_string(r.info->abi_major) + "." + std::to_string(r.info->abi_minor)},
+         {"build", r.info->build_info},
+         {"cuda", (e.flags & GRAFT_ENTRY_HAS_CUDA) != 0},
+         {"options", opts}});
   }
   return out;
 }

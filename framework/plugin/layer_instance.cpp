@@ -33,8 +33,10 @@ LayerInstance::LayerInstance(const PluginRecord& record, const graft_options& op
 }
 
 LayerInstance::~LayerInstance() {
-  if (activation_) activation_->destroy(self_);
-  else layer_->destroy(self_);
+  if (activation_)
+    activation_->destroy(self_);
+  else
+    layer_->destroy(self_);
 }
 
 bool LayerInstance::elementwise() const {
@@ -89,11 +91,13 @@ void LayerInstance::forward(const graft_exec_ctx& ctx, const DLTensor* const* pa
 }
 
 void LayerInstance::backward(const graft_exec_ctx& ctx, const DLTensor* const* params,
-                             const DLTensor* x, const DLTensor* y, const DLTensor* dy,
-                             DLTensor* dx, DLTensor* const* grads, DLTensor* workspace) const {
+                             const DLTensor* x, const DLTensor* y, const DLTensor* dy, DLTensor* dx,
+                             DLTensor* const* grads, DLTensor* workspace) const {
   graft_status* st = nullptr;
-  if (!activation_) st = layer_->backward(self_, &ctx, params, x, y, dy, dx, grads, workspace);
-  else if (dx) st = activation_->backward(self_, &ctx, x, y, dy, dx);
+  if (!activation_)
+    st = layer_->backward(self_, &ctx, params, x, y, dy, dx, grads, workspace);
+  else if (dx)
+    st = activation_->backward(self_, &ctx, x, y, dy, dx);
   if (st) throw_if_failed(st, who_ + " backward");
 }
 

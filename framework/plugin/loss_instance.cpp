@@ -28,7 +28,8 @@ LossInstance::~LossInstance() { vtable_->destroy(self_); }
 
 void LossInstance::forward(const graft_exec_ctx& ctx, const DLTensor& prediction,
                            const DLTensor& target, double& loss_sum, double* metric_sums) const {
-  if (graft_status* st = vtable_->forward(self_, &ctx, &prediction, &target, &loss_sum, metric_sums))
+  if (graft_status* st =
+          vtable_->forward(self_, &ctx, &prediction, &target, &loss_sum, metric_sums))
     throw_if_failed(st, who_ + " forward");
 }
 

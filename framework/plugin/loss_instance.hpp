@@ -16,8 +16,8 @@ class LossInstance {
   // `target`. `who` names it in messages (plugin_who() when empty, or the model's
   // "[loss] (...)"); a refused create is reported as `created_as` when that is given.
   LossInstance(const PluginRecord& record, const graft_options& options,
-               const graft_shape& prediction, const graft_target_info& target,
-               std::string who = "", const std::string& created_as = "");
+               const graft_shape& prediction, const graft_target_info& target, std::string who = "",
+               const std::string& created_as = "");
   ~LossInstance();
   LossInstance(const LossInstance&) = delete;
   LossInstance& operator=(const LossInstance&) = delete;

@@ -13,8 +13,7 @@ namespace graft::runtime {
 class OptimizerInstance {
  public:
   // `who` names it in messages (plugin_who() when empty, or the model's "[optimizer] (...)").
-  OptimizerInstance(const PluginRecord& record, const graft_options& options,
-                    std::string who = "");
+  OptimizerInstance(const PluginRecord& record, const graft_options& options, std::string who = "");
   ~OptimizerInstance();
   OptimizerInstance(const OptimizerInstance&) = delete;
   OptimizerInstance& operator=(const OptimizerInstance&) = delete;

@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <boost/dll/shared_library.hpp>
+#include <cctype>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -24,8 +24,8 @@ namespace graft::runtime {
 
 namespace {
 
-const char* const kKindNames[] = {"", "layer", "activation", "loss", "optimizer", "dataset",
-                                  "strategy"};
+const char* const kKindNames[] = {"",          "layer",   "activation", "loss",
+                                  "optimizer", "dataset", "strategy"};
 
 // Loaded libraries stay loaded for the life of the process, whoever loaded them.
 std::vector<boost::dll::shared_library>& kept_libraries() {
@@ -126,11 +126,16 @@ bool is_utf8(const char* text) {
   while (*p) {
     int extra = 0;
     uint32_t code = *p;
-    if (code < 0x80) extra = 0;
-    else if ((code & 0xE0) == 0xC0) extra = 1, code &= 0x1F;
-    else if ((code & 0xF0) == 0xE0) extra = 2, code &= 0x0F;
-    else if ((code & 0xF8) == 0xF0) extra = 3, code &= 0x07;
-    else return false;
+    if (code < 0x80)
+      extra = 0;
+    else if ((code & 0xE0) == 0xC0)
+      extra = 1, code &= 0x1F;
+    else if ((code & 0xF0) == 0xE0)
+      extra = 2, code &= 0x0F;
+    else if ((code & 0xF8) == 0xF0)
+      extra = 3, code &= 0x07;
+    else
+      return false;
     for (int i = 1; i <= extra; ++i) {
       if ((p[i] & 0xC0) != 0x80) return false;  // also stops at the terminating 0
       code = (code << 6) | (p[i] & 0x3F);
@@ -152,11 +157,12 @@ void check_options(const graft_plugin_entry& e, const std::string& who) {
   for (size_t i = 0; i < e.n_options; ++i) {
     const graft_option_spec& s = e.options[i];
     const std::string option = s.name ? s.name : "";
-    const std::string at = who + ": option " + std::to_string(i) +
-                           (option.empty() ? "" : " '" + option + "'");
+    const std::string at =
+        who + ": option " + std::to_string(i) + (option.empty() ? "" : " '" + option + "'");
     if (option.empty()) throw UserError(at + " has no name");
     if (!is_name(option))
-      throw UserError(who + ": option " + std::to_string(i) + " has a name that is not a word of "
+      throw UserError(who + ": option " + std::to_string(i) +
+                      " has a name that is not a word of "
                       "letters, digits, '_', '-' or '.', which a config could not write");
     if (std::find(seen.begin(), seen.end(), option) != seen.end())
       throw UserError(at + " is declared twice");
@@ -216,7 +222,8 @@ void Registry::load_library(const fs::path& file) {
   const std::string where = "plugin library " + path.string();
   if (!fs::exists(path)) throw UserError(where + ": no such file");
   if (!has_elf_header(path))
-    throw UserError(where + ": not a shared library (no ELF header); remove it from the plugin "
+    throw UserError(where +
+                    ": not a shared library (no ELF header); remove it from the plugin "
                     "folder or rename it so it does not match graft_*.so");
 
   if (std::string problem = elf_problem(path); !problem.empty())
@@ -229,7 +236,7 @@ void Registry::load_library(const fs::path& file) {
   }
   if (!lib.has(GRAFT_ENTRY_SYMBOL))
     throw UserError(where + ": not a graft plugin (it does not export '" GRAFT_ENTRY_SYMBOL
-                    "'); build it with graft_add_plugin() and GRAFT_PLUGIN_LIBRARY(...)");
+                            "'); build it with graft_add_plugin() and GRAFT_PLUGIN_LIBRARY(...)");
   auto entry = lib.get<const graft_plugin_info*(const graft_host_api*)>(GRAFT_ENTRY_SYMBOL);
   add(path, entry(host_));
   kept_libraries().push_back(std::move(lib));
@@ -246,8 +253,9 @@ void Registry::add(const fs::path& path, const graft_plugin_info* info) {
   const std::string plugin_abi =
       std::to_string(info->abi_major) + "." + std::to_string(info->abi_minor);
   if (info->abi_major != GRAFT_ABI_MAJOR)
-    throw UserError(where + ": built against graft SDK ABI " + plugin_abi + ", but this graft has ABI " +
-                    host_abi + "; rebuild the plugin against this graft's SDK");
+    throw UserError(where + ": built against graft SDK ABI " + plugin_abi +
+                    ", but this graft has ABI " + host_abi +
+                    "; rebuild the plugin against this graft's SDK");
   if (info->abi_minor > GRAFT_ABI_MINOR)
     throw UserError(where + ": needs graft ABI " + plugin_abi + ", newer than this graft's " +
                     host_abi + "; upgrade graft or rebuild the plugin against this SDK");
@@ -255,11 +263,13 @@ void Registry::add(const fs::path& path, const graft_plugin_info* info) {
     throw UserError(where + ": plugin info is smaller than ABI " + plugin_abi + " defines");
 
   if (!info->library_name || !info->library_version || !info->build_info)
-    throw UserError(where + ": plugin info lacks its library name, version or build info; "
+    throw UserError(where +
+                    ": plugin info lacks its library name, version or build info; "
                     "build it with GRAFT_PLUGIN_LIBRARY(...)");
   for (const char* text : {info->library_name, info->library_version, info->build_info})
     if (!is_utf8(text))
-      throw UserError(where + ": plugin info's library name, version or build info is not "
+      throw UserError(where +
+                      ": plugin info's library name, version or build info is not "
                       "UTF-8 text");
   if (info->n_entries > 0 && !info->entries)
     throw UserError(where + ": plugin info lists " + std::to_string(info->n_entries) +
@@ -271,12 +281,15 @@ void Registry::add(const fs::path& path, const graft_plugin_info* info) {
     const int32_t kind = raw_value(e->kind);
     if (name.empty() || !e->vtable || kind < GRAFT_KIND_LAYER || kind > GRAFT_KIND_STRATEGY ||
         !e->summary)
-      throw UserError(where + ": entry " + std::to_string(i) + " is malformed (no name, summary, vtable or kind)");
+      throw UserError(where + ": entry " + std::to_string(i) +
+                      " is malformed (no name, summary, vtable or kind)");
     if (!is_name(name))
-      throw UserError(where + ": entry " + std::to_string(i) + " has a name that is not a word "
+      throw UserError(where + ": entry " + std::to_string(i) +
+                      " has a name that is not a word "
                       "of letters, digits, '_', '-' or '.', which a config could not write");
     if (!is_utf8(e->summary))
-      throw UserError(where + ": " + kind_name(e->kind) + " '" + name + "' has a summary that "
+      throw UserError(where + ": " + kind_name(e->kind) + " '" + name +
+                      "' has a summary that "
                       "is not UTF-8 text");
     check_options(*e, where + ": " + kind_name(e->kind) + " '" + name + "'");
     if (*static_cast<const size_t*>(e->vtable) < vtable_size(e->kind))
@@ -302,7 +315,8 @@ void Registry::load_directory(const fs::path& dir) {
   std::vector<fs::path> files;
   for (const auto& item : fs::directory_iterator(dir, ec)) {
     const std::string name = item.path().filename().string();
-    if (name.rfind("graft_", 0) == 0 && item.path().extension() == ".so") files.push_back(item.path());
+    if (name.rfind("graft_", 0) == 0 && item.path().extension() == ".so")
+      files.push_back(item.path());
   }
   std::sort(files.begin(), files.end());
   for (const fs::path& f : files) load_library(f);
@@ -345,7 +359,7 @@ std::vector<fs::path> plugin_search_path(const std::vector<std::string>& extra) 
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
-    dirs.push_back(exe.parent_path() / "plugins");                     // build tree
+    dirs.push_back(exe.parent_path() / "plugins");                           // build tree
     dirs.push_back(exe.parent_path() / ".." / "lib" / "graft" / "plugins");  // install
   }
   return dirs;

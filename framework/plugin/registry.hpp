@@ -17,7 +17,9 @@ struct PluginRecord {
   const graft_plugin_info* info;
   const graft_plugin_entry* entry;
   template <class VTable>
-  const VTable& vtable() const { return *static_cast<const VTable*>(entry->vtable); }
+  const VTable& vtable() const {
+    return *static_cast<const VTable*>(entry->vtable);
+  }
 };
 
 // "layer", "activation", ...; and back (false for an unknown word).

@@ -37,9 +37,9 @@ StrategyInstance::~StrategyInstance() {
 void StrategyInstance::plan(const std::vector<graft_layer_info>& layers, int64_t global_batch,
                             graft_plan& plan) {
   if (!plan_) return;
-  throw_if_failed(plan_(self_, layers.data(), static_cast<int64_t>(layers.size()), global_batch,
-                        &plan),
-                  configured(name()));
+  throw_if_failed(
+      plan_(self_, layers.data(), static_cast<int64_t>(layers.size()), global_batch, &plan),
+      configured(name()));
 }
 
 std::pair<int64_t, int64_t> StrategyInstance::batch_rows(int64_t rows, bool training) {
@@ -53,8 +53,8 @@ graft_step_result StrategyInstance::train_step(Model& model, const graft_exec_ct
   graft_step_result result{};
   result.struct_size = sizeof result;
   // The message is made only on failure: a step allocates nothing.
-  if (graft_status* st = vtable_.train_step(self_, Model::api(), model.handle(), &ctx, &x, &y,
-                                            &result))
+  if (graft_status* st =
+          vtable_.train_step(self_, Model::api(), model.handle(), &ctx, &x, &y, &result))
     throw_if_failed(st, use_ == StrategyUse::run ? "training step " + std::to_string(ctx.step)
                                                  : strategy_named(name()) + " train_step");
   return result;
@@ -62,10 +62,10 @@ graft_step_result StrategyInstance::train_step(Model& model, const graft_exec_ct
 
 void StrategyInstance::eval_step(Model& model, const graft_exec_ctx& ctx, const DLTensor& x,
                                  const DLTensor& y, graft_step_result& total) {
-  if (graft_status* st = vtable_.eval_step(self_, Model::api(), model.handle(), &ctx, &x, &y,
-                                           &total))
-    throw_if_failed(st, strategy_named(name()) +
-                            (use_ == StrategyUse::run ? " evaluation" : " eval_step"));
+  if (graft_status* st =
+          vtable_.eval_step(self_, Model::api(), model.handle(), &ctx, &x, &y, &total))
+    throw_if_failed(
+        st, strategy_named(name()) + (use_ == StrategyUse::run ? " evaluation" : " eval_step"));
 }
 
 bool StrategyInstance::report(graft_strategy_report& out) {

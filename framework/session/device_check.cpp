@@ -17,8 +17,7 @@ void without_cuda(const PluginChoice& c, std::vector<std::string>& out) {
     for (const PluginChoice& inner : c.inner) without_cuda(inner, out);
     return;
   }
-  if (c.record && !(c.record->entry->flags & GRAFT_ENTRY_HAS_CUDA))
-    out.push_back(model_who(c));
+  if (c.record && !(c.record->entry->flags & GRAFT_ENTRY_HAS_CUDA)) out.push_back(model_who(c));
 }
 
 // One process per GPU: under mpirun the rank's place on its node picks the GPU.
@@ -40,8 +39,9 @@ int32_t check_cuda_run(const Config& config, const std::vector<PluginChoice>& la
   if (!missing.empty()) {
     std::string list;
     for (const std::string& m : missing) list += "\n  " + m;
-    throw UserError(at + "these plugins have no CUDA kernels (`graft plugins` shows which do):" +
-                    list + "\nuse device = \"cpu\", or plugins built with CUDA_SOURCES "
+    throw UserError(at +
+                    "these plugins have no CUDA kernels (`graft plugins` shows which do):" + list +
+                    "\nuse device = \"cpu\", or plugins built with CUDA_SOURCES "
                     "(sdk/README.md, \"CUDA kernels in a plugin\")");
   }
   cuda::Options options;

@@ -45,7 +45,8 @@ PluginChoice Session::choose_layer(const NamedTable& layer, const std::string& p
   if (layer.type == "residual") {
     std::vector<PluginChoice> inner;
     for (size_t j = 0; j < layer.layers.size(); ++j)
-      inner.push_back(choose_layer(layer.layers[j], path + ".layers." + std::to_string(j), resolved));
+      inner.push_back(
+          choose_layer(layer.layers[j], path + ".layers." + std::to_string(j), resolved));
     return PluginChoice::residual_block(std::move(inner), layer.section);
   }
   PluginChoice choice = choose(GRAFT_KIND_LAYER, layer.type, layer.table, layer.section,
@@ -63,17 +64,21 @@ void Session::check_early_stopping_metric() const {
   for (const std::string& m : available)
     if (m == stopping.metric) return;
   const toml::node* node = stopping.table ? stopping.table->get("metric") : nullptr;
-  std::string at = node && node->source().path ? where(*node)
+  std::string at = node && node->source().path                       ? where(*node)
                    : stopping.table && stopping.table->source().path ? where(*stopping.table)
-                                                                      : config.file.string();
-  throw UserError(at + ": [run.early_stopping] metric: '" + stopping.metric + "' is not reported by " +
-                  "loss '" + config.loss.type + "'" + did_you_mean(stopping.metric, available) +
-                  "; available: " + join(available));
+                                                                     : config.file.string();
+  throw UserError(at + ": [run.early_stopping] metric: '" + stopping.metric +
+                  "' is not reported by " + "loss '" + config.loss.type + "'" +
+                  did_you_mean(stopping.metric, available) + "; available: " + join(available));
 }
 
 Session::Session(Config cfg, const SessionOptions& options)
-    : config(std::move(cfg)), registry(host_api()), rank(options.rank), world(options.world),
-      write_outputs(options.write_outputs), job_(options.job) {
+    : config(std::move(cfg)),
+      registry(host_api()),
+      rank(options.rank),
+      world(options.world),
+      write_outputs(options.write_outputs),
+      job_(options.job) {
   if (job_) {
     rank = job_->world().rank();
     world = job_->world().size();
@@ -96,8 +101,13 @@ Session::Session(Config cfg, const SessionOptions& options)
   const std::string config_dir = config.directory.string();
   const std::string cache_dir = cache.string();
   auto open = [&](const char* split) {
-    graft_dataset_args args{sizeof(graft_dataset_args), split, config_dir.c_str(), cache_dir.c_str(),
-                            config.run.seed, rank, world};
+    graft_dataset_args args{sizeof(graft_dataset_args),
+                            split,
+                            config_dir.c_str(),
+                            cache_dir.c_str(),
+                            config.run.seed,
+                            rank,
+                            world};
     return std::make_unique<DatasetInstance>(*reader_.record, reader_.options, args);
   };
   fs::create_directories(cache);
@@ -111,8 +121,9 @@ Session::Session(Config cfg, const SessionOptions& options)
     layers.push_back(choose_layer(config.layers[i], "model.layers." + std::to_string(i), resolved));
   PluginChoice loss = choose(GRAFT_KIND_LOSS, config.loss.type, config.loss.table, "[loss]",
                              reserved_keys(Section::loss));
-  PluginChoice optimizer = choose(GRAFT_KIND_OPTIMIZER, config.optimizer.type, config.optimizer.table,
-                                  "[optimizer]", reserved_keys(Section::optimizer));
+  PluginChoice optimizer =
+      choose(GRAFT_KIND_OPTIMIZER, config.optimizer.type, config.optimizer.table, "[optimizer]",
+             reserved_keys(Section::optimizer));
   resolved.emplace_back("loss", loss.options.resolved());
   resolved.emplace_back("optimizer", optimizer.options.resolved());
   if (config.run.device == "cuda")
@@ -120,8 +131,7 @@ Session::Session(Config cfg, const SessionOptions& options)
 
   // The strategy comes before the model: its plan decides each layer's stage and shard, and
   // how many rows and micro-batches the buffers hold.
-  const PluginRecord& strategy_record =
-      registry.get(GRAFT_KIND_STRATEGY, config.parallel.strategy);
+  const PluginRecord& strategy_record = registry.get(GRAFT_KIND_STRATEGY, config.parallel.strategy);
   strategy_options_ = bind_options(*strategy_record.entry, config.parallel.table, "[parallel]",
                                    reserved_keys(Section::parallel));
   resolved.emplace_back("parallel", strategy_options_.resolved());
@@ -149,8 +159,8 @@ Session::Session(Config cfg, const SessionOptions& options)
   settings.clip_grad_norm = config.run.clip_grad_norm;
   settings.decay_bias_and_norm = config.optimizer.decay_bias_and_norm;
   const ScheduleConfig& s = config.optimizer.schedule;
-  settings.schedule = Schedule{s.type, config.optimizer.lr, s.warmup_steps, s.step_size, s.gamma,
-                               s.min_lr, 0};
+  settings.schedule =
+      Schedule{s.type, config.optimizer.lr, s.warmup_steps, s.step_size, s.gamma, s.min_lr, 0};
   // Planned first and allocated only when the plan fits: a batch of a billion rows is a
   // message, not an attempt to allocate terabytes.
   settings.allocate_step_buffers = false;
@@ -168,9 +178,7 @@ Session::Session(Config cfg, const SessionOptions& options)
   resolved_config_ = resolved_toml(config, tables);
 }
 
-bool Session::eval_sized() const {
-  return config.data.eval_batch_size > layout.plan.rows_per_slot;
-}
+bool Session::eval_sized() const { return config.data.eval_batch_size > layout.plan.rows_per_slot; }
 
 std::string Session::rows_origin() const {
   const char* key = eval_sized() ? "eval_batch_size" : "batch_size";
@@ -205,8 +213,12 @@ std::string Session::memory_shortfall() const {
 
 std::unique_ptr<StrategyInstance> Session::create_strategy(const PluginRecord& record, int32_t r,
                                                            int32_t size, Communicator* comm) const {
-  graft_world w{sizeof(graft_world), r, size, comm ? comm_handle(*comm) : nullptr,
-                comm ? comm_api() : nullptr, config.parallel.timeout_s};
+  graft_world w{sizeof(graft_world),
+                r,
+                size,
+                comm ? comm_handle(*comm) : nullptr,
+                comm ? comm_api() : nullptr,
+                config.parallel.timeout_s};
   return std::make_unique<StrategyInstance>(record, strategy_options_, w);
 }
 

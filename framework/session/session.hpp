@@ -52,8 +52,8 @@ class Session {
   std::unique_ptr<DatasetInstance> train_set, test_set;
   std::unique_ptr<Model> model;
   int32_t rank = 0, world = 1;
-  DLDevice device{kDLCPU, 0};  // [run] device: the model's buffers and the batches live there
-  bool write_outputs = true;  // SessionOptions::write_outputs
+  DLDevice device{kDLCPU, 0};       // [run] device: the model's buffers and the batches live there
+  bool write_outputs = true;        // SessionOptions::write_outputs
   std::vector<LayerSurvey> survey;  // the top-level layers, before the model was built
   LayoutPlan layout;                // this rank's plan, which the model was built with
 

@@ -15,8 +15,11 @@ size_t floats_for(size_t bytes) { return (bytes + sizeof(float) - 1) / sizeof(fl
 
 BatchStage::BatchStage(DLDevice device, const DatasetInstance& data, int64_t max_rows,
                        int first_slot)
-    : device_(device), first_slot_(first_slot), x_sample_bytes_(data.input_bytes()),
-      y_sample_bytes_(data.target_bytes()), max_rows_(max_rows) {
+    : device_(device),
+      first_slot_(first_slot),
+      x_sample_bytes_(data.input_bytes()),
+      y_sample_bytes_(data.target_bytes()),
+      max_rows_(max_rows) {
   if (!on_gpu(device)) return;
   if (first_slot < 0 || first_slot + 2 > cuda::Device::kUploadSlots)
     throw Failure("BatchStage: upload slots " + std::to_string(first_slot) + ".." +
@@ -54,10 +57,12 @@ const Batch& BatchStage::place(const Batch& batch) {
   const auto bytes_at = [](const DLTensor& t) {
     return static_cast<const char*>(t.data) + t.byte_offset;
   };
-  throw_if_failed(gpu->upload(bytes_at(batch.x), set.x.data(), size_t(rows) * x_sample_bytes_, slot),
-                  "copying a batch's inputs to the GPU");
-  throw_if_failed(gpu->upload(bytes_at(batch.y), set.y.data(), size_t(rows) * y_sample_bytes_, slot),
-                  "copying a batch's targets to the GPU");
+  throw_if_failed(
+      gpu->upload(bytes_at(batch.x), set.x.data(), size_t(rows) * x_sample_bytes_, slot),
+      "copying a batch's inputs to the GPU");
+  throw_if_failed(
+      gpu->upload(bytes_at(batch.y), set.y.data(), size_t(rows) * y_sample_bytes_, slot),
+      "copying a batch's targets to the GPU");
   return set.batch;
 }
 

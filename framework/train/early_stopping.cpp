@@ -42,7 +42,8 @@ bool EarlyStopping::replay(const std::filesystem::path& metrics_file, int64_t up
   bool stop = false;
   while (std::getline(in, line)) {
     const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object() || j.value("event", "") != "eval" || j.value("split", "") != "test") continue;
+    if (!j.is_object() || j.value("event", "") != "eval" || j.value("split", "") != "test")
+      continue;
     const int64_t step = j.value("step", int64_t(-1));
     if (step < 0 || step > up_to_step) continue;
     EvalSummary e;

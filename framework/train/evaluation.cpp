@@ -26,9 +26,10 @@ EvalSummary evaluate(Session& session, DatasetInstance& data) {
   StrategyInstance& strategy = *session.strategy;
   const int64_t batch = c.data.eval_batch_size > 0 ? c.data.eval_batch_size : c.data.batch_size;
   BatchStage stage(session.device, data, batch, /*first_slot=*/2);
-  BatchLoader loader(data, batch, /*shuffle=*/false, c.run.seed, /*drop_last=*/false,
-                     [&](int64_t rows) { return strategy.batch_rows(rows, /*training=*/false); },
-                     stage.loader_memory());
+  BatchLoader loader(
+      data, batch, /*shuffle=*/false, c.run.seed, /*drop_last=*/false,
+      [&](int64_t rows) { return strategy.batch_rows(rows, /*training=*/false); },
+      stage.loader_memory());
   loader.start_epoch(0);
   graft_exec_ctx ctx = session.context(false);
   graft_step_result total{};
@@ -54,7 +55,8 @@ TestEvaluations::TestEvaluations(Session& session, RunLog& log)
     : session_(session), log_(log), early_stopping_(session.config.run.early_stopping) {
   const Config& c = session.config;
   if (c.run.early_stopping.enabled && !session.test_set)
-    throw UserError(c.file.string() + ": [run.early_stopping] watches the test-split evaluations, "
+    throw UserError(c.file.string() +
+                    ": [run.early_stopping] watches the test-split evaluations, "
                     "but this run has no test split; remove [run.early_stopping]");
 }
 

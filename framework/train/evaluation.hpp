@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.hpp"
+#include "session/session.hpp"
 #include "train/early_stopping.hpp"
 #include "train/metrics.hpp"
-#include "session/session.hpp"
 
 namespace graft::runtime {
 

@@ -19,8 +19,9 @@ MetricsLog::MetricsLog(const std::filesystem::path& file, bool append)
 
 void MetricsLog::train(const TrainRecord& r) {
   if (!out_.is_open()) return;
-  nlohmann::ordered_json j = {{"event", "train"}, {"step", r.step}, {"epoch", r.epoch},
-                              {"loss", r.loss}, {"lr", r.lr}, {"samples_per_s", r.samples_per_s},
+  nlohmann::ordered_json j = {{"event", "train"},    {"step", r.step},
+                              {"epoch", r.epoch},    {"loss", r.loss},
+                              {"lr", r.lr},          {"samples_per_s", r.samples_per_s},
                               {"seconds", r.seconds}};
   out_ << j.dump() << '\n';
   out_.flush();
@@ -28,8 +29,11 @@ void MetricsLog::train(const TrainRecord& r) {
 
 void MetricsLog::eval(const EvalRecord& r) {
   if (!out_.is_open()) return;
-  nlohmann::ordered_json j = {{"event", "eval"}, {"split", r.split}, {"step", r.step},
-                              {"epoch", r.epoch}, {"loss", r.loss}};
+  nlohmann::ordered_json j = {{"event", "eval"},
+                              {"split", r.split},
+                              {"step", r.step},
+                              {"epoch", r.epoch},
+                              {"loss", r.loss}};
   for (const auto& [name, value] : r.metrics) j[name] = value;
   out_ << j.dump() << '\n';
   out_.flush();
@@ -37,8 +41,8 @@ void MetricsLog::eval(const EvalRecord& r) {
 
 void MetricsLog::strategy(const StrategyRecord& r) {
   if (!out_.is_open()) return;
-  nlohmann::ordered_json j = {{"event", "strategy"}, {"strategy", r.strategy}, {"step", r.step},
-                              {"epoch", r.epoch}};
+  nlohmann::ordered_json j = {
+      {"event", "strategy"}, {"strategy", r.strategy}, {"step", r.step}, {"epoch", r.epoch}};
   for (const auto& [name, value] : r.values) j[name] = value;
   out_ << j.dump() << '\n';
   out_.flush();
@@ -86,7 +90,8 @@ void Progress::finish() {
 RunLog::RunLog(const Session& session, bool resumed, int64_t total_steps)
     : lead_(session.rank == 0 && session.write_outputs),
       progress_(lead_ ? session.config.run.progress : "none", total_steps),
-      log_every_(session.config.run.log_every), total_steps_(total_steps) {
+      log_every_(session.config.run.log_every),
+      total_steps_(total_steps) {
   if (!lead_) return;
   std::filesystem::create_directories(session.run_dir);
   write_file_atomically(session.run_dir / "config.toml", session.resolved_config());

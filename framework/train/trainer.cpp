@@ -2,9 +2,9 @@
 // loss, backward, update), log, evaluate (and maybe stop early), checkpoint.
 #include "train/trainer.hpp"
 
+#include "checkpoint/checkpoint.hpp"
 #include "data/batch_loader.hpp"
 #include "train/batch_stage.hpp"
-#include "checkpoint/checkpoint.hpp"
 #include "train/metrics.hpp"
 #include "util/errors.hpp"
 
@@ -24,10 +24,10 @@ TrainSummary train(Session& session, const StepObserver& on_step) {
   Model& model = *session.model;
   StrategyInstance& strategy = *session.strategy;
   BatchStage stage(session.device, *session.train_set, c.data.batch_size, /*first_slot=*/0);
-  BatchLoader loader(*session.train_set, c.data.batch_size, c.data.shuffle, c.run.seed,
-                     c.data.drop_last,
-                     [&](int64_t rows) { return strategy.batch_rows(rows, /*training=*/true); },
-                     stage.loader_memory());
+  BatchLoader loader(
+      *session.train_set, c.data.batch_size, c.data.shuffle, c.run.seed, c.data.drop_last,
+      [&](int64_t rows) { return strategy.batch_rows(rows, /*training=*/true); },
+      stage.loader_memory());
   const int64_t per_epoch = loader.batches_per_epoch();
   if (per_epoch == 0)
     throw UserError("[data] the training split has no full batch of " +

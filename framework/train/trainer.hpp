@@ -3,8 +3,8 @@
 
 #include <functional>
 
-#include "train/evaluation.hpp"
 #include "session/session.hpp"
+#include "train/evaluation.hpp"
 
 namespace graft::runtime {
 

@@ -1,5 +1,6 @@
 // The runtime's two kinds of failure, which the CLI maps to exit codes: a UserError is the
-// user's to fix (bad usage, config, plugin, data: exit 2), a Failure happens while running (exit 1).
+// user's to fix (bad usage, config, plugin, data: exit 2), a Failure happens while running (exit
+// 1).
 #pragma once
 
 #include <stdexcept>

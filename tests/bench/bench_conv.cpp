@@ -201,8 +201,8 @@ int run(const Arguments& a) {
           "forward");
     forward_seconds += since(t);
     t = Clock::now();
-    check(vtable.backward(self, &ctx, param_ptrs.data(), x.view.get(), y.view.get(),
-                          dy.view.get(), s.needs_dx ? dx.view.get() : nullptr, grad_ptrs.data(),
+    check(vtable.backward(self, &ctx, param_ptrs.data(), x.view.get(), y.view.get(), dy.view.get(),
+                          s.needs_dx ? dx.view.get() : nullptr, grad_ptrs.data(),
                           workspace.view.get()),
           "backward");
     backward_seconds += since(t);

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "comm/job.hpp"
-#include "mlp_setup.hpp"
 #include "graft/random.h"
+#include "mlp_setup.hpp"
 #include "model/tensor_view.hpp"
 #include "session/session.hpp"
 #include "util/errors.hpp"
@@ -157,9 +157,14 @@ nlohmann::json train(const Arguments& a, rt::Job& job) {
   std::ostringstream layers;
   for (size_t i = 0; i < a.widths.size(); ++i) layers << (i ? "," : "") << a.widths[i];
   (void)rank;
-  return {{"event", "train"},         {"strategy", a.strategy},  {"ranks", world.size()},
-          {"threads", a.threads},     {"layers", layers.str()},  {"batch", a.batch},
-          {"bucket_mb", a.bucket_mb}, {"step_ms", per_step * 1e3},
+  return {{"event", "train"},
+          {"strategy", a.strategy},
+          {"ranks", world.size()},
+          {"threads", a.threads},
+          {"layers", layers.str()},
+          {"batch", a.batch},
+          {"bucket_mb", a.bucket_mb},
+          {"step_ms", per_step * 1e3},
           {"samples_per_s", double(a.batch) / per_step}};
 }
 
@@ -172,12 +177,14 @@ nlohmann::json allreduce(const Arguments& a, rt::Job& job) {
   const graft_comm_api* api = rt::comm_api();
   graft_comm* comm = rt::comm_handle(world);
   auto graft_blocking = [&] {
-    rt::throw_if_failed(api->all_reduce(comm, tensor.get(), GRAFT_REDUCE_SUM, "bench"), "all_reduce");
+    rt::throw_if_failed(api->all_reduce(comm, tensor.get(), GRAFT_REDUCE_SUM, "bench"),
+                        "all_reduce");
   };
   auto graft_started = [&] {
     graft_request* request = nullptr;
-    rt::throw_if_failed(api->all_reduce_start(comm, tensor.get(), GRAFT_REDUCE_SUM, "bench", &request),
-                        "all_reduce_start");
+    rt::throw_if_failed(
+        api->all_reduce_start(comm, tensor.get(), GRAFT_REDUCE_SUM, "bench", &request),
+        "all_reduce_start");
     rt::throw_if_failed(api->wait(comm, request), "wait");
   };
   auto plain_mpi = [&] {

@@ -47,9 +47,12 @@ using FlagSetter = std::function<void(const std::string& flag, const std::string
 template <class T>
 FlagSetter into(T& target) {
   return [&target](const std::string& flag, const std::string& value) {
-    if constexpr (std::is_same_v<T, std::string>) target = value;
-    else if constexpr (std::is_same_v<T, std::vector<int64_t>>) target = widths(flag, value);
-    else target = T(number(flag, value));
+    if constexpr (std::is_same_v<T, std::string>)
+      target = value;
+    else if constexpr (std::is_same_v<T, std::vector<int64_t>>)
+      target = widths(flag, value);
+    else
+      target = T(number(flag, value));
   };
 }
 

@@ -19,9 +19,9 @@
 
 #include "device/host_api.hpp"
 #include "graft/random.h"
+#include "mlp_setup.hpp"
 #include "model/model.hpp"
 #include "model/tensor_view.hpp"
-#include "mlp_setup.hpp"
 #include "sgemm_rate.hpp"
 #include "util/errors.hpp"
 
@@ -129,7 +129,10 @@ struct BatchPool {
 json products_json(const graft::bench::SgemmRate& rate) {
   json products = json::array();
   for (const auto& p : rate.products)
-    products.push_back({{"name", p.name}, {"m", p.m}, {"n", p.n}, {"k", p.k},
+    products.push_back({{"name", p.name},
+                        {"m", p.m},
+                        {"n", p.n},
+                        {"k", p.k},
                         {"seconds", p.seconds_per_call},
                         {"gflops", p.flops() / p.seconds_per_call / 1e9}});
   return products;

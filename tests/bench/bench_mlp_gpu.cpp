@@ -15,9 +15,9 @@
 #include "device/cuda_loader.hpp"
 #include "device/host_api.hpp"
 #include "graft/random.h"
+#include "mlp_setup.hpp"
 #include "model/model.hpp"
 #include "model/tensor_view.hpp"
-#include "mlp_setup.hpp"
 #include "sgemm_rate_cuda.hpp"
 #include "util/errors.hpp"
 
@@ -98,8 +98,8 @@ struct DeviceBatches {
   DeviceBatches(int64_t pool, int64_t B, int64_t D, int64_t classes)
       : x(size_t(pool * B * D) * sizeof(float)), y(size_t(pool * B) * sizeof(int32_t)) {
     int64_t x_count = pool * B * D;
-    DLTensor all_x{x.data(), DeviceBlock::kGpu, 1, DLDataType{kDLFloat, 32, 1}, &x_count,
-                   nullptr, 0};
+    DLTensor all_x{x.data(), DeviceBlock::kGpu, 1, DLDataType{kDLFloat, 32, 1},
+                   &x_count, nullptr,           0};
     check(rt::host_api()->fill_normal(nullptr, &all_x, 3, 1, 0, 0.0f, 1.0f), "drawing the batches");
     std::vector<int32_t> host_y(size_t(pool * B));
     for (size_t i = 0; i < host_y.size(); ++i)
@@ -119,7 +119,10 @@ struct DeviceBatches {
 json products_json(const graft::bench::SgemmRate& rate) {
   json products = json::array();
   for (const auto& p : rate.products)
-    products.push_back({{"name", p.name}, {"m", p.m}, {"n", p.n}, {"k", p.k},
+    products.push_back({{"name", p.name},
+                        {"m", p.m},
+                        {"n", p.n},
+                        {"k", p.k},
                         {"seconds", p.seconds_per_call},
                         {"tflops", p.flops() / p.seconds_per_call / 1e12}});
   return products;

@@ -27,7 +27,9 @@ inline double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-inline void check(graft_status* status, const std::string& who) { rt::throw_if_failed(status, who); }
+inline void check(graft_status* status, const std::string& who) {
+  rt::throw_if_failed(status, who);
+}
 
 // One plugin table from TOML text, bound as Session::choose binds a config section.
 inline rt::PluginChoice choose(const rt::Registry& registry, graft_kind kind,
@@ -49,7 +51,8 @@ class MlpTraining {
               DLDevice device)
       : registry_(rt::host_api()) {
     registry_.load_directory(plugin_dir);
-    if (!registry_.find(GRAFT_KIND_LAYER, "linear") || !registry_.find(GRAFT_KIND_STRATEGY, "single"))
+    if (!registry_.find(GRAFT_KIND_LAYER, "linear") ||
+        !registry_.find(GRAFT_KIND_STRATEGY, "single"))
       throw rt::UserError("no 'linear' layer or 'single' strategy in " + plugin_dir +
                           "; build the plugins (cmake --build <build> --target graft) or pass "
                           "--plugin-dir");
@@ -60,11 +63,11 @@ class MlpTraining {
       layers.push_back(choose(registry_, GRAFT_KIND_LAYER, text,
                               "[[model.layers]] #" + std::to_string(l + 1), rt::Section::layer));
     }
-    rt::PluginChoice loss = choose(registry_, GRAFT_KIND_LOSS, "type = \"cross_entropy\"",
-                                   "[loss]", rt::Section::loss);
-    rt::PluginChoice optimizer = choose(registry_, GRAFT_KIND_OPTIMIZER,
-                                        "type = \"sgd\"\nlr = 0.01\nmomentum = 0.9",
-                                        "[optimizer]", rt::Section::optimizer);
+    rt::PluginChoice loss =
+        choose(registry_, GRAFT_KIND_LOSS, "type = \"cross_entropy\"", "[loss]", rt::Section::loss);
+    rt::PluginChoice optimizer =
+        choose(registry_, GRAFT_KIND_OPTIMIZER, "type = \"sgd\"\nlr = 0.01\nmomentum = 0.9",
+               "[optimizer]", rt::Section::optimizer);
     rt::ModelSettings settings;
     settings.device = device;
     settings.max_batch = batch;

@@ -25,7 +25,9 @@ extern "C" void openblas_set_num_threads(int);
 
 namespace {
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 // GFLOP/s of one thread running independent FMA chains on registers only.
 __attribute__((target("avx2,fma"))) double fma_peak_gflops(double seconds) {
@@ -64,8 +66,8 @@ struct Matrices {
 // Row-major C (m, n) = op(A) op(B) + beta C.
 void gemm(const Product& p, Matrices& x, float beta) {
   cblas_sgemm(CblasRowMajor, p.ta ? CblasTrans : CblasNoTrans, p.tb ? CblasTrans : CblasNoTrans,
-              p.m, p.n, p.k, 1.0f, x.a.data(), p.ta ? p.m : p.k, x.b.data(), p.tb ? p.k : p.n,
-              beta, x.c.data(), p.n);
+              p.m, p.n, p.k, 1.0f, x.a.data(), p.ta ? p.m : p.k, x.b.data(), p.tb ? p.k : p.n, beta,
+              x.c.data(), p.n);
 }
 
 // The products of one step: linear's layout (W (D, H)) or PyTorch's (W (H, D)).
@@ -75,12 +77,12 @@ std::vector<Product> step_products(const std::vector<int64_t>& w, int batch, boo
     const int D = int(w[l]), H = int(w[l + 1]), B = batch;
     const std::string at = "layer " + std::to_string(l);
     if (!torch_layout) {
-      out.push_back({at + " forward", false, false, B, H, D, 0.0f});         // X W
-      out.push_back({at + " weight gradient", true, false, D, H, B, 1.0f});  // X^T dY
+      out.push_back({at + " forward", false, false, B, H, D, 0.0f});                   // X W
+      out.push_back({at + " weight gradient", true, false, D, H, B, 1.0f});            // X^T dY
       if (l > 0) out.push_back({at + " input gradient", false, true, B, D, H, 0.0f});  // dY W^T
     } else {
-      out.push_back({at + " forward", false, true, B, H, D, 0.0f});          // X W^T
-      out.push_back({at + " weight gradient", true, false, H, D, B, 1.0f});  // dY^T X
+      out.push_back({at + " forward", false, true, B, H, D, 0.0f});                     // X W^T
+      out.push_back({at + " weight gradient", true, false, H, D, B, 1.0f});             // dY^T X
       if (l > 0) out.push_back({at + " input gradient", false, false, B, D, H, 0.0f});  // dY W
     }
   }
@@ -115,7 +117,8 @@ int main(int argc, char** argv) {
 
   std::vector<double> peaks(size_t(threads), 0.0);
   std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back([&, t] { peaks[size_t(t)] = fma_peak_gflops(1.0); });
+  for (int t = 1; t < threads; ++t)
+    pool.emplace_back([&, t] { peaks[size_t(t)] = fma_peak_gflops(1.0); });
   peaks[0] = fma_peak_gflops(1.0);
   for (auto& t : pool) t.join();
   double peak = 0.0;
@@ -158,18 +161,19 @@ int main(int argc, char** argv) {
   }
 
   std::printf("\none step's products of MLP ");
-  for (size_t i = 0; i < widths.size(); ++i) std::printf(i ? "-%lld" : "%lld", (long long)widths[i]);
+  for (size_t i = 0; i < widths.size(); ++i)
+    std::printf(i ? "-%lld" : "%lld", (long long)widths[i]);
   std::printf(" at batch %d (%.3f GFLOP), mean of %d rounds, ms:\n", batch, flops / 1e9, rounds);
   std::printf("%-28s %12s %12s\n", "product", "linear", "torch");
   for (size_t i = 0; i < graft_layout.size(); ++i)
-    std::printf("%-28s %12.3f %12.3f\n", graft_layout[i].name.c_str(),
-                spent[0][i] / rounds * 1e3, spent[1][i] / rounds * 1e3);
+    std::printf("%-28s %12.3f %12.3f\n", graft_layout[i].name.c_str(), spent[0][i] / rounds * 1e3,
+                spent[1][i] / rounds * 1e3);
   for (int v = 0; v < 2; ++v) {
     double total = 0.0;
     for (double s : spent[size_t(v)]) total += s;
     total /= rounds;
-    std::printf("all, %-16s %8.3f ms  %6.1f GFLOP/s  %5.1f%% of the FMA peak\n", names[v], total * 1e3,
-                flops / total / 1e9, 100.0 * flops / total / 1e9 / peak);
+    std::printf("all, %-16s %8.3f ms  %6.1f GFLOP/s  %5.1f%% of the FMA peak\n", names[v],
+                total * 1e3, flops / total / 1e9, 100.0 * flops / total / 1e9 / peak);
   }
   std::printf("weight gradients: beta 0 %.3f ms; memset, then beta 1 %.3f ms\n",
               beta0 / rounds * 1e3, zero_then_beta1 / rounds * 1e3);

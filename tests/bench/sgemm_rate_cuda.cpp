@@ -66,8 +66,8 @@ class CublasSteps {
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
     check(cublasCreate(&blas_), "cublasCreate");
     check(cublasSetStream(blas_, stream_), "cublasSetStream");
-    check(cublasSetMathMode(blas_, math == CublasMath::pedantic ? CUBLAS_PEDANTIC_MATH
-                                                                : CUBLAS_DEFAULT_MATH),
+    check(cublasSetMathMode(
+              blas_, math == CublasMath::pedantic ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH),
           "cublasSetMathMode");
     const size_t layers = widths.size() - 1;
     const int64_t B = batch;

@@ -5,10 +5,10 @@
 #include <cmath>
 #include <fstream>
 
+#include "checkpoint/safetensors.hpp"
 #include "mpirun.hpp"
 #include "run_files.hpp"
 #include "test_support.hpp"
-#include "checkpoint/safetensors.hpp"
 
 namespace fs = std::filesystem;
 using graft::test::metric_events;
@@ -25,7 +25,8 @@ fs::path write_config(const fs::path& dir) {
   const fs::path file = dir / "config.toml";
   std::ofstream(file) << "[run]\nname = \"r\"\nseed = 21\nsteps = " << 2 * kHalf
                       << "\nthreads = 1\nprogress = \"none\"\nlog_every = 1\noutput_dir = \""
-                      << dir.string() << "\"\n"
+                      << dir.string()
+                      << "\"\n"
                          "[data]\nreader = \"synthetic\"\nkind = \"blobs\"\nfeatures = 12\n"
                          "classes = 4\nsamples = 400\ntest_samples = 50\nbatch_size = 24\n"
                          "[[model.layers]]\ntype = \"linear\"\nunits = 16\n"
@@ -37,16 +38,18 @@ fs::path write_config(const fs::path& dir) {
                          "[[model.layers]]\ntype = \"linear\"\nunits = 4\n"
                          "[loss]\ntype = \"cross_entropy\"\n"
                          "[optimizer]\ntype = \"adam\"\nlr = 0.01\n"
-                         "[checkpoint]\nevery = " << kHalf << "\nkeep = 100\n";
+                         "[checkpoint]\nevery = "
+                      << kHalf << "\nkeep = 100\n";
   return file;
 }
 
 // `graft train` of the config on `ranks` ranks as run `name` under `strategy`.
 void train(const fs::path& config, int ranks, const std::string& name, const std::string& strategy,
            const std::string& extra = "") {
-  const auto r = mpirun(ranks, std::string(GRAFT_EXECUTABLE) + " train " + config.string() +
-                                   " --plugin-dir " GRAFT_TEST_PLUGIN_DIR " --set run.name=" + name +
-                                   " --set parallel.strategy=" + strategy + extra);
+  const auto r =
+      mpirun(ranks, std::string(GRAFT_EXECUTABLE) + " train " + config.string() +
+                        " --plugin-dir " GRAFT_TEST_PLUGIN_DIR " --set run.name=" + name +
+                        " --set parallel.strategy=" + strategy + extra);
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
 }

@@ -140,7 +140,8 @@ TEST_CASE("send and recv around the ring, blocking and started") {
 
   // Blocking, in the order pipelines use: even ranks send first, odd ranks receive first.
   // A large message (rendezvous, not eager) so a wrong order would deadlock, not pass.
-  Tensor big = filled(1 << 18, [](int rank, int64_t i) { return rank * 1e6f + i; }, r);
+  Tensor big = filled(
+      1 << 18, [](int rank, int64_t i) { return rank * 1e6f + i; }, r);
   Tensor got({1 << 18});
   if (n % 2 == 0) {
     const int partner = r % 2 == 0 ? r + 1 : r - 1;
@@ -203,14 +204,13 @@ TEST_CASE("several async all-reduces in flight, waited in reverse order") {
   const int r = world().rank(), n = world().size();
   const int64_t sizes[3] = {1, 1000, 300000};
   std::vector<Tensor> buckets;
-  for (int64_t s : sizes) buckets.push_back(filled(s, [](int rank, int64_t i) {
-    return static_cast<float>((rank + 1) * (i % 97));
-  }, r));
+  for (int64_t s : sizes)
+    buckets.push_back(filled(
+        s, [](int rank, int64_t i) { return static_cast<float>((rank + 1) * (i % 97)); }, r));
   std::vector<std::unique_ptr<graft::runtime::CommRequest>> requests;
   for (int b = 0; b < 3; ++b)
-    requests.push_back(world().all_reduce_start(*buckets[b].get(),
-                                                b == 1 ? GRAFT_REDUCE_AVG : GRAFT_REDUCE_SUM,
-                                                "gradient bucket"));
+    requests.push_back(world().all_reduce_start(
+        *buckets[b].get(), b == 1 ? GRAFT_REDUCE_AVG : GRAFT_REDUCE_SUM, "gradient bucket"));
   // A blocking collective while they are in flight (backward would compute here).
   double x = 1.0;
   world().all_reduce_f64(&x, 1, GRAFT_REDUCE_SUM, "in between");

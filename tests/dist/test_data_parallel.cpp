@@ -10,9 +10,9 @@
 #include <cstring>
 #include <fstream>
 
+#include "checkpoint/parameters_gather.hpp"
 #include "comm/job.hpp"
 #include "test_support.hpp"
-#include "checkpoint/parameters_gather.hpp"
 #include "train/trainer.hpp"
 #include "util/errors.hpp"
 
@@ -40,20 +40,23 @@ fs::path write_config(const std::string& test, const std::string& run_extra,
   const fs::path dir = graft::test::temp_dir(test + "_r" + std::to_string(job().world().rank()));
   const fs::path file = dir / "config.toml";
   std::ofstream(file) << "[run]\nname = \"r\"\nseed = 5\nsteps = 20\nthreads = 1\n"
-                         "progress = \"none\"\noutput_dir = \"" << (dir / "runs").string() << "\"\n"
+                         "progress = \"none\"\noutput_dir = \""
+                      << (dir / "runs").string() << "\"\n"
                       << run_extra
                       << "[data]\nreader = \"synthetic\"\nkind = \"blobs\"\nfeatures = 8\n"
                          "classes = 4\ntest_samples = 70\n"
                       << data_extra
                       << "[[model.layers]]\ntype = \"linear\"\nunits = 24\nactivation = \"relu\"\n"
-                         "[[model.layers]]\ntype = \"dropout\"\np = 0.2\n" << layers_extra
+                         "[[model.layers]]\ntype = \"dropout\"\np = 0.2\n"
+                      << layers_extra
                       << "[[model.layers]]\ntype = \"linear\"\nunits = 16\n"
                          "[[model.layers]]\ntype = \"tanh\"\n"
                          "[[model.layers]]\ntype = \"linear\"\nunits = 4\n"
                          "[loss]\ntype = \"cross_entropy\"\n"
                          "[optimizer]\ntype = \"adam\"\nlr = 0.01\n"
                          "[checkpoint]\nenabled = false\n"
-                         "[parallel]\nstrategy = \"data_parallel\"\n" << parallel_extra;
+                         "[parallel]\nstrategy = \"data_parallel\"\n"
+                      << parallel_extra;
   return file;
 }
 
@@ -147,8 +150,8 @@ std::string session_error(const fs::path& config) {
 TEST_CASE("data_parallel trains as single: adam, dropout, many small buckets") {
   // 0.0002 MiB = 210 bytes: buckets [4, 5), [2, 4) and [0, 2) (the parameterless layers join
   // the next bucket down), so two all-reduces overlap the backward of the layers below them.
-  const fs::path config = write_config("dp_buckets", "", "samples = 640\nbatch_size = 32\n",
-                                       "bucket_mb = 0.0002\n");
+  const fs::path config =
+      write_config("dp_buckets", "", "samples = 640\nbatch_size = 32\n", "bucket_mb = 0.0002\n");
   check_equivalent(run_training(config, false), run_training(config, true));
 }
 
@@ -168,21 +171,21 @@ TEST_CASE("data_parallel with gradient accumulation, down to a rank without rows
 
 TEST_CASE("a batch smaller than the world, and batch_norm, are clear errors") {
   const int n = job().world().size();
-  const fs::path small = write_config("dp_small_batch", "", "samples = 64\nbatch_size = " +
-                                                            std::to_string(n - 1) + "\n", "");
+  const fs::path small = write_config(
+      "dp_small_batch", "", "samples = 64\nbatch_size = " + std::to_string(n - 1) + "\n", "");
   const std::string message = session_error(small);
   CHECK(message.find("[data] batch_size = " + std::to_string(n - 1)) != std::string::npos);
   CHECK(message.find("[parallel]") != std::string::npos);
   CHECK(message.find("at least " + std::to_string(n)) != std::string::npos);
 
   const std::string bn_layer = "[[model.layers]]\ntype = \"batch_norm\"\n";
-  const fs::path bn = write_config("dp_batch_norm", "", "samples = 64\nbatch_size = 16\n", "",
-                                   bn_layer);
+  const fs::path bn =
+      write_config("dp_batch_norm", "", "samples = 64\nbatch_size = 16\n", "", bn_layer);
   const std::string refused = session_error(bn);
   CHECK(refused.find("batch_norm") != std::string::npos);
   CHECK(refused.find("allow_local_batch_norm = true") != std::string::npos);
-  const fs::path allowed = write_config("dp_batch_norm_allowed", "",
-                                        "samples = 64\nbatch_size = 16\n",
-                                        "allow_local_batch_norm = true\n", bn_layer);
+  const fs::path allowed =
+      write_config("dp_batch_norm_allowed", "", "samples = 64\nbatch_size = 16\n",
+                   "allow_local_batch_norm = true\n", bn_layer);
   CHECK(session_error(allowed).empty());
 }

@@ -9,9 +9,9 @@
 #include <cstdio>
 #include <fstream>
 
+#include "checkpoint/safetensors.hpp"
 #include "run_files.hpp"
 #include "test_support.hpp"
-#include "checkpoint/safetensors.hpp"
 
 namespace fs = std::filesystem;
 using graft::test::metric_events;
@@ -57,8 +57,8 @@ graft::test::CommandResult run_command(const std::string& command) {
 // `graft train` of the config with overrides, under `mpirun -np ranks` when ranks > 0, its
 // runs under `out`; the folder is of the run named "r".
 Run train(const fs::path& config, const fs::path& out, int ranks, const std::string& sets) {
-  const std::string arguments = "train " + config.string() + " --set run.output_dir=" +
-                                out.string() + " " + sets;
+  const std::string arguments =
+      "train " + config.string() + " --set run.output_dir=" + out.string() + " " + sets;
   graft::test::CommandResult r =
       ranks > 0 ? run_command(std::string(GRAFT_MPIEXEC) + " " + GRAFT_MPIEXEC_FLAGS + " -np " +
                               std::to_string(ranks) + " " + GRAFT_EXECUTABLE + " " + arguments)
@@ -148,14 +148,14 @@ TEST_CASE("pipeline on 2 and 4 stages, gpipe and 1f1b, trains as single does") {
     std::string extra;  // explicit stages
     std::string both;   // for the reference too
   };
-  const Case cases[] = {{2, "1f1b", 4, ""},
-                        {2, "gpipe", 3, "--set parallel.stages=[0,2,3,5]"},  // 32 rows: 11, 11, 10
-                        {4, "1f1b", 8, ""},
-                        // Stages 0-2 run one forward more before their first backward.
-                        {4, "1f1b", 6, "--set parallel.warmup_extra=1"},
-                        // Clipping by the global norm: the stages' squared norms all-reduced.
-                        {4, "gpipe", 4, "--set parallel.stages=[0,1,2,3,4,4,5,5]",
-                         "--set run.clip_grad_norm=0.05"}};
+  const Case cases[] = {
+      {2, "1f1b", 4, ""},
+      {2, "gpipe", 3, "--set parallel.stages=[0,2,3,5]"},  // 32 rows: 11, 11, 10
+      {4, "1f1b", 8, ""},
+      // Stages 0-2 run one forward more before their first backward.
+      {4, "1f1b", 6, "--set parallel.warmup_extra=1"},
+      // Clipping by the global norm: the stages' squared norms all-reduced.
+      {4, "gpipe", 4, "--set parallel.stages=[0,1,2,3,4,4,5,5]", "--set run.clip_grad_norm=0.05"}};
   // The reference: single with the same micro-batches (run.gradient_accumulation), so both
   // sum the same partial gradients; and once single over whole batches, equal up to the
   // reassociation of the batch sums.
@@ -166,15 +166,16 @@ TEST_CASE("pipeline on 2 and 4 stages, gpipe and 1f1b, trains as single does") {
     CAPTURE(c.schedule);
     CAPTURE(c.micro);
     const std::string name = std::to_string(c.stages) + c.schedule + std::to_string(c.micro);
-    const Run single = train(config, dir / ("single_" + name), 0,
-                             "--set run.gradient_accumulation=" + std::to_string(c.micro) +
-                                 " " + c.both);
+    const Run single =
+        train(config, dir / ("single_" + name), 0,
+              "--set run.gradient_accumulation=" + std::to_string(c.micro) + " " + c.both);
     INFO(single.output);
     REQUIRE(single.exit_code == 0);
-    const Run pipeline = train(config, dir / ("pipeline_" + name), c.stages,
-                               "--set parallel.strategy=pipeline --set parallel.schedule=" +
-                                   std::string(c.schedule) + " --set parallel.micro_batches=" +
-                                   std::to_string(c.micro) + " " + c.extra + " " + c.both);
+    const Run pipeline = train(
+        config, dir / ("pipeline_" + name), c.stages,
+        "--set parallel.strategy=pipeline --set parallel.schedule=" + std::string(c.schedule) +
+            " --set parallel.micro_batches=" + std::to_string(c.micro) + " " + c.extra + " " +
+            c.both);
     INFO(pipeline.output);
     REQUIRE(pipeline.exit_code == 0);
     check_same(single, pipeline, 1e-5);
@@ -196,15 +197,17 @@ TEST_CASE("a [parallel] table the layers cannot have is an error on every rank")
                           "--set parallel.strategy=pipeline --set parallel.stages=[[0,2],[3,5]]");
   INFO(wrong.output);
   CHECK(wrong.exit_code == 2);
-  CHECK(count(wrong.output, "[parallel] strategy 'pipeline': stages = [[0, 2], [3, 5]] lists 2 "
-                           "stages, but the job has 3") == 3);
+  CHECK(count(wrong.output,
+              "[parallel] strategy 'pipeline': stages = [[0, 2], [3, 5]] lists 2 "
+              "stages, but the job has 3") == 3);
   // A gap between stages.
   const Run gap = train(config, dir / "gap", 2,
                         "--set parallel.strategy=pipeline --set parallel.stages=[0,1,3,5]");
   INFO(gap.output);
   CHECK(gap.exit_code == 2);
-  CHECK(count(gap.output, "[parallel] strategy 'pipeline': stages = [[0, 1], [3, 5]]: stage 1 "
-                         "starts at layer 3, but stage 0 ended at layer 1") == 2);
+  CHECK(count(gap.output,
+              "[parallel] strategy 'pipeline': stages = [[0, 1], [3, 5]]: stage 1 "
+              "starts at layer 3, but stage 0 ended at layer 1") == 2);
 }
 
 TEST_CASE("configs/fashion_mlp_pipeline.toml trains on 2 stages and reports its bubble") {

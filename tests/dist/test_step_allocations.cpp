@@ -10,8 +10,8 @@
 #include "count_allocations.hpp"
 #include "graft/random.h"
 #include "model/tensor_view.hpp"
-#include "test_support.hpp"
 #include "session/session.hpp"
+#include "test_support.hpp"
 #include "util/errors.hpp"
 
 using graft::test::g_allocations;
@@ -27,11 +27,12 @@ TEST_CASE("parallel training steps allocate nothing once warmed up") {
   for (const char* strategy_name : {"data_parallel", "pipeline", "tensor_parallel"}) {
     const std::string name = strategy_name;
     CAPTURE(name);
-    const fs::path dir = graft::test::temp_dir(std::string("allocations_") + strategy_name +
-                                               "_r" + std::to_string(rank));
+    const fs::path dir = graft::test::temp_dir(std::string("allocations_") + strategy_name + "_r" +
+                                               std::to_string(rank));
     const fs::path file = dir / "config.toml";
     std::ofstream(file) << "[run]\nname = \"a\"\nseed = 3\nsteps = 1\nthreads = 1\n"
-                           "progress = \"none\"\noutput_dir = \"" << (dir / "runs").string()
+                           "progress = \"none\"\noutput_dir = \""
+                        << (dir / "runs").string()
                         << "\"\n[data]\nreader = \"synthetic\"\nkind = \"blobs\"\n"
                            "features = 32\nclasses = 4\nsamples = 64\ntest_samples = 4\n"
                            "batch_size = 64\n"
@@ -40,7 +41,8 @@ TEST_CASE("parallel training steps allocate nothing once warmed up") {
                            "[[model.layers]]\ntype = \"dropout\"\np = 0.1\n"
                            "[[model.layers]]\ntype = \"linear\"\nunits = 4\n"
                            "[loss]\ntype = \"cross_entropy\"\n[optimizer]\ntype = \"adam\"\n"
-                           "[parallel]\nstrategy = \"" << strategy_name << "\"\n"
+                           "[parallel]\nstrategy = \""
+                        << strategy_name << "\"\n"
                         << (std::string(strategy_name) == "data_parallel"
                                 ? "bucket_mb = 0.001\n"  // a bucket per layer: several in flight
                                 : "");

@@ -11,9 +11,9 @@
 #include <cstring>
 #include <fstream>
 
+#include "checkpoint/parameters_gather.hpp"
 #include "comm/job.hpp"
 #include "test_support.hpp"
-#include "checkpoint/parameters_gather.hpp"
 #include "train/trainer.hpp"
 #include "util/errors.hpp"
 
@@ -40,10 +40,13 @@ fs::path write_config(const std::string& test, const std::string& run_extra, int
   const fs::path file = dir / "config.toml";
   std::ofstream(file) << "[run]\nname = \"r\"\nseed = 9\nsteps = " << kSteps
                       << "\nthreads = 1\nprogress = \"none\"\noutput_dir = \""
-                      << (dir / "runs").string() << "\"\n" << run_extra
+                      << (dir / "runs").string() << "\"\n"
+                      << run_extra
                       << "[data]\nreader = \"synthetic\"\nkind = \"blobs\"\nfeatures = 12\n"
                          "classes = 4\nsamples = 400\ntest_samples = 50\nbatch_size = 24\n"
-                         "[[model.layers]]\ntype = \"linear\"\nunits = " << hidden << "\n"
+                         "[[model.layers]]\ntype = \"linear\"\nunits = "
+                      << hidden
+                      << "\n"
                          "[[model.layers]]\ntype = \"relu\"\n"
                          "[[model.layers]]\ntype = \"dropout\"\np = 0.3\n"
                          "[[model.layers]]\ntype = \"linear\"\nunits = 12\n"
@@ -84,7 +87,7 @@ Trained run_training(const fs::path& config, bool single) {
 }
 
 void check_equivalent(const Trained& tp, const Trained& single) {
-  const std::vector<int32_t> expected = {GRAFT_SHARD_COLUMN, GRAFT_SHARD_NONE, GRAFT_SHARD_PART,
+  const std::vector<int32_t> expected = {GRAFT_SHARD_COLUMN, GRAFT_SHARD_NONE,   GRAFT_SHARD_PART,
                                          GRAFT_SHARD_ROW,    GRAFT_SHARD_COLUMN, GRAFT_SHARD_ROW,
                                          GRAFT_SHARD_NONE,   GRAFT_SHARD_NONE};
   CHECK(tp.shards == expected);
@@ -127,7 +130,8 @@ TEST_CASE("tensor_parallel trains as single: two pairs, adam, dropout inside and
 
 TEST_CASE("tensor_parallel trains as single with gradient clipping and accumulation") {
   // A clip low enough to act on every step: the norm must be the whole model's.
-  const fs::path config = write_config("tp_clip", "clip_grad_norm = 0.05\ngradient_accumulation = 3\n");
+  const fs::path config =
+      write_config("tp_clip", "clip_grad_norm = 0.05\ngradient_accumulation = 3\n");
   check_equivalent(run_training(config, false), run_training(config, true));
 }
 

@@ -21,7 +21,9 @@ fs::path write_config(const std::string& test, const std::string& parallel,
   const fs::path dir = graft::test::temp_dir(test);
   const fs::path file = dir / "config.toml";
   std::ofstream(file) << "[run]\nname = \"v\"\nseed = 3\nsteps = 50\nthreads = 1\n"
-                         "output_dir = \"" << (dir / "runs").string() << "\"\n"
+                         "output_dir = \""
+                      << (dir / "runs").string()
+                      << "\"\n"
                          "[data]\nreader = \"synthetic\"\nkind = \"blobs\"\nfeatures = 6\n"
                          "classes = 3\nsamples = 300\ntest_samples = 30\nbatch_size = 30\n"
                          "[[model.layers]]\ntype = \"linear\"\nunits = 32\nactivation = \"relu\"\n"
@@ -30,7 +32,8 @@ fs::path write_config(const std::string& test, const std::string& parallel,
                          "[[model.layers]]\ntype = \"linear\"\nunits = 3\n"
                          "[loss]\ntype = \"cross_entropy\"\n"
                          "[optimizer]\ntype = \"adam\"\nlr = 0.01\n"
-                         "[parallel]\nstrategy = \"data_parallel\"\n" << parallel;
+                         "[parallel]\nstrategy = \"data_parallel\"\n"
+                      << parallel;
   return file;
 }
 

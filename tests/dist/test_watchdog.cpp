@@ -35,8 +35,7 @@ TEST_CASE("a rank that stalls outside MPI is named, with its last collective") {
                         "timeout_s = 2.0 s") != std::string::npos);
   CHECK(run.output.find("ranks that have not joined: 1\n") != std::string::npos);
   CHECK(run.output.find("rank 1: in no collective or receive (busy") != std::string::npos);
-  CHECK(run.output.find("last completed: all_reduce_f64 #2 'first' on world") !=
-        std::string::npos);
+  CHECK(run.output.find("last completed: all_reduce_f64 #2 'first' on world") != std::string::npos);
   CHECK(run.output.find("rank 2: waiting") != std::string::npos);
 }
 
@@ -110,8 +109,10 @@ TEST_CASE("a bad [parallel] table under mpirun graft train: the error on every r
   const std::string config = std::string(GRAFT_SOURCE_DIR) + "/configs/sine_regression.toml";
   const std::string out = graft::test::temp_dir("dist_bad_parallel").string();
   for (const char* set : {"parallel.timeout_s=-1", "parallel.timeout_seconds=5"}) {
-    auto run = mpirun(2, std::string(GRAFT_EXECUTABLE) + " train " + config + " --set run.output_dir=" +
-                             out + " --set " + set, 60);
+    auto run = mpirun(2,
+                      std::string(GRAFT_EXECUTABLE) + " train " + config +
+                          " --set run.output_dir=" + out + " --set " + set,
+                      60);
     INFO(set, ": exit ", run.exit_code, "\n", run.output);
     CHECK(run.exit_code == 2);
     CHECK(run.seconds < 20);

@@ -15,14 +15,14 @@ namespace graft::fuzz {
 
 // Opens `reader` with the TOML options `toml` (its path options relative to the scratch
 // folder) on `split`, and reads up to `most` samples in batches of 7 (a last short one too).
-inline void read_split(const std::string& reader, const std::string& toml,
-                       const std::string& split, int64_t most) {
+inline void read_split(const std::string& reader, const std::string& toml, const std::string& split,
+                       int64_t most) {
   const runtime::PluginRecord& record = builtin_registry().get(GRAFT_KIND_DATASET, reader);
   toml::table table = toml::parse(toml, std::string("fuzz options"));
   runtime::BoundOptions options = runtime::bind_options(*record.entry, &table, "[data]", {});
   const std::string config_dir = scratch_dir().string(), cache = (scratch_dir() / "cache").string();
-  graft_dataset_args args{sizeof(graft_dataset_args), split.c_str(), config_dir.c_str(),
-                          cache.c_str(), 1, 0, 1};
+  graft_dataset_args args{
+      sizeof(graft_dataset_args), split.c_str(), config_dir.c_str(), cache.c_str(), 1, 0, 1};
   runtime::DatasetInstance dataset(record, options, args);
   const graft_dataset_info& info = dataset.info();
   const int64_t samples = std::min(info.samples, most);

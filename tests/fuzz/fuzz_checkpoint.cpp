@@ -1,9 +1,9 @@
 // Fuzz target: reading a checkpoint (framework/checkpoint/checkpoint.cpp, safetensors.cpp). Byte 0
 // picks the file: even, the rest is a step_N.safetensors (header length, JSON header, data);
 // odd, the rest is the step_N.json beside it (step, epoch, position, seed, optimizer steps).
-#include "fuzz_support.hpp"
 #include "checkpoint/checkpoint.hpp"
 #include "checkpoint/safetensors.hpp"
+#include "fuzz_support.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace graft::runtime;

@@ -68,8 +68,8 @@ struct Description {
         s.doc = text(in);
       }
       e.n_options = options.size();
-      e.options = options.empty() || in.ConsumeIntegralInRange<int>(0, 15) == 0 ? nullptr
-                                                                                 : options.data();
+      e.options =
+          options.empty() || in.ConsumeIntegralInRange<int>(0, 15) == 0 ? nullptr : options.data();
       // The vtable's struct_size: the loader reads that field alone.
       auto& vtable = vtables.emplace_back(64, 0);
       vtable[0] = in.ConsumeBool() ? 1024 : in.ConsumeIntegralInRange<size_t>(0, 512);
@@ -77,16 +77,16 @@ struct Description {
       e.flags = in.ConsumeIntegral<uint32_t>();
       entries.push_back(e);
     }
-    info.struct_size = in.ConsumeBool() ? sizeof(graft_plugin_info)
-                                        : in.ConsumeIntegralInRange<size_t>(0, 128);
+    info.struct_size =
+        in.ConsumeBool() ? sizeof(graft_plugin_info) : in.ConsumeIntegralInRange<size_t>(0, 128);
     info.abi_major = in.ConsumeBool() ? GRAFT_ABI_MAJOR : in.ConsumeIntegral<uint32_t>();
     info.abi_minor = in.ConsumeBool() ? GRAFT_ABI_MINOR : in.ConsumeIntegral<uint32_t>();
     info.library_name = text(in);
     info.library_version = text(in);
     info.build_info = text(in);
     info.n_entries = entries.size();
-    info.entries = entries.empty() || in.ConsumeIntegralInRange<int>(0, 15) == 0 ? nullptr
-                                                                                : entries.data();
+    info.entries =
+        entries.empty() || in.ConsumeIntegralInRange<int>(0, 15) == 0 ? nullptr : entries.data();
   }
 };
 

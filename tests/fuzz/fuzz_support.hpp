@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -22,12 +22,12 @@
 
 // A promise the code under test broke on an input it accepted: printed, then abort(), which
 // libFuzzer reports as a crash and saves the input.
-#define GRAFT_FUZZ_REQUIRE(condition, what)                       \
-  do {                                                            \
-    if (!(condition)) {                                           \
+#define GRAFT_FUZZ_REQUIRE(condition, what)                     \
+  do {                                                          \
+    if (!(condition)) {                                         \
       std::fprintf(stderr, "fuzz: broken promise: %s\n", what); \
-      std::abort();                                               \
-    }                                                             \
+      std::abort();                                             \
+    }                                                           \
   } while (0)
 
 namespace graft::fuzz {
@@ -71,8 +71,13 @@ struct HostTensor {
     size_t n = 1;
     for (int64_t d : shape) n *= static_cast<size_t>(d);
     storage.resize(n * dtype.bits / 8);
-    tensor = DLTensor{storage.data(), DLDevice{kDLCPU, 0}, static_cast<int32_t>(shape.size()),
-                      dtype, shape.data(), nullptr, 0};
+    tensor = DLTensor{storage.data(),
+                      DLDevice{kDLCPU, 0},
+                      static_cast<int32_t>(shape.size()),
+                      dtype,
+                      shape.data(),
+                      nullptr,
+                      0};
   }
 };
 

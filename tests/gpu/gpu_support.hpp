@@ -19,7 +19,8 @@ using graft::test::Tensor;
 // A tensor in GPU memory with the shape and contents of a CPU one.
 struct Gpu {
   explicit Gpu(const Tensor& host) : shape(host.shape()) {
-    tensor.data = runtime::host_api()->alloc(DLDevice{kDLCUDA, 0}, std::max<size_t>(host.bytes(), 4));
+    tensor.data =
+        runtime::host_api()->alloc(DLDevice{kDLCUDA, 0}, std::max<size_t>(host.bytes(), 4));
     REQUIRE(tensor.data);
     tensor.device = DLDevice{kDLCUDA, 0};
     tensor.ndim = int32_t(shape.size());

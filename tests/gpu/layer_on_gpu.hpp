@@ -21,7 +21,11 @@ class LayerOnGpu {
   // Device copies of cpu's parameters, gradients, workspace and x, y, dy, dx as they are now.
   LayerOnGpu(const runtime::PluginRecord& record, const std::string& options_toml,
              const std::vector<int64_t>& input_shape, const test::LayerUnderTest& cpu)
-      : x(cpu.x), y(cpu.y), dy(cpu.dy), dx(cpu.dx), workspace(cpu.workspace),
+      : x(cpu.x),
+        y(cpu.y),
+        dy(cpu.dy),
+        dx(cpu.dx),
+        workspace(cpu.workspace),
         vtable_(record.vtable<graft_layer_vtable>()) {
     graft_shape input{};
     for (const int64_t d : input_shape) input.dims[input.ndim++] = d;

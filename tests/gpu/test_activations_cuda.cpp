@@ -16,7 +16,8 @@ TEST_CASE("activations on the GPU give the CPU's outputs and input gradients") {
   const graft_exec_ctx cpu_ctx = graft::test::cpu_ctx();
   for (const char* name : {"relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax"}) {
     CAPTURE(name);
-    const rt::PluginRecord& record = graft::test::builtin_registry().get(GRAFT_KIND_ACTIVATION, name);
+    const rt::PluginRecord& record =
+        graft::test::builtin_registry().get(GRAFT_KIND_ACTIVATION, name);
     REQUIRE((record.entry->flags & GRAFT_ENTRY_HAS_CUDA) != 0);
     const auto& vt = record.vtable<graft_activation_vtable>();
     const rt::BoundOptions options = graft::test::options(GRAFT_KIND_ACTIVATION, name);
@@ -32,9 +33,9 @@ TEST_CASE("activations on the GPU give the CPU's outputs and input gradients") {
     rt::throw_if_failed(vt.backward(self, &cpu_ctx, x.get(), y.get(), dy.get(), dx.get()),
                         "cpu backward");
     rt::throw_if_failed(vt.forward(self, &gpu_ctx, &gx.tensor, &gy.tensor), "gpu forward");
-    rt::throw_if_failed(vt.backward(self, &gpu_ctx, &gx.tensor, &gy.tensor, &gdy.tensor,
-                                    &gdx.tensor),
-                        "gpu backward");
+    rt::throw_if_failed(
+        vt.backward(self, &gpu_ctx, &gx.tensor, &gy.tensor, &gdy.tensor, &gdx.tensor),
+        "gpu backward");
     CHECK(relative_error(gy.host(), y) <= 1e-5);
     CHECK(relative_error(gdx.host(), dx) <= 1e-5);
     vt.destroy(self);

@@ -98,15 +98,15 @@ TEST_CASE("every config trains on cuda to the losses it trains to on cpu") {
 
 TEST_CASE("the parallel configs on one GPU per rank match single on the GPU") {
   if (visible_gpus() < 2 || !have_mpirun()) {
-    MESSAGE("skipped: needs mpirun and 2 GPUs (this machine: " << visible_gpus() << " GPU(s), "
-            << (have_mpirun() ? "" : "no ") << "mpirun)");
+    MESSAGE("skipped: needs mpirun and 2 GPUs (this machine: "
+            << visible_gpus() << " GPU(s), " << (have_mpirun() ? "" : "no ") << "mpirun)");
     return;
   }
   const fs::path out = graft::test::temp_dir("gpu_parallel_configs");
   const fs::path configs = graft::test::source_dir() / "configs";
   const Run single = train(configs / "fashion_mlp.toml", "cuda", out);
-  for (const char* name : {"fashion_mlp_data_parallel", "fashion_mlp_pipeline",
-                           "fashion_mlp_tensor_parallel"}) {
+  for (const char* name :
+       {"fashion_mlp_data_parallel", "fashion_mlp_pipeline", "fashion_mlp_tensor_parallel"}) {
     CAPTURE(name);
     const fs::path config = configs / (std::string(name) + ".toml");
     const std::string run_name = std::string("nccl_") + name;
@@ -114,10 +114,10 @@ TEST_CASE("the parallel configs on one GPU per rank match single on the GPU") {
         ("mpirun --oversubscribe --allow-run-as-root -np 2 " +
          std::string(std::getenv("GRAFT_TEST_EXECUTABLE") ? std::getenv("GRAFT_TEST_EXECUTABLE")
                                                           : GRAFT_EXECUTABLE) +
-         " train " + config.string() + data_override(config) + " --set run.epochs=0 --set run.steps=" +
-         std::to_string(kSteps) + " --set run.log_every=1 --set run.progress='\"none\"'" +
-         " --set run.name='\"" + run_name + "\"' --set run.output_dir='\"" + out.string() +
-         "\"' --set run.device='\"cuda\"'")
+         " train " + config.string() + data_override(config) +
+         " --set run.epochs=0 --set run.steps=" + std::to_string(kSteps) +
+         " --set run.log_every=1 --set run.progress='\"none\"'" + " --set run.name='\"" + run_name +
+         "\"' --set run.output_dir='\"" + out.string() + "\"' --set run.device='\"cuda\"'")
             .c_str());
     REQUIRE(result == 0);
     Run parallel_run;
@@ -139,11 +139,11 @@ std::vector<double> in_halves(const fs::path& out, const std::string& name,
   const std::string common = " train " + config.string() + data_override(config) +
                              " --set optimizer.schedule.type=constant --set run.epochs=0"
                              " --set run.log_every=1 --set run.progress='\"none\"'"
-                             " --set run.name='\"" + name + "\"' --set run.output_dir='\"" +
-                             out.string() + "\"'";
-  const auto first = graft::test::run_graft(common + " --set run.steps=" +
-                                            std::to_string(kSteps / 2) +
-                                            " --set run.device='\"" + first_device + "\"'");
+                             " --set run.name='\"" +
+                             name + "\"' --set run.output_dir='\"" + out.string() + "\"'";
+  const auto first =
+      graft::test::run_graft(common + " --set run.steps=" + std::to_string(kSteps / 2) +
+                             " --set run.device='\"" + first_device + "\"'");
   INFO(first.output);
   REQUIRE(first.exit_code == 0);
   const auto second = graft::test::run_graft(
@@ -179,10 +179,11 @@ TEST_CASE("a run resumed from a checkpoint on the GPU continues with the same lo
 TEST_CASE("a NaN on the GPU stops training naming the step and the layer") {
   const fs::path out = graft::test::temp_dir("gpu_nan");
   const fs::path config = graft::test::source_dir() / "configs" / "sine_regression.toml";
-  const auto run = graft::test::run_graft(
-      "train " + config.string() + " --set optimizer.lr=1e30 --set run.epochs=0 --set run.steps=50"
-      " --set run.progress='\"none\"' --set run.output_dir='\"" + out.string() +
-      "\"' --set run.device='\"cuda\"'");
+  const auto run =
+      graft::test::run_graft("train " + config.string() +
+                             " --set optimizer.lr=1e30 --set run.epochs=0 --set run.steps=50"
+                             " --set run.progress='\"none\"' --set run.output_dir='\"" +
+                             out.string() + "\"' --set run.device='\"cuda\"'");
   INFO(run.output);
   CHECK(run.exit_code == 1);
   CHECK(run.output.find("the loss is") != std::string::npos);

@@ -72,14 +72,17 @@ TEST_CASE("conv2d on the GPU gives the CPU's outputs and gradients") {
       // Stride and groups; gelu keeps its pre-activation in the workspace.
       {"out_channels = 6\nkernel_size = 5\nstride = 2\npadding = 2\ngroups = 2\n"
        "activation = \"gelu\"",
-       {4, 13, 10}, 5},
+       {4, 13, 10},
+       5},
       // Dilation, stride larger than the kernel's step, no bias.
       {"out_channels = 9\nstride = 3\ndilation = 2\ngroups = 3\nbias = false\n"
        "activation = \"tanh\"",
-       {6, 15, 15}, 2},
+       {6, 15, 15},
+       2},
       {"out_channels = 4\nkernel_size = 4\nstride = 2\npadding = 3\ndilation = 3\n"
        "activation = \"sigmoid\"",
-       {2, 11, 8}, 3},
+       {2, 11, 8},
+       3},
       // One sample; a 1x1 kernel at stride 2.
       {"out_channels = 8\nkernel_size = 5", {1, 28, 28}, 1},
       {"out_channels = 7\nkernel_size = 1\nstride = 2", {5, 9, 6}, 6},

@@ -31,13 +31,15 @@ TEST_CASE("cross_entropy on the GPU gives the CPU's sums and gradients") {
   rt::throw_if_failed(vt.create(rt::host_api(), bound.get(), &prediction_shape, &target, &self),
                       "create");
   Tensor z({n, c}), labels({n}, DLDataType{kDLInt, 32, 1}), dz({n, c});
-  for (int64_t i = 0; i < z.numel(); ++i) z.f()[i] = 4.0f * graft_random_uniform(4, 1, uint64_t(i)) - 2.0f;
+  for (int64_t i = 0; i < z.numel(); ++i)
+    z.f()[i] = 4.0f * graft_random_uniform(4, 1, uint64_t(i)) - 2.0f;
   for (int64_t i = 0; i < n; ++i) labels.i()[i] = int32_t(i % c);
   Gpu gz(z), glabels(labels), gdz(dz);
   const graft_exec_ctx cpu_ctx = graft::test::cpu_ctx();
   const graft_exec_ctx gpu_ctx = graft::gpu_test::gpu_context();
   double cpu_loss = 0, gpu_loss = 0, cpu_hits = 0, gpu_hits = 0;
-  rt::throw_if_failed(vt.forward(self, &cpu_ctx, z.get(), labels.get(), &cpu_loss, &cpu_hits), "cpu");
+  rt::throw_if_failed(vt.forward(self, &cpu_ctx, z.get(), labels.get(), &cpu_loss, &cpu_hits),
+                      "cpu");
   rt::throw_if_failed(vt.forward(self, &gpu_ctx, &gz.tensor, &glabels.tensor, &gpu_loss, &gpu_hits),
                       "gpu");
   CHECK(gpu_loss == doctest::Approx(cpu_loss).epsilon(1e-6));
@@ -62,8 +64,7 @@ TEST_CASE("mse, mae and bce_with_logits on the GPU give the CPU's sums and gradi
     for (const int64_t e : {1, 7, 300}) {
       CAPTURE(name);
       CAPTURE(e);
-      const rt::PluginRecord& record =
-          graft::test::builtin_registry().get(GRAFT_KIND_LOSS, name);
+      const rt::PluginRecord& record = graft::test::builtin_registry().get(GRAFT_KIND_LOSS, name);
       REQUIRE((record.entry->flags & GRAFT_ENTRY_HAS_CUDA) != 0);
       const bool bce = std::string(name) == "bce_with_logits";
       graft::test::LossUnderTest cpu(record, "", {e}, graft::test::float_targets({e}), 70);
@@ -73,8 +74,8 @@ TEST_CASE("mse, mae and bce_with_logits on the GPU give the CPU's sums and gradi
         const float u = graft_random_uniform(5, 2, uint64_t(i));
         // bce: targets in [0, 1], a third of them exactly 0 or 1; mae: every fifth target equal
         // to its prediction, where the gradient is 0.
-        cpu.target.f()[i] = bce ? (i % 3 == 0 ? float(i % 2) : u)
-                                : (i % 5 == 0 ? p[i] : 4.0f * u - 2.0f);
+        cpu.target.f()[i] =
+            bce ? (i % 3 == 0 ? float(i % 2) : u) : (i % 5 == 0 ? p[i] : 4.0f * u - 2.0f);
       }
       Gpu prediction(cpu.prediction), target(cpu.target), dprediction(cpu.dprediction);
       const graft_exec_ctx gpu_ctx = graft::gpu_test::gpu_context();
@@ -84,12 +85,11 @@ TEST_CASE("mse, mae and bce_with_logits on the GPU give the CPU's sums and gradi
       const graft_shape prediction_shape{1, {e}};
       const graft_target_info target_info = graft::test::float_targets({e});
       void* self = nullptr;
-      rt::throw_if_failed(vt.create(rt::host_api(), bound.get(), &prediction_shape, &target_info,
-                                    &self),
-                          "create");
+      rt::throw_if_failed(
+          vt.create(rt::host_api(), bound.get(), &prediction_shape, &target_info, &self), "create");
       double gpu_loss = 0, gpu_accuracy = -1;
-      rt::throw_if_failed(vt.forward(self, &gpu_ctx, &prediction.tensor, &target.tensor,
-                                     &gpu_loss, bce ? &gpu_accuracy : nullptr),
+      rt::throw_if_failed(vt.forward(self, &gpu_ctx, &prediction.tensor, &target.tensor, &gpu_loss,
+                                     bce ? &gpu_accuracy : nullptr),
                           "gpu");
       CHECK(gpu_loss == doctest::Approx(cpu_loss).epsilon(1e-6));
       if (bce) CHECK(gpu_accuracy == cpu.metrics.at(0));

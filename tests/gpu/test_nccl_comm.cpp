@@ -53,7 +53,8 @@ void synchronize() { ok(rt::cuda_device()->synchronize(), "synchronize"); }
 
 TEST_CASE("a world of one: every collective on GPU tensors gives the inputs back") {
   REQUIRE(comm().size() == 1);
-  const Tensor x = filled(1000, [](int, int64_t i) { return float(i) * 0.5f - 7.0f; }, 0);
+  const Tensor x = filled(
+      1000, [](int, int64_t i) { return float(i) * 0.5f - 7.0f; }, 0);
   for (graft_reduce_op op : {GRAFT_REDUCE_SUM, GRAFT_REDUCE_AVG}) {
     Gpu t(x);
     comm().all_reduce(t.tensor, op, "values");
@@ -76,7 +77,9 @@ TEST_CASE("a world of one: every collective on GPU tensors gives the inputs back
 }
 
 TEST_CASE("host tensors and all_reduce_f64 go to the host communicator unchanged") {
-  Tensor x = filled(4, [](int, int64_t i) { return float(i); }, 0), want = x;
+  Tensor x = filled(
+             4, [](int, int64_t i) { return float(i); }, 0),
+         want = x;
   comm().all_reduce(*x.get(), GRAFT_REDUCE_SUM, "host values");
   comm().all_reduce_start(*x.get(), GRAFT_REDUCE_AVG, "host bucket")->wait();
   comm().broadcast(*x.get(), 0, "host weights");
@@ -88,7 +91,8 @@ TEST_CASE("host tensors and all_reduce_f64 go to the host communicator unchanged
 }
 
 TEST_CASE("misuse is a UserError naming the call") {
-  Gpu t(filled(8, [](int, int64_t) { return 1.0f; }, 0));
+  Gpu t(filled(
+      8, [](int, int64_t) { return 1.0f; }, 0));
   Tensor host({8});
   Gpu ints(Tensor({8}, DLDataType{kDLInt, 32, 1}));
   CHECK_THROWS_WITH_AS(comm().send(t.tensor, 0, 0, "self"),
@@ -112,7 +116,8 @@ TEST_CASE("NCCL waits for the compute stream's work, and the compute stream for 
   // Were NCCL not to wait for the fill, it would gather zeros; were the copy below (on the
   // compute stream) not to wait for NCCL, it would read `out` before the gather wrote it.
   comm().all_gather(in.tensor, out.tensor, "after the fill");
-  check_equal(out.host(), filled(1 << 20, [](int, int64_t) { return 7.0f; }, 0));
+  check_equal(out.host(), filled(
+                              1 << 20, [](int, int64_t) { return 7.0f; }, 0));
 }
 
 TEST_CASE("all_reduce_start returns before the GPU is done; wait() orders what follows") {
@@ -133,14 +138,16 @@ TEST_CASE("all_reduce_start returns before the GPU is done; wait() orders what f
   const double total = since(begin);
   MESSAGE("all_reduce_start took " << start_seconds * 1e3 << " ms of " << total * 1e3 << " ms");
   CHECK(start_seconds < 0.25 * total);
-  check_equal(got, filled(1 << 20, [](int, int64_t) { return 3.0f; }, 0));
+  check_equal(got, filled(
+                       1 << 20, [](int, int64_t) { return 3.0f; }, 0));
 }
 
 TEST_CASE("split gives a communicator of one that works the same") {
   rt::Communicator& child = comm().split(0, 0);
   CHECK(child.rank() == 0);
   CHECK(child.size() == 1);
-  const Tensor x = filled(64, [](int, int64_t i) { return float(i); }, 0);
+  const Tensor x = filled(
+      64, [](int, int64_t i) { return float(i); }, 0);
   Gpu t(x);
   child.all_reduce(t.tensor, GRAFT_REDUCE_AVG, "on the split");
   check_equal(t.host(), x);
@@ -158,8 +165,8 @@ TEST_CASE("a warmed-up all_reduce_start / wait loop allocates nothing") {
   const graft_exec_ctx ctx = graft::gpu_test::gpu_context();
   auto step = [&] {
     ok(rt::host_api()->fill(&ctx, &t.tensor, 1.0f), "fill");
-    std::unique_ptr<rt::CommRequest> bucket = comm().all_reduce_start(t.tensor, GRAFT_REDUCE_AVG,
-                                                                      "bucket");
+    std::unique_ptr<rt::CommRequest> bucket =
+        comm().all_reduce_start(t.tensor, GRAFT_REDUCE_AVG, "bucket");
     comm().all_reduce(t.tensor, GRAFT_REDUCE_SUM, "blocking");
     bucket->wait();
     bucket.reset();
@@ -173,8 +180,9 @@ TEST_CASE("a warmed-up all_reduce_start / wait loop allocates nothing") {
 
 int main(int argc, char** argv) {
   if (!rt::nccl_built()) {
-    std::printf("skipped: this build has no NCCL communicator (NCCL was not found when it was "
-                "configured)\n");
+    std::printf(
+        "skipped: this build has no NCCL communicator (NCCL was not found when it was "
+        "configured)\n");
     return 77;
   }
   try {

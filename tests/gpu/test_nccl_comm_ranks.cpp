@@ -149,18 +149,22 @@ TEST_CASE("all_reduce and started all-reduces across ranks: sums and averages") 
 TEST_CASE("broadcast from every root, all_gather and reduce_scatter") {
   const int r = comm().rank(), n = comm().size();
   for (int root = 0; root < n; ++root) {
-    Gpu t(filled(300, [](int rank, int64_t i) { return float(rank * 1000 + i); }, r));
+    Gpu t(filled(
+        300, [](int rank, int64_t i) { return float(rank * 1000 + i); }, r));
     comm().broadcast(t.tensor, root, "weights");
-    check_equal(t.host(), filled(300, [](int rank, int64_t i) { return float(rank * 1000 + i); },
-                                 root));
+    check_equal(t.host(),
+                filled(
+                    300, [](int rank, int64_t i) { return float(rank * 1000 + i); }, root));
   }
-  Gpu in(filled(3, [](int rank, int64_t i) { return float(rank * 10 + i); }, r));
+  Gpu in(filled(
+      3, [](int rank, int64_t i) { return float(rank * 10 + i); }, r));
   Gpu out(Tensor({3 * n}));
   comm().all_gather(in.tensor, out.tensor, "parts");
   // Part k / 3 came from rank k / 3: its values k / 3 * 10 + 0, 1, 2.
-  check_equal(out.host(),
-              filled(3 * n, [](int, int64_t k) { return float(k / 3 * 10 + k % 3); }, 0));
-  Gpu whole(filled(2 * n, [](int rank, int64_t j) { return float((rank + 1) * (j + 1)); }, r));
+  check_equal(out.host(), filled(
+                              3 * n, [](int, int64_t k) { return float(k / 3 * 10 + k % 3); }, 0));
+  Gpu whole(filled(
+      2 * n, [](int rank, int64_t j) { return float((rank + 1) * (j + 1)); }, r));
   Gpu part(Tensor({2}));
   comm().reduce_scatter(whole.tensor, part.tensor, GRAFT_REDUCE_SUM, "gradient parts");
   const float ranks_sum = float(n * (n + 1)) / 2.0f;
@@ -171,7 +175,7 @@ TEST_CASE("broadcast from every root, all_gather and reduce_scatter") {
 
 TEST_CASE("pairs send and receive both ways at once (1F1B), beyond NCCL's buffers") {
   const int r = comm().rank(), n = comm().size(), partner = r ^ 1;
-  if (partner >= n) return;  // the last of an odd world
+  if (partner >= n) return;                      // the last of an odd world
   constexpr int64_t kFloats = int64_t(8) << 20;  // 32 MiB each way
   auto value = [](int rank, int64_t i) { return float(rank * 7 + i % 1000); };
   Gpu mine(filled(kFloats, value, r)), theirs(Tensor({kFloats}));
@@ -191,7 +195,8 @@ TEST_CASE("pairs send and receive both ways at once (1F1B), beyond NCCL's buffer
 TEST_CASE("split: by parity, and a copy of the world in reverse order") {
   const int r = comm().rank(), n = comm().size();
   rt::Communicator& same_parity = comm().split(r % 2, r);
-  Gpu t(filled(16, [](int rank, int64_t) { return float(rank + 1); }, r));
+  Gpu t(filled(
+      16, [](int rank, int64_t) { return float(rank + 1); }, r));
   same_parity.all_reduce(t.tensor, GRAFT_REDUCE_SUM, "parity");
   Tensor want({16});
   float sum = 0;
@@ -211,7 +216,8 @@ TEST_CASE("host tensors and all_reduce_f64 go to MPI") {
   double values[1] = {double(r)};
   comm().all_reduce_f64(values, 1, GRAFT_REDUCE_SUM, "rank sum");
   CHECK(values[0] == n * (n - 1) / 2.0);
-  Tensor host = filled(3, [](int rank, int64_t) { return float(rank); }, r);
+  Tensor host = filled(
+      3, [](int rank, int64_t) { return float(rank); }, r);
   comm().all_reduce(*host.get(), GRAFT_REDUCE_SUM, "host tensor");
   CHECK(host.f()[0] == float(n * (n - 1) / 2));
 }

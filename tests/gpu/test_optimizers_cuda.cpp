@@ -29,7 +29,8 @@ TEST_CASE("optimizers on the GPU take the CPU's steps") {
     const auto& options = c.second;
     CAPTURE(name);
     CAPTURE(options);
-    const rt::PluginRecord& record = graft::test::builtin_registry().get(GRAFT_KIND_OPTIMIZER, name);
+    const rt::PluginRecord& record =
+        graft::test::builtin_registry().get(GRAFT_KIND_OPTIMIZER, name);
     REQUIRE((record.entry->flags & GRAFT_ENTRY_HAS_CUDA) != 0);
     const auto& vt = record.vtable<graft_optimizer_vtable>();
     const rt::BoundOptions bound = graft::test::options(GRAFT_KIND_OPTIMIZER, name, options);
@@ -54,10 +55,15 @@ TEST_CASE("optimizers on the GPU take the CPU's steps") {
       for (int64_t i = 0; i < n; ++i)
         grad.f()[i] = graft_random_uniform(9, uint64_t(1 + step), uint64_t(i)) - 0.5f;
       rt::throw_if_failed(rt::host_api()->copy(nullptr, grad.get(), &ggrad.tensor), "grad");
-      graft_param_update cpu_update{sizeof(graft_param_update), param.get(), grad.get(),
-                                    cpu_state.data(), 0.01f, step, 1};
-      graft_param_update gpu_update{sizeof(graft_param_update), &gparam.tensor, &ggrad.tensor,
-                                    gpu_state.data(), 0.01f, step, 1};
+      graft_param_update cpu_update{
+          sizeof(graft_param_update), param.get(), grad.get(), cpu_state.data(), 0.01f, step, 1};
+      graft_param_update gpu_update{sizeof(graft_param_update),
+                                    &gparam.tensor,
+                                    &ggrad.tensor,
+                                    gpu_state.data(),
+                                    0.01f,
+                                    step,
+                                    1};
       rt::throw_if_failed(vt.step(self, &cpu_ctx, &cpu_update), "cpu step");
       rt::throw_if_failed(vt.step(self, &gpu_ctx, &gpu_update), "gpu step");
     }

@@ -32,8 +32,8 @@ std::string dataset_options(const std::string& library, const fs::path& dir) {
     std::vector<uint8_t> pixels(6 * 4 * 4), labels{0, 1, 2, 3, 4, 5};
     for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i * 7);
     for (const char* split : {"train", "t10k"}) {
-      graft::test::write_idx_images(dir / (std::string(split) + "-images-idx3-ubyte.gz"), pixels,
-                                    6, 4, 4, true);
+      graft::test::write_idx_images(dir / (std::string(split) + "-images-idx3-ubyte.gz"), pixels, 6,
+                                    4, 4, true);
       graft::test::write_idx_labels(dir / (std::string(split) + "-labels-idx1-ubyte.gz"), labels,
                                     true);
     }
@@ -176,7 +176,8 @@ TEST_CASE("check-plugin reports an ABI mismatch as a FAIL with the loader's reas
   CHECK(failed[0].find("rebuild the plugin") != std::string::npos);
 }
 
-TEST_CASE("check-plugin reports a forward that throws, with the plugin's name, and does not crash") {
+TEST_CASE(
+    "check-plugin reports a forward that throws, with the plugin's name, and does not crash") {
   auto r = run_graft("check-plugin " + fixture("throws"));
   CHECK(r.exit_code == 1);  // not 128 + a signal
   auto failed = lines_starting(r.output, "FAIL  layer bad_throws");

@@ -84,8 +84,8 @@ TEST_CASE("csv_classification learns the iris species") {
 
 TEST_CASE("validate prints the model and trains nothing") {
   fs::path out = graft::test::temp_dir("integration_validate");
-  auto r = run_graft("validate " + config_path("fashion_mlp.toml") + " --set run.output_dir=" +
-                     out.string());
+  auto r = run_graft("validate " + config_path("fashion_mlp.toml") +
+                     " --set run.output_dir=" + out.string());
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   CHECK(r.output.find("valid") != std::string::npos);
@@ -99,11 +99,12 @@ TEST_CASE("plugins --json lists every built-in plugin with its options") {
   REQUIRE(r.exit_code == 0);
   auto list = nlohmann::json::parse(r.output);
   std::set<std::string> names;
-  for (const auto& p : list) names.insert(p["kind"].get<std::string>() + "/" + p["name"].get<std::string>());
-  for (const char* n : {"layer/linear", "layer/dropout", "layer/flatten", "activation/relu",
-                        "activation/softmax", "loss/cross_entropy", "loss/bce_with_logits",
-                        "optimizer/adamw", "dataset/idx", "dataset/csv", "dataset/synthetic",
-                        "strategy/single"})
+  for (const auto& p : list)
+    names.insert(p["kind"].get<std::string>() + "/" + p["name"].get<std::string>());
+  for (const char* n :
+       {"layer/linear", "layer/dropout", "layer/flatten", "activation/relu", "activation/softmax",
+        "loss/cross_entropy", "loss/bce_with_logits", "optimizer/adamw", "dataset/idx",
+        "dataset/csv", "dataset/synthetic", "strategy/single"})
     CHECK(names.count(n) == 1);
   for (const auto& p : list)
     if (p["name"] == "linear") {

@@ -45,8 +45,8 @@ type = "mse"
 
 TEST_CASE("a typo in a plugin's key names file, line, column and the right key") {
   fs::path dir = graft::test::temp_dir("errors_typo");
-  fs::path file = write_config(dir, std::string(kSmallRun) +
-                                        "\n[optimizer]\ntype = \"sgd\"\nlr = 0.1\nmomentun = 0.9\n");
+  fs::path file = write_config(
+      dir, std::string(kSmallRun) + "\n[optimizer]\ntype = \"sgd\"\nlr = 0.1\nmomentun = 0.9\n");
   auto r = run_graft("train " + file.string() + " --set run.output_dir=" + dir.string());
   CHECK(r.exit_code == 2);
   CHECK(r.output.find(file.string() + ":27:1") != std::string::npos);
@@ -56,7 +56,8 @@ TEST_CASE("a typo in a plugin's key names file, line, column and the right key")
 
 TEST_CASE("a wrong type names the key and the expected type") {
   fs::path dir = graft::test::temp_dir("errors_type");
-  fs::path file = write_config(dir, std::string(kSmallRun) + "\n[optimizer]\ntype = \"sgd\"\nmomentum = \"high\"\n");
+  fs::path file = write_config(
+      dir, std::string(kSmallRun) + "\n[optimizer]\ntype = \"sgd\"\nmomentum = \"high\"\n");
   auto r = run_graft("validate " + file.string() + " --set run.output_dir=" + dir.string());
   CHECK(r.exit_code == 2);
   CHECK(r.output.find(file.string() + ":26:12") != std::string::npos);
@@ -98,8 +99,8 @@ TEST_CASE("a truncated data set names the file") {
     f.write(reinterpret_cast<const char*>(header), 8);
     f << std::string(100, '\1');
   }
-  auto r = run_graft("validate " + config_path("fashion_mlp.toml") + " --set data.path=" +
-                     data.string() + " --set run.output_dir=" + dir.string());
+  auto r = run_graft("validate " + config_path("fashion_mlp.toml") +
+                     " --set data.path=" + data.string() + " --set run.output_dir=" + dir.string());
   INFO(r.output);
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("train-images-idx3-ubyte") != std::string::npos);
@@ -125,8 +126,8 @@ TEST_CASE("a NaN loss stops training naming the step and the layer, keeping chec
   INFO(r.output);
   CHECK(r.exit_code == 1);
   CHECK(r.output.find("step ") != std::string::npos);
-  const bool names_value = r.output.find("NaN") != std::string::npos ||
-                           r.output.find("infinite") != std::string::npos;
+  const bool names_value =
+      r.output.find("NaN") != std::string::npos || r.output.find("infinite") != std::string::npos;
   CHECK(names_value);
   CHECK(r.output.find("layer") != std::string::npos);
   CHECK(r.output.find("optimizer.lr") != std::string::npos);
@@ -177,11 +178,10 @@ TEST_CASE("a damaged checkpoint is a clear error for eval") {
 TEST_CASE("a batch of a billion rows: validate reports its memory, train refuses it unallocated") {
   fs::path dir = graft::test::temp_dir("errors_huge_batch");
   // 4096 floats a row in the first layer alone: terabytes at this batch on any machine.
-  fs::path file = write_config(dir, std::string(kSmallRun) +
-                                        "\n[optimizer]\ntype = \"sgd\"\n");
-  const std::string common = file.string() + " --set data.batch_size=1000000000" +
-                             " --set model.layers.0.units=4096 --set run.output_dir=" +
-                             dir.string();
+  fs::path file = write_config(dir, std::string(kSmallRun) + "\n[optimizer]\ntype = \"sgd\"\n");
+  const std::string common =
+      file.string() + " --set data.batch_size=1000000000" +
+      " --set model.layers.0.units=4096 --set run.output_dir=" + dir.string();
   const auto start = std::chrono::steady_clock::now();
   auto v = run_graft("validate " + common);
   INFO(v.output);

@@ -33,7 +33,7 @@ TEST_CASE("fashion_cnn validates: every layer's shape, from (1, 28, 28) to 10 cl
   auto r = run_graft("validate " + config_path("fashion_cnn.toml"));
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
-  for (const char* shape : {"(32, 28, 28)", "(32, 14, 14)", "(64, 14, 14)", "(64, 7, 7)",
-                            "(3136,)", "(128,)", "(10,)"})
+  for (const char* shape :
+       {"(32, 28, 28)", "(32, 14, 14)", "(64, 14, 14)", "(64, 7, 7)", "(3136,)", "(128,)", "(10,)"})
     CHECK(r.output.find(shape) != std::string::npos);
 }

@@ -15,7 +15,8 @@ TEST_CASE("a run stopped at step 20 and resumed matches the uninterrupted run") 
   const std::string common = "train " + config_path("fashion_mlp.toml") +
                              " --set data.limit=1000 --set run.log_every=1 --set run.progress=none"
                              " --set optimizer.schedule.type=constant --set checkpoint.keep=100";
-  auto whole = run_graft(common + " --set run.epochs=3 --set run.output_dir=" + (out / "whole").string());
+  auto whole =
+      run_graft(common + " --set run.epochs=3 --set run.output_dir=" + (out / "whole").string());
   INFO(whole.output);
   REQUIRE(whole.exit_code == 0);
   const std::string split_dir = " --set run.output_dir=" + (out / "split").string();
@@ -23,7 +24,8 @@ TEST_CASE("a run stopped at step 20 and resumed matches the uninterrupted run") 
   INFO(first.output);
   REQUIRE(first.exit_code == 0);
   CHECK(fs::exists(out / "split" / "fashion_mlp" / "checkpoints" / "step_20.json"));
-  auto second = run_graft(common + " --set run.epochs=3 --set checkpoint.resume=latest" + split_dir);
+  auto second =
+      run_graft(common + " --set run.epochs=3 --set checkpoint.resume=latest" + split_dir);
   INFO(second.output);
   REQUIRE(second.exit_code == 0);
   CHECK(second.output.find("resumed from step 20") != std::string::npos);

@@ -75,8 +75,8 @@ fs::path write_config(const fs::path& dir) {
 }
 
 std::string train(const fs::path& dir, const std::string& sets) {
-  auto r = run_graft("train " + (dir / "run.toml").string() + " --set run.output_dir=" +
-                     (dir / "runs").string() + " " + sets);
+  auto r = run_graft("train " + (dir / "run.toml").string() +
+                     " --set run.output_dir=" + (dir / "runs").string() + " " + sets);
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   return r.output;
@@ -138,16 +138,19 @@ TEST_CASE("gradient accumulation reproduces the whole-batch run with a quarter o
   auto e1 = metric_events(dir / "runs" / "whole" / "metrics.jsonl", "eval");
   auto e4 = metric_events(dir / "runs" / "split" / "metrics.jsonl", "eval");
   REQUIRE(e1.size() == e4.size());
-  CHECK(e4.back()["loss"].get<double>() == doctest::Approx(e1.back()["loss"].get<double>()).epsilon(1e-4));
+  CHECK(e4.back()["loss"].get<double>() ==
+        doctest::Approx(e1.back()["loss"].get<double>()).epsilon(1e-4));
 
   // Buffers are planned for one micro-batch (8 rows) instead of 32.
-  auto v = run_graft("validate " + (dir / "run.toml").string() + " --set run.gradient_accumulation=4");
+  auto v =
+      run_graft("validate " + (dir / "run.toml").string() + " --set run.gradient_accumulation=4");
   INFO(v.output);
   CHECK(contains(v.output, "memory planned at batch 8 (batch 32 as 4 micro-batches)"));
-  auto too_many = run_graft("validate " + (dir / "run.toml").string() +
-                            " --set run.gradient_accumulation=33");
+  auto too_many =
+      run_graft("validate " + (dir / "run.toml").string() + " --set run.gradient_accumulation=33");
   CHECK(too_many.exit_code == 2);
-  CHECK(contains(too_many.output, "[run] gradient_accumulation: must not exceed data.batch_size (32)"));
+  CHECK(contains(too_many.output,
+                 "[run] gradient_accumulation: must not exceed data.batch_size (32)"));
 }
 
 TEST_CASE("early stopping ends the run after `patience` evaluations without improvement") {
@@ -158,10 +161,10 @@ TEST_CASE("early stopping ends the run after `patience` evaluations without impr
   for (const char* metric : {"loss", "accuracy"}) {
     CAPTURE(std::string(metric));
     const std::string name = std::string("stop_") + metric;
-    std::string output = train(dir, "--set run.name=" + name + " --set run.epochs=10" +
-                                        " --set run.eval_every=10 --set run.early_stopping.metric=" +
-                                        metric + " --set run.early_stopping.patience=2" +
-                                        " --set run.early_stopping.min_delta=5");
+    std::string output = train(
+        dir, "--set run.name=" + name + " --set run.epochs=10" +
+                 " --set run.eval_every=10 --set run.early_stopping.metric=" + metric +
+                 " --set run.early_stopping.patience=2" + " --set run.early_stopping.min_delta=5");
     INFO(output);
     auto evals = metric_events(dir / "runs" / name / "metrics.jsonl", "eval");
     REQUIRE(evals.size() == 3);
@@ -180,11 +183,13 @@ TEST_CASE("early stopping ends the run after `patience` evaluations without impr
   auto r = run_graft("validate " + (dir / "run.toml").string() +
                      " --set run.early_stopping.metric=accuracyy");
   CHECK(r.exit_code == 2);
-  CHECK(contains(r.output, "[run.early_stopping] metric: 'accuracyy' is not reported by loss "
-                           "'cross_entropy' (did you mean 'accuracy'?); available: loss, accuracy"));
+  CHECK(contains(r.output,
+                 "[run.early_stopping] metric: 'accuracyy' is not reported by loss "
+                 "'cross_entropy' (did you mean 'accuracy'?); available: loss, accuracy"));
   // With ordinary settings and a long run, it stops before the end once accuracy stalls.
-  std::string output = train(dir, "--set run.name=stall --set run.epochs=40 --set run.eval_every=16" +
-                                  std::string(" --set run.early_stopping.metric=accuracy"));
+  std::string output =
+      train(dir, "--set run.name=stall --set run.epochs=40 --set run.eval_every=16" +
+                     std::string(" --set run.early_stopping.metric=accuracy"));
   INFO(output);
   auto evals = metric_events(dir / "runs" / "stall" / "metrics.jsonl", "eval");
   CHECK(evals.size() < 40);
@@ -196,10 +201,11 @@ TEST_CASE("a resumed run counts the evaluations before its checkpoint towards ea
   write_config(dir);
   // As above the best is the first evaluation (step 10) and the run stops at step 30; here it
   // is interrupted at step 20 (one evaluation without improvement) and resumed.
-  const std::string stopping = " --set run.name=resumed --set run.eval_every=10 --set run.epochs=0"
-                               " --set run.early_stopping.patience=2"
-                               " --set run.early_stopping.min_delta=5"
-                               " --set checkpoint.every=10";
+  const std::string stopping =
+      " --set run.name=resumed --set run.eval_every=10 --set run.epochs=0"
+      " --set run.early_stopping.patience=2"
+      " --set run.early_stopping.min_delta=5"
+      " --set checkpoint.every=10";
   train(dir, stopping + " --set run.steps=20");
   const fs::path metrics = dir / "runs" / "resumed" / "metrics.jsonl";
   REQUIRE(metric_events(metrics, "eval").size() == 2);
@@ -209,7 +215,8 @@ TEST_CASE("a resumed run counts the evaluations before its checkpoint towards ea
   REQUIRE(evals.size() == 3);  // without the replay it would run on to step 50
   CHECK(evals.back()["step"] == 30);
   char best[48];
-  std::snprintf(best, sizeof best, "best loss %.4f at step 10", evals.front()["loss"].get<double>());
+  std::snprintf(best, sizeof best, "best loss %.4f at step 10",
+                evals.front()["loss"].get<double>());
   CHECK(contains(output, "early stopping at step 30"));
   CHECK(contains(output, best));
   // Resuming the stopped run again trains nothing and says why.

@@ -23,8 +23,8 @@ const PluginRecord& layer(const std::string& name) {
 }
 
 // y = f(x) for the listed x, through the plugin.
-std::vector<float> apply(const std::string& name, const std::string& options,
-                         std::vector<float> x, std::vector<int64_t> shape = {}) {
+std::vector<float> apply(const std::string& name, const std::string& options, std::vector<float> x,
+                         std::vector<int64_t> shape = {}) {
   if (shape.empty()) shape = {1, static_cast<int64_t>(x.size())};
   ActivationUnderTest a(activation(name), options, shape);
   std::copy(x.begin(), x.end(), a.x.f());
@@ -111,8 +111,7 @@ TEST_CASE("activations: linear's fused activation equals linear then the activat
     const std::string fused_options = slope + "units = 4\nactivation = \"" + name + "\"";
     LayerUnderTest fused(layer("linear"), fused_options, {d}, n);
     LayerUnderTest plain(layer("linear"), "units = 4", {d}, n);
-    ActivationUnderTest act(activation(name), name == "leaky_relu" ? slope : "",
-                            {n, h});
+    ActivationUnderTest act(activation(name), name == "leaky_relu" ? slope : "", {n, h});
     std::mt19937 rng(9);
     std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
     for (int64_t i = 0; i < fused.x.numel(); ++i) fused.x.f()[i] = uniform(rng);

@@ -113,13 +113,13 @@ void check_against_direct(const ConvCase& cc, int64_t batch) {
           if (cc.bias) y[at] = l.params[1].f()[o];
           db[o] += l.dy.f()[at];
         }
-  for_each_product(cc, batch, [&](int64_t n, int64_t o, int64_t oh, int64_t ow, int64_t xi,
-                                  int64_t wi) {
-    const int64_t at = output_index(cc, n, o, oh, ow);
-    y[at] += double(l.x.f()[xi]) * l.params[0].f()[wi];
-    dx[xi] += double(l.dy.f()[at]) * l.params[0].f()[wi];
-    dw[wi] += double(l.dy.f()[at]) * l.x.f()[xi];
-  });
+  for_each_product(cc, batch,
+                   [&](int64_t n, int64_t o, int64_t oh, int64_t ow, int64_t xi, int64_t wi) {
+                     const int64_t at = output_index(cc, n, o, oh, ow);
+                     y[at] += double(l.x.f()[xi]) * l.params[0].f()[wi];
+                     dx[xi] += double(l.dy.f()[at]) * l.params[0].f()[wi];
+                     dw[wi] += double(l.dy.f()[at]) * l.x.f()[xi];
+                   });
   CHECK(relative_difference(l.y.f(), y) < 1e-5);
   CHECK(relative_difference(l.dx.f(), dx) < 1e-5);
   CHECK(relative_difference(l.grads[0].f(), dw) < 1e-5);
@@ -130,12 +130,12 @@ void check_against_direct(const ConvCase& cc, int64_t batch) {
 
 TEST_CASE("conv2d: gradients over stride, padding, dilation, groups and bias") {
   const ConvCase cases[] = {
-      {2, 5, 5, 3, 3},                              // plain 3x3
-      {2, 7, 6, 3, 3, 2, 1},                        // stride 2, padding 1, not square
-      {2, 7, 7, 2, 3, 1, 2, 2},                     // dilation 2
-      {4, 5, 5, 6, 3, 1, 1, 1, 2},                  // groups 2
-      {3, 6, 6, 3, 2, 1, 0, 1, 3, false},           // depthwise, no bias, even kernel
-      {1, 4, 4, 2, 1, 3},                           // 1x1 kernel, stride 3
+      {2, 5, 5, 3, 3},                     // plain 3x3
+      {2, 7, 6, 3, 3, 2, 1},               // stride 2, padding 1, not square
+      {2, 7, 7, 2, 3, 1, 2, 2},            // dilation 2
+      {4, 5, 5, 6, 3, 1, 1, 1, 2},         // groups 2
+      {3, 6, 6, 3, 2, 1, 0, 1, 3, false},  // depthwise, no bias, even kernel
+      {1, 4, 4, 2, 1, 3},                  // 1x1 kernel, stride 3
   };
   for (const ConvCase& cc : cases) {
     CAPTURE(cc.toml());
@@ -148,10 +148,10 @@ TEST_CASE("conv2d: gradients over stride, padding, dilation, groups and bias") {
 
 TEST_CASE("conv2d: Winograd gradients over padding, odd sizes, groups and bias") {
   const ConvCase cases[] = {
-      {2, 5, 5, 3, 3},                             // odd output: the last tiles are cut
-      {3, 6, 7, 2, 3, 1, 1},                       // padding 1, not square
-      {2, 4, 4, 2, 3, 1, 2},                       // padding 2
-      {4, 5, 6, 6, 3, 1, 1, 1, 2, false},          // groups 2, no bias
+      {2, 5, 5, 3, 3},                     // odd output: the last tiles are cut
+      {3, 6, 7, 2, 3, 1, 1},               // padding 1, not square
+      {2, 4, 4, 2, 3, 1, 2},               // padding 2
+      {4, 5, 6, 6, 3, 1, 1, 1, 2, false},  // groups 2, no bias
   };
   for (ConvCase cc : cases) {
     cc.algorithm = "winograd";
@@ -166,11 +166,11 @@ TEST_CASE("conv2d: gradients with every fused activation, on both algorithms") {
     for (const std::string activation : {"relu", "leaky_relu", "sigmoid", "tanh", "gelu"}) {
       CAPTURE(algorithm);
       CAPTURE(activation);
-      GradientReport report = check_layer(
-          layer("conv2d"),
-          "out_channels = 3\npadding = 1\nslope = 0.2\nactivation = \"" + activation +
-              "\"\nalgorithm = \"" + algorithm + "\"",
-          {2, 4, 5});
+      GradientReport report =
+          check_layer(layer("conv2d"),
+                      "out_channels = 3\npadding = 1\nslope = 0.2\nactivation = \"" + activation +
+                          "\"\nalgorithm = \"" + algorithm + "\"",
+                      {2, 4, 5});
       CHECK_MESSAGE(report.ok, report.summary());
     }
 }
@@ -192,9 +192,12 @@ TEST_CASE("conv2d: Winograd forward and backward match a direct convolution") {
   // input (one tile) and the gradient check's first shape over 4 samples: the shapes the GCC
   // sanitizer build crashed on in gather_input (winograd_tiles.hpp says why).
   const std::pair<ConvCase, int64_t> cases[] = {
-      {{3, 9, 8, 4, 3, 1, 1}, 2},       {{4, 7, 7, 6, 3, 1, 0, 1, 2}, 3},
-      {{2, 5, 6, 3, 3, 1, 2, 1, 1, false}, 2}, {{32, 14, 14, 64, 3, 1, 1}, 3},
-      {{8, 40, 40, 64, 3, 1, 1}, 5},    {{1, 3, 3, 2, 3}, 1},
+      {{3, 9, 8, 4, 3, 1, 1}, 2},
+      {{4, 7, 7, 6, 3, 1, 0, 1, 2}, 3},
+      {{2, 5, 6, 3, 3, 1, 2, 1, 1, false}, 2},
+      {{32, 14, 14, 64, 3, 1, 1}, 3},
+      {{8, 40, 40, 64, 3, 1, 1}, 5},
+      {{1, 3, 3, 2, 3}, 1},
       {{2, 5, 5, 3, 3}, 4},
   };
   for (auto [cc, batch] : cases) {
@@ -242,10 +245,10 @@ TEST_CASE("conv2d: forward and backward give the same bits every time, on both a
   // fashion_cnn's conv2 at batch 45 spans chunks of 20 + 20 + 5 samples on either path.
   for (const std::string algorithm : {"im2col", "winograd"}) {
     CAPTURE(algorithm);
-    LayerUnderTest l(layer("conv2d"),
-                     "out_channels = 64\npadding = 1\nactivation = \"relu\"\nalgorithm = \"" +
-                         algorithm + "\"",
-                     {32, 14, 14}, 45);
+    LayerUnderTest l(
+        layer("conv2d"),
+        "out_channels = 64\npadding = 1\nactivation = \"relu\"\nalgorithm = \"" + algorithm + "\"",
+        {32, 14, 14}, 45);
     std::mt19937 rng(2);
     fill_uniform(l.x, rng);
     for (Tensor& p : l.params) fill_uniform(p, rng);
@@ -261,8 +264,8 @@ TEST_CASE("conv2d: forward and backward give the same bits every time, on both a
     CHECK(differing(l.dx, first_dx) == 0);
     Tensor twice = first_dw;
     for (int64_t i = 0; i < twice.numel(); ++i) twice.f()[i] *= 2.0f;
-    CHECK(relative_difference(l.grads[0].f(), std::vector<double>(twice.f(), twice.f() +
-                                                                   twice.numel())) < 1e-6);
+    CHECK(relative_difference(l.grads[0].f(),
+                              std::vector<double>(twice.f(), twice.f() + twice.numel())) < 1e-6);
     // Forward after backward, and in evaluation mode, gives the first bits.
     for (bool training : {true, false}) {
       l.forward(cpu_ctx(training));

@@ -40,7 +40,12 @@ const Geometry kGeometries[] = {
 };
 
 Lowering lowering(const Geometry& g) {
-  return Lowering{g.c, g.h, g.w, g.k, g.o, Axis{g.h, g.k, g.stride, g.padding, g.dilation},
+  return Lowering{g.c,
+                  g.h,
+                  g.w,
+                  g.k,
+                  g.o,
+                  Axis{g.h, g.k, g.stride, g.padding, g.dilation},
                   Axis{g.w, g.k, g.stride, g.padding, g.dilation}};
 }
 

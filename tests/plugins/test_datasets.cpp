@@ -14,8 +14,8 @@
 namespace fs = std::filesystem;
 using graft::runtime::DatasetInstance;
 using graft::runtime::UserError;
-using graft::test::Tensor;
 using graft::test::has;
+using graft::test::Tensor;
 using graft::test::user_error;
 
 namespace {

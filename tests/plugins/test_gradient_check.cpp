@@ -23,8 +23,8 @@ class ScaleLayer : public graft::Layer {
   std::vector<graft::Param> parameters() const override {
     return {graft::Param{"weight", graft::Shape{features_}, GRAFT_INIT_ONES, 1, 1, 1.0f, false}};
   }
-  void forward(const graft::Context&, const DLTensor* const* params, const DLTensor& x,
-               DLTensor& y, DLTensor*) override {
+  void forward(const graft::Context&, const DLTensor* const* params, const DLTensor& x, DLTensor& y,
+               DLTensor*) override {
     const float* w = graft::f32(*params[0]);
     for (int64_t e = 0; e < graft::numel(x); ++e)
       graft::f32(y)[e] = graft::f32(x)[e] * w[e % features_];
@@ -51,8 +51,14 @@ class ScaleLayer : public graft::Layer {
 // A registry record for a layer class compiled into this test, as the loader would make it.
 template <class T>
 struct TestPlugin {
-  graft_plugin_entry entry{sizeof(graft_plugin_entry), GRAFT_KIND_LAYER, "scale", "test layer",
-                           0, nullptr, graft::detail::LayerAdapter<T>::vtable(), 0};
+  graft_plugin_entry entry{sizeof(graft_plugin_entry),
+                           GRAFT_KIND_LAYER,
+                           "scale",
+                           "test layer",
+                           0,
+                           nullptr,
+                           graft::detail::LayerAdapter<T>::vtable(),
+                           0};
   graft::runtime::PluginRecord record{GRAFT_KIND_LAYER, "scale", "test", nullptr, &entry};
 };
 

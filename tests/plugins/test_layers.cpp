@@ -79,8 +79,10 @@ TEST_CASE("linear: parameters, output shape and workspace") {
   CHECK(d.params[1].is_bias_or_norm == 1);
   CHECK(d.workspace_per_sample == 0);
 
-  LayerUnderTest fused(layer("linear"), "units = 5\nbias = false\nactivation = \"gelu\"\n"
-                                        "init = \"xavier_uniform\"", {7}, 2);
+  LayerUnderTest fused(layer("linear"),
+                       "units = 5\nbias = false\nactivation = \"gelu\"\n"
+                       "init = \"xavier_uniform\"",
+                       {7}, 2);
   REQUIRE(fused.desc().n_params == 1);
   CHECK(fused.desc().params[0].init == GRAFT_INIT_XAVIER_UNIFORM);
   CHECK(fused.desc().workspace_per_sample == 5);

@@ -28,8 +28,8 @@ struct Part {
     graft_shape shape{static_cast<int32_t>(input.size()), {}};
     for (size_t d = 0; d < input.size(); ++d) shape.dims[d] = input[d];
     const auto bound = bind_text(linear(), options);
-    graft::runtime::throw_if_failed(vt->create(graft::runtime::host_api(), bound.get(), &shape, &self),
-                                    "create");
+    graft::runtime::throw_if_failed(
+        vt->create(graft::runtime::host_api(), bound.get(), &shape, &self), "create");
     if (mode != GRAFT_SHARD_NONE)
       graft::runtime::throw_if_failed(vt->shard(self, mode, index, count), "linear shard");
     desc.struct_size = sizeof desc;
@@ -54,12 +54,11 @@ struct Part {
     for (auto& t : grads) g.push_back(t.get());
     graft_exec_ctx ctx = cpu_ctx(true);
     ctx.global_batch = rows;
-    graft::runtime::throw_if_failed(vt->forward(self, &ctx, p.data(), x.get(), y.get(), workspace.get()),
-                                    "forward");
     graft::runtime::throw_if_failed(
-        vt->backward(self, &ctx, p.data(), x.get(), y.get(), dy.get(), dx.get(), g.data(),
-                     workspace.get()),
-        "backward");
+        vt->forward(self, &ctx, p.data(), x.get(), y.get(), workspace.get()), "forward");
+    graft::runtime::throw_if_failed(vt->backward(self, &ctx, p.data(), x.get(), y.get(), dy.get(),
+                                                 dx.get(), g.data(), workspace.get()),
+                                    "backward");
   }
 
   const graft_layer_vtable* vt;
@@ -110,11 +109,12 @@ TEST_CASE("linear COLUMN parts compute their slice of the output and of every gr
       CHECK(w.shape.dims[0] == D);
       CHECK(w.shape.dims[1] == h);
       CHECK(w.shard_axis == 1);
-      CHECK(w.fan_in == D);   // the whole layer's fans: init must not depend on the layout
+      CHECK(w.fan_in == D);  // the whole layer's fans: init must not depend on the layout
       CHECK(w.fan_out == H);
       CHECK(part.desc.params[1].shard_axis == 0);
       for (int64_t d = 0; d < D; ++d)
-        for (int64_t c = 0; c < h; ++c) part.params[0].f()[d * h + c] = at(whole.params[0], d, i * h + c);
+        for (int64_t c = 0; c < h; ++c)
+          part.params[0].f()[d * h + c] = at(whole.params[0], d, i * h + c);
       for (int64_t c = 0; c < h; ++c) part.params[1].f()[c] = whole.params[1].f()[i * h + c];
       Tensor py({N, h}), pdy({N, h}), pdx({N, D});
       for (int64_t r = 0; r < N; ++r)
@@ -123,8 +123,10 @@ TEST_CASE("linear COLUMN parts compute their slice of the output and of every gr
       for (int64_t r = 0; r < N; ++r)
         for (int64_t c = 0; c < h; ++c) check_close(at(py, r, c), at(y, r, i * h + c));
       for (int64_t d = 0; d < D; ++d)
-        for (int64_t c = 0; c < h; ++c) check_close(at(part.grads[0], d, c), at(whole.grads[0], d, i * h + c));
-      for (int64_t c = 0; c < h; ++c) check_close(part.grads[1].f()[c], whole.grads[1].f()[i * h + c]);
+        for (int64_t c = 0; c < h; ++c)
+          check_close(at(part.grads[0], d, c), at(whole.grads[0], d, i * h + c));
+      for (int64_t c = 0; c < h; ++c)
+        check_close(part.grads[1].f()[c], whole.grads[1].f()[i * h + c]);
       for (int64_t k = 0; k < N * D; ++k) dx_sum[size_t(k)] += pdx.f()[k];
     }
     // The parts' input gradients are partial sums: their sum is the whole layer's.
@@ -158,7 +160,8 @@ TEST_CASE("linear ROW parts yield partial sums with the bias once, and sliced gr
       CHECK(part.desc.params[1].shard_axis == -1);  // the bias stays whole
       CHECK(part.desc.params[1].shape.dims[0] == H);
       // Rows i * d_part .. of the (D, H) weight are one contiguous run.
-      for (int64_t k = 0; k < d_part * H; ++k) part.params[0].f()[k] = whole.params[0].f()[i * d_part * H + k];
+      for (int64_t k = 0; k < d_part * H; ++k)
+        part.params[0].f()[k] = whole.params[0].f()[i * d_part * H + k];
       for (int64_t c = 0; c < H; ++c) part.params[1].f()[c] = whole.params[1].f()[c];
       Tensor px({N, d_part}), py({N, H}), pdx({N, d_part});
       for (int64_t r = 0; r < N; ++r)
@@ -166,7 +169,8 @@ TEST_CASE("linear ROW parts yield partial sums with the bias once, and sliced gr
       part.run(px, py, dy, pdx);
       for (int64_t k = 0; k < N * H; ++k) y_sum[size_t(k)] += py.f()[k];
       for (int64_t d = 0; d < d_part; ++d)
-        for (int64_t c = 0; c < H; ++c) check_close(at(part.grads[0], d, c), at(whole.grads[0], i * d_part + d, c));
+        for (int64_t c = 0; c < H; ++c)
+          check_close(at(part.grads[0], d, c), at(whole.grads[0], i * d_part + d, c));
       // Every part computes the whole bias gradient from the whole dy: replicas stay equal.
       for (int64_t c = 0; c < H; ++c) CHECK(part.grads[1].f()[c] == whole.grads[1].f()[c]);
       for (int64_t r = 0; r < N; ++r)
@@ -231,10 +235,11 @@ std::unique_ptr<Model> two_pairs(int32_t shards, int32_t index) {
     s.shards = shards;
     s.shard_index = index;
   }
-  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}}, DLDataType{kDLInt, 32, 1}, 3};
+  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}}, DLDataType{kDLInt, 32, 1},
+                           3};
   return std::make_unique<Model>(std::move(layers), choice(GRAFT_KIND_LOSS, "cross_entropy"),
-                                 choice(GRAFT_KIND_OPTIMIZER, "adam"),
-                                 graft_shape{1, {5}}, target, s);
+                                 choice(GRAFT_KIND_OPTIMIZER, "adam"), graft_shape{1, {5}}, target,
+                                 s);
 }
 
 // Each part's copy of a tensor made the sum of all (what an all-reduce leaves on every rank).
@@ -261,7 +266,8 @@ void check_slices(Model& whole, std::vector<std::unique_ptr<Model>>& parts, doub
       const float* part = parts[size_t(i)]->parameter_data() + p.offset;
       if (p.spec.shard_axis < 0) {
         REQUIRE(p.numel == w.numel);
-        for (size_t e = 0; e < w.numel; ++e) CHECK(part[e] == parts[0]->parameter_data()[parts[0]->parameters()[k].offset + e]);
+        for (size_t e = 0; e < w.numel; ++e)
+          CHECK(part[e] == parts[0]->parameter_data()[parts[0]->parameters()[k].offset + e]);
         std::copy(part, part + p.numel, gathered.begin());
         continue;
       }
@@ -276,7 +282,8 @@ void check_slices(Model& whole, std::vector<std::unique_ptr<Model>>& parts, doub
           gathered[size_t((o * count + i) * length * inner + j)] = part[o * length * inner + j];
     }
     for (size_t e = 0; e < w.numel; ++e)
-      CHECK(std::fabs(gathered[e] - all[e]) <= tolerance * std::max(1.0, std::fabs(double(all[e]))));
+      CHECK(std::fabs(gathered[e] - all[e]) <=
+            tolerance * std::max(1.0, std::fabs(double(all[e]))));
   }
 }
 
@@ -330,7 +337,8 @@ TEST_CASE("two model parts stepped side by side train exactly as the whole model
       dpreds.push_back(parts[i]->loss(ctx, *preds[i], *y.get(), got, true));
       CHECK(got.loss_sum == doctest::Approx(expected.loss_sum).epsilon(1e-6));
     }
-    for (size_t i = 0; i < 2; ++i) grads.push_back(parts[i]->backward(ctx, 3, 5, *dpreds[i], nullptr, nullptr));
+    for (size_t i = 0; i < 2; ++i)
+      grads.push_back(parts[i]->backward(ctx, 3, 5, *dpreds[i], nullptr, nullptr));
     sum_in_place(grads);
     for (size_t i = 0; i < 2; ++i) parts[i]->backward(ctx, 0, 3, *grads[i], nullptr, nullptr);
     for (auto& m : parts) m->optimizer_step(ctx);

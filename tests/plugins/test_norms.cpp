@@ -57,9 +57,9 @@ void check_normalised(const Tensor& x, const Tensor& y, const ChannelStatistics&
     for (int64_t k = 0; k < c; ++k)
       for (int64_t j = 0; j < s; ++j) {
         const int64_t e = (i * c + k) * s + j;
-        const double expected = (x.f()[e] - statistics.mean[k]) /
-                                    std::sqrt(statistics.variance[k] + 1e-5) * weight[k] +
-                                bias[k];
+        const double expected =
+            (x.f()[e] - statistics.mean[k]) / std::sqrt(statistics.variance[k] + 1e-5) * weight[k] +
+            bias[k];
         CHECK(y.f()[e] == doctest::Approx(expected).epsilon(1e-5));
       }
 }
@@ -67,16 +67,15 @@ void check_normalised(const Tensor& x, const Tensor& y, const ChannelStatistics&
 }  // namespace
 
 TEST_CASE("batch_norm: gradients in training through the batch statistics") {
-  for (const std::vector<int64_t>& shape :
-       {std::vector<int64_t>{3, 2, 3}, std::vector<int64_t>{5}})
+  for (const std::vector<int64_t>& shape : {std::vector<int64_t>{3, 2, 3}, std::vector<int64_t>{5}})
     for (const bool affine : {true, false}) {
       CAPTURE(shape.size());
       CAPTURE(affine);
       GradientSettings settings;
       settings.batch = 4;
       settings.input_scale = 2.0f;
-      GradientReport report = check_layer(layer("batch_norm"),
-                                          affine ? "" : "affine = false", shape, settings);
+      GradientReport report =
+          check_layer(layer("batch_norm"), affine ? "" : "affine = false", shape, settings);
       CHECK_MESSAGE(report.ok, report.summary());
       // dx, then weight and bias, then the running statistics (which have no gradient: 0 = 0).
       const int64_t features = shape.size() == 3 ? 18 : 5, channels = shape[0];
@@ -156,8 +155,8 @@ TEST_CASE("batch_norm: training forward normalises with the batch statistics") {
   fill_uniform(l.params[0], rng, 0.5f, 2.0f);
   fill_uniform(l.params[1], rng, -1.0f, 1.0f);
   l.forward(cpu_ctx(true));
-  check_normalised(l.x, l.y, channel_statistics(l.x, n, c, s), l.params[0].f(), l.params[1].f(),
-                   n, c, s);
+  check_normalised(l.x, l.y, channel_statistics(l.x, n, c, s), l.params[0].f(), l.params[1].f(), n,
+                   c, s);
 }
 
 TEST_CASE("batch_norm: running statistics follow PyTorch's formula over k steps") {
@@ -184,8 +183,8 @@ TEST_CASE("batch_norm: running statistics follow PyTorch's formula over k steps"
   // Evaluation normalises with them and leaves them as they are.
   fill_uniform(l.x, rng, -1.0f, 1.0f);
   l.forward(cpu_ctx(false));
-  check_normalised(l.x, l.y, ChannelStatistics{mean, variance}, l.params[0].f(), l.params[1].f(),
-                   n, d, 1);
+  check_normalised(l.x, l.y, ChannelStatistics{mean, variance}, l.params[0].f(), l.params[1].f(), n,
+                   d, 1);
   CHECK(l.params[2].f()[0] == doctest::Approx(mean[0]).epsilon(1e-6));
 }
 
@@ -197,11 +196,11 @@ TEST_CASE("batch_norm: train and eval differ, and both match torch 1.13") {
   set(l.params[0], {1.5f, -0.5f});
   set(l.params[1], {0.1f, 0.2f});
   set(l.params[3], {1.0f, 1.0f});  // running_var's init (running_mean's zeros are there)
-  const std::vector<float> torch_train = {0.011147767f, -1.2327834f, 1.0773745f, -0.61676407f,
-                                          0.26282799f,  0.45131201f, 0.36655667f, 2.4990101f,
+  const std::vector<float> torch_train = {0.011147767f, -1.2327834f, 1.0773745f,   -0.61676407f,
+                                          0.26282799f,  0.45131201f, 0.36655667f,  2.4990101f,
                                           -2.1213057f,  0.19999999f, -0.11414003f, 1.016764f};
-  const std::vector<float> torch_eval = {0.64794439f, -1.5438331f, 2.5266109f, -1.2817395f,
-                                         0.21066f,    0.53045988f, 1.2741665f, 5.0314994f,
+  const std::vector<float> torch_eval = {0.64794439f, -1.5438331f, 2.5266109f,   -1.2817395f,
+                                         0.21066f,    0.53045988f, 1.2741665f,   5.0314994f,
                                          -3.1093884f, 0.10406003f, -0.42893979f, 1.4898596f};
   l.forward(cpu_ctx(true));
   for (int64_t i = 0; i < 12; ++i)
@@ -307,10 +306,13 @@ TEST_CASE("batch_norm: between linear layers it fits what a plain MLP cannot (ba
 }
 
 TEST_CASE("layer_norm: gradients over all axes, the last one or two, with and without affine") {
-  struct Case { std::string options; std::vector<int64_t> shape; };
-  for (const Case& c : {Case{"", {2, 3, 4}}, Case{"normalized_dims = 1", {2, 3, 4}},
-                        Case{"normalized_dims = 2\nelementwise_affine = false", {2, 3, 4}},
-                        Case{"", {7}}}) {
+  struct Case {
+    std::string options;
+    std::vector<int64_t> shape;
+  };
+  for (const Case& c :
+       {Case{"", {2, 3, 4}}, Case{"normalized_dims = 1", {2, 3, 4}},
+        Case{"normalized_dims = 2\nelementwise_affine = false", {2, 3, 4}}, Case{"", {7}}}) {
     CAPTURE(c.options);
     GradientSettings settings;
     settings.input_scale = 2.0f;

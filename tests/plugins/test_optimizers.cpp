@@ -11,8 +11,8 @@
 
 namespace {
 
-using graft::test::Tensor;
 using graft::runtime::throw_if_failed;
+using graft::test::Tensor;
 
 constexpr int kElements = 4;  // every test parameter is shaped (2, 2)
 
@@ -58,8 +58,13 @@ class LoadedOptimizer {
     ctx.step = step - 1;
     slot.state_pointers.clear();
     for (Tensor& t : slot.state) slot.state_pointers.push_back(t.get());
-    graft_param_update update{sizeof(graft_param_update), slot.param.get(), slot.grad.get(),
-                              slot.state_pointers.data(), lr, step, decay ? 1 : 0};
+    graft_param_update update{sizeof(graft_param_update),
+                              slot.param.get(),
+                              slot.grad.get(),
+                              slot.state_pointers.data(),
+                              lr,
+                              step,
+                              decay ? 1 : 0};
     return vtable_->step(self_, &ctx, &update);
   }
   void step(Slot& slot, float lr, int64_t step, bool decay = true) {
@@ -109,8 +114,10 @@ void reference_adam(const Hyper& h, bool decoupled, Values& theta, const Values&
                     int t, Values& m, Values& v, Values& v_max) {
   for (size_t i = 0; i < theta.size(); ++i) {
     double g = grad[i];
-    if (decoupled) theta[i] -= lr * h.weight_decay * theta[i];
-    else g += h.weight_decay * theta[i];
+    if (decoupled)
+      theta[i] -= lr * h.weight_decay * theta[i];
+    else
+      g += h.weight_decay * theta[i];
     m[i] = h.beta1 * m[i] + (1 - h.beta1) * g;
     v[i] = h.beta2 * v[i] + (1 - h.beta2) * g * g;
     double m_hat = m[i] / (1 - std::pow(h.beta1, t));
@@ -164,44 +171,72 @@ struct Case {
 // printed "%.9g".
 const Case kCases[] = {
     {"sgd", "", {}, {0.488000005f, -1.16850019f, 1.79500008f, 0.0659999996f}},
-    {"sgd", "momentum = 0.9", {.momentum = 0.9},
+    {"sgd",
+     "momentum = 0.9",
+     {.momentum = 0.9},
      {0.497288048f, -1.0981921f, 1.62040007f, 0.0467903987f}},
-    {"sgd", "momentum = 0.9\ndampening = 0.1", {.momentum = 0.9, .dampening = 0.1},
+    {"sgd",
+     "momentum = 0.9\ndampening = 0.1",
+     {.momentum = 0.9, .dampening = 0.1},
      {0.49536404f, -1.09959209f, 1.62543201f, 0.0455503948f}},
-    {"sgd", "momentum = 0.9\nnesterov = true", {.momentum = 0.9, .nesterov = true},
+    {"sgd",
+     "momentum = 0.9\nnesterov = true",
+     {.momentum = 0.9, .nesterov = true},
      {0.485559195f, -1.07687283f, 1.45336008f, 0.0811113566f}},
-    {"sgd", "weight_decay = 0.1", {.weight_decay = 0.1},
+    {"sgd",
+     "weight_decay = 0.1",
+     {.weight_decay = 0.1},
      {0.475615203f, -1.13932693f, 1.747944f, 0.0652745888f}},
-    {"sgd", "momentum = 0.5\nnesterov = true\nweight_decay = 0.1",
+    {"sgd",
+     "momentum = 0.5\nnesterov = true\nweight_decay = 0.1",
      {.momentum = 0.5, .weight_decay = 0.1, .nesterov = true},
      {0.462320417f, -1.08712661f, 1.59313989f, 0.0771530941f}},
     {"adam", "", {}, {0.421028227f, -1.04763281f, 1.81914949f, 0.170934767f}},
-    {"adam", "weight_decay = 0.1", {.weight_decay = 0.1},
+    {"adam",
+     "weight_decay = 0.1",
+     {.weight_decay = 0.1},
      {0.390182197f, -1.01535892f, 1.8051585f, 0.137978584f}},
-    {"adam", "amsgrad = true", {.amsgrad = true},
+    {"adam",
+     "amsgrad = true",
+     {.amsgrad = true},
      {0.421028227f, -1.04763281f, 1.81914949f, 0.170918018f}},
-    {"adam", "beta2 = 0.5", {.beta2 = 0.5},
+    {"adam",
+     "beta2 = 0.5",
+     {.beta2 = 0.5},
      {0.418670237f, -1.04473484f, 1.80661571f, 0.176134303f}},
-    {"adam", "beta2 = 0.5\namsgrad = true", {.beta2 = 0.5, .amsgrad = true},
+    {"adam",
+     "beta2 = 0.5\namsgrad = true",
+     {.beta2 = 0.5, .amsgrad = true},
      {0.41862154f, -1.05508041f, 1.81946135f, 0.164119184f}},
-    {"adam", "beta1 = 0.5\nbeta2 = 0.9\neps = 1e-3\namsgrad = true\nweight_decay = 0.1",
+    {"adam",
+     "beta1 = 0.5\nbeta2 = 0.9\neps = 1e-3\namsgrad = true\nweight_decay = 0.1",
      {.weight_decay = 0.1, .beta1 = 0.5, .beta2 = 0.9, .eps = 1e-3, .amsgrad = true},
      {0.377627254f, -1.03684711f, 1.83027434f, 0.143230617f}},
-    {"adamw", "", {.weight_decay = 0.01},
-     {0.41990009f, -1.04480338f, 1.81435621f, 0.170686051f}},
-    {"adamw", "weight_decay = 0.1", {.weight_decay = 0.1},
+    {"adamw", "", {.weight_decay = 0.01}, {0.41990009f, -1.04480338f, 1.81435621f, 0.170686051f}},
+    {"adamw",
+     "weight_decay = 0.1",
+     {.weight_decay = 0.1},
      {0.40983817f, -1.01956499f, 1.77159715f, 0.168459803f}},
-    {"adamw", "amsgrad = true\nweight_decay = 0.5", {.weight_decay = 0.5, .amsgrad = true},
+    {"adamw",
+     "amsgrad = true\nweight_decay = 0.5",
+     {.weight_decay = 0.5, .amsgrad = true},
      {0.367070675f, -0.912237048f, 1.58970499f, 0.158812746f}},
     // RMSprop's first steps are large (sqrt of 1% of g^2 divides g), hence the distances.
     {"rmsprop", "", {}, {-0.48385182f, -0.412994951f, 0.695237696f, 1.51694036f}},
-    {"rmsprop", "momentum = 0.9", {.momentum = 0.9},
+    {"rmsprop",
+     "momentum = 0.9",
+     {.momentum = 0.9},
      {-1.00620079f, 0.909664035f, -0.541868567f, 1.99369764f}},
-    {"rmsprop", "centered = true", {.centered = true},
+    {"rmsprop",
+     "centered = true",
+     {.centered = true},
      {-0.488003433f, -0.40769124f, 0.687466383f, 1.52160525f}},
-    {"rmsprop", "weight_decay = 0.1\neps = 1e-3", {.weight_decay = 0.1, .eps = 1e-3},
+    {"rmsprop",
+     "weight_decay = 0.1\neps = 1e-3",
+     {.weight_decay = 0.1, .eps = 1e-3},
      {-0.382894278f, -0.336302012f, 0.673435807f, 0.702599823f}},
-    {"rmsprop", "alpha = 0.9\nmomentum = 0.5\ncentered = true\nweight_decay = 0.1",
+    {"rmsprop",
+     "alpha = 0.9\nmomentum = 0.5\ncentered = true\nweight_decay = 0.1",
      {.momentum = 0.5, .weight_decay = 0.1, .alpha = 0.9, .centered = true},
      {0.0629622713f, -0.656992197f, 1.39763463f, 0.274348974f}},
 };
@@ -222,11 +257,13 @@ TEST_CASE("each optimizer matches the reference formulas and torch over four ste
       for (int i = 0; i < kElements; ++i) slot.grad.f()[i] = kGrads[s][i];
       optimizer.step(slot, kRates[s], s + 1);
       Values grad(kGrads[s].begin(), kGrads[s].end());
-      if (name == "sgd") reference_sgd(c.hyper, theta, grad, kRates[s], s + 1, first);
+      if (name == "sgd")
+        reference_sgd(c.hyper, theta, grad, kRates[s], s + 1, first);
       else if (name == "rmsprop")
         reference_rmsprop(c.hyper, theta, grad, kRates[s], first, second, second_max);
-      else reference_adam(c.hyper, name == "adamw", theta, grad, kRates[s], s + 1, first, second,
-                          second_max);
+      else
+        reference_adam(c.hyper, name == "adamw", theta, grad, kRates[s], s + 1, first, second,
+                       second_max);
       for (int i = 0; i < kElements; ++i)
         CHECK(slot.param.f()[i] == doctest::Approx(theta[i]).epsilon(2e-6));
     }
@@ -240,8 +277,10 @@ TEST_CASE("each optimizer matches the reference formulas and torch over four ste
     for (size_t k = 0; k < states.size(); ++k) {
       const bool rmsprop = name == "rmsprop";
       const Values& expected = states[k] == "exp_avg_sq" ? second
-                               : states[k] == "max_exp_avg_sq" || states[k] == "grad_avg" ? second_max
-                               : rmsprop && states[k] == "momentum_buffer" ? second : first;
+                               : states[k] == "max_exp_avg_sq" || states[k] == "grad_avg"
+                                   ? second_max
+                               : rmsprop && states[k] == "momentum_buffer" ? second
+                                                                           : first;
       for (int i = 0; i < kElements; ++i)
         CHECK(slot.state[k].f()[i] == doctest::Approx(expected[i]).epsilon(2e-6));
     }
@@ -393,9 +432,9 @@ TEST_CASE("tensors off the CPU, of another dtype or size, and a zero step are re
       CHECK_MESSAGE(contains(status->message, part), status->message);
     };
     // A build without CUDA kernels refuses GPU tensors; one with them runs them (tests/gpu).
-    const bool has_cuda = (graft::test::builtin_registry()
-                               .get(GRAFT_KIND_OPTIMIZER, name).entry->flags &
-                           GRAFT_ENTRY_HAS_CUDA) != 0;
+    const bool has_cuda =
+        (graft::test::builtin_registry().get(GRAFT_KIND_OPTIMIZER, name).entry->flags &
+         GRAFT_ENTRY_HAS_CUDA) != 0;
     if (!has_cuda) {
       Slot on_gpu = optimizer.make_slot(kStart);
       on_gpu.param.get()->device = DLDevice{kDLCUDA, 0};

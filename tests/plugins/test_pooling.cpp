@@ -39,27 +39,19 @@ TEST_CASE("max_pool2d: 2x2 windows by hand; dy goes to each window's largest val
   LayerUnderTest l(layer("max_pool2d"), "", {1, 4, 4}, 1);
   CHECK(l.desc().output.dims[1] == 2);  // stride defaults to kernel_size
   CHECK(l.desc().workspace_per_sample == 4);
-  set(l.x, {1, 5, 2, 0,
-            3, 4, 8, 7,
-            -1, -2, 6, 6,
-            -4, -3, 6, 9});
+  set(l.x, {1, 5, 2, 0, 3, 4, 8, 7, -1, -2, 6, 6, -4, -3, 6, 9});
   l.forward(cpu_ctx());
   expect(l.y, {5, 8, -1, 9});
   set(l.dy, {10, 20, 30, 40});
   l.backward(cpu_ctx());
-  expect(l.dx, {0, 10, 0, 0,
-                0, 0, 20, 0,
-                30, 0, 0, 0,
-                0, 0, 0, 40});
+  expect(l.dx, {0, 10, 0, 0, 0, 0, 20, 0, 30, 0, 0, 0, 0, 0, 0, 40});
 }
 
 TEST_CASE("max_pool2d: overlapping windows with padding add up at a shared winner") {
   // kernel 3, stride 2, padding 1 over (1, 3, 3): windows centred on the corners.
   LayerUnderTest l(layer("max_pool2d"), "kernel_size = 3\nstride = 2\npadding = 1", {1, 3, 3}, 1);
   REQUIRE(l.desc().output.dims[1] == 2);
-  set(l.x, {-5, -6, -7,
-            -8, -1, -9,
-            -2, -3, -4});
+  set(l.x, {-5, -6, -7, -8, -1, -9, -2, -3, -4});
   l.forward(cpu_ctx());
   expect(l.y, {-1, -1, -1, -1});  // padding never wins, even over negative values
   set(l.dy, {1, 2, 3, 4});
@@ -171,7 +163,8 @@ TEST_CASE("pooling: finite-difference gradients") {
       {"max_pool2d", "kernel_size = 2\nstride = 1", {1, 4, 5}},
       {"avg_pool2d", "", {2, 6, 6}},
       {"avg_pool2d", "kernel_size = 3\nstride = 2\npadding = 1", {3, 7, 5}},
-      {"avg_pool2d", "kernel_size = 3\npadding = 1\nstride = 1\ncount_include_pad = false",
+      {"avg_pool2d",
+       "kernel_size = 3\npadding = 1\nstride = 1\ncount_include_pad = false",
        {2, 4, 4}},
   };
   for (const Case& c : cases) {
@@ -197,7 +190,7 @@ TEST_CASE("pooling: shape and option errors name the problem and the fix") {
     CHECK_THROWS_WITH_AS(LayerUnderTest(layer(name), "kernel_size = 0", {1, 8, 8}, 1),
                          doctest::Contains("out of range"), UserError);
   }
-  CHECK_THROWS_WITH_AS(LayerUnderTest(layer("max_pool2d"), "count_include_pad = true", {1, 8, 8},
-                                      1),
-                       doctest::Contains("unknown key 'count_include_pad'"), UserError);
+  CHECK_THROWS_WITH_AS(
+      LayerUnderTest(layer("max_pool2d"), "count_include_pad = true", {1, 8, 8}, 1),
+      doctest::Contains("unknown key 'count_include_pad'"), UserError);
 }

@@ -12,12 +12,12 @@ runtime::BoundOptions bind_text(const runtime::PluginRecord& record, const std::
 GradientReport check_layer(const runtime::PluginRecord& record, const std::string& options_toml,
                            const std::vector<int64_t>& input_shape,
                            const GradientSettings& settings) {
-  return checker::check_layer(record, *bind_text(record, options_toml).get(), input_shape, settings);
+  return checker::check_layer(record, *bind_text(record, options_toml).get(), input_shape,
+                              settings);
 }
 
 GradientReport check_activation(const runtime::PluginRecord& record,
-                                const std::string& options_toml,
-                                const std::vector<int64_t>& shape,
+                                const std::string& options_toml, const std::vector<int64_t>& shape,
                                 const GradientSettings& settings) {
   return checker::check_activation(record, *bind_text(record, options_toml).get(), shape, settings);
 }
@@ -27,7 +27,7 @@ GradientReport check_loss(const runtime::PluginRecord& record, const std::string
                           const graft_target_info& target_info, const Tensor& target,
                           const GradientSettings& settings) {
   return checker::check_loss(record, *bind_text(record, options_toml).get(), prediction_shape,
-                           target_info, target, settings);
+                             target_info, target, settings);
 }
 
 }  // namespace graft::test

@@ -24,7 +24,8 @@ class LayerUnderTest : public checker::LayerUnderTest {
  public:
   LayerUnderTest(const runtime::PluginRecord& record, const std::string& options_toml,
                  const std::vector<int64_t>& input_shape, int64_t batch)
-      : checker::LayerUnderTest(record, *bind_text(record, options_toml).get(), input_shape, batch) {}
+      : checker::LayerUnderTest(record, *bind_text(record, options_toml).get(), input_shape,
+                                batch) {}
 };
 
 class ActivationUnderTest : public checker::ActivationUnderTest {
@@ -40,15 +41,14 @@ class LossUnderTest : public checker::LossUnderTest {
                 const std::vector<int64_t>& prediction_shape, const graft_target_info& target_info,
                 int64_t batch)
       : checker::LossUnderTest(record, *bind_text(record, options_toml).get(), prediction_shape,
-                             target_info, batch) {}
+                               target_info, batch) {}
 };
 
 GradientReport check_layer(const runtime::PluginRecord& record, const std::string& options_toml,
                            const std::vector<int64_t>& input_shape,
                            const GradientSettings& settings = {});
 GradientReport check_activation(const runtime::PluginRecord& record,
-                                const std::string& options_toml,
-                                const std::vector<int64_t>& shape,
+                                const std::string& options_toml, const std::vector<int64_t>& shape,
                                 const GradientSettings& settings = {});
 GradientReport check_loss(const runtime::PluginRecord& record, const std::string& options_toml,
                           const std::vector<int64_t>& prediction_shape,

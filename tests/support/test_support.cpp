@@ -50,7 +50,8 @@ std::filesystem::path temp_dir(const std::string& name) {
 }
 
 CommandResult run_graft(const std::string& arguments) {
-  std::string command = moved_or("GRAFT_TEST_EXECUTABLE", GRAFT_EXECUTABLE) + " " + arguments + " 2>&1";
+  std::string command =
+      moved_or("GRAFT_TEST_EXECUTABLE", GRAFT_EXECUTABLE) + " " + arguments + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
   std::string output;

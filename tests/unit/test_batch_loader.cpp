@@ -157,7 +157,9 @@ TEST_CASE("a row selection reads only its rows of each batch, the short last one
   CHECK(first->x.shape[0] == 0);
   CHECK(first->rows == 10);
   CHECK_THROWS_AS(BatchLoader(*dataset, 10, true, 4, false,
-                              [](int64_t rows) { return std::pair<int64_t, int64_t>{0, rows + 1}; }),
+                              [](int64_t rows) {
+                                return std::pair<int64_t, int64_t>{0, rows + 1};
+                              }),
                   graft::runtime::Failure);
 }
 

@@ -3,9 +3,9 @@
 #include <fstream>
 #include <string>
 
-#include "test_support.hpp"
 #include "checkpoint/checkpoint.hpp"
 #include "checkpoint/safetensors.hpp"
+#include "test_support.hpp"
 #include "util/errors.hpp"
 
 namespace fs = std::filesystem;
@@ -64,8 +64,9 @@ TEST_CASE("read_safetensors gives each damage of the offsets its own message") {
 
   std::string outside =
       safetensors_error(dir, R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[48,72]}})", 64);
-  CHECK(has(outside, "tensor 'w': data_offsets [48, 72] lie outside the file: its data "
-                     "section holds 64 bytes"));
+  CHECK(has(outside,
+            "tensor 'w': data_offsets [48, 72] lie outside the file: its data "
+            "section holds 64 bytes"));
   CHECK(has(outside, kFix));
 
   std::string size =
@@ -73,10 +74,10 @@ TEST_CASE("read_safetensors gives each damage of the offsets its own message") {
   CHECK(has(size, "tensor 'w': shape [2, 3] needs 24 bytes but data_offsets [0, 16] hold 16"));
   CHECK(!has(size, "outside"));
 
-  std::string overlap = safetensors_error(
-      dir, R"({"first":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
-           R"("second":{"dtype":"F32","shape":[2],"data_offsets":[24,32]},)"
-           R"("third":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}})");
+  std::string overlap =
+      safetensors_error(dir, R"({"first":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
+                             R"("second":{"dtype":"F32","shape":[2],"data_offsets":[24,32]},)"
+                             R"("third":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}})");
   CHECK(has(overlap, "tensors 'first' (bytes 0..16) and 'third' (bytes 8..24) overlap"));
   CHECK(has(overlap, kFix));
   // Ranges that only touch, and empty tensors anywhere, are fine.
@@ -106,8 +107,8 @@ TEST_CASE("read_safetensors refuses hostile shapes and ill-typed headers as User
   CHECK(has(safetensors_error(dir, "[1,2]"), "header is an array of 2 items, not a JSON object"));
   CHECK(has(safetensors_error(dir, "{\"w\""), "header is not valid JSON"));
   CHECK(has(safetensors_error(dir, R"({"w":1e999})"), "header is not valid JSON"));
-  CHECK(has(safetensors_error(dir, R"({"w":5})"),
-            "tensor 'w' is described by 5, not a JSON object"));
+  CHECK(
+      has(safetensors_error(dir, R"({"w":5})"), "tensor 'w' is described by 5, not a JSON object"));
   CHECK(has(safetensors_error(dir, R"({"w":{"dtype":"F32","data_offsets":[0,16]}})"),
             "tensor 'w' has no \"shape\""));
   CHECK(has(safetensors_error(dir, R"({"w":{"dtype":"F32","shape":[4]}})"),

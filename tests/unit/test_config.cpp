@@ -226,8 +226,7 @@ TEST_CASE("values out of range are refused with the bound") {
   e = error_with("config_neither", "[run]\nepochs = 0\n\n");
   CHECK(e.find("[run] epochs: epochs and steps are both 0") != std::string::npos);
   e = error_with("config_device", "[run]\ndevice = \"gpu\"\n\n");
-  CHECK(e.find("main.toml:2:10: [run] device: 'gpu' is not one of cpu, cuda") !=
-        std::string::npos);
+  CHECK(e.find("main.toml:2:10: [run] device: 'gpu' is not one of cpu, cuda") != std::string::npos);
   e = error_with("config_progress", "[run]\nprogress = \"bars\"\n\n");
   CHECK(e.find("'bars' is not one of auto, bar, plain, none (did you mean 'bar'?)") !=
         std::string::npos);
@@ -246,10 +245,12 @@ TEST_CASE("schedules are checked against their type") {
   e = error_with("config_schedule_step", "[optimizer.schedule]\ntype = \"step\"\n\n");
   CHECK(e.find("main.toml:1:1: [optimizer.schedule] step_size: schedule 'step' needs "
                "step_size >= 1") != std::string::npos);
-  e = error_with("config_schedule_min_lr", "[optimizer.schedule]\ntype = \"cosine\"\nmin_lr = 0.5\n\n");
+  e = error_with("config_schedule_min_lr",
+                 "[optimizer.schedule]\ntype = \"cosine\"\nmin_lr = 0.5\n\n");
   CHECK(e.find("main.toml:3:10: [optimizer.schedule] min_lr: must not exceed [optimizer] lr "
                "(0.1), got 0.5") != std::string::npos);
-  e = error_with("config_schedule_warmup", "[optimizer.schedule]\ntype = \"linear_warmup_cosine\"\n\n");
+  e = error_with("config_schedule_warmup",
+                 "[optimizer.schedule]\ntype = \"linear_warmup_cosine\"\n\n");
   CHECK(e.find("warmup_steps >= 1") != std::string::npos);
 
   fs::path dir = graft::test::temp_dir("config_schedule_ok");
@@ -276,8 +277,9 @@ TEST_CASE("missing required sections say what to add") {
   e = without("no_reader.toml", "reader = \"idx\"\n");
   CHECK(e.find("no_reader.toml:1:1: [data] has no 'reader' (the dataset plugin); add it") !=
         std::string::npos);
-  e = without("no_layers.toml", "[[model.layers]]\ntype = \"linear\"\nunits = 10\n\n"
-                                "[[model.layers]]\ntype = \"relu\"\n");
+  e = without("no_layers.toml",
+              "[[model.layers]]\ntype = \"linear\"\nunits = 10\n\n"
+              "[[model.layers]]\ntype = \"relu\"\n");
   CHECK(e.find("no_layers.toml: [model] has no layers; add it, e.g.\n  [[model.layers]]\n"
                "  type = \"linear\"") != std::string::npos);
   e = without("no_layer_type.toml", "type = \"relu\"\n");
@@ -332,7 +334,8 @@ momentum = 0.1
   write_file(dir / "later.toml", "[run]\nlog_every = 8\n");
   Config c = load_config(write_file(dir / "main.toml",
                                     "include = [\"common/defaults.toml\", \"layers.toml\", "
-                                    "\"later.toml\"]\n[run]\nname = \"top\"\n\n" + kRequired),
+                                    "\"later.toml\"]\n[run]\nname = \"top\"\n\n" +
+                                        kRequired),
                          {});
   CHECK(c.run.seed == 11);       // from the innermost file
   CHECK(c.run.epochs == 5);      // defaults.toml over the seed.toml it includes
@@ -375,8 +378,9 @@ TEST_CASE("include cycles and missing includes name the chain") {
   write_file(dir / "c.toml", "include = [\"gone.toml\"]\n");
   e = error_of(write_file(dir / "main2.toml", "include = [\"c.toml\"]\n" + kRequired));
   CHECK(e.find((dir / "c.toml").string() + ":1:12: include 'gone.toml' not found (looked for '" +
-               (dir / "gone.toml").string() + "'); include chain: " + (dir / "main2.toml").string() +
-               " -> " + (dir / "c.toml").string()) != std::string::npos);
+               (dir / "gone.toml").string() +
+               "'); include chain: " + (dir / "main2.toml").string() + " -> " +
+               (dir / "c.toml").string()) != std::string::npos);
 
   e = error_of(write_file(dir / "main3.toml", "include = 3\n" + kRequired));
   CHECK(e.find("main3.toml:1:11: include: expected a list of file names, got an integer (3)") !=
@@ -385,11 +389,11 @@ TEST_CASE("include cycles and missing includes name the chain") {
 
 TEST_CASE("--set parses TOML values, else takes a bare string") {
   fs::path dir = graft::test::temp_dir("config_set");
-  Config c = load_config(write_file(dir / "main.toml", kRequired),
-                         {"optimizer.lr=0.05", "run.epochs=3", "data.shuffle=false",
-                          "parallel.strategy=data_parallel", "model.layers.0.units=128",
-                          "run.name = my run", "model.layers.1.type=\"tanh\"",
-                          "data.sizes=[1, 2]", "run.epochs=4"});
+  Config c = load_config(
+      write_file(dir / "main.toml", kRequired),
+      {"optimizer.lr=0.05", "run.epochs=3", "data.shuffle=false", "parallel.strategy=data_parallel",
+       "model.layers.0.units=128", "run.name = my run", "model.layers.1.type=\"tanh\"",
+       "data.sizes=[1, 2]", "run.epochs=4"});
   CHECK(c.optimizer.lr == 0.05);
   CHECK(c.run.epochs == 4);  // later flags win
   CHECK_FALSE(c.data.shuffle);
@@ -416,8 +420,9 @@ TEST_CASE("--set mistakes point at the flag") {
   e = error_of(file, {"run.epoch=3"});
   CHECK(e.rfind("--set run.epoch=3: [run] unknown key 'epoch' (did you mean 'epochs'?)", 0) == 0);
   e = error_of(file, {"model.layers.5.units=1"});
-  CHECK(e == "--set model.layers.5.units=1: index 5 is out of range: 'model.layers' has 2 "
-             "entries (indices 0 to 1)");
+  CHECK(e ==
+        "--set model.layers.5.units=1: index 5 is out of range: 'model.layers' has 2 "
+        "entries (indices 0 to 1)");
   e = error_of(file, {"model.layers.first.units=1"});
   CHECK(e.find("'model.layers' is a list, so the next part of the key must be an index "
                "(indices 0 to 1), not 'first'") != std::string::npos);
@@ -426,8 +431,9 @@ TEST_CASE("--set mistakes point at the flag") {
   e = error_of(file, {"optimizer..lr=1"});
   CHECK(e.find("expected key.path=value") != std::string::npos);
   e = error_of(file, {"optimizer.lr.x=1"});
-  CHECK(e == "--set optimizer.lr.x=1: 'optimizer.lr' is a float (0.1), not a table, so it has no "
-             "key 'x'");
+  CHECK(e ==
+        "--set optimizer.lr.x=1: 'optimizer.lr' is a float (0.1), not a table, so it has no "
+        "key 'x'");
   e = error_of(file, {"run.name=true"});
   CHECK(e.find("[run] name: expected a string, got a boolean (quote it to pass a string") !=
         std::string::npos);
@@ -450,18 +456,20 @@ TEST_CASE("apply_override builds missing tables") {
 }
 
 TEST_CASE("reserved keys let bind_options skip the framework's keys") {
-  using graft::runtime::Section;
   using graft::runtime::reserved_keys;
+  using graft::runtime::Section;
   fs::path dir = graft::test::temp_dir("config_reserved");
   Config c = load_config(write_file(dir / "main.toml", kRequired), {});
   // A real schema with one option, as an optimizer library would declare it.
-  graft_option_spec momentum{sizeof(graft_option_spec), "momentum", GRAFT_OPT_FLOAT, "0.0", 0.0,
-                             1.0, nullptr, "momentum factor"};
-  graft_option_spec nesterov{sizeof(graft_option_spec), "nesterov", GRAFT_OPT_BOOL, "false", 0,
-                             0, nullptr, "Nesterov momentum"};
+  graft_option_spec momentum{
+      sizeof(graft_option_spec), "momentum", GRAFT_OPT_FLOAT, "0.0", 0.0, 1.0, nullptr,
+      "momentum factor"};
+  graft_option_spec nesterov{
+      sizeof(graft_option_spec), "nesterov", GRAFT_OPT_BOOL, "false", 0, 0, nullptr,
+      "Nesterov momentum"};
   graft_option_spec specs[] = {momentum, nesterov};
-  graft_plugin_entry entry{sizeof(graft_plugin_entry), GRAFT_KIND_OPTIMIZER, "sgd", "test", 2,
-                           specs, nullptr, 0};
+  graft_plugin_entry entry{
+      sizeof(graft_plugin_entry), GRAFT_KIND_OPTIMIZER, "sgd", "test", 2, specs, nullptr, 0};
   auto bound = graft::runtime::bind_options(entry, c.optimizer.table, "[optimizer]",
                                             reserved_keys(Section::optimizer));
   CHECK(bound.resolved()["momentum"].value_or(0.0) == 0.9);

@@ -110,22 +110,24 @@ TEST_CASE("training-control keys are read, with early stopping's mode following 
   const auto& reserved = graft::runtime::reserved_keys(graft::runtime::Section::optimizer);
   CHECK(std::find(reserved.begin(), reserved.end(), "decay_bias_and_norm") != reserved.end());
 
-  Config loss = load("config_control_loss", kData + kLayers + kRest,
-                     {"run.early_stopping.patience=2"});
+  Config loss =
+      load("config_control_loss", kData + kLayers + kRest, {"run.early_stopping.patience=2"});
   CHECK(loss.run.early_stopping.enabled);
   CHECK(loss.run.early_stopping.metric == "loss");
   CHECK(loss.run.early_stopping.mode == "min");
-  Config explicit_mode = load("config_control_mode", kData + kLayers + kRest,
-                              {"run.early_stopping.metric=accuracy", "run.early_stopping.mode=min"});
+  Config explicit_mode =
+      load("config_control_mode", kData + kLayers + kRest,
+           {"run.early_stopping.metric=accuracy", "run.early_stopping.mode=min"});
   CHECK(explicit_mode.run.early_stopping.mode == "min");
 }
 
 TEST_CASE("training-control mistakes name the key and the fix") {
   const std::string base = kData + kLayers + kRest;
-  std::string e = error_of("config_control_unknown",
-                           "[run.early_stopping]\npatiense = 2\n\n" + base);
-  CHECK(contains(e, "main.toml:2:1: [run.early_stopping] unknown key 'patiense' (did you mean "
-                    "'patience'?); known keys: metric, mode, patience, min_delta"));
+  std::string e =
+      error_of("config_control_unknown", "[run.early_stopping]\npatiense = 2\n\n" + base);
+  CHECK(contains(e,
+                 "main.toml:2:1: [run.early_stopping] unknown key 'patiense' (did you mean "
+                 "'patience'?); known keys: metric, mode, patience, min_delta"));
   e = error_of("config_control_patience", base, {"run.early_stopping.patience=0"});
   CHECK(contains(e, "[run.early_stopping] patience: must be at least 1, got 0"));
   e = error_of("config_control_mode_bad", base, {"run.early_stopping.mode=maximum"});
@@ -137,8 +139,9 @@ TEST_CASE("training-control mistakes name the key and the fix") {
   e = error_of("config_control_accumulation_zero", base, {"run.gradient_accumulation=0"});
   CHECK(contains(e, "[run] gradient_accumulation: must be at least 1, got 0"));
   e = error_of("config_control_accumulation_big", "[run]\ngradient_accumulation = 64\n\n" + base);
-  CHECK(contains(e, "main.toml:2:25: [run] gradient_accumulation: must not exceed "
-                    "data.batch_size (32), got 64"));
+  CHECK(contains(e,
+                 "main.toml:2:25: [run] gradient_accumulation: must not exceed "
+                 "data.batch_size (32), got 64"));
   e = error_of("config_control_typo", "[run]\ngradient_accumulations = 2\n\n" + base);
   CHECK(contains(e, "(did you mean 'gradient_accumulation'?)"));
   e = error_of("config_control_decay", base, {"optimizer.decay_bias_and_norm=1"});
@@ -160,24 +163,29 @@ TEST_CASE("a residual block keeps its inner layers, nested ones too") {
   CHECK(deeper.layers[0].type == "tanh");
   CHECK(deeper.layers[0].section == "[[model.layers.layers.layers]] #1.1.0");
   // --set reaches an inner layer through the same indices.
-  Config set = load("config_residual_set", kData + kResidual + kRest, {"model.layers.1.layers.2.units=16"});
+  Config set =
+      load("config_residual_set", kData + kResidual + kRest, {"model.layers.1.layers.2.units=16"});
   CHECK((*set.layers[1].layers[2].table)["units"].value_or(0) == 16);
 }
 
 TEST_CASE("residual mistakes: no inner layers, a stray key, an entry that is not a table") {
-  std::string e = error_of("config_residual_none",
-                           kData + "[[model.layers]]\ntype = \"residual\"\n" + kRest);
-  CHECK(contains(e, "[[model.layers]] #0 is a residual block without inner layers; follow it "
-                    "with [[model.layers.layers]] tables"));
-  e = error_of("config_residual_key",
-               kData + "[[model.layers]]\ntype = \"residual\"\nunits = 3\n\n"
-                       "[[model.layers.layers]]\ntype = \"relu\"\n" + kRest);
-  CHECK(contains(e, "main.toml:7:1: [[model.layers]] #0 unknown key 'units'; known keys: type, layers"));
+  std::string e =
+      error_of("config_residual_none", kData + "[[model.layers]]\ntype = \"residual\"\n" + kRest);
+  CHECK(contains(e,
+                 "[[model.layers]] #0 is a residual block without inner layers; follow it "
+                 "with [[model.layers.layers]] tables"));
+  e = error_of("config_residual_key", kData +
+                                          "[[model.layers]]\ntype = \"residual\"\nunits = 3\n\n"
+                                          "[[model.layers.layers]]\ntype = \"relu\"\n" +
+                                          kRest);
+  CHECK(contains(
+      e, "main.toml:7:1: [[model.layers]] #0 unknown key 'units'; known keys: type, layers"));
   e = error_of("config_residual_entry",
                kData + "[[model.layers]]\ntype = \"residual\"\nlayers = [3]\n" + kRest);
   CHECK(contains(e, "layers: entry 0.0 must be a table with a type, got an integer"));
   e = error_of("config_residual_type",
-               kData + "[[model.layers]]\ntype = \"residual\"\n\n[[model.layers.layers]]\nunits = 3\n" +
+               kData +
+                   "[[model.layers]]\ntype = \"residual\"\n\n[[model.layers.layers]]\nunits = 3\n" +
                    kRest);
   CHECK(contains(e, "[[model.layers.layers]] #0.0 has no 'type'"));
 }
@@ -187,14 +195,16 @@ TEST_CASE("the resolved TOML keeps the new keys and the nesting, and loads back"
                   {"run.gradient_accumulation=2", "run.early_stopping.metric=accuracy",
                    "optimizer.decay_bias_and_norm=false"});
   toml::table inner_options{{"units", 8}, {"bias", true}};
-  std::string text = graft::runtime::resolved_toml(c, {{"model.layers.1.layers.0", &inner_options}});
+  std::string text =
+      graft::runtime::resolved_toml(c, {{"model.layers.1.layers.0", &inner_options}});
   toml::table back = toml::parse(text, std::string("resolved"));
   CHECK(back["run"]["gradient_accumulation"].value_or(0) == 2);
   CHECK(back["run"]["early_stopping"]["mode"].value_or(std::string()) == "max");
   CHECK(back["run"]["early_stopping"]["patience"].value_or(0) == 3);
   CHECK(back["optimizer"]["decay_bias_and_norm"].value_or(true) == false);
   CHECK(back["model"]["layers"][1]["layers"][0]["bias"].value_or(false) == true);
-  CHECK(back["model"]["layers"][1]["layers"][1]["layers"][0]["type"].value_or(std::string()) == "tanh");
+  CHECK(back["model"]["layers"][1]["layers"][1]["layers"][0]["type"].value_or(std::string()) ==
+        "tanh");
   fs::path saved = graft::test::temp_dir("config_control_resolved_again") / "config.toml";
   std::ofstream(saved) << text;
   Config again = load_config(saved, {});

@@ -63,8 +63,8 @@ std::unique_ptr<Model> model(std::vector<PluginChoice> layers, int64_t inputs, i
   s.max_batch = batch;
   s.seed = 3;
   s.schedule.lr = 0.1;
-  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}},
-                           DLDataType{kDLInt, 32, 1}, classes};
+  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}}, DLDataType{kDLInt, 32, 1},
+                           classes};
   return std::make_unique<Model>(std::move(layers), choice(GRAFT_KIND_LOSS, "cross_entropy"),
                                  choice(GRAFT_KIND_OPTIMIZER, "sgd", "momentum = 0.9"),
                                  graft_shape{1, {inputs}}, target, s);
@@ -105,7 +105,8 @@ TEST_CASE("parallel_for runs the ranges at the same time on two threads") {
   Ranges r;
   std::atomic<bool> second_started{false};
   cpu::parallel_for(100000, 1000, [&](int64_t b, int64_t e) {
-    if (b > 0) second_started = true;
+    if (b > 0)
+      second_started = true;
     else
       for (int i = 0; i < 10000 && !second_started; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -199,7 +200,7 @@ TEST_CASE("the model plans no input gradient for layer 0, and linear+relu's dz o
   const size_t parameters = 5 * 7 + 7 + 7 * 6 + 6 + 6 * 3 + 3;
   REQUIRE(m->parameter_count() == parameters);
   // No workspace at all: each relu layer's dz takes the place of its dy.
-  const size_t floats = 3 * parameters        // parameters, gradients, momentum
+  const size_t floats = 3 * parameters         // parameters, gradients, momentum
                         + batch * (7 + 6 + 3)  // outputs
                         + batch * (7 + 6)      // input gradients of layers 1 and 2 only
                         + batch * 3;           // the loss's gradient
@@ -236,10 +237,10 @@ TEST_CASE("a block's inner relu layers: the last takes the scratch, the block's 
   auto m = build(true), reference = build(false);
   const size_t parameters = 4 * 5 + 5 + 2 * (5 * 5 + 5) + 5 * 3 + 3;
   REQUIRE(m->parameter_count() == parameters);
-  const size_t floats = 3 * parameters
-                        + batch * (5 + 5 + 5 + 5 + 3)  // outputs: layer 0, block, 2 inner, last
-                        + batch * (5 + 5 + 5)          // dx: both inner layers, the last layer
-                        + batch * 5                    // the scratch of the block's last layer
+  const size_t floats = 3 * parameters +
+                        batch * (5 + 5 + 5 + 5 + 3)  // outputs: layer 0, block, 2 inner, last
+                        + batch * (5 + 5 + 5)        // dx: both inner layers, the last layer
+                        + batch * 5                  // the scratch of the block's last layer
                         + batch * 3;
   CHECK(m->planned_bytes() == floats * sizeof(float));
   std::memcpy(reference->parameter_data(), m->parameter_data(), parameters * sizeof(float));
@@ -287,10 +288,10 @@ TEST_CASE("a model that opens with a residual block plans no input gradient for 
   auto m = model(std::move(layers), 5, 3, batch);
   const size_t parameters = 2 * (5 * 5 + 5) + 5 * 3 + 3;
   REQUIRE(m->parameter_count() == parameters);
-  const size_t floats = 3 * parameters
-                        + batch * (5 + 5 + 5 + 3)  // outputs: block, its two layers, the last
-                        + batch * (5 + 5)          // dx of the block's second layer and layer 1
-                        + batch * 5                // gelu's pre-activation: its own, kept
+  const size_t floats = 3 * parameters +
+                        batch * (5 + 5 + 5 + 3)  // outputs: block, its two layers, the last
+                        + batch * (5 + 5)        // dx of the block's second layer and layer 1
+                        + batch * 5              // gelu's pre-activation: its own, kept
                         + batch * 3;
   CHECK(m->planned_bytes() == floats * sizeof(float));
   const std::vector<float> g = gradients(*m, 5, batch);
@@ -327,12 +328,12 @@ TEST_CASE("layers no wider than their output write dx over it, with the same gra
   // dx over the output: linear 7->7, dropout and linear 7->9. Not layer 0 (it has no dx), the
   // separate relu (an activation), nor the last layer (its output is the prediction).
   const size_t separate = batch * (7 + 7 + 7 + 7);  // dx of layers 1, 2, 3 (relu), 4
-  const size_t shared = batch * 7;                   // the relu's only
+  const size_t shared = batch * 7;                  // the relu's only
   const size_t rest = 3 * parameters + batch * (7 + 7 + 7 + 7 + 9 + 3)  // outputs
-                      + batch * 9                    // the last layer's dx
-                      + batch * 7                    // dropout's mask
-                      + batch * 9                    // gelu's pre-activation
-                      + batch * 3;                   // the loss gradient
+                      + batch * 9                                       // the last layer's dx
+                      + batch * 7                                       // dropout's mask
+                      + batch * 9                                       // gelu's pre-activation
+                      + batch * 3;                                      // the loss gradient
   CHECK(reference->planned_bytes() == (rest + separate) * sizeof(float));
   CHECK(m->planned_bytes() == (rest + shared) * sizeof(float));
   std::memcpy(reference->parameter_data(), m->parameter_data(), parameters * sizeof(float));

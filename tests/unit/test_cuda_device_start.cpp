@@ -32,7 +32,9 @@ TEST_CASE("a cuda config whose plugins have no CUDA kernels names them before tr
   const auto dir = graft::test::temp_dir("cuda_config");
   const auto config = dir / "cuda.toml";
   std::ofstream(config) << "[run]\nname = \"c\"\ndevice = \"cuda\"\nsteps = 1\n"
-                           "output_dir = \"" << (dir / "runs").string() << "\"\n"
+                           "output_dir = \""
+                        << (dir / "runs").string()
+                        << "\"\n"
                            "[data]\nreader = \"synthetic\"\nkind = \"blobs\"\nfeatures = 4\n"
                            "classes = 2\nsamples = 8\ntest_samples = 4\nbatch_size = 4\n"
                            "[[model.layers]]\ntype = \"bad_correct\"\n"
@@ -44,7 +46,7 @@ TEST_CASE("a cuda config whose plugins have no CUDA kernels names them before tr
   INFO(run.output);
   CHECK(run.exit_code == 2);
   CHECK(run.output.find(config.string() + ": [run] device = \"cuda\": these plugins have no "
-                        "CUDA kernels") != std::string::npos);
+                                          "CUDA kernels") != std::string::npos);
   // The fixture has no kernels in any build; linear, the loss and the optimizer have them in
   // a CUDA build and are listed too in a CPU-only one.
   CHECK(run.output.find("[[model.layers]] #0 (layer 'bad_correct' from graft_bad_layer.so)") !=

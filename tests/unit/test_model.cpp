@@ -28,7 +28,8 @@ std::unique_ptr<Model> small_model(ModelSettings settings, const std::string& op
   layers.push_back(choice(GRAFT_KIND_LAYER, "linear", "units = 8\nactivation = \"relu\""));
   layers.push_back(choice(GRAFT_KIND_LAYER, "dropout", "p = 0.25"));
   layers.push_back(choice(GRAFT_KIND_LAYER, "linear", "units = 2"));
-  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}}, DLDataType{kDLInt, 32, 1}, 2};
+  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}}, DLDataType{kDLInt, 32, 1},
+                           2};
   return std::make_unique<Model>(std::move(layers), choice(GRAFT_KIND_LOSS, "cross_entropy"),
                                  choice(GRAFT_KIND_OPTIMIZER, optimizer, optimizer_options),
                                  graft_shape{1, {3}}, target, settings);
@@ -56,7 +57,8 @@ TEST_CASE("shapes flow from the data through every layer") {
 TEST_CASE("a loss that cannot take the model's output names the loss and the shape") {
   std::vector<PluginChoice> layers;
   layers.push_back(choice(GRAFT_KIND_LAYER, "flatten"));
-  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}}, DLDataType{kDLInt, 32, 1}, 2};
+  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}}, DLDataType{kDLInt, 32, 1},
+                           2};
   try {
     Model m(std::move(layers), choice(GRAFT_KIND_LOSS, "cross_entropy"),
             choice(GRAFT_KIND_OPTIMIZER, "sgd"), graft_shape{1, {3}}, target, settings(4));
@@ -109,7 +111,8 @@ TEST_CASE("step buffers can be planned without being held, and a batch that wrap
 TEST_CASE("initialisation depends on the seed only, and follows each init's bound") {
   auto a = small_model(settings(4));
   auto b = small_model(settings(8));
-  for (size_t i = 0; i < a->parameter_count(); ++i) REQUIRE(a->parameter_data()[i] == b->parameter_data()[i]);
+  for (size_t i = 0; i < a->parameter_count(); ++i)
+    REQUIRE(a->parameter_data()[i] == b->parameter_data()[i]);
   ModelSettings other = settings(4);
   other.seed = 12;
   auto c = small_model(other);
@@ -117,7 +120,8 @@ TEST_CASE("initialisation depends on the seed only, and follows each init's boun
   // linear's default is PyTorch's: U(-1/sqrt(fan_in), 1/sqrt(fan_in)); biases start at zero.
   const ParameterInfo& w = a->parameters()[0];
   float largest = 0;
-  for (size_t i = 0; i < w.numel; ++i) largest = std::max(largest, std::fabs(a->parameter_data()[w.offset + i]));
+  for (size_t i = 0; i < w.numel; ++i)
+    largest = std::max(largest, std::fabs(a->parameter_data()[w.offset + i]));
   CHECK(largest <= 1.0f / std::sqrt(3.0f));
   CHECK(largest > 0.3f);
   const ParameterInfo& bias = a->parameters()[1];
@@ -191,7 +195,8 @@ TEST_CASE("a training step allocates nothing") {
     ctx.step = n;
     graft_step_result r{};
     r.struct_size = sizeof r;
-    REQUIRE(strategy.train_step(self, Model::api(), m->handle(), &ctx, x.get(), y.get(), &r) == nullptr);
+    REQUIRE(strategy.train_step(self, Model::api(), m->handle(), &ctx, x.get(), y.get(), &r) ==
+            nullptr);
     return r.loss_sum / double(r.rows);
   };
   first_loss = step(0);  // warm-up: OpenBLAS sets up its buffers on first use
@@ -213,7 +218,8 @@ namespace {
 class SingleStrategy {
  public:
   SingleStrategy() {
-    const PluginRecord* single = graft::test::builtin_registry().find(GRAFT_KIND_STRATEGY, "single");
+    const PluginRecord* single =
+        graft::test::builtin_registry().find(GRAFT_KIND_STRATEGY, "single");
     REQUIRE(single);
     vtable_ = &single->vtable<graft_strategy_vtable>();
     options_ = options(GRAFT_KIND_STRATEGY, "single");
@@ -233,7 +239,8 @@ class SingleStrategy {
     ctx.micro_batches = micro_batches;
     graft_step_result r{};
     r.struct_size = sizeof r;
-    graft_status* st = vtable_->train_step(self_, Model::api(), m.handle(), &ctx, x.get(), y.get(), &r);
+    graft_status* st =
+        vtable_->train_step(self_, Model::api(), m.handle(), &ctx, x.get(), y.get(), &r);
     if (st) throw_if_failed(st, "single train_step");
     CHECK(r.rows == ctx.global_batch);  // every row once, whatever the split
     return r.loss_sum / double(r.rows);
@@ -273,7 +280,8 @@ TEST_CASE("gradient accumulation: 4 micro-batches give the losses and parameters
     CHECK(std::fabs(split->parameter_data()[i] - whole->parameter_data()[i]) <= 1e-5f);
     differing += whole->parameter_data()[i] != split->parameter_data()[i];
   }
-  MESSAGE(differing << " of " << whole->parameter_count() << " parameters differ in their last bits");
+  MESSAGE(differing << " of " << whole->parameter_count()
+                    << " parameters differ in their last bits");
   // The split model's buffers hold 4 rows: the whole batch at once does not fit in them.
   graft_exec_ctx ctx = graft::test::cpu_ctx();
   ctx.global_batch = batch;
@@ -311,7 +319,8 @@ TEST_CASE("decay_bias_and_norm = false: biases keep their value while weights de
       biases += bias;
       const float factor = bias && !decay_all ? 1.0f : float(1.0 - 0.1 * 0.5);
       for (size_t i = 0; i < p.numel; ++i)
-        CHECK(m->parameter_data()[p.offset + i] == doctest::Approx(before[p.offset + i] * factor).epsilon(1e-6));
+        CHECK(m->parameter_data()[p.offset + i] ==
+              doctest::Approx(before[p.offset + i] * factor).epsilon(1e-6));
     }
     CHECK(biases == 2);
   }
@@ -326,10 +335,12 @@ TEST_CASE("residual blocks and micro-batches allocate nothing in a training step
   layers.push_back(choice(GRAFT_KIND_LAYER, "linear", "units = 8"));
   layers.push_back(PluginChoice::residual_block(std::move(inner), "[test residual]"));
   layers.push_back(choice(GRAFT_KIND_LAYER, "linear", "units = 2"));
-  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}}, DLDataType{kDLInt, 32, 1}, 2};
+  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}}, DLDataType{kDLInt, 32, 1},
+                           2};
   const int64_t batch = 16;
   Model m(std::move(layers), choice(GRAFT_KIND_LOSS, "cross_entropy"),
-          choice(GRAFT_KIND_OPTIMIZER, "rmsprop"), graft_shape{1, {3}}, target, settings(batch / 4, 0.01));
+          choice(GRAFT_KIND_OPTIMIZER, "rmsprop"), graft_shape{1, {3}}, target,
+          settings(batch / 4, 0.01));
   SingleStrategy single;
   graft::test::Tensor x({batch, 3});
   graft::test::Tensor y({batch}, DLDataType{kDLInt, 32, 1});

@@ -36,7 +36,8 @@ std::unique_ptr<Model> model(ModelSettings s, bool batch_norm = false,
   layers.push_back(choice(GRAFT_KIND_LAYER, "dropout", "p = 0.25"));
   if (batch_norm) layers.push_back(choice(GRAFT_KIND_LAYER, "batch_norm"));
   layers.push_back(choice(GRAFT_KIND_LAYER, "linear", "units = 2"));
-  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}}, DLDataType{kDLInt, 32, 1}, 2};
+  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}}, DLDataType{kDLInt, 32, 1},
+                           2};
   return std::make_unique<Model>(std::move(layers), choice(GRAFT_KIND_LOSS, "cross_entropy"),
                                  choice(GRAFT_KIND_OPTIMIZER, optimizer), graft_shape{1, {3}},
                                  target, s);
@@ -99,8 +100,10 @@ TEST_CASE("grad_sq_norm sums ranges, leaves buffers out and replicas when asked"
   for (const ParameterInfo& p : m->parameters()) {
     for (size_t k = 0; k < p.numel; ++k) {
       float& g = m->gradient_data()[p.offset + k];
-      if (p.spec.is_buffer) g = 1000.0f;
-      else expected += double(g) * g;
+      if (p.spec.is_buffer)
+        g = 1000.0f;
+      else
+        expected += double(g) * g;
     }
   }
   REQUIRE(expected > 0.0);
@@ -114,7 +117,8 @@ TEST_CASE("grad_sq_norm sums ranges, leaves buffers out and replicas when asked"
   CHECK(front > 0.0);
   CHECK(back > 0.0);
   CHECK(shards_only == 0.0);  // nothing is sharded, so every tensor is a replica
-  CHECK(message(api->grad_sq_norm(m->handle(), 3, 2, 1, &whole)).find("[3, 2)") != std::string::npos);
+  CHECK(message(api->grad_sq_norm(m->handle(), 3, 2, 1, &whole)).find("[3, 2)") !=
+        std::string::npos);
 }
 
 TEST_CASE("optimizer_step_layers over every layer is optimizer_step, bit for bit") {

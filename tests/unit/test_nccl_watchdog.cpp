@@ -30,8 +30,8 @@ nccl::OpRecord op(const char* call, int64_t seq, const char* what, int32_t peer 
 // Sweeps with the fake events' flags; returns the overdue operation, if any.
 std::optional<nccl::PendingOps<FakeEvent>::Overdue> sweep(nccl::PendingOps<FakeEvent>& pending,
                                                           Clock::time_point now, double timeout) {
-  return pending.sweep(now, timeout, [](FakeEvent* e) { return e->done; },
-                       [](FakeEvent* e) { ++e->released; });
+  return pending.sweep(
+      now, timeout, [](FakeEvent* e) { return e->done; }, [](FakeEvent* e) { ++e->released; });
 }
 
 }  // namespace

@@ -219,7 +219,7 @@ TEST_CASE("gpipe and 1f1b orders finish without deadlock in (m + p - 1) forward+
     const auto [one_f_one_b, extra] = schedule;
     for (int32_t p : {1, 2, 3, 4}) {
       for (int64_t m : {1, 2, 4, 8, 16}) {
-        CAPTURE(schedule.first);  // 1f1b; members, since clang 14's CAPTURE rejects bindings
+        CAPTURE(schedule.first);   // 1f1b; members, since clang 14's CAPTURE rejects bindings
         CAPTURE(schedule.second);  // extra warm-up micro-batches
         CAPTURE(p);
         CAPTURE(m);
@@ -238,10 +238,10 @@ TEST_CASE("gpipe and 1f1b orders finish without deadlock in (m + p - 1) forward+
           for (int32_t s = 0; s < p; ++s) {
             if (next[size_t(s)] == 2 * m) continue;
             const Op op = schedule_op(one_f_one_b, s, p, m, next[size_t(s)], extra);
-            const bool ready =
-                op.forward ? (s == 0 || before(forward_done, s - 1, op.micro, time))
-                           : (forward_done[size_t(s)][size_t(op.micro)] >= 0 &&
-                              (s == p - 1 || before(backward_done, s + 1, op.micro, time)));
+            const bool ready = op.forward
+                                   ? (s == 0 || before(forward_done, s - 1, op.micro, time))
+                                   : (forward_done[size_t(s)][size_t(op.micro)] >= 0 &&
+                                      (s == p - 1 || before(backward_done, s + 1, op.micro, time)));
             if (ready) now.emplace_back(s, op);
           }
           for (const auto& [s, op] : now) {
@@ -252,9 +252,10 @@ TEST_CASE("gpipe and 1f1b orders finish without deadlock in (m + p - 1) forward+
           }
           ++time;
         }
-        REQUIRE(finished == p);  // no stage waits forever
+        REQUIRE(finished == p);          // no stage waits forever
         CHECK(time == 2 * (m + p - 1));  // idle (p - 1) / (m + p - 1) of it on every stage
-        for (int32_t s = 0; s < p; ++s) CHECK(most[size_t(s)] <= in_flight(one_f_one_b, s, p, m, extra));
+        for (int32_t s = 0; s < p; ++s)
+          CHECK(most[size_t(s)] <= in_flight(one_f_one_b, s, p, m, extra));
         CHECK(predicted_bubble(p, m) == doctest::Approx(double(p - 1) / double(m + p - 1)));
       }
     }
@@ -265,7 +266,8 @@ TEST_CASE("graft validate --world N prints each rank's placement, or the config 
   const fs::path dir = graft::test::temp_dir("pipeline_validate");
   const fs::path config = dir / "pipeline.toml";
   std::ofstream(config) << "[run]\nname = \"p\"\nseed = 3\nsteps = 2\noutput_dir = \""
-                        << dir.string() << "\"\n"
+                        << dir.string()
+                        << "\"\n"
                            "[data]\nreader = \"synthetic\"\nkind = \"blobs\"\nfeatures = 8\n"
                            "classes = 4\nsamples = 128\ntest_samples = 32\nbatch_size = 32\n"
                            "[[model.layers]]\ntype = \"linear\"\nunits = 32\n"
@@ -290,7 +292,8 @@ TEST_CASE("graft validate --world N prints each rank's placement, or the config 
   auto wrong = graft::test::run_graft("validate " + config.string() +
                                       " --set parallel.stages=[[0,1],[2,4]] --world 3");
   CHECK(wrong.exit_code == 2);
-  CHECK(contains(wrong.output, "[parallel] strategy 'pipeline': stages = [[0, 1], [2, 4]] lists 2"));
+  CHECK(
+      contains(wrong.output, "[parallel] strategy 'pipeline': stages = [[0, 1], [2, 4]] lists 2"));
   auto many = graft::test::run_graft("validate " + config.string() + " --world 6");
   CHECK(many.exit_code == 2);
   CHECK(contains(many.output, "only 5 top-level layers"));

@@ -139,13 +139,19 @@ namespace {
 // A one-entry library description whose options a test damages; the loader must refuse it by
 // naming the library, the plugin and the option.
 struct Described {
-  graft_option_spec spec{sizeof(graft_option_spec), "units", GRAFT_OPT_INT, "4", 1, 100,
-                         nullptr, "output features"};
+  graft_option_spec spec{sizeof(graft_option_spec), "units", GRAFT_OPT_INT, "4", 1, 100, nullptr,
+                         "output features"};
   size_t vtable[64] = {sizeof(graft_layer_vtable)};
-  graft_plugin_entry entry{sizeof(graft_plugin_entry), GRAFT_KIND_LAYER, "described", "a test",
-                           1, &spec, vtable, 0};
-  graft_plugin_info info{sizeof(graft_plugin_info), GRAFT_ABI_MAJOR, GRAFT_ABI_MINOR, "test",
-                         "0.1", "compiler test", 1, &entry};
+  graft_plugin_entry entry{
+      sizeof(graft_plugin_entry), GRAFT_KIND_LAYER, "described", "a test", 1, &spec, vtable, 0};
+  graft_plugin_info info{sizeof(graft_plugin_info),
+                         GRAFT_ABI_MAJOR,
+                         GRAFT_ABI_MINOR,
+                         "test",
+                         "0.1",
+                         "compiler test",
+                         1,
+                         &entry};
   std::string error() {
     Registry r(graft::runtime::host_api());
     try {

@@ -54,7 +54,8 @@ std::unique_ptr<Model> residual_model(int64_t d, int64_t batch, bool nested = fa
   layers.push_back(linear(d));
   layers.push_back(block(std::move(inner)));
   layers.push_back(linear(3));
-  graft_target_info target{sizeof(graft_target_info), graft_shape{1, {3}}, DLDataType{kDLFloat, 32, 1}, 0};
+  graft_target_info target{sizeof(graft_target_info), graft_shape{1, {3}},
+                           DLDataType{kDLFloat, 32, 1}, 0};
   return std::make_unique<Model>(std::move(layers), choice(GRAFT_KIND_LOSS, "mse"),
                                  choice(GRAFT_KIND_OPTIMIZER, "sgd"), graft_shape{1, {d}}, target,
                                  settings(batch));
@@ -97,9 +98,9 @@ void check_gradients(Model& m, int64_t d, int64_t batch) {
   gs.tolerance = 1e-2;
   graft::test::GradientReport report;
   for (const ParameterInfo& p : m.parameters())
-    graft::test::compare_gradient(p.name, analytic.data() + p.offset, int64_t(p.numel),
-                                  [&](int64_t i, double step) { return numeric(int64_t(p.offset) + i, step); },
-                                  gs, report);
+    graft::test::compare_gradient(
+        p.name, analytic.data() + p.offset, int64_t(p.numel),
+        [&](int64_t i, double step) { return numeric(int64_t(p.offset) + i, step); }, gs, report);
   INFO(report.summary());
   CHECK(report.ok);
   CHECK(report.checked == int64_t(m.parameter_count()));
@@ -122,12 +123,11 @@ TEST_CASE("nested residual blocks: gradients, names and the layer listing") {
   check_gradients(*m, d, batch);
   std::vector<std::string> names;
   for (const ParameterInfo& p : m->parameters()) names.push_back(p.name);
-  CHECK(names == std::vector<std::string>{"layers.0.weight", "layers.0.bias",
-                                          "layers.1.layers.0.weight", "layers.1.layers.0.bias",
-                                          "layers.1.layers.1.layers.0.weight",
-                                          "layers.1.layers.1.layers.0.bias",
-                                          "layers.1.layers.2.weight", "layers.1.layers.2.bias",
-                                          "layers.2.weight", "layers.2.bias"});
+  CHECK(names ==
+        std::vector<std::string>{"layers.0.weight", "layers.0.bias", "layers.1.layers.0.weight",
+                                 "layers.1.layers.0.bias", "layers.1.layers.1.layers.0.weight",
+                                 "layers.1.layers.1.layers.0.bias", "layers.1.layers.2.weight",
+                                 "layers.1.layers.2.bias", "layers.2.weight", "layers.2.bias"});
   for (const ParameterInfo& p : m->parameters())
     CHECK(p.layer == (p.name.rfind("layers.1.", 0) == 0 ? 1 : p.name[7] - '0'));
   auto rows = m->layer_rows();
@@ -147,7 +147,8 @@ TEST_CASE("a residual block's output is its input plus its inner layers' output"
   inner.push_back(linear(d));
   std::vector<PluginChoice> layers;
   layers.push_back(block(std::move(inner)));
-  graft_target_info target{sizeof(graft_target_info), graft_shape{1, {d}}, DLDataType{kDLFloat, 32, 1}, 0};
+  graft_target_info target{sizeof(graft_target_info), graft_shape{1, {d}},
+                           DLDataType{kDLFloat, 32, 1}, 0};
   Model m(std::move(layers), choice(GRAFT_KIND_LOSS, "mse"), choice(GRAFT_KIND_OPTIMIZER, "sgd"),
           graft_shape{1, {d}}, target, settings(batch));
   Tensor x({batch, d});
@@ -163,9 +164,11 @@ TEST_CASE("a residual block's output is its input plus its inner layers' output"
     for (int64_t j = 0; j < d; ++j) {
       double expected = x.f()[r * d + j];
       for (int64_t k = 0; k < d; ++k) expected += double(x.f()[r * d + k]) * w[k * d + j];
-      CHECK(static_cast<const float*>(y->data)[r * d + j] == doctest::Approx(expected).epsilon(1e-6));
+      CHECK(static_cast<const float*>(y->data)[r * d + j] ==
+            doctest::Approx(expected).epsilon(1e-6));
     }
-  std::fill(m.parameter_data() + weight.offset, m.parameter_data() + weight.offset + weight.numel, 0.0f);
+  std::fill(m.parameter_data() + weight.offset, m.parameter_data() + weight.offset + weight.numel,
+            0.0f);
   y = m.forward(ctx, 0, 1, *x.get());
   for (int64_t i = 0; i < x.numel(); ++i) CHECK(static_cast<const float*>(y->data)[i] == x.f()[i]);
 }
@@ -176,7 +179,8 @@ TEST_CASE("inner layers that change the shape are refused, naming the block and 
   inner.push_back(linear(6));
   std::vector<PluginChoice> layers;
   layers.push_back(PluginChoice::residual_block(std::move(inner), "[[model.layers]] #0"));
-  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}}, DLDataType{kDLInt, 32, 1}, 4};
+  graft_target_info target{sizeof(graft_target_info), graft_shape{0, {}}, DLDataType{kDLInt, 32, 1},
+                           4};
   try {
     Model m(std::move(layers), choice(GRAFT_KIND_LOSS, "cross_entropy"),
             choice(GRAFT_KIND_OPTIMIZER, "sgd"), graft_shape{1, {4}}, target, settings(2));

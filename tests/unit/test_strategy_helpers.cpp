@@ -132,8 +132,8 @@ TEST_CASE("Comm is empty without a communicator, and names a slot an older host 
   api.rank = fake_rank;
   api.barrier = fake_barrier;
   int handle = 0;
-  const graft_world world{sizeof(graft_world), 1, 2, reinterpret_cast<graft_comm*>(&handle), &api,
-                          0.0};
+  const graft_world world{
+      sizeof(graft_world), 1, 2, reinterpret_cast<graft_comm*>(&handle), &api, 0.0};
   const graft::Comm comm(world, "my_axis");
   REQUIRE(comm);
   CHECK(comm.rank() == 1);

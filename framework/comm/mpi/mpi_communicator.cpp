@@ -123,9 +123,8 @@ class MpiRequest final : public CommRequest, public Pooled<MpiRequest> {
   void wait() override {
     if (request == MPI_REQUEST_NULL) return done();
     MPI_Status status;
-    watched(watchdog_, op_, members_, [&] {
-      MPI_CHECK(wait_for(request, &status), describe(op_));
-    });
+    watched(watchdog_, op_, members_,
+            [&] { MPI_CHECK(wait_for(request, &status), describe(op_)); });
     done();
     if (average) divide(average, average_n, average_size);
     if (expected_bytes >= 0) {
@@ -216,8 +215,8 @@ OpRecord MpiCommunicator::point_to_point(const char* call, int32_t peer, int32_t
 
 void MpiCommunicator::check_tag(int32_t tag, const char* call, const char* what) const {
   if (tag < 0 || tag > tag_upper_bound_)
-    throw UserError(comm_call(call, what) + ": tag " + std::to_string(tag) +
-                    " is outside 0.." + std::to_string(tag_upper_bound_));
+    throw UserError(comm_call(call, what) + ": tag " + std::to_string(tag) + " is outside 0.." +
+                    std::to_string(tag_upper_bound_));
 }
 
 void MpiCommunicator::all_reduce(DLTensor& t, graft_reduce_op op, const char* what) {
@@ -279,8 +278,8 @@ void MpiCommunicator::all_reduce_f64(double* values, int64_t n, graft_reduce_op 
 
 void MpiCommunicator::broadcast(DLTensor& t, int32_t root, const char* what) {
   check_peer(root, size_, "broadcast", what);
-  const int bytes = mpi_count(static_cast<int64_t>(dense_host_bytes(t, "broadcast", what)),
-                              "broadcast", what);
+  const int bytes =
+      mpi_count(static_cast<int64_t>(dense_host_bytes(t, "broadcast", what)), "broadcast", what);
   const OpRecord record = collective("broadcast", what);
   watched(watchdog_, record, &members_, [&] {
     MPI_CHECK(MPI_Bcast(tensor_bytes_at(t), bytes, MPI_BYTE, root, comm_), describe(record));
@@ -301,7 +300,8 @@ void MpiCommunicator::all_gather(const DLTensor& in, DLTensor& out, const char* 
   // read while written.
   const bool in_place = in_data == out_data + part * rank_;
   if (!in_place && overlap(in_data, part, out_data, total))
-    throw UserError(comm_call("all_gather", what) + ": `in` overlaps `out` but is not this "
+    throw UserError(comm_call("all_gather", what) +
+                    ": `in` overlaps `out` but is not this "
                     "rank's part of it");
   const OpRecord record = collective("all_gather", what);
   watched(watchdog_, record, &members_, [&] {
@@ -335,8 +335,8 @@ void MpiCommunicator::reduce_scatter(const DLTensor& in, DLTensor& out, graft_re
 
 void MpiCommunicator::send(const DLTensor& t, int32_t peer, int32_t tag, const char* what) {
   const OpRecord record = point_to_point("send", peer, tag, what);
-  const int bytes = mpi_count(static_cast<int64_t>(dense_host_bytes(t, "send", what)), "send",
-                              what);
+  const int bytes =
+      mpi_count(static_cast<int64_t>(dense_host_bytes(t, "send", what)), "send", what);
   watched(watchdog_, record, &members_, [&] {
     MPI_CHECK(MPI_Send(tensor_bytes_at(t), bytes, MPI_BYTE, peer, tag, comm_), describe(record));
   });
@@ -349,8 +349,8 @@ void MpiCommunicator::recv(DLTensor& t, int32_t peer, int32_t tag, const char* w
 std::unique_ptr<CommRequest> MpiCommunicator::send_start(const DLTensor& t, int32_t peer,
                                                          int32_t tag, const char* what) {
   const OpRecord record = point_to_point("send", peer, tag, what);
-  const int bytes = mpi_count(static_cast<int64_t>(dense_host_bytes(t, "send_start", what)),
-                              "send_start", what);
+  const int bytes =
+      mpi_count(static_cast<int64_t>(dense_host_bytes(t, "send_start", what)), "send_start", what);
   auto request = std::make_unique<MpiRequest>(watchdog_, record, &members_);
   MPI_CHECK(MPI_Isend(tensor_bytes_at(t), bytes, MPI_BYTE, peer, tag, comm_, &request->request),
             describe(record));
@@ -366,8 +366,8 @@ std::unique_ptr<CommRequest> MpiCommunicator::recv_start(DLTensor& t, int32_t pe
 std::unique_ptr<CommRequest> MpiCommunicator::post_recv(DLTensor& t, int32_t peer, int32_t tag,
                                                         const char* what, bool blocking) {
   const OpRecord record = point_to_point("recv", peer, tag, what);
-  const int bytes = mpi_count(static_cast<int64_t>(dense_host_bytes(t, "recv", what)), "recv",
-                              what);
+  const int bytes =
+      mpi_count(static_cast<int64_t>(dense_host_bytes(t, "recv", what)), "recv", what);
   auto request = std::make_unique<MpiRequest>(watchdog_, record, &members_, blocking);
   request->expected_bytes = bytes;
   // A longer message than `t` is an error MPI reports as truncation; a shorter one is caught
@@ -379,8 +379,7 @@ std::unique_ptr<CommRequest> MpiCommunicator::post_recv(DLTensor& t, int32_t pee
 
 void MpiCommunicator::barrier(const char* what) {
   const OpRecord record = collective("barrier", what);
-  watched(watchdog_, record, &members_,
-          [&] { MPI_CHECK(MPI_Barrier(comm_), describe(record)); });
+  watched(watchdog_, record, &members_, [&] { MPI_CHECK(MPI_Barrier(comm_), describe(record)); });
 }
 
 Communicator& MpiCommunicator::split(int32_t color, int32_t key) {

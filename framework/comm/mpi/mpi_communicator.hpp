@@ -18,9 +18,9 @@ namespace graft::runtime::mpi {
 // `context` says which graft call it served ("all_reduce #3 'loss' on world").
 void check(int code, const std::string& context, const char* file, int line);
 // `context` is evaluated only on failure: a training step's calls build no strings.
-#define MPI_CHECK(call, context)                                                  \
-  do {                                                                            \
-    if (const int mpi_check_code_ = (call); mpi_check_code_ != MPI_SUCCESS)       \
+#define MPI_CHECK(call, context)                                                    \
+  do {                                                                              \
+    if (const int mpi_check_code_ = (call); mpi_check_code_ != MPI_SUCCESS)         \
       ::graft::runtime::mpi::check(mpi_check_code_, (context), __FILE__, __LINE__); \
   } while (0)
 

@@ -24,8 +24,10 @@ std::atomic<int> live_size{0};
 void on_exit_during_job() {
   const int rank = live_rank.load();
   if (rank < 0) return;
-  std::fprintf(stderr, "graft: rank %d of %d is exiting while the job runs (exit() was called "
-               "before the job ended); mpirun stops the other ranks\n", rank, live_size.load());
+  std::fprintf(stderr,
+               "graft: rank %d of %d is exiting while the job runs (exit() was called "
+               "before the job ended); mpirun stops the other ranks\n",
+               rank, live_size.load());
   std::fflush(stderr);
 }
 
@@ -106,9 +108,10 @@ extern "C" __attribute__((visibility("default"))) graft::runtime::Job* graft_com
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     if (rank == 0)
-      std::fprintf(stderr, "graft: warning: this MPI does not grant MPI_THREAD_MULTIPLE; the "
-                           "watchdog can still end a stuck job but cannot ask the other ranks "
-                           "where they are\n");
+      std::fprintf(stderr,
+                   "graft: warning: this MPI does not grant MPI_THREAD_MULTIPLE; the "
+                   "watchdog can still end a stuck job but cannot ask the other ranks "
+                   "where they are\n");
   }
   try {
     return new graft::runtime::mpi::MpiJob(timeout_s, threads_ok);

@@ -19,8 +19,8 @@ constexpr int kFailed = 3;  // payload: int32, "this rank failed and printed its
 constexpr auto kPoll = std::chrono::milliseconds(20);
 constexpr auto kProgressPoll = std::chrono::milliseconds(1);  // while operations are in flight
 constexpr auto kAskPoll = std::chrono::milliseconds(5);
-constexpr double kAskSeconds = 2.0;   // how long a report waits for answers
-constexpr double kDeferSeconds = 5.0; // how long a rank lets a lower one report first
+constexpr double kAskSeconds = 2.0;    // how long a report waits for answers
+constexpr double kDeferSeconds = 5.0;  // how long a rank lets a lower one report first
 
 bool same_collective(const OpRecord& a, const OpRecord& b) {
   return a.collective && b.collective && std::strcmp(a.comm, b.comm) == 0 && a.seq == b.seq;
@@ -307,8 +307,8 @@ void Watchdog::report_and_abort(const RankStatus& self) {
     else if (s->state == RankState::failed)
       text += "failed (its error is printed above)";
     else
-      text += "in no collective or receive (busy " + seconds_text(s->seconds) +
-              " since its last one)";
+      text +=
+          "in no collective or receive (busy " + seconds_text(s->seconds) + " since its last one)";
     text += "; last completed: " + (s->completed ? describe(s->last) : std::string("none")) + "\n";
   }
   text += "  ending the job; raise [parallel] timeout_s if a step may legitimately take longer\n";

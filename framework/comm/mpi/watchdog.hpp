@@ -33,11 +33,11 @@ enum class RankState : int32_t { between = 0, waiting = 1, failed = 2 };
 struct RankStatus {
   int32_t rank = -1;
   RankState state = RankState::between;
-  int64_t round = 0;     // echoes the question, so a late answer to an old one is recognised
-  double seconds = 0;    // in this state
-  int64_t completed = 0; // operations finished so far
-  OpRecord current;      // valid when waiting
-  OpRecord last;         // valid when completed > 0
+  int64_t round = 0;      // echoes the question, so a late answer to an old one is recognised
+  double seconds = 0;     // in this state
+  int64_t completed = 0;  // operations finished so far
+  OpRecord current;       // valid when waiting
+  OpRecord last;          // valid when completed > 0
 };
 
 class Watchdog {

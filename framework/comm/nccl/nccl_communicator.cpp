@@ -15,9 +15,11 @@ bool on_gpu(const DLTensor& t) { return t.device.device_type == kDLCUDA; }
 
 void check_same_side(const DLTensor& in, const DLTensor& out, const char* call, const char* what) {
   if (on_gpu(in) != on_gpu(out))
-    throw UserError(comm_call(call, what) + ": `in` and `out` must both be in GPU memory or both "
-                    "in host memory (device types " + std::to_string(in.device.device_type) +
-                    " and " + std::to_string(out.device.device_type) + ")");
+    throw UserError(comm_call(call, what) +
+                    ": `in` and `out` must both be in GPU memory or both "
+                    "in host memory (device types " +
+                    std::to_string(in.device.device_type) + " and " +
+                    std::to_string(out.device.device_type) + ")");
 }
 
 bool overlap(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
@@ -70,14 +72,18 @@ void nccl_failed(ncclResult_t code, const std::string& context, const char* call
 void cuda_failed(cudaError_t code, const std::string& context, const char* call, const char* file,
                  int line) {
   cudaGetLastError();  // a non-sticky error must not fail the next, unrelated check too
-  throw Failure(context + ": " + call + ": CUDA error: " + cudaGetErrorString(code) + " (" +
-                file + ":" + std::to_string(line) + ")");
+  throw Failure(context + ": " + call + ": CUDA error: " + cudaGetErrorString(code) + " (" + file +
+                ":" + std::to_string(line) + ")");
 }
 
 NcclCommunicator::NcclCommunicator(Communicator& host, std::string name, const Options& options,
                                    Watchdog* watchdog)
-    : host_(host), name_(std::move(name)), options_(options), watchdog_(watchdog),
-      compute_(static_cast<cudaStream_t>(options.compute_stream)), rank_(host.rank()),
+    : host_(host),
+      name_(std::move(name)),
+      options_(options),
+      watchdog_(watchdog),
+      compute_(static_cast<cudaStream_t>(options.compute_stream)),
+      rank_(host.rank()),
       size_(host.size()) {
   try {
     open(host);
@@ -93,8 +99,8 @@ void NcclCommunicator::open(Communicator& host) {
   const std::string context = "starting the NCCL communicator of " + name_;
   CUDA_CHECK(cudaSetDevice(options_.device_index), context);
   if (!watchdog_) {
-    own_watchdog_ = std::make_unique<Watchdog>(options_.device_index, host.rank(),
-                                               options_.timeout_s);
+    own_watchdog_ =
+        std::make_unique<Watchdog>(options_.device_index, host.rank(), options_.timeout_s);
     watchdog_ = own_watchdog_.get();
   }
   // Rank 0 says whether it could make the ids, so the others fail with its reason rather
@@ -120,8 +126,8 @@ void NcclCommunicator::open(Communicator& host) {
   t.shape = &bytes;
   host.broadcast(t, 0, "NCCL unique ids");
   if (!ids.ok)
-    throw Failure(context + ": rank 0 could not make NCCL's unique id (ncclGetUniqueId: " +
-                  ids.error + ")");
+    throw Failure(context +
+                  ": rank 0 could not make NCCL's unique id (ncclGetUniqueId: " + ids.error + ")");
 
   // Communication kernels first when the GPU is full of backward's: they are short, and
   // the other ranks wait for them.
@@ -214,10 +220,11 @@ void NcclCommunicator::all_reduce(DLTensor& t, graft_reduce_op op, const char* w
   const size_t n = size_t(float32_elements(t, "all_reduce", what));
   void* data = tensor_bytes_at(t);
   const OpRecord record = collective("all_reduce", what);
-  compute_waits(enqueue(collectives(), record, 1, [&](ncclComm_t c, cudaStream_t s) {
-                  NCCL_CHECK(ncclAllReduce(data, data, n, ncclFloat, nccl_op(op), c, s),
-                             describe(record));
-                }),
+  compute_waits(enqueue(collectives(), record, 1,
+                        [&](ncclComm_t c, cudaStream_t s) {
+                          NCCL_CHECK(ncclAllReduce(data, data, n, ncclFloat, nccl_op(op), c, s),
+                                     describe(record));
+                        }),
                 record);
 }
 
@@ -227,10 +234,11 @@ std::unique_ptr<CommRequest> NcclCommunicator::all_reduce_start(DLTensor& t, gra
   const size_t n = size_t(float32_elements(t, "all_reduce_start", what));
   void* data = tensor_bytes_at(t);
   const OpRecord record = collective("all_reduce_start", what);
-  return request(enqueue(collectives(), record, 2, [&](ncclComm_t c, cudaStream_t s) {
-                   NCCL_CHECK(ncclAllReduce(data, data, n, ncclFloat, nccl_op(op), c, s),
-                              describe(record));
-                 }),
+  return request(enqueue(collectives(), record, 2,
+                         [&](ncclComm_t c, cudaStream_t s) {
+                           NCCL_CHECK(ncclAllReduce(data, data, n, ncclFloat, nccl_op(op), c, s),
+                                      describe(record));
+                         }),
                  record);
 }
 
@@ -245,10 +253,11 @@ void NcclCommunicator::broadcast(DLTensor& t, int32_t root, const char* what) {
   const size_t bytes = dense_bytes(t, "broadcast", what);
   void* data = tensor_bytes_at(t);
   const OpRecord record = collective("broadcast", what);
-  compute_waits(enqueue(collectives(), record, 1, [&](ncclComm_t c, cudaStream_t s) {
-                  NCCL_CHECK(ncclBroadcast(data, data, bytes, ncclUint8, root, c, s),
-                             describe(record));
-                }),
+  compute_waits(enqueue(collectives(), record, 1,
+                        [&](ncclComm_t c, cudaStream_t s) {
+                          NCCL_CHECK(ncclBroadcast(data, data, bytes, ncclUint8, root, c, s),
+                                     describe(record));
+                        }),
                 record);
 }
 
@@ -266,13 +275,15 @@ void NcclCommunicator::all_gather(const DLTensor& in, DLTensor& out, const char*
   // NCCL gathers in place when `in` is this rank's part of `out`; other overlaps would be
   // read while written.
   if (in_data != out_data + part * size_t(rank_) && overlap(in_data, part, out_data, total))
-    throw UserError(comm_call("all_gather", what) + ": `in` overlaps `out` but is not this "
+    throw UserError(comm_call("all_gather", what) +
+                    ": `in` overlaps `out` but is not this "
                     "rank's part of it");
   const OpRecord record = collective("all_gather", what);
-  compute_waits(enqueue(collectives(), record, 1, [&](ncclComm_t c, cudaStream_t s) {
-                  NCCL_CHECK(ncclAllGather(in_data, out_data, part, ncclUint8, c, s),
-                             describe(record));
-                }),
+  compute_waits(enqueue(collectives(), record, 1,
+                        [&](ncclComm_t c, cudaStream_t s) {
+                          NCCL_CHECK(ncclAllGather(in_data, out_data, part, ncclUint8, c, s),
+                                     describe(record));
+                        }),
                 record);
 }
 
@@ -291,11 +302,12 @@ void NcclCommunicator::reduce_scatter(const DLTensor& in, DLTensor& out, graft_r
   if (overlap(in_data, size_t(in_n) * 4, out_data, size_t(out_n) * 4))
     throw UserError(comm_call("reduce_scatter", what) + ": `in` and `out` overlap");
   const OpRecord record = collective("reduce_scatter", what);
-  compute_waits(enqueue(collectives(), record, 1, [&](ncclComm_t c, cudaStream_t s) {
-                  NCCL_CHECK(ncclReduceScatter(in_data, out_data, size_t(out_n), ncclFloat,
-                                               nccl_op(op), c, s),
-                             describe(record));
-                }),
+  compute_waits(enqueue(collectives(), record, 1,
+                        [&](ncclComm_t c, cudaStream_t s) {
+                          NCCL_CHECK(ncclReduceScatter(in_data, out_data, size_t(out_n), ncclFloat,
+                                                       nccl_op(op), c, s),
+                                     describe(record));
+                        }),
                 record);
 }
 
@@ -305,9 +317,11 @@ void NcclCommunicator::send(const DLTensor& t, int32_t peer, int32_t tag, const 
   const size_t bytes = dense_bytes(t, "send", what);
   const void* data = tensor_bytes_at(t);
   // The compute stream waits, so a later kernel does not rewrite the buffer while it is sent.
-  compute_waits(enqueue(lane_for(peer, true), record, 1, [&](ncclComm_t c, cudaStream_t s) {
-                  NCCL_CHECK(ncclSend(data, bytes, ncclUint8, peer, c, s), describe(record));
-                }),
+  compute_waits(enqueue(lane_for(peer, true), record, 1,
+                        [&](ncclComm_t c, cudaStream_t s) {
+                          NCCL_CHECK(ncclSend(data, bytes, ncclUint8, peer, c, s),
+                                     describe(record));
+                        }),
                 record);
 }
 
@@ -316,9 +330,11 @@ void NcclCommunicator::recv(DLTensor& t, int32_t peer, int32_t tag, const char* 
   const OpRecord record = point_to_point("recv", peer, tag, what);
   const size_t bytes = dense_bytes(t, "recv", what);
   void* data = tensor_bytes_at(t);
-  compute_waits(enqueue(lane_for(peer, false), record, 1, [&](ncclComm_t c, cudaStream_t s) {
-                  NCCL_CHECK(ncclRecv(data, bytes, ncclUint8, peer, c, s), describe(record));
-                }),
+  compute_waits(enqueue(lane_for(peer, false), record, 1,
+                        [&](ncclComm_t c, cudaStream_t s) {
+                          NCCL_CHECK(ncclRecv(data, bytes, ncclUint8, peer, c, s),
+                                     describe(record));
+                        }),
                 record);
 }
 
@@ -328,9 +344,11 @@ std::unique_ptr<CommRequest> NcclCommunicator::send_start(const DLTensor& t, int
   const OpRecord record = point_to_point("send_start", peer, tag, what);
   const size_t bytes = dense_bytes(t, "send_start", what);
   const void* data = tensor_bytes_at(t);
-  return request(enqueue(lane_for(peer, true), record, 2, [&](ncclComm_t c, cudaStream_t s) {
-                   NCCL_CHECK(ncclSend(data, bytes, ncclUint8, peer, c, s), describe(record));
-                 }),
+  return request(enqueue(lane_for(peer, true), record, 2,
+                         [&](ncclComm_t c, cudaStream_t s) {
+                           NCCL_CHECK(ncclSend(data, bytes, ncclUint8, peer, c, s),
+                                      describe(record));
+                         }),
                  record);
 }
 
@@ -340,9 +358,11 @@ std::unique_ptr<CommRequest> NcclCommunicator::recv_start(DLTensor& t, int32_t p
   const OpRecord record = point_to_point("recv_start", peer, tag, what);
   const size_t bytes = dense_bytes(t, "recv_start", what);
   void* data = tensor_bytes_at(t);
-  return request(enqueue(lane_for(peer, false), record, 2, [&](ncclComm_t c, cudaStream_t s) {
-                   NCCL_CHECK(ncclRecv(data, bytes, ncclUint8, peer, c, s), describe(record));
-                 }),
+  return request(enqueue(lane_for(peer, false), record, 2,
+                         [&](ncclComm_t c, cudaStream_t s) {
+                           NCCL_CHECK(ncclRecv(data, bytes, ncclUint8, peer, c, s),
+                                      describe(record));
+                         }),
                  record);
 }
 

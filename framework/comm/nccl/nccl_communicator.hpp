@@ -24,17 +24,15 @@ namespace graft::runtime::nccl {
 [[noreturn]] void cuda_failed(cudaError_t code, const std::string& context, const char* call,
                               const char* file, int line);
 // `context` is evaluated only on failure: a training step's calls build no strings.
-#define NCCL_CHECK(call, context)                                                          \
-  do {                                                                                     \
-    if (const ncclResult_t nccl_check_code_ = (call); nccl_check_code_ != ncclSuccess)     \
-      ::graft::runtime::nccl::nccl_failed(nccl_check_code_, (context), #call, __FILE__,    \
-                                          __LINE__);                                       \
+#define NCCL_CHECK(call, context)                                                                  \
+  do {                                                                                             \
+    if (const ncclResult_t nccl_check_code_ = (call); nccl_check_code_ != ncclSuccess)             \
+      ::graft::runtime::nccl::nccl_failed(nccl_check_code_, (context), #call, __FILE__, __LINE__); \
   } while (0)
-#define CUDA_CHECK(call, context)                                                          \
-  do {                                                                                     \
-    if (const cudaError_t cuda_check_code_ = (call); cuda_check_code_ != cudaSuccess)      \
-      ::graft::runtime::nccl::cuda_failed(cuda_check_code_, (context), #call, __FILE__,    \
-                                          __LINE__);                                       \
+#define CUDA_CHECK(call, context)                                                                  \
+  do {                                                                                             \
+    if (const cudaError_t cuda_check_code_ = (call); cuda_check_code_ != cudaSuccess)              \
+      ::graft::runtime::nccl::cuda_failed(cuda_check_code_, (context), #call, __FILE__, __LINE__); \
   } while (0)
 
 // NCCL has no tags: messages between two ranks match in the order they are sent, which is how

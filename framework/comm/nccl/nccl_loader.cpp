@@ -35,7 +35,8 @@ std::unique_ptr<Communicator> start_nccl(Communicator& host_world, const NcclOpt
   const std::string at = "[run] device = \"cuda\" on " + std::to_string(host_world.size()) +
                          " rank(s): the NCCL communicator";
   if (!nccl_built())
-    throw UserError(at + " is not in this build of graft (nccl.h and libnccl were not found "
+    throw UserError(at +
+                    " is not in this build of graft (nccl.h and libnccl were not found "
                     "under the CUDA toolkit or /usr/local when it was configured); install "
                     "NCCL (libnccl-dev) and rebuild graft, or use device = \"cpu\"");
   std::string tried;
@@ -52,7 +53,8 @@ std::unique_ptr<Communicator> start_nccl(Communicator& host_world, const NcclOpt
     if (!comm) throw UserError(at + " did not start: " + error + "; " + kFix);
     return std::unique_ptr<Communicator>(comm);
   }
-  throw UserError(at + " module is missing (looked for " + tried + "); reinstall graft, set "
+  throw UserError(at + " module is missing (looked for " + tried +
+                  "); reinstall graft, set "
                   "GRAFT_NCCL_MODULE to " GRAFT_COMM_NCCL_LIBRARY ", or use device = \"cpu\"");
 }
 

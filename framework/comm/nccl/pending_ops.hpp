@@ -17,8 +17,8 @@ namespace graft::runtime::nccl {
 
 // One operation, in plain bytes: recording one allocates nothing.
 struct OpRecord {
-  int64_t seq = 0;    // collectives: their number on `comm`, 1-based, equal on every rank
-  int32_t peer = -1;  // send/recv: the other rank of `comm`; else -1
+  int64_t seq = 0;     // collectives: their number on `comm`, 1-based, equal on every rank
+  int32_t peer = -1;   // send/recv: the other rank of `comm`; else -1
   char call[24] = {};  // "all_reduce", "all_reduce_start", "send"
   char comm[48] = {};  // "world", "world/split1[color 0]"
   char what[96] = {};  // the caller's description, cut to fit
@@ -51,8 +51,8 @@ class PendingOps {
 
   struct Overdue {
     OpRecord op;
-    double seconds = 0;     // since it was queued
-    size_t in_flight = 0;   // operations not completed, this one included
+    double seconds = 0;    // since it was queued
+    size_t in_flight = 0;  // operations not completed, this one included
   };
 
   // Room for `expected` operations in flight: a step that stays under it records without
@@ -80,8 +80,7 @@ class PendingOps {
         continue;
       }
       const double age = std::chrono::duration<double>(now - e.queued).count();
-      if (age > timeout_s && (!overdue || age > overdue->seconds))
-        overdue = Overdue{e.op, age, 0};
+      if (age > timeout_s && (!overdue || age > overdue->seconds)) overdue = Overdue{e.op, age, 0};
       entries_[kept++] = e;
     }
     entries_.resize(kept);  // shrinking never allocates
@@ -115,23 +114,26 @@ inline std::string seconds_text(double s) {
 inline std::string overdue_report(int32_t world_rank, const OpRecord& op, double seconds,
                                   size_t in_flight, double timeout_s) {
   std::string text = "graft: NCCL watchdog on rank " + std::to_string(world_rank) + ": " +
-                     describe(op) + " has not completed on the GPU after " +
-                     seconds_text(seconds) + ", more than [parallel] timeout_s = " +
-                     seconds_text(timeout_s) + ".\n";
+                     describe(op) + " has not completed on the GPU after " + seconds_text(seconds) +
+                     ", more than [parallel] timeout_s = " + seconds_text(timeout_s) + ".\n";
   if (in_flight > 1)
     text += "  " + std::to_string(in_flight - 1) +
             " later NCCL operation(s) of this rank wait behind it\n";
-  text += "  a rank that never joined it has failed, stalled, or called collectives in another "
-          "order (a bug in the strategy); its own output says which\n"
-          "  aborting the NCCL communicators and ending the job; raise [parallel] timeout_s if "
-          "a step may legitimately take longer\n";
+  text +=
+      "  a rank that never joined it has failed, stalled, or called collectives in another "
+      "order (a bug in the strategy); its own output says which\n"
+      "  aborting the NCCL communicators and ending the job; raise [parallel] timeout_s if "
+      "a step may legitimately take longer\n";
   return text;
 }
 
 inline std::string async_error_report(int32_t world_rank, const std::string& comm,
                                       const std::string& error) {
-  return "graft: NCCL watchdog on rank " + std::to_string(world_rank) + ": NCCL reported an "
-         "asynchronous error on " + comm + ": " + error + "\n"
+  return "graft: NCCL watchdog on rank " + std::to_string(world_rank) +
+         ": NCCL reported an "
+         "asynchronous error on " +
+         comm + ": " + error +
+         "\n"
          "  (a peer rank died, or the network between the GPUs failed)\n"
          "  aborting the NCCL communicators and ending the job\n";
 }

@@ -23,8 +23,8 @@ namespace graft::runtime::cpu {
 
 namespace {
 
-constexpr int64_t kLineFloats = 16;                        // one 64-byte cache line
-constexpr auto kSpin = std::chrono::microseconds(10);      // a worker's wait before sleeping
+constexpr int64_t kLineFloats = 16;                    // one 64-byte cache line
+constexpr auto kSpin = std::chrono::microseconds(10);  // a worker's wait before sleeping
 
 inline void relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -73,8 +73,10 @@ class Pool {
     // Parts a worker claimed: wait for them, yielding if its thread was preempted.
     for (size_t w = 1; w < size_t(parts); ++w)
       for (int spins = 0; parts_[w].finished.load(std::memory_order_acquire) != job; ++spins) {
-        if (spins < 4096) relax();
-        else std::this_thread::yield();
+        if (spins < 4096)
+          relax();
+        else
+          std::this_thread::yield();
       }
     busy_.store(false, std::memory_order_release);
     return true;

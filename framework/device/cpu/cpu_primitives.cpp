@@ -41,8 +41,8 @@ graft_status* gemm(const graft_exec_ctx*, int32_t ta, int32_t tb, float alpha, c
   const int64_t m = ta ? cols(a) : rows(a), k = ta ? rows(a) : cols(a);
   const int64_t kb = tb ? cols(b) : rows(b), n = tb ? rows(b) : cols(b);
   if (k != kb || rows(c) != m || cols(c) != n)
-    return invalid("gemm: shapes do not agree: a " + dims(a) + (ta ? "^T" : "") + ", b " +
-                   dims(b) + (tb ? "^T" : "") + ", c " + dims(c));
+    return invalid("gemm: shapes do not agree: a " + dims(a) + (ta ? "^T" : "") + ", b " + dims(b) +
+                   (tb ? "^T" : "") + ", c " + dims(c));
   if (m == 0 || n == 0) return nullptr;
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha,
@@ -110,8 +110,9 @@ graft_status* copy(const graft_exec_ctx*, const DLTensor* src, DLTensor* dst) {
 
 graft_status* sum_rows(const graft_exec_ctx*, const DLTensor* x, float beta, DLTensor* out) {
   const int64_t r = rows(x), c = cols(x);
-  if (numel(out) != c) return invalid("sum_rows: out has " + std::to_string(numel(out)) +
-                                      " elements, x has " + std::to_string(c) + " columns");
+  if (numel(out) != c)
+    return invalid("sum_rows: out has " + std::to_string(numel(out)) + " elements, x has " +
+                   std::to_string(c) + " columns");
   float* o = data(out);
   const float* xs = data(x);
   // Ranges of columns on the host's threads, about kParallelWork elements each. Every column
@@ -157,7 +158,8 @@ graft_status* fill_normal(const graft_exec_ctx*, DLTensor* t, uint64_t seed, uin
                           uint64_t offset, float mean, float stddev) {
   float* p = data(t);
   const int64_t n = numel(t);
-  for (int64_t i = 0; i < n; ++i) p[i] = mean + stddev * graft_random_normal(seed, stream, offset + i);
+  for (int64_t i = 0; i < n; ++i)
+    p[i] = mean + stddev * graft_random_normal(seed, stream, offset + i);
   return nullptr;
 }
 

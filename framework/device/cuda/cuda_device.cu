@@ -32,14 +32,12 @@ bool on_host(const DLTensor* t) {
   return t->device.device_type == kDLCPU || t->device.device_type == kDLCUDAHost;
 }
 
-
 __global__ void axpby_kernel(float alpha, const float* x, float beta, float* y, int64_t n) {
   for (int64_t i = first_index(); i < n; i += grid_stride())
     y[i] = beta == 0.0f ? alpha * x[i] : alpha * x[i] + beta * y[i];
 }
 __global__ void fill_kernel(float* p, float v, int64_t n) {
-  for (int64_t i = first_index(); i < n; i += grid_stride())
-    p[i] = v;
+  for (int64_t i = first_index(); i < n; i += grid_stride()) p[i] = v;
 }
 // One thread per column, adding its rows in order: the CPU's order, and no atomics.
 __global__ void sum_rows_kernel(const float* x, int64_t r, int64_t c, float beta, float* out) {
@@ -54,8 +52,7 @@ __global__ void sum_rows_kernel(const float* x, int64_t r, int64_t c, float beta
 __global__ void dot_partial_kernel(const float* a, const float* b, int64_t n, double* partial) {
   __shared__ double cache[kThreads];
   double s = 0.0;
-  for (int64_t i = first_index(); i < n; i += grid_stride())
-    s += double(a[i]) * double(b[i]);
+  for (int64_t i = first_index(); i < n; i += grid_stride()) s += double(a[i]) * double(b[i]);
   cache[threadIdx.x] = s;
   __syncthreads();
   for (int half = blockDim.x / 2; half > 0; half /= 2) {
@@ -71,13 +68,13 @@ __global__ void dot_final_kernel(const double* partial, int count, double* out) 
     *out = s;
   }
 }
-__global__ void uniform_kernel(float* p, int64_t n, uint64_t seed, uint64_t stream,
-                               uint64_t offset, float low, float high) {
+__global__ void uniform_kernel(float* p, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset,
+                               float low, float high) {
   for (int64_t i = first_index(); i < n; i += grid_stride())
     p[i] = low + (high - low) * graft_random_uniform(seed, stream, offset + uint64_t(i));
 }
-__global__ void normal_kernel(float* p, int64_t n, uint64_t seed, uint64_t stream,
-                              uint64_t offset, float mean, float stddev) {
+__global__ void normal_kernel(float* p, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset,
+                              float mean, float stddev) {
   for (int64_t i = first_index(); i < n; i += grid_stride())
     p[i] = mean + stddev * graft_random_normal(seed, stream, offset + uint64_t(i));
 }
@@ -95,8 +92,10 @@ class CudaDevice final : public Device {
              cudaGetErrorString(e) + ")";
     if (count == 0) return "no CUDA device is present (the driver sees 0 GPUs)";
     if (options_.device_index < 0 || options_.device_index >= count)
-      return "GPU " + std::to_string(options_.device_index) + " was asked for, but this process "
-             "sees " + std::to_string(count) + " (CUDA_VISIBLE_DEVICES)";
+      return "GPU " + std::to_string(options_.device_index) +
+             " was asked for, but this process "
+             "sees " +
+             std::to_string(count) + " (CUDA_VISIBLE_DEVICES)";
     if ((e = cudaSetDevice(options_.device_index)) != cudaSuccess)
       return std::string("cudaSetDevice: ") + cudaGetErrorString(e);
     cudaDeviceProp prop{};
@@ -195,8 +194,7 @@ class CudaDevice final : public Device {
                      float beta, DLTensor* c) override {
     const int64_t m = ta ? cols(a) : rows(a), k = ta ? rows(a) : cols(a);
     const int64_t kb = tb ? cols(b) : rows(b), n = tb ? rows(b) : cols(b);
-    if (k != kb || rows(c) != m || cols(c) != n)
-      return invalid("gemm: shapes do not agree");
+    if (k != kb || rows(c) != m || cols(c) != n) return invalid("gemm: shapes do not agree");
     if (m == 0 || n == 0) return nullptr;
     // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
     const cublasStatus_t s = cublasSgemm(
@@ -251,15 +249,17 @@ class CudaDevice final : public Device {
   graft_status* fill_uniform(DLTensor* t, uint64_t seed, uint64_t stream, uint64_t offset,
                              float low, float high) override {
     const int64_t n = numel(t);
-    if (n) uniform_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(data(t), n, seed, stream, offset,
-                                                                   low, high);
+    if (n)
+      uniform_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(data(t), n, seed, stream, offset, low,
+                                                              high);
     return launched("fill_uniform");
   }
   graft_status* fill_normal(DLTensor* t, uint64_t seed, uint64_t stream, uint64_t offset,
                             float mean, float stddev) override {
     const int64_t n = numel(t);
-    if (n) normal_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(data(t), n, seed, stream, offset,
-                                                                  mean, stddev);
+    if (n)
+      normal_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(data(t), n, seed, stream, offset, mean,
+                                                             stddev);
     return launched("fill_normal");
   }
   void* alloc_pinned(size_t bytes) override {
@@ -285,13 +285,15 @@ class CudaDevice final : public Device {
     // The host side is the loader's again once the copy read it (the copy engine reads pinned
     // memory directly; pageable memory is staged by the driver before this returns anyway).
     if (e == cudaSuccess) e = cudaEventSynchronize(copied_[slot]);
-    return e == cudaSuccess ? nullptr : failed(std::string("batch upload: ") + cudaGetErrorString(e));
+    return e == cudaSuccess ? nullptr
+                            : failed(std::string("batch upload: ") + cudaGetErrorString(e));
   }
   graft_status* release_upload(int slot) override {
     if (slot < 0 || slot >= kUploadSlots) return invalid("release_upload: slot out of range");
     const cudaError_t e = cudaEventRecord(released_[slot], stream_);
     released_once_[slot] = e == cudaSuccess;
-    return e == cudaSuccess ? nullptr : failed(std::string("release_upload: ") + cudaGetErrorString(e));
+    return e == cudaSuccess ? nullptr
+                            : failed(std::string("release_upload: ") + cudaGetErrorString(e));
   }
 
   void* stream() override { return stream_; }
@@ -324,8 +326,8 @@ class CudaDevice final : public Device {
   cublasHandle_t blas_ = nullptr;
   void* workspace_ = nullptr;
   std::mutex mutex_;
-  std::multimap<size_t, void*> free_;        // cached blocks by size
-  std::unordered_map<void*, size_t> used_;   // handed out, with their rounded sizes
+  std::multimap<size_t, void*> free_;       // cached blocks by size
+  std::unordered_map<void*, size_t> used_;  // handed out, with their rounded sizes
   size_t cached_ = 0, mallocs_ = 0;
 };
 

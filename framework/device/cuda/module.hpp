@@ -34,7 +34,7 @@ class Device {
   virtual std::string describe() const = 0;  // "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB"
   virtual void* alloc(size_t bytes) = 0;     // NULL when out of memory (after emptying the cache)
   virtual void free(void* ptr) = 0;
-  virtual size_t cached_bytes() const = 0;   // held by the cache, not in use
+  virtual size_t cached_bytes() const = 0;    // held by the cache, not in use
   virtual size_t device_mallocs() const = 0;  // cudaMalloc calls so far
 
   virtual graft_status* gemm(int32_t ta, int32_t tb, float alpha, const DLTensor* a,
@@ -44,12 +44,12 @@ class Device {
   virtual graft_status* copy(const DLTensor* src, DLTensor* dst) = 0;
   virtual graft_status* sum_rows(const DLTensor* x, float beta, DLTensor* out) = 0;
   virtual graft_status* dot(const DLTensor* x, const DLTensor* y, double* out) = 0;
-  virtual graft_status* fill_uniform(DLTensor* t, uint64_t seed, uint64_t stream,
-                                     uint64_t offset, float low, float high) = 0;
-  virtual graft_status* fill_normal(DLTensor* t, uint64_t seed, uint64_t stream,
-                                    uint64_t offset, float mean, float stddev) = 0;
-  virtual void* stream() = 0;                // the cudaStream_t kernels run on
-  virtual graft_status* synchronize() = 0;   // waits for the stream
+  virtual graft_status* fill_uniform(DLTensor* t, uint64_t seed, uint64_t stream, uint64_t offset,
+                                     float low, float high) = 0;
+  virtual graft_status* fill_normal(DLTensor* t, uint64_t seed, uint64_t stream, uint64_t offset,
+                                    float mean, float stddev) = 0;
+  virtual void* stream() = 0;               // the cudaStream_t kernels run on
+  virtual graft_status* synchronize() = 0;  // waits for the stream
 
   // Page-locked host memory (cudaHostAlloc): batches read into it are copied to the GPU by the
   // copy engine directly, asynchronously. NULL when none is left.

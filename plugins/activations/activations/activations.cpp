@@ -11,9 +11,9 @@ namespace {
 using graft::elementwise::Kind;
 
 void require_same_size(const DLTensor& a, const DLTensor& b, const char* name) {
-  GRAFT_CHECK(graft::numel(a) == graft::numel(b),
-              name << ": tensors of " << graft::numel(a) << " and " << graft::numel(b)
-                   << " elements; they must match");
+  GRAFT_CHECK(graft::numel(a) == graft::numel(b), name << ": tensors of " << graft::numel(a)
+                                                       << " and " << graft::numel(b)
+                                                       << " elements; they must match");
 }
 
 // y = f(x) element by element; K is fixed at compile time so the loops stay tight.
@@ -35,10 +35,9 @@ class Elementwise : public graft::Activation {
     require_same_size(x, y, "activation forward");
     graft::require_device(x, "activation");
     if (graft::on_cuda(x))
-      return graft::check_launch("activation forward",
-                                 graft::activations_cuda::forward(K, graft::f32(x), graft::f32(y),
-                                                                  graft::numel(x), slope_,
-                                                                  ctx.stream));
+      return graft::check_launch("activation forward", graft::activations_cuda::forward(
+                                                           K, graft::f32(x), graft::f32(y),
+                                                           graft::numel(x), slope_, ctx.stream));
     const float* xs = graft::f32(x);
     float* ys = graft::f32(y);
     const int64_t count = graft::numel(x);
@@ -46,16 +45,16 @@ class Elementwise : public graft::Activation {
   }
 
   // dx = dy * f'(x); dx may alias dy.
-  void backward(const graft::Context& ctx, const DLTensor& x, const DLTensor& y,
-                const DLTensor& dy, DLTensor& dx) override {
+  void backward(const graft::Context& ctx, const DLTensor& x, const DLTensor& y, const DLTensor& dy,
+                DLTensor& dx) override {
     require_same_size(x, dy, "activation backward");
     require_same_size(x, dx, "activation backward");
     graft::require_device(x, "activation");
     if (graft::on_cuda(x))
-      return graft::check_launch("activation backward",
-                                 graft::activations_cuda::backward(
-                                     K, graft::f32(x), graft::f32(y), graft::f32(dy),
-                                     graft::f32(dx), graft::numel(x), slope_, ctx.stream));
+      return graft::check_launch(
+          "activation backward",
+          graft::activations_cuda::backward(K, graft::f32(x), graft::f32(y), graft::f32(dy),
+                                            graft::f32(dx), graft::numel(x), slope_, ctx.stream));
     const float* xs = graft::f32(x);
     const float* ys = graft::f32(y);
     const float* dys = graft::f32(dy);
@@ -82,24 +81,23 @@ class Softmax : public graft::Activation {
     const int64_t c = last_axis(x), count = graft::numel(x);
     graft::require_device(x, "softmax");
     if (graft::on_cuda(x))
-      return graft::check_launch("softmax forward",
-                                 graft::activations_cuda::softmax_forward(
-                                     graft::f32(x), graft::f32(y), count / c, c, ctx.stream));
+      return graft::check_launch(
+          "softmax forward", graft::activations_cuda::softmax_forward(graft::f32(x), graft::f32(y),
+                                                                      count / c, c, ctx.stream));
     for (int64_t start = 0; start < count; start += c)
       graft::softmax::forward_row(graft::f32(x) + start, graft::f32(y) + start, c);
   }
 
-  void backward(const graft::Context& ctx, const DLTensor&, const DLTensor& y,
-                const DLTensor& dy, DLTensor& dx) override {
+  void backward(const graft::Context& ctx, const DLTensor&, const DLTensor& y, const DLTensor& dy,
+                DLTensor& dx) override {
     require_same_size(y, dy, "softmax backward");
     require_same_size(y, dx, "softmax backward");
     const int64_t c = last_axis(y), count = graft::numel(y);
     graft::require_device(y, "softmax");
     if (graft::on_cuda(y))
-      return graft::check_launch("softmax backward",
-                                 graft::activations_cuda::softmax_backward(
-                                     graft::f32(y), graft::f32(dy), graft::f32(dx), count / c, c,
-                                     ctx.stream));
+      return graft::check_launch("softmax backward", graft::activations_cuda::softmax_backward(
+                                                         graft::f32(y), graft::f32(dy),
+                                                         graft::f32(dx), count / c, c, ctx.stream));
     for (int64_t start = 0; start < count; start += c)
       graft::softmax::backward_row(graft::f32(y) + start, graft::f32(dy) + start,
                                    graft::f32(dx) + start, c);

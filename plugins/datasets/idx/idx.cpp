@@ -235,12 +235,12 @@ class Idx : public graft::Dataset {
           worst = value;
       if (worst >= 0)
         throw graft::Error(GRAFT_ERR_INVALID_ARGUMENT,
-                           "idx: " + holds(worst) + ", but [data] declares classes = " +
-                               std::to_string(declared) + " (labels 0.." +
-                               std::to_string(declared - 1) + "); set classes = " +
-                               std::to_string(highest + 1) +
-                               " or more (0 infers it from the labels), or check that `" +
-                               option + "` names the right file");
+                           "idx: " + holds(worst) +
+                               ", but [data] declares classes = " + std::to_string(declared) +
+                               " (labels 0.." + std::to_string(declared - 1) +
+                               "); set classes = " + std::to_string(highest + 1) +
+                               " or more (0 infers it from the labels), or check that `" + option +
+                               "` names the right file");
       return declared;
     }
     if (highest >= 10) {
@@ -251,16 +251,15 @@ class Idx : public graft::Dataset {
         int next = -1;  // the highest label below `highest`: the others lie in lowest..next
         for (int value = highest - 1; value >= 0 && next < 0; --value)
           if (occurrences[value] > 0) next = value;
-        const std::string others =
-            next < 0 ? "no other label occurs"
-                     : "the other labels lie in " + std::to_string(lowest) + ".." +
-                           std::to_string(next) + " and label " + std::to_string(missing) +
-                           " never occurs";
+        const std::string others = next < 0 ? "no other label occurs"
+                                            : "the other labels lie in " + std::to_string(lowest) +
+                                                  ".." + std::to_string(next) + " and label " +
+                                                  std::to_string(missing) + " never occurs";
         corrupt(holds(highest) + " (the highest), but " + others +
                 ", so the labels above 9 are not contiguous and the file is likely damaged; "
                 "download it again, or, if it really has " +
-                std::to_string(highest + 1) + " classes, set `classes = " +
-                std::to_string(highest + 1) + "` in [data]");
+                std::to_string(highest + 1) +
+                " classes, set `classes = " + std::to_string(highest + 1) + "` in [data]");
       }
     }
     return std::max(10, highest + 1);

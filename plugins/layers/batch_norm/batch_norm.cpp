@@ -71,8 +71,9 @@ class BatchNorm : public graft::Layer {
                 "batch_norm: the input " << input.str()
                                          << " has no channel axis; batch_norm takes per-sample "
                                             "(C, H, W), (C, L) or (D,) inputs");
-    GRAFT_CHECK(eps_ > 0.0f, "batch_norm: eps = 0 divides by zero on a constant channel; "
-                             "use a small positive eps such as 1e-5");
+    GRAFT_CHECK(eps_ > 0.0f,
+                "batch_norm: eps = 0 divides by zero on a constant channel; "
+                "use a small positive eps such as 1e-5");
     first_sum_ = scratch_.as<double>();
     second_sum_ = first_sum_ + channels_;
     mean_ = reinterpret_cast<float*>(second_sum_ + channels_);
@@ -214,10 +215,10 @@ class BatchNorm : public graft::Layer {
   }
 
   void check_count(int64_t n) const {
-    GRAFT_CHECK(n * spatial_ > 1, "batch_norm: training needs more than one value per channel, "
-                                  "but the batch has "
-                                      << n << " sample(s) of " << shape_.str()
-                                      << "; use a batch of at least 2");
+    GRAFT_CHECK(n * spatial_ > 1,
+                "batch_norm: training needs more than one value per channel, "
+                "but the batch has "
+                    << n << " sample(s) of " << shape_.str() << "; use a batch of at least 2");
   }
 
   void running_statistics(const float* running_mean, const float* running_var) {
@@ -240,9 +241,8 @@ class BatchNorm : public graft::Layer {
                                                      bool update_running) {
     if (!gpu_scratch_ || gpu_scratch_.device().device_id != x.device.device_id) {
       gpu_scratch_.reset();
-      gpu_scratch_ = graft::DeviceMemory(host_, x.device,
-                                         static_cast<size_t>(channels_) * 4 * sizeof(float),
-                                         "batch_norm");
+      gpu_scratch_ = graft::DeviceMemory(
+          host_, x.device, static_cast<size_t>(channels_) * 4 * sizeof(float), "batch_norm");
     }
     float* p = gpu_scratch_.as<float>();
     const graft::batch_norm::cuda::Statistics s{p, p + channels_, p + 2 * channels_,
@@ -251,11 +251,11 @@ class BatchNorm : public graft::Layer {
     float* running_var = graft::f32(*params[running_index() + 1]);
     if (ctx.training) {
       check_count(n);
-      graft::check_launch("batch_norm", graft::batch_norm::cuda::batch_statistics(
-                                            graft::f32(x), dims(n), eps_, s,
-                                            update_running ? running_mean : nullptr,
-                                            update_running ? running_var : nullptr, momentum_,
-                                            ctx.stream));
+      graft::check_launch(
+          "batch_norm",
+          graft::batch_norm::cuda::batch_statistics(
+              graft::f32(x), dims(n), eps_, s, update_running ? running_mean : nullptr,
+              update_running ? running_var : nullptr, momentum_, ctx.stream));
     } else {
       graft::check_launch("batch_norm",
                           graft::batch_norm::cuda::running_statistics(
@@ -267,11 +267,10 @@ class BatchNorm : public graft::Layer {
   void forward_gpu(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
                    DLTensor& y, int64_t n) {
     const auto s = statistics_gpu(ctx, params, x, n, true);
-    graft::check_launch("batch_norm",
-                        graft::batch_norm::cuda::normalize(graft::f32(x), graft::f32(y), dims(n),
-                                                           param_or_null(params, 0),
-                                                           param_or_null(params, 1), s,
-                                                           ctx.stream));
+    graft::check_launch(
+        "batch_norm", graft::batch_norm::cuda::normalize(graft::f32(x), graft::f32(y), dims(n),
+                                                         param_or_null(params, 0),
+                                                         param_or_null(params, 1), s, ctx.stream));
   }
 
   void backward_gpu(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
@@ -279,8 +278,8 @@ class BatchNorm : public graft::Layer {
     const auto s = statistics_gpu(ctx, params, x, n, false);
     graft::check_launch("batch_norm",
                         graft::batch_norm::cuda::backward(
-                            graft::f32(x), graft::f32(dy), dx ? graft::f32(*dx) : nullptr,
-                            dims(n), ctx.training != 0, param_or_null(params, 0), s,
+                            graft::f32(x), graft::f32(dy), dx ? graft::f32(*dx) : nullptr, dims(n),
+                            ctx.training != 0, param_or_null(params, 0), s,
                             affine_ ? graft::f32(*grads[0]) : nullptr,
                             affine_ ? graft::f32(*grads[1]) : nullptr, ctx.stream));
   }

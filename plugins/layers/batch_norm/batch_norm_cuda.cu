@@ -99,22 +99,19 @@ __global__ void input_gradient_kernel(const float* x, const float* dy, float* dx
 }
 
 // One block per channel, as many as the grid allows; short channels get smaller blocks.
-unsigned channel_blocks(const Dims& d) {
-  return unsigned(d.channels < 65535 ? d.channels : 65535);
-}
+unsigned channel_blocks(const Dims& d) { return unsigned(d.channels < 65535 ? d.channels : 65535); }
 unsigned channel_threads(const Dims& d) {
   return unsigned(graft::cuda::reduce_threads(d.n * d.spatial));
 }
 
 }  // namespace
 
-const char* batch_statistics(const float* x, Dims d, float eps, Statistics s,
-                             float* running_mean, float* running_var, double momentum,
-                             void* stream) {
+const char* batch_statistics(const float* x, Dims d, float eps, Statistics s, float* running_mean,
+                             float* running_var, double momentum, void* stream) {
   if (d.channels == 0) return nullptr;
   statistics_kernel<<<channel_blocks(d), channel_threads(d), 0,
-                      static_cast<cudaStream_t>(stream)>>>(x, d, eps, s, running_mean,
-                                                           running_var, momentum);
+                      static_cast<cudaStream_t>(stream)>>>(x, d, eps, s, running_mean, running_var,
+                                                           momentum);
   return graft::cuda::launch_error();
 }
 
@@ -146,8 +143,8 @@ const char* backward(const float* x, const float* dy, float* dx, Dims d, bool tr
       x, dy, d, training, s, grad_weight, grad_bias);
   if (const char* error = graft::cuda::launch_error()) return error;
   if (!dx) return nullptr;
-  input_gradient_kernel<<<graft::cuda::blocks_for(total), kThreads, 0, cuda_stream>>>(
-      x, dy, dx, d, weight, s);
+  input_gradient_kernel<<<graft::cuda::blocks_for(total), kThreads, 0, cuda_stream>>>(x, dy, dx, d,
+                                                                                      weight, s);
   return graft::cuda::launch_error();
 }
 

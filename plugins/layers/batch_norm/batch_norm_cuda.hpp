@@ -22,9 +22,8 @@ struct Statistics {
 
 // mean and inv_std from x's batch (biased variance); when running_mean is not NULL the running
 // statistics are updated too (PyTorch's momentum, unbiased variance).
-const char* batch_statistics(const float* x, Dims d, float eps, Statistics s,
-                             float* running_mean, float* running_var, double momentum,
-                             void* stream);
+const char* batch_statistics(const float* x, Dims d, float eps, Statistics s, float* running_mean,
+                             float* running_var, double momentum, void* stream);
 // mean = running_mean, inv_std = 1 / sqrt(running_var + eps): evaluation.
 const char* running_statistics(const float* running_mean, const float* running_var,
                                int64_t channels, float eps, Statistics s, void* stream);

@@ -89,7 +89,11 @@ class Conv2d : public graft::Layer {
                                      << "reader's shape = \"image\" gives (1, 28, 28)");
     const int64_t kernel = o.get_int("kernel_size"), padding = o.get_int("padding");
     const int64_t stride = o.get_int("stride"), dilation = o.get_int("dilation");
-    im2col_ = graft::conv::Lowering{input[0], input[1], input[2], kernel, out_channels_,
+    im2col_ = graft::conv::Lowering{input[0],
+                                    input[1],
+                                    input[2],
+                                    kernel,
+                                    out_channels_,
                                     {input[1], kernel, stride, padding, dilation},
                                     {input[2], kernel, stride, padding, dilation}};
     GRAFT_CHECK(input[0] % groups_ == 0 && out_channels_ % groups_ == 0,
@@ -97,10 +101,11 @@ class Conv2d : public graft::Layer {
                                     << input[0] << ") and out_channels (" << out_channels_ << ")");
     GRAFT_CHECK(im2col_.pixels() >= 1,
                 "conv2d: the input " << input.str() << " is too small for the kernel: "
-                << "kernel_size " << kernel << " with dilation " << dilation << " spans "
-                << dilation * (kernel - 1) + 1 << " pixels, but the input padded by " << padding
-                << " is " << input[1] + 2 * padding << " x " << input[2] + 2 * padding
-                << "; lower kernel_size or dilation, or raise padding");
+                                     << "kernel_size " << kernel << " with dilation " << dilation
+                                     << " spans " << dilation * (kernel - 1) + 1
+                                     << " pixels, but the input padded by " << padding << " is "
+                                     << input[1] + 2 * padding << " x " << input[2] + 2 * padding
+                                     << "; lower kernel_size or dilation, or raise padding");
     const std::string activation = o.get_string("activation");
     GRAFT_CHECK(graft::elementwise::parse(activation.c_str(), &kind_),
                 "conv2d: unknown activation '" << activation << "'; use one of "
@@ -111,8 +116,9 @@ class Conv2d : public graft::Layer {
     const bool fits = kernel == 3 && stride == 1 && dilation == 1;
     GRAFT_CHECK(fits || algorithm != "winograd",
                 "conv2d: algorithm = \"winograd\" needs kernel_size 3, stride 1 and dilation 1 "
-                "(got " << kernel << ", " << stride << ", " << dilation
-                        << "); use \"im2col\" or \"auto\"");
+                "(got "
+                    << kernel << ", " << stride << ", " << dilation
+                    << "); use \"im2col\" or \"auto\"");
     // With few channels per group the transformed products are too thin to gain.
     use_winograd_ = algorithm == "winograd" ||
                     (algorithm == "auto" && fits && in_per_group() >= 8 && out_per_group() >= 8);
@@ -132,8 +138,12 @@ class Conv2d : public graft::Layer {
   std::vector<graft::Param> parameters() const override {
     const int64_t k = im2col_.kernel;
     // torch's fans for a (O, CG, k, k) weight: fan_in CG*k*k, fan_out O*k*k.
-    graft::Param weight{"weight", graft::Shape{out_channels_, in_per_group(), k, k},
-                        GRAFT_INIT_ZEROS, in_per_group() * k * k, out_channels_ * k * k, 1.0f,
+    graft::Param weight{"weight",
+                        graft::Shape{out_channels_, in_per_group(), k, k},
+                        GRAFT_INIT_ZEROS,
+                        in_per_group() * k * k,
+                        out_channels_ * k * k,
+                        1.0f,
                         false};
     if (init_name_ == "xavier_uniform") weight.init = GRAFT_INIT_XAVIER_UNIFORM;
     if (init_name_ == "kaiming_normal") weight.init = GRAFT_INIT_KAIMING_NORMAL;
@@ -220,8 +230,8 @@ class Conv2d : public graft::Layer {
         constexpr Kind kF = decltype(f)::value;
         const float* pre = s.pre ? s.pre + at : nullptr;
         if (use_winograd_)
-          winograd_.gather_output_gradient<kF>(graft::f32(dy) + at, graft::f32(y) + at, pre, b,
-                                               dz, bias_grad, slope_);
+          winograd_.gather_output_gradient<kF>(graft::f32(dy) + at, graft::f32(y) + at, pre, b, dz,
+                                               bias_grad, slope_);
         else
           im2col_.gather_output_gradient<kF>(graft::f32(dy) + at, graft::f32(y) + at, pre, b, dz,
                                              bias_grad, slope_);
@@ -243,8 +253,8 @@ class Conv2d : public graft::Layer {
   }
 
  private:
-  int64_t in_per_group() const { return im2col_.channels / groups_; }   // CG
-  int64_t out_per_group() const { return out_channels_ / groups_; }     // OG
+  int64_t in_per_group() const { return im2col_.channels / groups_; }  // CG
+  int64_t out_per_group() const { return out_channels_ / groups_; }    // OG
   // Floats per sample of the chunk's input-side matrix (col or V) and output-side one.
   int64_t input_rows() const {
     return use_winograd_ ? 16 * im2col_.channels * winograd_.tiles()
@@ -272,13 +282,13 @@ class Conv2d : public graft::Layer {
   // x's device has passed graft::require_device.
   Scratch scratch(const DLTensor& x, DLTensor* workspace) const {
     const bool gpu = graft::on_cuda(x);
-    GRAFT_CHECK(graft::cols(x) == input_numel(), "conv2d: got samples of " << graft::cols(x)
-                                                     << " values, expected C*H*W = "
-                                                     << input_numel());
+    GRAFT_CHECK(graft::cols(x) == input_numel(),
+                "conv2d: got samples of " << graft::cols(x)
+                                          << " values, expected C*H*W = " << input_numel());
     const int64_t n = graft::rows(x);
     GRAFT_CHECK(workspace && graft::numel(*workspace) >= n * workspace_per_sample(),
-                "conv2d: the host passed no workspace of ("
-                    << n << ", " << workspace_per_sample() << ") floats");
+                "conv2d: the host passed no workspace of (" << n << ", " << workspace_per_sample()
+                                                            << ") floats");
     float* pre = keeps_pre_activation_ ? graft::f32(*workspace) : nullptr;
     float* inputs = graft::f32(*workspace) + (pre ? n * output_numel() : 0);
     if (gpu) return Scratch{n, n, pre, inputs, inputs + n * im2col_.patch() * im2col_.pixels()};
@@ -286,32 +296,32 @@ class Conv2d : public graft::Layer {
   }
 
   // x (N, C, H, W) -> col (C*k*k, N*P) -> the product W col (O, N*P) -> y (N, O, OH, OW).
-  void forward_cuda(const graft::Context& ctx, float* weight, const float* bias,
-                    const DLTensor& x, DLTensor& y, DLTensor* workspace) {
+  void forward_cuda(const graft::Context& ctx, float* weight, const float* bias, const DLTensor& x,
+                    DLTensor& y, DLTensor* workspace) {
     namespace kernels = graft::conv::cuda;
     const Scratch s = scratch(x, workspace);
     graft::check_launch("conv2d",
                         kernels::im2col(im2col_, graft::f32(x), s.n, s.inputs, ctx.stream));
     multiply(ctx, x.device, s.n, Product::outputs, weight, s.inputs, s.outputs, false);
-    graft::check_launch("conv2d", kernels::scatter_output(im2col_, kind_, s.outputs, s.n, bias,
-                                                          graft::f32(y), s.pre, slope_,
-                                                          ctx.stream));
+    graft::check_launch("conv2d",
+                        kernels::scatter_output(im2col_, kind_, s.outputs, s.n, bias, graft::f32(y),
+                                                s.pre, slope_, ctx.stream));
   }
 
   // dz (O, N*P), db, dW += dz col^T, then dcol = W^T dz over col and col2im's gather into dx.
   // col is made again from x first, since a backward with dx overwrites it: backward may
   // then run again on the same forward, as on the CPU.
-  void backward_cuda(const graft::Context& ctx, float* weight, const DLTensor& x,
-                     const DLTensor& y, const DLTensor& dy, DLTensor* dx, float* weight_grad,
-                     float* bias_grad, DLTensor* workspace) {
+  void backward_cuda(const graft::Context& ctx, float* weight, const DLTensor& x, const DLTensor& y,
+                     const DLTensor& dy, DLTensor* dx, float* weight_grad, float* bias_grad,
+                     DLTensor* workspace) {
     namespace kernels = graft::conv::cuda;
     const Scratch s = scratch(x, workspace);
     float* col = s.inputs;
     float* dz = s.outputs;
     graft::check_launch("conv2d", kernels::im2col(im2col_, graft::f32(x), s.n, col, ctx.stream));
-    graft::check_launch("conv2d",
-                        kernels::output_gradient(im2col_, kind_, graft::f32(dy), graft::f32(y),
-                                                 s.pre, s.n, dz, slope_, ctx.stream));
+    graft::check_launch(
+        "conv2d", kernels::output_gradient(im2col_, kind_, graft::f32(dy), graft::f32(y), s.pre,
+                                           s.n, dz, slope_, ctx.stream));
     if (bias_grad)
       graft::check_launch("conv2d",
                           kernels::bias_gradient(im2col_, dz, s.n, bias_grad, ctx.stream));
@@ -364,7 +374,7 @@ class Conv2d : public graft::Layer {
     }
   }
 
-  graft::conv::Lowering im2col_;        // geometry of every path; the im2col loops
+  graft::conv::Lowering im2col_;         // geometry of every path; the im2col loops
   graft::conv::WinogradTiles winograd_;  // the Winograd loops, when use_winograd_
   int64_t out_channels_;                 // O
   int64_t groups_;                       // G

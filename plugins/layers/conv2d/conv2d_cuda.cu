@@ -90,14 +90,14 @@ const char* col2im(const Lowering& lowering, const float* dcol, int64_t batch, f
                    void* stream) {
   const int64_t count = batch * lowering.channels * lowering.height * lowering.width;
   if (count == 0) return nullptr;
-  col2im_kernel<<<graft::cuda::blocks_for(count), kThreads, 0, as_stream(stream)>>>(
-      lowering, dcol, batch, dx);
+  col2im_kernel<<<graft::cuda::blocks_for(count), kThreads, 0, as_stream(stream)>>>(lowering, dcol,
+                                                                                    batch, dx);
   return graft::cuda::launch_error();
 }
 
-const char* scatter_output(const Lowering& lowering, elementwise::Kind kind,
-                           const float* product, int64_t batch, const float* bias, float* y,
-                           float* pre, float slope, void* stream) {
+const char* scatter_output(const Lowering& lowering, elementwise::Kind kind, const float* product,
+                           int64_t batch, const float* bias, float* y, float* pre, float slope,
+                           void* stream) {
   const int64_t count = batch * lowering.out_channels * lowering.pixels();
   if (count == 0) return nullptr;
   scatter_output_kernel<<<graft::cuda::blocks_for(count), kThreads, 0, as_stream(stream)>>>(
@@ -106,8 +106,8 @@ const char* scatter_output(const Lowering& lowering, elementwise::Kind kind,
 }
 
 const char* output_gradient(const Lowering& lowering, elementwise::Kind kind, const float* dy,
-                            const float* y, const float* pre, int64_t batch, float* dz,
-                            float slope, void* stream) {
+                            const float* y, const float* pre, int64_t batch, float* dz, float slope,
+                            void* stream) {
   const int64_t count = batch * lowering.out_channels * lowering.pixels();
   if (count == 0) return nullptr;
   output_gradient_kernel<<<graft::cuda::blocks_for(count), kThreads, 0, as_stream(stream)>>>(

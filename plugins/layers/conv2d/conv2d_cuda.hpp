@@ -20,13 +20,13 @@ const char* col2im(const Lowering& lowering, const float* dcol, int64_t batch, f
                    void* stream);
 // y (B, O, P) = f(product (O, B*P) + bias); bias may be NULL; pre (B, O, P), when given,
 // receives the pre-activation.
-const char* scatter_output(const Lowering& lowering, elementwise::Kind kind,
-                           const float* product, int64_t batch, const float* bias, float* y,
-                           float* pre, float slope, void* stream);
+const char* scatter_output(const Lowering& lowering, elementwise::Kind kind, const float* product,
+                           int64_t batch, const float* bias, float* y, float* pre, float slope,
+                           void* stream);
 // dz (O, B*P) = dy * f'(.), f' from pre when given (gelu), else from y.
 const char* output_gradient(const Lowering& lowering, elementwise::Kind kind, const float* dy,
-                            const float* y, const float* pre, int64_t batch, float* dz,
-                            float slope, void* stream);
+                            const float* y, const float* pre, int64_t batch, float* dz, float slope,
+                            void* stream);
 // bias_grad (O,) += the sums of dz's rows, in the CPU's order (no atomics: the same bits on
 // every run).
 const char* bias_gradient(const Lowering& lowering, const float* dz, int64_t batch,

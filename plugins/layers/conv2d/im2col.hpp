@@ -125,8 +125,8 @@ struct Lowering {
   // the (B, O, P) layout, bias and activation in the same pass; pre (B, O, P), when given,
   // keeps the pre-activation. product may alias y when B = 1 (the layouts then agree).
   template <elementwise::Kind F>
-  void scatter_output(const float* product, int64_t batch, const float* bias, float* y,
-                      float* pre, float slope) const {
+  void scatter_output(const float* product, int64_t batch, const float* bias, float* y, float* pre,
+                      float slope) const {
     const int64_t p = pixels();
     for (int64_t b = 0; b < batch; ++b)
       for (int64_t o = 0; o < out_channels; ++o) {

@@ -59,7 +59,7 @@ GRAFT_HD inline void apply_a(const float* x, int stride, float* out, int out_str
 // V = B^T d B: input tile d (4x4) to v (4x4).
 GRAFT_HD inline void input_transform(const float* d, float* v) {
   float t[16];
-  for (int c = 0; c < 4; ++c) apply_bt(d + c, 4, t + c, 4);  // columns
+  for (int c = 0; c < 4; ++c) apply_bt(d + c, 4, t + c, 4);          // columns
   for (int r = 0; r < 4; ++r) apply_bt(t + 4 * r, 1, v + 4 * r, 1);  // rows
 }
 // dd = B dv B^T: the adjoint of input_transform, dv (4x4) to dd (4x4).

@@ -27,9 +27,14 @@ class WinogradTiles {
   WinogradTiles() = default;
   WinogradTiles(int64_t channels, int64_t out_channels, int64_t height, int64_t width,
                 int64_t padding)
-      : channels_(channels), out_channels_(out_channels), height_(height), width_(width),
-        padding_(padding), tile_rows_((height + 2 * padding - 1) / 2),
-        tile_cols_((width + 2 * padding - 1) / 2), half_(tile_cols_ + 1),
+      : channels_(channels),
+        out_channels_(out_channels),
+        height_(height),
+        width_(width),
+        padding_(padding),
+        tile_rows_((height + 2 * padding - 1) / 2),
+        tile_cols_((width + 2 * padding - 1) / 2),
+        half_(tile_cols_ + 1),
         scratch_(static_cast<size_t>(2 * (2 * tile_rows_ + 2) * half_ + 16 * tiles() + half_)) {}
 
   int64_t tiles() const { return tile_rows_ * tile_cols_; }
@@ -116,8 +121,8 @@ class WinogradTiles {
                               float* dm, float* bias_grad, float slope) {
     const int64_t t_count = tiles(), ld = batch * t_count, position_stride = out_channels_ * ld;
     const int64_t oh_count = out_height(), ow_count = out_width();
-    float* stage = staging();               // (4, T): dz (i, j) of every tile
-    float* sums = stage + 4 * t_count;      // (TW + 1,): running sums for the bias, by column
+    float* stage = staging();           // (4, T): dz (i, j) of every tile
+    float* sums = stage + 4 * t_count;  // (TW + 1,): running sums for the bias, by column
     auto gradient = [&](int64_t at) {
       if constexpr (F == elementwise::Kind::none) return dy[at];
       return dy[at] * elementwise::derivative(F, pre ? pre[at] : y[at], y[at], slope);
@@ -219,7 +224,7 @@ class WinogradTiles {
   // The padded plane holds every tile: rows up to 2 * TH + 1, columns up to 2 * TW + 1.
   int64_t padded_rows() const { return 2 * tile_rows_ + 2; }
   float* even() { return scratch_.data(); }  // (padded rows, TW + 1): columns 0, 2, 4, ...
-  float* odd() { return even() + padded_rows() * half_; }  // columns 1, 3, 5, ...
+  float* odd() { return even() + padded_rows() * half_; }     // columns 1, 3, 5, ...
   float* staging() { return odd() + padded_rows() * half_; }  // (16, T) and (TW + 1,)
 
   // The even and odd columns of one plane (H, W), placed at (p, p) in the padded plane:
@@ -255,8 +260,8 @@ class WinogradTiles {
   }
 
   int64_t channels_ = 1, out_channels_ = 1, height_ = 1, width_ = 1, padding_ = 0;  // C O H W p
-  int64_t tile_rows_ = 0, tile_cols_ = 0;  // TH, TW
-  int64_t half_ = 1;                        // TW + 1 columns in each half of the padded plane
+  int64_t tile_rows_ = 0, tile_cols_ = 0;                                           // TH, TW
+  int64_t half_ = 1;  // TW + 1 columns in each half of the padded plane
   // Made once here and reused by every call: the split padded plane and the per-row arrays.
   std::vector<float> scratch_;
 };

@@ -15,7 +15,9 @@ class Dropout : public graft::Layer {
   }
 
   Dropout(const graft::Options& o, const graft::Shape& input, graft::Host)
-      : shape_(input), features_(input.numel()), whole_features_(features_),
+      : shape_(input),
+        features_(input.numel()),
+        whole_features_(features_),
         p_(static_cast<float>(o.get_float("p"))) {
     GRAFT_CHECK(p_ < 1.0f, "dropout: p = 1 would zero every element; choose p in [0, 1)");
     keep_scale_ = 1.0f / (1.0f - p_);
@@ -24,13 +26,17 @@ class Dropout : public graft::Layer {
   // Tensor parallelism: this copy sees part `index` of `count` of each row's features. Its
   // masks keep the whole row's element indices (offset_ + j), so they equal the whole layer's.
   void shard(int mode, int index, int count) override {
-    GRAFT_CHECK(mode == GRAFT_SHARD_PART, "dropout: only runs on a part of its input's last "
-                                          "axis (GRAFT_SHARD_PART), not shard mode " << mode);
-    GRAFT_CHECK(shape_.ndim == 1, "dropout: runs on a tensor-parallel part only with a flat "
-                                  "input (features); this one has " << shape_.ndim << " axes");
+    GRAFT_CHECK(mode == GRAFT_SHARD_PART,
+                "dropout: only runs on a part of its input's last "
+                "axis (GRAFT_SHARD_PART), not shard mode "
+                    << mode);
+    GRAFT_CHECK(shape_.ndim == 1,
+                "dropout: runs on a tensor-parallel part only with a flat "
+                "input (features); this one has "
+                    << shape_.ndim << " axes");
     GRAFT_CHECK(count >= 1 && index >= 0 && index < count && features_ % count == 0,
-                "dropout: part " << index << " of " << count << " does not split "
-                                 << features_ << " features evenly");
+                "dropout: part " << index << " of " << count << " does not split " << features_
+                                 << " features evenly");
     features_ /= count;
     offset_ = int64_t(index) * features_;
     shape_.dims[0] = features_;
@@ -56,25 +62,24 @@ class Dropout : public graft::Layer {
                                                              << ") floats for the mask");
     const uint64_t stream = graft::dropout::stream(ctx.layer_index);
     if (graft::on_cuda(x))
-      return graft::check_launch("dropout", graft::dropout::cuda::forward(
-                                                graft::f32(x), graft::f32(y),
-                                                graft::f32(*workspace), n, features_,
-                                                whole_features_, offset_, ctx.step,
-                                                ctx.global_batch, ctx.row_offset, ctx.seed,
-                                                stream, p_, keep_scale_, ctx.stream));
+      return graft::check_launch(
+          "dropout", graft::dropout::cuda::forward(
+                         graft::f32(x), graft::f32(y), graft::f32(*workspace), n, features_,
+                         whole_features_, offset_, ctx.step, ctx.global_batch, ctx.row_offset,
+                         ctx.seed, stream, p_, keep_scale_, ctx.stream));
     const float* xs = graft::f32(x);
     float* ys = graft::f32(y);
     float* mask = graft::f32(*workspace);
     for (int64_t i = 0; i < n; ++i) {
-      const uint64_t first = graft::dropout::index(ctx.step, ctx.global_batch,
-                                                   ctx.row_offset + i, whole_features_, offset_);
+      const uint64_t first = graft::dropout::index(ctx.step, ctx.global_batch, ctx.row_offset + i,
+                                                   whole_features_, offset_);
       // One Philox block yields four consecutive uniforms; compute each block once.
       graft_philox_block block{};
       for (int64_t j = 0; j < features_; ++j) {
         const uint64_t counter = first + static_cast<uint64_t>(j);
         if (j == 0 || (counter & 3u) == 0) block = graft_philox(ctx.seed, stream, counter >> 2);
-        const float m = graft::dropout::multiplier(graft_u32_to_unit(block.v[counter & 3u]), p_,
-                                                   keep_scale_);
+        const float m =
+            graft::dropout::multiplier(graft_u32_to_unit(block.v[counter & 3u]), p_, keep_scale_);
         const int64_t e = i * features_ + j;
         mask[e] = m;
         ys[e] = xs[e] * m;
@@ -93,11 +98,9 @@ class Dropout : public graft::Layer {
     GRAFT_CHECK(workspace && graft::numel(*workspace) >= count,
                 "dropout: backward needs the mask workspace that forward filled");
     if (graft::on_cuda(x))
-      return graft::check_launch("dropout",
-                                 graft::dropout::cuda::backward(graft::f32(dy),
-                                                                graft::f32(*workspace),
-                                                                graft::f32(*dx), count,
-                                                                ctx.stream));
+      return graft::check_launch(
+          "dropout", graft::dropout::cuda::backward(graft::f32(dy), graft::f32(*workspace),
+                                                    graft::f32(*dx), count, ctx.stream));
     const float* dys = graft::f32(dy);
     const float* mask = graft::f32(*workspace);
     float* dxs = graft::f32(*dx);

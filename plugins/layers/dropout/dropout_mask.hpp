@@ -19,7 +19,8 @@ GRAFT_HD inline uint64_t stream(int32_t layer_index) {
 GRAFT_HD inline uint64_t index(int64_t step, int64_t global_batch, int64_t global_row,
                                int64_t features, int64_t j) {
   return (static_cast<uint64_t>(step) * static_cast<uint64_t>(global_batch) +
-          static_cast<uint64_t>(global_row)) * static_cast<uint64_t>(features) +
+          static_cast<uint64_t>(global_row)) *
+             static_cast<uint64_t>(features) +
          static_cast<uint64_t>(j);
 }
 

@@ -18,8 +18,7 @@ class Embedding : public graft::Layer {
  public:
   static std::vector<graft::OptionDef> options() {
     return {
-        graft::required(
-            graft::option_int("num_embeddings", 1, "rows of the table V: ids 0..V-1"))
+        graft::required(graft::option_int("num_embeddings", 1, "rows of the table V: ids 0..V-1"))
             .range(1, static_cast<double>(graft::embedding::kLargestTable)),
         graft::required(graft::option_int("embedding_dim", 1, "length E of each vector"))
             .range(1, 1 << 30),
@@ -32,10 +31,10 @@ class Embedding : public graft::Layer {
         rows_(o.get_int("num_embeddings")),
         dim_(o.get_int("embedding_dim")),
         ids_per_sample_(input.numel()) {
-    GRAFT_CHECK(input.ndim < GRAFT_MAX_DIMS,
-                "embedding: the input " << input.str() << " has " << input.ndim
-                                        << " axes; the output adds one and graft allows "
-                                        << GRAFT_MAX_DIMS);
+    GRAFT_CHECK(input.ndim < GRAFT_MAX_DIMS, "embedding: the input "
+                                                 << input.str() << " has " << input.ndim
+                                                 << " axes; the output adds one and graft allows "
+                                                 << GRAFT_MAX_DIMS);
     GRAFT_CHECK(ids_per_sample_ >= 1, "embedding: the input " << input.str() << " holds no ids");
   }
 
@@ -96,11 +95,10 @@ class Embedding : public graft::Layer {
   // the bad value.
   int64_t checked_row(float id, int64_t i) const {
     const int64_t row = graft::embedding::row_of(id, rows_);
-    GRAFT_CHECK(row >= 0, "embedding: id " << id << " (sample " << i / ids_per_sample_
-                                           << ", position " << i % ids_per_sample_
-                                           << ") is not an integer in [0, " << rows_
-                                           << "); check the data's ids against num_embeddings = "
-                                           << rows_);
+    GRAFT_CHECK(row >= 0, "embedding: id "
+                              << id << " (sample " << i / ids_per_sample_ << ", position "
+                              << i % ids_per_sample_ << ") is not an integer in [0, " << rows_
+                              << "); check the data's ids against num_embeddings = " << rows_);
     return row;
   }
 
@@ -115,17 +113,15 @@ class Embedding : public graft::Layer {
 
   // The lookup, then the position of the first bad id copied back (one int64, a wait on the
   // stream) and reported with the CPU's message.
-  void forward_gpu(const graft::Context& ctx, const DLTensor& table, const DLTensor& x,
-                   DLTensor& y, int64_t count) {
+  void forward_gpu(const graft::Context& ctx, const DLTensor& table, const DLTensor& x, DLTensor& y,
+                   int64_t count) {
     if (!gpu_first_bad_ || gpu_first_bad_.device().device_id != x.device.device_id) {
       gpu_first_bad_.reset();
       gpu_first_bad_ = graft::DeviceMemory(host_, x.device, sizeof(int64_t), "embedding");
     }
-    graft::check_launch("embedding",
-                        graft::embedding::cuda::forward(graft::f32(x), count, graft::f32(table),
-                                                        rows_, dim_, graft::f32(y),
-                                                        gpu_first_bad_.as<int64_t>(),
-                                                        ctx.stream));
+    graft::check_launch("embedding", graft::embedding::cuda::forward(
+                                         graft::f32(x), count, graft::f32(table), rows_, dim_,
+                                         graft::f32(y), gpu_first_bad_.as<int64_t>(), ctx.stream));
     int64_t first_bad = count;
     copy_to_host(ctx, x.device, gpu_first_bad_.data(), &first_bad, sizeof first_bad);
     if (first_bad >= count) return;

@@ -63,8 +63,8 @@ __global__ void weight_gradient_kernel(const float* ids, int64_t count, const fl
 
 }  // namespace
 
-const char* forward(const float* ids, int64_t count, const float* table, int64_t rows,
-                    int64_t dim, float* y, int64_t* first_bad, void* stream) {
+const char* forward(const float* ids, int64_t count, const float* table, int64_t rows, int64_t dim,
+                    float* y, int64_t* first_bad, void* stream) {
   const auto cuda_stream = static_cast<cudaStream_t>(stream);
   if (count * dim > 0) {
     forward_kernel<<<graft::cuda::blocks_for(count * dim), kThreads, 0, cuda_stream>>>(

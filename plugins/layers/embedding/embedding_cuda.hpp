@@ -10,8 +10,8 @@ namespace graft::embedding::cuda {
 
 // y (count, dim) = the table rows of count ids (zeros for a bad id); *first_bad (one int64 in
 // device memory) = the position of the first id that is not an integer in [0, rows), or count.
-const char* forward(const float* ids, int64_t count, const float* table, int64_t rows,
-                    int64_t dim, float* y, int64_t* first_bad, void* stream);
+const char* forward(const float* ids, int64_t count, const float* table, int64_t rows, int64_t dim,
+                    float* y, int64_t* first_bad, void* stream);
 // grad (rows, dim) += dy (count, dim) of every position whose id names the row, in position
 // order; bad ids add nothing.
 const char* weight_gradient(const float* ids, int64_t count, const float* dy, int64_t rows,

@@ -21,9 +21,8 @@ class Flatten : public graft::Layer {
     graft::copy(ctx, x, y);
   }
 
-  void backward(const graft::Context& ctx, const DLTensor* const*, const DLTensor&,
-                const DLTensor&, const DLTensor& dy, DLTensor* dx, DLTensor* const*,
-                DLTensor*) override {
+  void backward(const graft::Context& ctx, const DLTensor* const*, const DLTensor&, const DLTensor&,
+                const DLTensor& dy, DLTensor* dx, DLTensor* const*, DLTensor*) override {
     if (dx) graft::copy(ctx, dy, *dx);
   }
 

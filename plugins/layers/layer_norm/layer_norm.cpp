@@ -34,12 +34,13 @@ class LayerNorm : public graft::Layer {
     GRAFT_CHECK(input.ndim >= 1 && input.numel() >= 1,
                 "layer_norm: the input " << input.str() << " has no axis to normalise over");
     const int64_t dims = o.get_int("normalized_dims");
-    GRAFT_CHECK(dims <= input.ndim, "layer_norm: normalized_dims = "
-                                        << dims << " but the input " << input.str() << " has "
-                                        << input.ndim << " axes; use 1.." << input.ndim
-                                        << " or 0 for all");
-    GRAFT_CHECK(eps_ > 0.0f, "layer_norm: eps = 0 divides by zero on a constant row; "
-                             "use a small positive eps such as 1e-5");
+    GRAFT_CHECK(dims <= input.ndim,
+                "layer_norm: normalized_dims = " << dims << " but the input " << input.str()
+                                                 << " has " << input.ndim << " axes; use 1.."
+                                                 << input.ndim << " or 0 for all");
+    GRAFT_CHECK(eps_ > 0.0f,
+                "layer_norm: eps = 0 divides by zero on a constant row; "
+                "use a small positive eps such as 1e-5");
     const int first = dims == 0 ? 0 : input.ndim - static_cast<int>(dims);
     for (int a = first; a < input.ndim; ++a)
       normalized_shape_.dims[normalized_shape_.ndim++] = input[a];
@@ -67,10 +68,9 @@ class LayerNorm : public graft::Layer {
     const float* weight = affine_ ? graft::f32(*params[0]) : nullptr;
     const float* bias = affine_ ? graft::f32(*params[1]) : nullptr;
     if (graft::on_cuda(x))
-      return graft::check_launch("layer_norm",
-                                 graft::layer_norm::cuda::forward(graft::f32(x), graft::f32(y),
-                                                                  rows, row_length_, eps_, weight,
-                                                                  bias, statistics, ctx.stream));
+      return graft::check_launch("layer_norm", graft::layer_norm::cuda::forward(
+                                                   graft::f32(x), graft::f32(y), rows, row_length_,
+                                                   eps_, weight, bias, statistics, ctx.stream));
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = graft::f32(x) + r * row_length_;
       float* yr = graft::f32(y) + r * row_length_;
@@ -105,11 +105,10 @@ class LayerNorm : public graft::Layer {
     float* grad_weight = affine_ ? graft::f32(*grads[0]) : nullptr;
     float* grad_bias = affine_ ? graft::f32(*grads[1]) : nullptr;
     if (graft::on_cuda(x))
-      return graft::check_launch("layer_norm",
-                                 graft::layer_norm::cuda::backward(
-                                     graft::f32(x), graft::f32(dy), dx ? graft::f32(*dx) : nullptr,
-                                     rows, row_length_, weight, statistics, grad_weight,
-                                     grad_bias, ctx.stream));
+      return graft::check_launch(
+          "layer_norm", graft::layer_norm::cuda::backward(
+                            graft::f32(x), graft::f32(dy), dx ? graft::f32(*dx) : nullptr, rows,
+                            row_length_, weight, statistics, grad_weight, grad_bias, ctx.stream));
     const double length = static_cast<double>(row_length_);
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = graft::f32(x) + r * row_length_;
@@ -141,8 +140,7 @@ class LayerNorm : public graft::Layer {
  private:
   static DLTensor& checked(DLTensor* workspace, int64_t rows) {
     GRAFT_CHECK(graft::numel(*workspace) >= 2 * rows,
-                "layer_norm: the host passed a workspace smaller than (" << rows
-                                                                         << ", 2) floats");
+                "layer_norm: the host passed a workspace smaller than (" << rows << ", 2) floats");
     return *workspace;
   }
 

@@ -11,8 +11,8 @@ namespace {
 using graft::cuda::block_sum;
 using graft::cuda::kThreads;
 
-constexpr int kColumns = 32;     // elements per block of the parameter gradients
-constexpr int kRowStrides = 8;   // threads summing each element's rows
+constexpr int kColumns = 32;    // elements per block of the parameter gradients
+constexpr int kRowStrides = 8;  // threads summing each element's rows
 
 // Two passes as on the CPU: the mean, then the sum of squared deviations from it.
 __global__ void forward_kernel(const float* x, float* y, int64_t rows, int64_t length, float eps,
@@ -81,8 +81,8 @@ __global__ void parameter_gradient_kernel(const float* x, const float* dy, int64
     if (k < length) {
       for (int64_t r = stride; r < rows; r += kRowStrides) {
         const float d = dy[r * length + k];
-        sum_dy_x_hat += double(d) * normalized(x[r * length + k], statistics[2 * r],
-                                               statistics[2 * r + 1]);
+        sum_dy_x_hat +=
+            double(d) * normalized(x[r * length + k], statistics[2 * r], statistics[2 * r + 1]);
         sum_dy += d;
       }
     }
@@ -130,8 +130,8 @@ const char* backward(const float* x, const float* dy, float* dx, int64_t rows, i
     if (const char* error = graft::cuda::launch_error()) return error;
   }
   if (!dx) return nullptr;
-  input_gradient_kernel<<<row_blocks(rows), graft::cuda::reduce_threads(length), 0,
-                          cuda_stream>>>(x, dy, dx, rows, length, weight, statistics);
+  input_gradient_kernel<<<row_blocks(rows), graft::cuda::reduce_threads(length), 0, cuda_stream>>>(
+      x, dy, dx, rows, length, weight, statistics);
   return graft::cuda::launch_error();
 }
 

@@ -121,21 +121,23 @@ class Linear : public graft::Layer {
     auto divisible = [&](int64_t features, const char* what, const char* fix) {
       GRAFT_CHECK(features % count == 0,
                   "linear: " << what << " " << features << " does not split into " << count
-                             << " equal tensor-parallel parts; " << fix
-                             << " divisible by " << count
+                             << " equal tensor-parallel parts; " << fix << " divisible by " << count
                              << ", or change [parallel] (strategy or the number of ranks)");
     };
     if (mode == GRAFT_SHARD_COLUMN) {
       divisible(out_features_, "units =", "choose units");
       out_features_ /= count;
     } else if (mode == GRAFT_SHARD_ROW) {
-      GRAFT_CHECK(input_.ndim == 1, "linear: row sharding splits the input's last axis, but the "
-                                    "input " << input_.str() << " is not 1-D");
+      GRAFT_CHECK(input_.ndim == 1,
+                  "linear: row sharding splits the input's last axis, but the "
+                  "input "
+                      << input_.str() << " is not 1-D");
       GRAFT_CHECK(kind_ == Kind::none,
                   "linear: a row-sharded linear yields partial sums, so it cannot fuse "
-                  "activation = \"" << activation_
-                                    << "\" (it must follow the all-reduce); put the activation "
-                                       "in its own layer");
+                  "activation = \""
+                      << activation_
+                      << "\" (it must follow the all-reduce); put the activation "
+                         "in its own layer");
       divisible(in_features_, "its input features (the previous layer's units)",
                 "choose that layer's units");
       in_features_ /= count;
@@ -150,8 +152,13 @@ class Linear : public graft::Layer {
 
   std::vector<graft::Param> parameters() const override {
     // Fans stay the whole layer's, so a part is initialised as its slice of the whole.
-    graft::Param weight{"weight", graft::Shape{in_features_, out_features_}, GRAFT_INIT_ZEROS,
-                        whole_in_, whole_out_, 1.0f, false};
+    graft::Param weight{"weight",
+                        graft::Shape{in_features_, out_features_},
+                        GRAFT_INIT_ZEROS,
+                        whole_in_,
+                        whole_out_,
+                        1.0f,
+                        false};
     weight.shard_axis = mode_ == GRAFT_SHARD_COLUMN ? 1 : mode_ == GRAFT_SHARD_ROW ? 0 : -1;
     if (init_name_ == "xavier_uniform") weight.init = GRAFT_INIT_XAVIER_UNIFORM;
     if (init_name_ == "kaiming_normal") weight.init = GRAFT_INIT_KAIMING_NORMAL;
@@ -162,8 +169,8 @@ class Linear : public graft::Layer {
     }
     std::vector<graft::Param> params{weight};
     if (has_bias_) {
-      graft::Param bias{"bias", graft::Shape{out_features_}, GRAFT_INIT_ZEROS, whole_in_,
-                        whole_out_, 1.0f, true};
+      graft::Param bias{
+          "bias", graft::Shape{out_features_}, GRAFT_INIT_ZEROS, whole_in_, whole_out_, 1.0f, true};
       bias.shard_axis = mode_ == GRAFT_SHARD_COLUMN ? 0 : -1;
       params.push_back(bias);
     }
@@ -171,9 +178,7 @@ class Linear : public graft::Layer {
   }
 
   // dz (N, H) lives here in backward; with gelu, forward leaves the pre-activation in it.
-  int64_t workspace_per_sample() const override {
-    return kind_ == Kind::none ? 0 : out_features_;
-  }
+  int64_t workspace_per_sample() const override { return kind_ == Kind::none ? 0 : out_features_; }
   // Without gelu's pre-activation, dz is made from y in backward: nothing is kept, and dz may
   // overwrite dy element by element.
   graft_workspace_use workspace_use() const override {
@@ -193,17 +198,16 @@ class Linear : public graft::Layer {
     if (keeps_pre_activation_) pre = graft::f32(checked_workspace(workspace, n));
     const float* bias = add_bias ? graft::f32(*params[1]) : nullptr;
     if (graft::on_cuda(x))
-      return graft::check_launch("linear",
-                                 graft::linear_cuda::bias_activation(kind_, graft::f32(y), bias,
-                                                                     pre, n, out_features_,
-                                                                     slope_, ctx.stream));
+      return graft::check_launch(
+          "linear", graft::linear_cuda::bias_activation(kind_, graft::f32(y), bias, pre, n,
+                                                        out_features_, slope_, ctx.stream));
     with_kind(kind_, [&](auto k) {
       if (add_bias)
         bias_activation<decltype(k)::value, true>(graft::f32(y), bias, pre, n, out_features_,
-                                                   slope_);
+                                                  slope_);
       else
         bias_activation<decltype(k)::value, false>(graft::f32(y), bias, pre, n, out_features_,
-                                                    slope_);
+                                                   slope_);
     });
   }
 
@@ -218,13 +222,13 @@ class Linear : public graft::Layer {
     graft::View scratch;
     if (kind_ != Kind::none) {
       const int64_t n = graft::rows(dy);
-      scratch = graft::View(graft::f32(checked_workspace(workspace, n)), dy.device,
-                            {n, out_features_});
+      scratch =
+          graft::View(graft::f32(checked_workspace(workspace, n)), dy.device, {n, out_features_});
       if (graft::on_cuda(x))
-        graft::check_launch("linear", graft::linear_cuda::activation_gradient(
-                                          kind_, graft::f32(dy), graft::f32(y),
-                                          graft::f32(*scratch), keeps_pre_activation_,
-                                          n * out_features_, slope_, ctx.stream));
+        graft::check_launch("linear",
+                            graft::linear_cuda::activation_gradient(
+                                kind_, graft::f32(dy), graft::f32(y), graft::f32(*scratch),
+                                keeps_pre_activation_, n * out_features_, slope_, ctx.stream));
       else
         with_kind(kind_, [&](auto k) {
           activation_gradient<decltype(k)::value>(graft::f32(dy), graft::f32(y),

@@ -13,8 +13,7 @@ namespace graft::linear_cuda {
 const char* bias_activation(elementwise::Kind kind, float* y, const float* bias, float* pre,
                             int64_t n, int64_t h, float slope, void* stream);
 // dz = dy * f'(.): from pre (held in dz on entry) when dz_holds_pre, else from y.
-const char* activation_gradient(elementwise::Kind kind, const float* dy, const float* y,
-                                float* dz, bool dz_holds_pre, int64_t count, float slope,
-                                void* stream);
+const char* activation_gradient(elementwise::Kind kind, const float* dy, const float* y, float* dz,
+                                bool dz_holds_pre, int64_t count, float slope, void* stream);
 
 }  // namespace graft::linear_cuda

@@ -52,9 +52,7 @@ struct Window2d {
 
 // Whether a window's running maximum `best` gives way to `value`: larger values and NaN do,
 // as in PyTorch (NaN propagates; among equal values the first stays).
-GRAFT_HD inline bool max_takes(float value, float best) {
-  return value > best || value != value;
-}
+GRAFT_HD inline bool max_takes(float value, float best) { return value > best || value != value; }
 
 // What output (oh, ow)'s sum is divided by: kernel * kernel, or only the taps inside the
 // input when the padding does not count.
@@ -118,8 +116,8 @@ GRAFT_HD inline float max_input_gradient(const Window2d& w, const float* dy, con
 
 // Average pooling: dy / divisor of every window over (ih, iw). The CPU adds them with output
 // rows rising and, within a row, kernel taps rising, so output columns falling.
-GRAFT_HD inline float avg_input_gradient(const Window2d& w, const float* dy, int64_t ih,
-                                         int64_t iw, bool count_padding) {
+GRAFT_HD inline float avg_input_gradient(const Window2d& w, const float* dy, int64_t ih, int64_t iw,
+                                         bool count_padding) {
   const int64_t ow_count = w.out_width();
   const int64_t ow_begin = w.first_covering(iw), ow_end = w.end_covering(iw, w.width);
   float sum = 0.0f;

@@ -22,16 +22,15 @@ class Pool2d : public graft::Layer {
     return {
         graft::option_int("kernel_size", 2, "the window is kernel_size x kernel_size")
             .range(1, 4096),
-        graft::option_int("stride", 0, "step between windows; 0 means kernel_size")
-            .range(0, 4096),
+        graft::option_int("stride", 0, "step between windows; 0 means kernel_size").range(0, 4096),
         graft::option_int("padding", 0, "padding on every side, at most kernel_size / 2")
             .range(0, 2048),
     };
   }
 
   Pool2d(const char* name, const graft::Options& o, const graft::Shape& input) {
-    GRAFT_CHECK(input.ndim == 3, name << ": the input per sample is " << input.str() << "; "
-                                      << name << " needs (C, H, W), e.g. after a conv2d");
+    GRAFT_CHECK(input.ndim == 3, name << ": the input per sample is " << input.str() << "; " << name
+                                      << " needs (C, H, W), e.g. after a conv2d");
     window_.kernel = o.get_int("kernel_size");
     window_.stride = o.get_int("stride") == 0 ? window_.kernel : o.get_int("stride");
     window_.padding = o.get_int("padding");
@@ -42,9 +41,9 @@ class Pool2d : public graft::Layer {
                 name << ": padding = " << window_.padding << " is more than half of kernel_size = "
                      << window_.kernel << ", so a window could hold only padding; lower padding");
     GRAFT_CHECK(window_.out_height() >= 1 && window_.out_width() >= 1,
-                name << ": the input " << input.str() << " is smaller than the "
-                     << window_.kernel << " x " << window_.kernel << " window (padding "
-                     << window_.padding << "); lower kernel_size or raise padding");
+                name << ": the input " << input.str() << " is smaller than the " << window_.kernel
+                     << " x " << window_.kernel << " window (padding " << window_.padding
+                     << "); lower kernel_size or raise padding");
   }
 
   graft::Shape output_shape() const override {
@@ -66,7 +65,8 @@ class MaxPool2d : public Pool2d {
   MaxPool2d(const graft::Options& o, const graft::Shape& input, graft::Host)
       : Pool2d("max_pool2d", o, input) {
     GRAFT_CHECK(in_plane() < (int64_t{1} << 24),
-                "max_pool2d: planes of " << window_.height << " x " << window_.width
+                "max_pool2d: planes of "
+                    << window_.height << " x " << window_.width
                     << " pixels are too large: each window's winner is kept as its place in "
                     << "the plane in a float, exact below 2^24 pixels");
   }
@@ -84,11 +84,9 @@ class MaxPool2d : public Pool2d {
                                                                 << " window winners");
     graft::require_device(x, "max_pool2d");
     if (graft::on_cuda(x))
-      return graft::check_launch("max_pool2d",
-                                 graft::pool::cuda::max_forward(window_, graft::f32(x), planes,
-                                                                graft::f32(y),
-                                                                graft::f32(*workspace),
-                                                                ctx.stream));
+      return graft::check_launch("max_pool2d", graft::pool::cuda::max_forward(
+                                                   window_, graft::f32(x), planes, graft::f32(y),
+                                                   graft::f32(*workspace), ctx.stream));
     const bool halves = window_.kernel == 2 && window_.stride == 2 && window_.padding == 0;
     for (int64_t plane = 0; plane < planes; ++plane) {
       const float* in = graft::f32(x) + plane * in_plane();
@@ -110,9 +108,8 @@ class MaxPool2d : public Pool2d {
     graft::require_device(x, "max_pool2d");
     if (graft::on_cuda(x))
       return graft::check_launch("max_pool2d", graft::pool::cuda::max_backward(
-                                                   window_, graft::f32(dy),
-                                                   graft::f32(*workspace), planes,
-                                                   graft::f32(*dx), ctx.stream));
+                                                   window_, graft::f32(dy), graft::f32(*workspace),
+                                                   planes, graft::f32(*dx), ctx.stream));
     std::memset(graft::f32(*dx), 0, sizeof(float) * planes * in_plane());
     for (int64_t plane = 0; plane < planes; ++plane) {
       const float* grad = graft::f32(dy) + plane * out_plane();
@@ -185,10 +182,9 @@ class AvgPool2d : public Pool2d {
     const int64_t planes = graft::rows(x) * channels_;
     graft::require_device(x, "avg_pool2d");
     if (graft::on_cuda(x))
-      return graft::check_launch("avg_pool2d",
-                                 graft::pool::cuda::avg_forward(window_, graft::f32(x), planes,
-                                                                count_padding_, graft::f32(y),
-                                                                ctx.stream));
+      return graft::check_launch(
+          "avg_pool2d", graft::pool::cuda::avg_forward(window_, graft::f32(x), planes,
+                                                       count_padding_, graft::f32(y), ctx.stream));
     const int64_t oh_count = window_.out_height(), ow_count = window_.out_width();
     const int64_t stride = window_.stride, padding = window_.padding;
     for (int64_t plane = 0; plane < planes; ++plane) {
@@ -219,10 +215,9 @@ class AvgPool2d : public Pool2d {
     const int64_t planes = graft::rows(x) * channels_;
     graft::require_device(x, "avg_pool2d");
     if (graft::on_cuda(x))
-      return graft::check_launch("avg_pool2d",
-                                 graft::pool::cuda::avg_backward(window_, graft::f32(dy), planes,
-                                                                 count_padding_, graft::f32(*dx),
-                                                                 ctx.stream));
+      return graft::check_launch("avg_pool2d", graft::pool::cuda::avg_backward(
+                                                   window_, graft::f32(dy), planes, count_padding_,
+                                                   graft::f32(*dx), ctx.stream));
     const int64_t oh_count = window_.out_height(), ow_count = window_.out_width();
     const int64_t stride = window_.stride, padding = window_.padding;
     std::memset(graft::f32(*dx), 0, sizeof(float) * planes * in_plane());

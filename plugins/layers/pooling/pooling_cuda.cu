@@ -49,8 +49,8 @@ __global__ void avg_backward_kernel(Window2d window, const float* dy, int64_t pl
   const int64_t in_plane = window.height * window.width;
   for (int64_t e = first_index(); e < planes * in_plane; e += grid_stride()) {
     const int64_t plane = e / in_plane, at = e % in_plane;
-    dx[e] = avg_input_gradient(window, dy + plane * out_plane, at / window.width,
-                               at % window.width, count_padding);
+    dx[e] = avg_input_gradient(window, dy + plane * out_plane, at / window.width, at % window.width,
+                               count_padding);
   }
 }
 
@@ -82,8 +82,8 @@ const char* max_backward(const Window2d& window, const float* dy, const float* w
   return graft::cuda::launch_error();
 }
 
-const char* avg_forward(const Window2d& window, const float* x, int64_t planes,
-                        bool count_padding, float* y, void* stream) {
+const char* avg_forward(const Window2d& window, const float* x, int64_t planes, bool count_padding,
+                        float* y, void* stream) {
   const int64_t count = outputs(window, planes);
   if (count == 0) return nullptr;
   avg_forward_kernel<<<graft::cuda::blocks_for(count), kThreads, 0, as_stream(stream)>>>(

@@ -16,8 +16,8 @@ const char* max_forward(const Window2d& window, const float* x, int64_t planes, 
 // dx (planes, H, W), overwritten: each input gathers dy of the windows it won.
 const char* max_backward(const Window2d& window, const float* dy, const float* winners,
                          int64_t planes, float* dx, void* stream);
-const char* avg_forward(const Window2d& window, const float* x, int64_t planes,
-                        bool count_padding, float* y, void* stream);
+const char* avg_forward(const Window2d& window, const float* x, int64_t planes, bool count_padding,
+                        float* y, void* stream);
 // dx (planes, H, W), overwritten: each input gathers dy / divisor of the windows over it.
 const char* avg_backward(const Window2d& window, const float* dy, int64_t planes,
                          bool count_padding, float* dx, void* stream);

@@ -28,8 +28,7 @@ GRAFT_HD inline int64_t argmax(const float* z, int64_t c) {
 }
 
 // -sum_j q_j log softmax(z)_j with q = (1 - s) onehot(label) + s / c (s: label smoothing).
-GRAFT_HD inline float cross_entropy_row(const float* z, int64_t c, int32_t label,
-                                        float smoothing) {
+GRAFT_HD inline float cross_entropy_row(const float* z, int64_t c, int32_t label, float smoothing) {
   const float lse = log_sum_exp(z, c);
   float mean_logit = 0.0f;
   if (smoothing > 0.0f) {

@@ -26,9 +26,9 @@ void require_batch(const char* name, const DLTensor& prediction, int64_t element
   graft::require_device(prediction, name);
   GRAFT_CHECK(target.device.device_type == prediction.device.device_type,
               name << ": the target and the prediction are on different devices");
-  GRAFT_CHECK(graft::cols(prediction) == elements,
-              name << ": prediction rows have " << graft::cols(prediction) << " elements, expected "
-                   << elements);
+  GRAFT_CHECK(graft::cols(prediction) == elements, name << ": prediction rows have "
+                                                        << graft::cols(prediction)
+                                                        << " elements, expected " << elements);
   GRAFT_CHECK(graft::rows(target) == graft::rows(prediction) && graft::cols(target) == target_cols,
               name << ": target batch of " << graft::rows(target) << " rows x "
                    << graft::cols(target) << " does not match " << graft::rows(prediction)
@@ -133,9 +133,8 @@ class ElementwiseLoss : public graft::Loss {
     const float* t = graft::f32(target);
     float* d = graft::f32(dprediction);
     if (graft::on_cuda(prediction))
-      return graft::check_launch(kName, graft::losses::cuda::element_gradient(K, p, t, count,
-                                                                              factor, d,
-                                                                              ctx.stream));
+      return graft::check_launch(
+          kName, graft::losses::cuda::element_gradient(K, p, t, count, factor, d, ctx.stream));
     for (int64_t i = 0; i < count; ++i)
       d[i] = graft::losses::element_gradient(K, p[i], t[i], factor);
   }
@@ -188,20 +187,21 @@ class CrossEntropy : public graft::Loss {
         gpu_rows_(host),
         classes_(prediction.numel()),
         smoothing_(static_cast<float>(o.get_float("label_smoothing"))) {
-    GRAFT_CHECK(is_int32(target.dtype) && target.classes > 0,
-                "cross_entropy: targets must be int32 class labels, but the dataset gives "
-                    << dtype_name(target.dtype) << " values"
-                    << (is_float32(target.dtype) ? "; use mse, mae or bce_with_logits for them"
-                                                 : ""));
+    GRAFT_CHECK(
+        is_int32(target.dtype) && target.classes > 0,
+        "cross_entropy: targets must be int32 class labels, but the dataset gives "
+            << dtype_name(target.dtype) << " values"
+            << (is_float32(target.dtype) ? "; use mse, mae or bce_with_logits for them" : ""));
     GRAFT_CHECK(graft::Shape(target.shape).numel() == 1,
                 "cross_entropy: one label per sample expected, targets are "
                     << graft::Shape(target.shape).str());
     GRAFT_CHECK(prediction.ndim == 1 && prediction.dims[0] == target.classes,
                 "cross_entropy: the model outputs " << prediction.str() << " per sample but the "
-                    << "dataset has " << target.classes << " classes; end the model with a "
-                    << "layer of units = " << target.classes);
-    GRAFT_CHECK(smoothing_ < 1.0f, "cross_entropy: label_smoothing must be below 1, got "
-                                       << smoothing_);
+                                                    << "dataset has " << target.classes
+                                                    << " classes; end the model with a "
+                                                    << "layer of units = " << target.classes);
+    GRAFT_CHECK(smoothing_ < 1.0f,
+                "cross_entropy: label_smoothing must be below 1, got " << smoothing_);
   }
 
   std::vector<std::string> metrics() const override { return {"accuracy"}; }
@@ -232,10 +232,10 @@ class CrossEntropy : public graft::Loss {
     require_batch("cross_entropy", prediction, classes_, target, 1, true);
     const int64_t n = graft::rows(prediction);
     if (graft::on_cuda(prediction))
-      return graft::check_launch("cross_entropy",
-                                 graft::losses::cuda::cross_entropy_gradient(
-                                     graft::f32(prediction), graft::i32(target), n, classes_,
-                                     smoothing_, scale, graft::f32(dprediction), ctx.stream));
+      return graft::check_launch(
+          "cross_entropy", graft::losses::cuda::cross_entropy_gradient(
+                               graft::f32(prediction), graft::i32(target), n, classes_, smoothing_,
+                               scale, graft::f32(dprediction), ctx.stream));
     const int32_t* labels = graft::i32(target);
     for (int64_t i = 0; i < n; ++i)
       graft::losses::cross_entropy_row_gradient(graft::f32(prediction) + i * classes_, classes_,
@@ -247,10 +247,10 @@ class CrossEntropy : public graft::Loss {
   // The label of a row, or an error naming the row and the label.
   int32_t checked_label(int32_t label, int64_t row) const {
     if (label < 0 || label >= classes_)
-      throw graft::Error(GRAFT_ERR_CORRUPT_DATA,
-                         "cross_entropy: row " + std::to_string(row) + " has label " +
-                             std::to_string(label) + ", outside the classes 0.." +
-                             std::to_string(classes_ - 1));
+      throw graft::Error(GRAFT_ERR_CORRUPT_DATA, "cross_entropy: row " + std::to_string(row) +
+                                                     " has label " + std::to_string(label) +
+                                                     ", outside the classes 0.." +
+                                                     std::to_string(classes_ - 1));
     return label;
   }
 
@@ -276,10 +276,15 @@ class CrossEntropy : public graft::Loss {
     for (int64_t i = 0; i < n; ++i) {
       if (bad[i]) {
         int32_t label = 0;  // the label itself, for the message
-        DLTensor one{static_cast<int32_t*>(target.data) + i, target.device, 0,
-                     DLDataType{kDLInt, 32, 1}, nullptr, nullptr, target.byte_offset};
-        DLTensor here{&label, DLDevice{kDLCPU, 0}, 0, DLDataType{kDLInt, 32, 1}, nullptr,
-                      nullptr, 0};
+        DLTensor one{static_cast<int32_t*>(target.data) + i,
+                     target.device,
+                     0,
+                     DLDataType{kDLInt, 32, 1},
+                     nullptr,
+                     nullptr,
+                     target.byte_offset};
+        DLTensor here{&label, DLDevice{kDLCPU, 0}, 0, DLDataType{kDLInt, 32, 1}, nullptr, nullptr,
+                      0};
         graft::check(host_->copy(&ctx, &one, &here));
         checked_label(label, i);
       }

@@ -77,13 +77,11 @@ const char* cross_entropy_gradient(const float* z, const int32_t* labels, int64_
   return graft::cuda::launch_error();
 }
 
-
 const char* element_rows(ElementLoss kind, const float* p, const float* t, int64_t n, int64_t e,
                          double* row_loss, double* row_hits, void* stream) {
   if (n == 0) return nullptr;
   element_rows_kernel<<<unsigned(n < 65535 ? n : 65535), graft::cuda::reduce_threads(e), 0,
-                        static_cast<cudaStream_t>(stream)>>>(kind, p, t, n, e, row_loss,
-                                                             row_hits);
+                        static_cast<cudaStream_t>(stream)>>>(kind, p, t, n, e, row_loss, row_hits);
   return graft::cuda::launch_error();
 }
 

@@ -1,5 +1,5 @@
-// The built-in optimizers sgd, adam, adamw and rmsprop, matching torch.optim (1.13) step for step. The
-// learning rate and its schedule are the framework's: each step receives this step's rate.
+// The built-in optimizers sgd, adam, adamw and rmsprop, matching torch.optim (1.13) step for step.
+// The learning rate and its schedule are the framework's: each step receives this step's rate.
 #include <cmath>
 #include <limits>
 #include <string>
@@ -160,8 +160,8 @@ class Sgd : public Optimizer {
                             u.weight_decay ? static_cast<float>(weight_decay_) : 0.0f,
                             nesterov_,
                             u.step == 1};
-    float* param = f32(*u.param);             // (n)
-    const float* grad = f32(*u.grad);         // (n)
+    float* param = f32(*u.param);                             // (n)
+    const float* grad = f32(*u.grad);                         // (n)
     float* buffer = has_buffer ? f32(*u.state[0]) : nullptr;  // (n) or none
     if (on_cuda(*u.param))
       return check_launch("sgd", cuda::sgd(c, param, grad, buffer, n, ctx.stream));
@@ -200,11 +200,12 @@ class AdamBase : public Optimizer {
         weight_decay_(o.get_float("weight_decay")),
         amsgrad_(o.get_bool("amsgrad")),
         decoupled_(decoupled) {
-    GRAFT_CHECK(beta1_ < 1.0, "beta1 must be in [0, 1), got " << beta1_
-                                  << ": at 1 the bias correction divides by zero");
-    GRAFT_CHECK(beta2_ < 1.0, "beta2 must be in [0, 1), got " << beta2_
-                                  << ": at 1 the bias correction divides by zero");
-    GRAFT_CHECK(eps_ > 0.0, "eps must be > 0, got " << eps_
+    GRAFT_CHECK(beta1_ < 1.0, "beta1 must be in [0, 1), got "
+                                  << beta1_ << ": at 1 the bias correction divides by zero");
+    GRAFT_CHECK(beta2_ < 1.0, "beta2 must be in [0, 1), got "
+                                  << beta2_ << ": at 1 the bias correction divides by zero");
+    GRAFT_CHECK(eps_ > 0.0, "eps must be > 0, got "
+                                << eps_
                                 << ": a zero gradient would give 0 / 0; the usual value is 1e-8");
   }
 
@@ -230,14 +231,14 @@ class AdamBase : public Optimizer {
         decoupled_ ? 0.0f : static_cast<float>(decay),
         decoupled_ ? static_cast<float>(1.0 - static_cast<double>(u.lr) * decay) : 1.0f,
         amsgrad_};
-    float* param = f32(*u.param);               // (n)
-    const float* grad = f32(*u.grad);           // (n)
-    float* exp_avg = f32(*u.state[0]);          // (n)
-    float* exp_avg_sq = f32(*u.state[1]);       // (n)
+    float* param = f32(*u.param);                                   // (n)
+    const float* grad = f32(*u.grad);                               // (n)
+    float* exp_avg = f32(*u.state[0]);                              // (n)
+    float* exp_avg_sq = f32(*u.state[1]);                           // (n)
     float* max_exp_avg_sq = amsgrad_ ? f32(*u.state[2]) : nullptr;  // (n) or none
     if (on_cuda(*u.param))
-      return check_launch(name, cuda::adam(c, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n,
-                                           ctx.stream));
+      return check_launch(
+          name, cuda::adam(c, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, ctx.stream));
     parallel_for(ctx, n, kGrain, [&](int64_t b, int64_t e) {
       with_adam_flags(c, [&](auto... flags) {
         adam_loop<decltype(flags)::value...>(c, param + b, grad + b, exp_avg + b, exp_avg_sq + b,
@@ -255,9 +256,9 @@ class Adam : public AdamBase {
  public:
   static std::vector<OptionDef> options() {
     std::vector<OptionDef> all = common_options();
-    all.push_back(option_float("weight_decay", 0.0,
-                               "L2 penalty: weight_decay * param added to the gradient")
-                      .range(0.0, kUnbounded));
+    all.push_back(
+        option_float("weight_decay", 0.0, "L2 penalty: weight_decay * param added to the gradient")
+            .range(0.0, kUnbounded));
     return all;
   }
   Adam(const Options& o, Host) : AdamBase(o, false) {}
@@ -274,7 +275,6 @@ class AdamW : public AdamBase {
   }
   AdamW(const Options& o, Host) : AdamBase(o, true) {}
 };
-
 
 // torch.optim.RMSprop: a running mean of squared gradients scales each step; optionally
 // centered (divided by the running variance instead) and with momentum.
@@ -300,7 +300,8 @@ class Rmsprop : public Optimizer {
         weight_decay_(o.get_float("weight_decay")),
         momentum_(o.get_float("momentum")),
         centered_(o.get_bool("centered")) {
-    GRAFT_CHECK(eps_ > 0.0, "eps must be > 0, got " << eps_
+    GRAFT_CHECK(eps_ > 0.0, "eps must be > 0, got "
+                                << eps_
                                 << ": a zero gradient would give 0 / 0; the usual value is 1e-8");
     GRAFT_CHECK(momentum_ < 1.0, "momentum must be in [0, 1), got "
                                      << momentum_ << ": at 1 or more old steps never fade");
@@ -324,14 +325,14 @@ class Rmsprop : public Optimizer {
                                 u.weight_decay ? static_cast<float>(weight_decay_) : 0.0f,
                                 static_cast<float>(momentum_),
                                 centered_};
-    float* param = f32(*u.param);                                       // (n)
-    const float* grad = f32(*u.grad);                                   // (n)
-    float* square_avg = f32(*u.state[0]);                               // (n)
-    float* buffer = has_buffer ? f32(*u.state[1]) : nullptr;            // (n) or none
+    float* param = f32(*u.param);                                               // (n)
+    const float* grad = f32(*u.grad);                                           // (n)
+    float* square_avg = f32(*u.state[0]);                                       // (n)
+    float* buffer = has_buffer ? f32(*u.state[1]) : nullptr;                    // (n) or none
     float* grad_avg = centered_ ? f32(*u.state[has_buffer ? 2 : 1]) : nullptr;  // (n) or none
     if (on_cuda(*u.param))
-      return check_launch("rmsprop", cuda::rmsprop(c, param, grad, square_avg, buffer, grad_avg, n,
-                                                   ctx.stream));
+      return check_launch(
+          "rmsprop", cuda::rmsprop(c, param, grad, square_avg, buffer, grad_avg, n, ctx.stream));
     parallel_for(ctx, n, kGrain, [&](int64_t b, int64_t e) {
       with_rmsprop_flags(c, [&](auto... flags) {
         rmsprop_loop<decltype(flags)::value...>(c, param + b, grad + b, square_avg + b,
@@ -349,16 +350,16 @@ class Rmsprop : public Optimizer {
 }  // namespace
 }  // namespace graft::optimizers
 
-GRAFT_PLUGIN_LIBRARY("optimizers", "0.1.0",
-                     graft::optimizer<graft::optimizers::Sgd>(
-                         "sgd", "stochastic gradient descent with momentum (torch.optim.SGD)",
-                         graft::kCudaEntry),
-                     graft::optimizer<graft::optimizers::Adam>(
-                         "adam", "Adam with L2 weight decay (torch.optim.Adam)",
-                         graft::kCudaEntry),
-                     graft::optimizer<graft::optimizers::AdamW>(
-                         "adamw", "Adam with decoupled weight decay (torch.optim.AdamW)",
-                         graft::kCudaEntry),
-                     graft::optimizer<graft::optimizers::Rmsprop>(
-                         "rmsprop", "RMSprop, optionally centered and with momentum "
-                                    "(torch.optim.RMSprop)", graft::kCudaEntry))
+GRAFT_PLUGIN_LIBRARY(
+    "optimizers", "0.1.0",
+    graft::optimizer<graft::optimizers::Sgd>(
+        "sgd", "stochastic gradient descent with momentum (torch.optim.SGD)", graft::kCudaEntry),
+    graft::optimizer<graft::optimizers::Adam>("adam",
+                                              "Adam with L2 weight decay (torch.optim.Adam)",
+                                              graft::kCudaEntry),
+    graft::optimizer<graft::optimizers::AdamW>(
+        "adamw", "Adam with decoupled weight decay (torch.optim.AdamW)", graft::kCudaEntry),
+    graft::optimizer<graft::optimizers::Rmsprop>("rmsprop",
+                                                 "RMSprop, optionally centered and with momentum "
+                                                 "(torch.optim.RMSprop)",
+                                                 graft::kCudaEntry))

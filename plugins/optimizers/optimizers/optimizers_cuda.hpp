@@ -9,8 +9,8 @@
 
 namespace graft::optimizers::cuda {
 
-const char* sgd(const SgdCoefficients& c, float* param, const float* grad, float* buffer,
-                int64_t n, void* stream);
+const char* sgd(const SgdCoefficients& c, float* param, const float* grad, float* buffer, int64_t n,
+                void* stream);
 const char* adam(const AdamCoefficients& c, float* param, const float* grad, float* exp_avg,
                  float* exp_avg_sq, float* max_exp_avg_sq, int64_t n, void* stream);
 const char* rmsprop(const RmspropCoefficients& c, float* param, const float* grad,

@@ -1,5 +1,6 @@
 // Per-element update rules of the built-in optimizers (sgd, adam, adamw, rmsprop), written once
-// for the CPU loops in optimizers.cpp and the CUDA kernels to come (GRAFT_HD is __host__ __device__).
+// for the CPU loops in optimizers.cpp and the CUDA kernels to come (GRAFT_HD is __host__
+// __device__).
 //
 // Each option that changes the formula is a template flag, not a run-time test: the loop over a
 // parameter then has no per-element branch and no pointer that may be null, so the compiler
@@ -35,11 +36,11 @@ inline void with_flags(F&& f, bool first, Rest... rest) {
 // first step copies the gradient into the buffer instead of damping it.
 struct SgdCoefficients {
   float lr;
-  float momentum;      // 0: plain SGD, no buffer
+  float momentum;             // 0: plain SGD, no buffer
   float one_minus_dampening;  // computed in double, as torch does for its scalar
-  float weight_decay;  // 0 when the parameter is excluded from decay
+  float weight_decay;         // 0 when the parameter is excluded from decay
   bool nesterov;
-  bool first_step;     // buffer = gradient instead of momentum * buffer + (1 - dampening) * grad
+  bool first_step;  // buffer = gradient instead of momentum * buffer + (1 - dampening) * grad
 };
 
 // The flags of one SGD loop: kDecay (weight_decay != 0), kMomentum (momentum != 0; the buffer
@@ -51,11 +52,15 @@ GRAFT_HD inline void sgd_update(const SgdCoefficients& c, float& param, float gr
   if constexpr (kDecay) direction += c.weight_decay * param;
   if constexpr (kMomentum) {
     float buffer;
-    if constexpr (kFirst) buffer = direction;
-    else buffer = c.momentum * momentum_buffer + c.one_minus_dampening * direction;
+    if constexpr (kFirst)
+      buffer = direction;
+    else
+      buffer = c.momentum * momentum_buffer + c.one_minus_dampening * direction;
     momentum_buffer = buffer;
-    if constexpr (kNesterov) direction = direction + c.momentum * buffer;
-    else direction = buffer;
+    if constexpr (kNesterov)
+      direction = direction + c.momentum * buffer;
+    else
+      direction = buffer;
   }
   param -= c.lr * direction;
 }
@@ -151,8 +156,7 @@ GRAFT_HD inline void rmsprop_update(const RmspropCoefficients& c, float& param, 
 // may be null), which the per-element update's references cannot express alone.
 template <bool kDecay, bool kCentered, bool kMomentum>
 GRAFT_HD inline void rmsprop_element(const RmspropCoefficients& c, float* param, const float* grad,
-                                     float* square_avg, float* buffer, float* grad_avg,
-                                     int64_t i) {
+                                     float* square_avg, float* buffer, float* grad_avg, int64_t i) {
   float b = 0.0f, a = 0.0f;
   if constexpr (kMomentum) b = buffer[i];
   if constexpr (kCentered) a = grad_avg[i];

@@ -11,8 +11,8 @@
 
 namespace {
 
-using graft::data_parallel::Buckets;
 using graft::for_each_micro_batch;
+using graft::data_parallel::Buckets;
 using graft::data_parallel::shard_begin;
 
 class DataParallel final : public graft::Strategy {
@@ -31,7 +31,9 @@ class DataParallel final : public graft::Strategy {
   }
 
   DataParallel(const graft::Options& o, const graft_world& world, graft::Host)
-      : rank_(world.rank), size_(world.size), comm_(world, "data_parallel"),
+      : rank_(world.rank),
+        size_(world.size),
+        comm_(world, "data_parallel"),
         bucket_bytes_(o.get_float("bucket_mb") * 1048576.0),
         allow_local_batch_norm_(o.get_bool("allow_local_batch_norm")) {
     GRAFT_CHECK(world.size >= 1 && world.rank >= 0 && world.rank < world.size,
@@ -43,7 +45,8 @@ class DataParallel final : public graft::Strategy {
   void plan(const graft_layer_info* layers, int64_t n, int64_t global_batch,
             graft_plan& plan) override {
     GRAFT_CHECK(global_batch >= size_,
-                "[data] batch_size = " << global_batch << " is smaller than the " << size_
+                "[data] batch_size = "
+                    << global_batch << " is smaller than the " << size_
                     << " ranks of [parallel] strategy = \"data_parallel\", which gives each rank "
                        "its own rows of every batch; raise data.batch_size to at least "
                     << size_ << " or start fewer ranks (mpirun -np)");
@@ -52,7 +55,8 @@ class DataParallel final : public graft::Strategy {
       const graft_layer_info& layer = layers[i];
       floats.push_back(layer.parameters);
       GRAFT_CHECK(allow_local_batch_norm_ || !(layer.flags & GRAFT_ENTRY_BATCH_STATISTICS),
-                  "[model] layer " << i << " ('" << layer.type
+                  "[model] layer "
+                      << i << " ('" << layer.type
                       << "') normalises with statistics over its batch, but under [parallel] "
                          "strategy = \"data_parallel\" each rank sees only its own rows, so its "
                          "statistics, outputs and gradients would differ from single's; set "
@@ -69,8 +73,8 @@ class DataParallel final : public graft::Strategy {
       int64_t total = 0;
       for (int64_t f : floats) total += f;
       plan.messages_per_step = Buckets::count(floats, bucket_bytes_) + 1;  // + the step's sums
-      plan.message_bytes_per_step = total * int64_t(sizeof(float)) +
-                                    int64_t((GRAFT_MAX_METRICS + 2) * sizeof(double));
+      plan.message_bytes_per_step =
+          total * int64_t(sizeof(float)) + int64_t((GRAFT_MAX_METRICS + 2) * sizeof(double));
     }
   }
 
@@ -95,17 +99,18 @@ class DataParallel final : public graft::Strategy {
     part.struct_size = sizeof part;
     // A rank without rows this step (a short last batch) runs nothing; it joins the sums below.
     if (has_rows(x)) {
-      for_each_micro_batch(ctx, x, y, [&](const graft::Context& c, const DLTensor& px,
-                                          const DLTensor& py, bool last) {
-        const DLTensor& prediction = model.forward(c, 0, layers, px);
-        const DLTensor& dprediction = model.loss_and_gradient(c, prediction, py, part);
-        // The sum over ranks starts as the last micro-batch's backward completes each bucket.
-        if (last && communicating())
-          model.backward(c, 0, layers, dprediction,
-                         [this](int64_t layer) noexcept { buckets_.layer_done(comm_, layer); });
-        else
-          model.backward(c, 0, layers, dprediction);
-      });
+      for_each_micro_batch(
+          ctx, x, y,
+          [&](const graft::Context& c, const DLTensor& px, const DLTensor& py, bool last) {
+            const DLTensor& prediction = model.forward(c, 0, layers, px);
+            const DLTensor& dprediction = model.loss_and_gradient(c, prediction, py, part);
+            // The sum over ranks starts as the last micro-batch's backward completes each bucket.
+            if (last && communicating())
+              model.backward(c, 0, layers, dprediction,
+                             [this](int64_t layer) noexcept { buckets_.layer_done(comm_, layer); });
+            else
+              model.backward(c, 0, layers, dprediction);
+          });
     }
     if (communicating()) {
       // A rank without rows this step (a short last batch) joins every bucket with zeros.
@@ -124,10 +129,10 @@ class DataParallel final : public graft::Strategy {
     graft_step_result part{};
     part.struct_size = sizeof part;
     if (has_rows(x)) {
-      for_each_micro_batch(ctx, x, y, [&](const graft::Context& c, const DLTensor& px,
-                                          const DLTensor& py, bool) {
-        model.loss(c, model.forward(c, 0, layers, px), py, part);
-      });
+      for_each_micro_batch(
+          ctx, x, y, [&](const graft::Context& c, const DLTensor& px, const DLTensor& py, bool) {
+            model.loss(c, model.forward(c, 0, layers, px), py, part);
+          });
     }
     add_summed(part, result, "evaluation sums");
   }
@@ -137,9 +142,9 @@ class DataParallel final : public graft::Strategy {
   static bool has_rows(const DLTensor& x) { return x.ndim > 0 && x.shape[0] > 0; }
 
   void require_comm() const {
-    GRAFT_CHECK(comm_,
-                "data_parallel: this world of " << size_
-                    << " ranks has no communicator (it was made for planning only)");
+    GRAFT_CHECK(comm_, "data_parallel: this world of "
+                           << size_
+                           << " ranks has no communicator (it was made for planning only)");
   }
 
   // Adds this rank's sums, summed over every rank, to result: every rank returns the whole

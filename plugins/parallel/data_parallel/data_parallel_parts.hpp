@@ -1,5 +1,6 @@
 // The pieces of the data_parallel strategy: which rows a rank reads (micro-batches within them
-// are graft/cpp/rows.hpp's), and the gradient buckets that are summed over the ranks while backward still runs.
+// are graft/cpp/rows.hpp's), and the gradient buckets that are summed over the ranks while backward
+// still runs.
 #pragma once
 
 #include <cstdint>
@@ -116,7 +117,7 @@ class Buckets {
   const graft_model* model_ = nullptr;
   std::vector<Bucket> buckets_;              // buckets_[0] holds the last layers
   std::vector<int64_t> first_layer_bucket_;  // layer -> the bucket it is lowest in, or -1
-  std::exception_ptr failure_;  // the step's first failed start or wait
+  std::exception_ptr failure_;               // the step's first failed start or wait
 };
 
 }  // namespace graft::data_parallel

@@ -38,17 +38,24 @@ class Pipeline final : public graft::Strategy {
         schedule_name_(o.get_string("schedule")),
         pairs_(o.get_int_list("stages")),
         link_(graft::Comm(world, "pipeline")) {
-    GRAFT_CHECK(pairs_.size() % 2 == 0,
-                "stages = " << format_pairs(pairs_) << ": expected [first, last] pairs "
-                "of layer indices, e.g. stages = [0, 3, 4, 7] (stage 0: layers 0..3, stage 1: "
-                "layers 4..7)");
+    GRAFT_CHECK(
+        pairs_.size() % 2 == 0,
+        "stages = "
+            << format_pairs(pairs_)
+            << ": expected [first, last] pairs "
+               "of layer indices, e.g. stages = [0, 3, 4, 7] (stage 0: layers 0..3, stage 1: "
+               "layers 4..7)");
     const int64_t listed = int64_t(pairs_.size() / 2);
     GRAFT_CHECK(pairs_.empty() || listed == world.size,
                 "stages = " << format_pairs(pairs_) << " lists " << listed
-                << " stages, but the job has " << world.size << " rank(s), one stage each; run "
-                "with mpirun -np " << listed << " (graft validate: --world " << listed
-                << "), or change [parallel] stages to " << world.size << " pairs (or remove it "
-                "to balance " << world.size << " stages by parameter count)");
+                            << " stages, but the job has " << world.size
+                            << " rank(s), one stage each; run "
+                               "with mpirun -np "
+                            << listed << " (graft validate: --world " << listed
+                            << "), or change [parallel] stages to " << world.size
+                            << " pairs (or remove it "
+                               "to balance "
+                            << world.size << " stages by parameter count)");
     what_forward_send_ = "pipeline stage " + std::to_string(stage_) + " -> " +
                          std::to_string(stage_ + 1) + " activations";
     what_forward_recv_ = "pipeline stage " + std::to_string(stage_ - 1) + " -> " +
@@ -104,8 +111,8 @@ class Pipeline final : public graft::Strategy {
     plan.rows_per_slot = micro.size;
     // Point to point only: one activation message per micro-batch forward, one gradient message
     // backward. The two all-reduces of a few doubles per step (norm, loss) are not counted.
-    const int64_t bytes_per_row = 4 * (last() ? 0 : numel(output_)) +
-                                  4 * (first() ? 0 : numel(input_));
+    const int64_t bytes_per_row =
+        4 * (last() ? 0 : numel(output_)) + 4 * (first() ? 0 : numel(input_));
     plan.messages_per_step = micro.count * ((last() ? 0 : 1) + (first() ? 0 : 1));
     plan.message_bytes_per_step = global_batch * bytes_per_row;
     sends_forward_.assign(size_t(slots_), nullptr);
@@ -133,8 +140,10 @@ class Pipeline final : public graft::Strategy {
     graft_step_result mine{};
     for (int64_t i = 0; i < 2 * micro.count; ++i) {
       const Op op = schedule_op(one_f_one_b_, stage_, stages_, micro.count, i, warmup_extra_);
-      if (op.forward) forward(model, ctx, x, y, micro, op.micro, mine, /*training=*/true);
-      else backward(model, ctx, micro, op.micro);
+      if (op.forward)
+        forward(model, ctx, x, y, micro, op.micro, mine, /*training=*/true);
+      else
+        backward(model, ctx, micro, op.micro);
     }
     finish_sends();
     // One all-reduce: this stage's squared gradient norm (clipping needs the global one) and
@@ -210,10 +219,12 @@ class Pipeline final : public graft::Strategy {
   // the first training step, and an evaluation batch larger than a training one).
   void prepare(const graft::ModelRef& model, const graft::Context& ctx, const DLTensor& x,
                const DLTensor& y) {
-    GRAFT_CHECK(planned_, "pipeline: the host did not call plan() before the first step; it "
-                          "needs a graft host with SDK 1.1 or newer");
+    GRAFT_CHECK(planned_,
+                "pipeline: the host did not call plan() before the first step; it "
+                "needs a graft host with SDK 1.1 or newer");
     if (stages_ > 1) {
-      GRAFT_CHECK(link_.connected(), "pipeline: " << stages_ << " stages but the host gave no "
+      GRAFT_CHECK(link_.connected(), "pipeline: " << stages_
+                                                  << " stages but the host gave no "
                                                      "communicator; launch with mpirun");
       GRAFT_CHECK(model.has(&graft_model_api::grad_sq_norm) &&
                       model.has(&graft_model_api::optimizer_step_layers),
@@ -265,18 +276,20 @@ class Pipeline final : public graft::Strategy {
     }
     const DLTensor& out = model.forward(part, begin_, end_, *in);
     if (!last()) {
-      sends_forward_[slot] = link_.send_start(out, stage_ + 1, tag(k, true),
-                                              what_forward_send_.c_str());
+      sends_forward_[slot] =
+          link_.send_start(out, stage_ + 1, tag(k, true), what_forward_send_.c_str());
       return;
     }
     int64_t y_shape[GRAFT_MAX_DIMS + 1];
     const DLTensor target = row_range(y, begin, end, y_shape);
-    if (training) dprediction_[slot] = &model.loss_and_gradient(part, out, target, mine);
-    else model.loss(part, out, target, mine);
+    if (training)
+      dprediction_[slot] = &model.loss_and_gradient(part, out, target, mine);
+    else
+      model.loss(part, out, target, mine);
   }
 
-  void backward(const graft::ModelRef& model, const graft::Context& ctx,
-                const MicroBatches& micro, int64_t k) {
+  void backward(const graft::ModelRef& model, const graft::Context& ctx, const MicroBatches& micro,
+                int64_t k) {
     const graft::Context part = micro_context(ctx, micro, k);
     const size_t slot = size_t(part.slot);
     const DLTensor* dy;
@@ -305,8 +318,8 @@ class Pipeline final : public graft::Strategy {
                              size_t(rows * numel(input_)) * sizeof(float)),
                      ctx.device, rows, input_);
     graft::copy(ctx, *dx, *copy);  // the host's copy, which also copies on a GPU (in its stream)
-    sends_backward_[out] = link_.send_start(*copy, stage_ - 1, tag(k, false),
-                                            what_backward_send_.c_str());
+    sends_backward_[out] =
+        link_.send_start(*copy, stage_ - 1, tag(k, false), what_backward_send_.c_str());
   }
 
   void finish_sends() {
@@ -336,7 +349,7 @@ class Pipeline final : public graft::Strategy {
   StageLink link_;
   bool planned_ = false;
   StageBounds bounds_;
-  int64_t begin_ = 0, end_ = 0;  // this stage's top-level layers
+  int64_t begin_ = 0, end_ = 0;     // this stage's top-level layers
   graft_shape input_{}, output_{};  // per row, at this stage's boundaries
   int32_t slots_ = 1;
   // From host->alloc, on the step's device:

@@ -38,9 +38,12 @@ std::string format_pairs(const std::vector<int64_t>& pairs) {
 StageBounds balance_stages(const std::vector<int64_t>& parameters, int32_t stages) {
   const int64_t n = static_cast<int64_t>(parameters.size());
   GRAFT_CHECK(stages >= 1, "a pipeline needs at least one stage");
-  GRAFT_CHECK(stages <= n, "the job has " << stages << " ranks, one pipeline stage each, but the "
-                           "model has only " << n << " top-level layers; run with at most " << n
-                           << " ranks (mpirun -np " << n << ") or give the model more layers");
+  GRAFT_CHECK(stages <= n, "the job has " << stages
+                                          << " ranks, one pipeline stage each, but the "
+                                             "model has only "
+                                          << n << " top-level layers; run with at most " << n
+                                          << " ranks (mpirun -np " << n
+                                          << ") or give the model more layers");
   std::vector<int64_t> prefix(size_t(n) + 1, 0);
   for (int64_t i = 0; i < n; ++i) prefix[size_t(i) + 1] = prefix[size_t(i)] + parameters[size_t(i)];
   auto sum = [&](int64_t a, int64_t b) { return prefix[size_t(b)] - prefix[size_t(a)]; };
@@ -66,7 +69,8 @@ StageBounds balance_stages(const std::vector<int64_t>& parameters, int32_t stage
   for (int32_t s = 0; s < stages; ++s) {
     int64_t end = at + 1;
     const int64_t last_allowed = n - (stages - s - 1);
-    if (s == stages - 1) end = n;
+    if (s == stages - 1)
+      end = n;
     else
       while (end < last_allowed && sum(at, end + 1) <= bound) ++end;
     out.first.push_back(end);
@@ -79,7 +83,8 @@ StageBounds explicit_stages(const std::vector<int64_t>& pairs, int64_t n_layers)
   const std::string given = "stages = " + format_pairs(pairs);
   const std::string fix = "; the stages must cover layers 0.." + std::to_string(n_layers - 1) +
                           " in order, each exactly once, as a list of [first, last] pairs, "
-                          "e.g. stages = " + example_pairs(n_layers);
+                          "e.g. stages = " +
+                          example_pairs(n_layers);
   GRAFT_CHECK(!pairs.empty() && pairs.size() % 2 == 0,
               given << ": expected [first, last] pairs of layer indices" << fix);
   const int32_t stages = static_cast<int32_t>(pairs.size() / 2);
@@ -89,10 +94,9 @@ StageBounds explicit_stages(const std::vector<int64_t>& pairs, int64_t n_layers)
   int64_t expected = 0;
   for (int32_t s = 0; s < stages; ++s) {
     const int64_t first = pairs[2 * size_t(s)], last = pairs[2 * size_t(s) + 1];
-    const std::string previous =
-        s == 0 ? std::string(", not at layer 0")
-               : ", but stage " + std::to_string(s - 1) + " ended at layer " +
-                     std::to_string(expected - 1);
+    const std::string previous = s == 0 ? std::string(", not at layer 0")
+                                        : ", but stage " + std::to_string(s - 1) +
+                                              " ended at layer " + std::to_string(expected - 1);
     GRAFT_CHECK(first == expected,
                 given << ": stage " << s << " starts at layer " << first << previous << fix);
     GRAFT_CHECK(last >= first, given << ": stage " << s << " ends (layer " << last
@@ -126,8 +130,7 @@ Op schedule_op(bool one_f_one_b, int32_t stage, int32_t stages, int64_t micro, i
   return {false, micro - warm_up + (steady - 2 * (micro - warm_up))};
 }
 
-int32_t in_flight(bool one_f_one_b, int32_t stage, int32_t stages, int64_t micro,
-                  int32_t extra) {
+int32_t in_flight(bool one_f_one_b, int32_t stage, int32_t stages, int64_t micro, int32_t extra) {
   const int64_t n =
       one_f_one_b ? std::min<int64_t>(micro, warm_up_of(stage, stages, micro, extra) + 1) : micro;
   return static_cast<int32_t>(std::max<int64_t>(n, 1));

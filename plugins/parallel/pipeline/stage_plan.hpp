@@ -56,9 +56,7 @@ struct MicroBatches {
   int64_t size = 0, count = 0, rows = 0;
   MicroBatches(int64_t global_rows, int64_t requested);
   int64_t begin(int64_t k) const { return k * size; }
-  int64_t rows_of(int64_t k) const {
-    return begin(k) + size <= rows ? size : rows - begin(k);
-  }
+  int64_t rows_of(int64_t k) const { return begin(k) + size <= rows ? size : rows - begin(k); }
 };
 
 // The bubble of a p-stage pipeline running m micro-batches: (p - 1) / (m + p - 1).

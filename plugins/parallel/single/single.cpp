@@ -12,7 +12,8 @@ class Single final : public graft::Strategy {
  public:
   Single(const graft::Options&, const graft_world& world, graft::Host) {
     GRAFT_CHECK(world.size == 1, "strategy 'single' runs on one process, but the job has "
-                                     << world.size << " ranks; choose parallel.strategy = "
+                                     << world.size
+                                     << " ranks; choose parallel.strategy = "
                                         "\"data_parallel\" (or another) for mpirun -np "
                                      << world.size);
   }
@@ -25,12 +26,12 @@ class Single final : public graft::Strategy {
     const graft::ModelRef model(api, handle, "single");
     const int64_t layers = model.layer_count();
     model.zero_grad();
-    for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
-                                        const DLTensor& py, bool) {
-      const DLTensor& prediction = model.forward(part, 0, layers, px);
-      const DLTensor& dprediction = model.loss_and_gradient(part, prediction, py, result);
-      model.backward(part, 0, layers, dprediction);
-    });
+    for_each_micro_batch(
+        ctx, x, y, [&](const graft::Context& part, const DLTensor& px, const DLTensor& py, bool) {
+          const DLTensor& prediction = model.forward(part, 0, layers, px);
+          const DLTensor& dprediction = model.loss_and_gradient(part, prediction, py, result);
+          model.backward(part, 0, layers, dprediction);
+        });
     model.optimizer_step(ctx);
   }
 
@@ -38,10 +39,10 @@ class Single final : public graft::Strategy {
                  const DLTensor& x, const DLTensor& y, graft_step_result& result) override {
     const graft::ModelRef model(api, handle, "single");
     const int64_t layers = model.layer_count();
-    for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
-                                        const DLTensor& py, bool) {
-      model.loss(part, model.forward(part, 0, layers, px), py, result);
-    });
+    for_each_micro_batch(
+        ctx, x, y, [&](const graft::Context& part, const DLTensor& px, const DLTensor& py, bool) {
+          model.loss(part, model.forward(part, 0, layers, px), py, result);
+        });
   }
 };
 

@@ -61,10 +61,11 @@ class TensorParallel final : public graft::Strategy {
         continue;
       const int64_t hidden = first.output.ndim ? first.output.dims[first.output.ndim - 1] : 0;
       GRAFT_CHECK(hidden % size_ == 0,
-                  "[[model.layers]] #" << i << " (" << first.type << ") has " << hidden
-                      << " output features (its `units`), which do not split into "
-                      << size_ << " equal tensor-parallel parts; choose units divisible by "
-                      << size_ << ", or run [parallel] strategy = \"tensor_parallel\" on a "
+                  "[[model.layers]] #"
+                      << i << " (" << first.type << ") has " << hidden
+                      << " output features (its `units`), which do not split into " << size_
+                      << " equal tensor-parallel parts; choose units divisible by " << size_
+                      << ", or run [parallel] strategy = \"tensor_parallel\" on a "
                          "number of ranks that divides "
                       << hidden);
       plan.layers[i].shard = GRAFT_SHARD_COLUMN;
@@ -95,11 +96,11 @@ class TensorParallel final : public graft::Strategy {
     require_parallel_api(model);
     const int64_t layers = model.layer_count();
     model.zero_grad();
-    for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
-                                        const DLTensor& py, bool) {
-      const DLTensor& prediction = forward(model, part, px, layers);
-      backward(model, part, model.loss_and_gradient(part, prediction, py, result), layers);
-    });
+    for_each_micro_batch(
+        ctx, x, y, [&](const graft::Context& part, const DLTensor& px, const DLTensor& py, bool) {
+          const DLTensor& prediction = forward(model, part, px, layers);
+          backward(model, part, model.loss_and_gradient(part, prediction, py, result), layers);
+        });
     // The global gradient norm for clipping: each part counts once, replicated tensors only
     // on rank 0, so the sum over ranks is the norm `single` sees.
     double squared = model.grad_sq_norm(0, layers, /*count_replicated=*/rank_ == 0);
@@ -112,10 +113,10 @@ class TensorParallel final : public graft::Strategy {
     const graft::ModelRef model(api, handle, "tensor_parallel");
     require_parallel_api(model);
     const int64_t layers = model.layer_count();
-    for_each_micro_batch(ctx, x, y, [&](const graft::Context& part, const DLTensor& px,
-                                        const DLTensor& py, bool) {
-      model.loss(part, forward(model, part, px, layers), py, result);
-    });
+    for_each_micro_batch(
+        ctx, x, y, [&](const graft::Context& part, const DLTensor& px, const DLTensor& py, bool) {
+          model.loss(part, forward(model, part, px, layers), py, result);
+        });
   }
 
  private:
@@ -159,8 +160,9 @@ class TensorParallel final : public graft::Strategy {
                     model.has(&graft_model_api::optimizer_step_layers),
                 "tensor_parallel: this graft host's model api lacks grad_sq_norm and "
                 "optimizer_step_layers (SDK 1.1)");
-    GRAFT_CHECK(comm_, "tensor_parallel: the host lent no communicator; run it "
-                       "under graft train (mpirun -np N graft train CONFIG)");
+    GRAFT_CHECK(comm_,
+                "tensor_parallel: the host lent no communicator; run it "
+                "under graft train (mpirun -np N graft train CONFIG)");
   }
 
   int32_t rank_ = 0, size_ = 1;

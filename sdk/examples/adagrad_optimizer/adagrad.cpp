@@ -48,5 +48,6 @@ class Adagrad final : public graft::Optimizer {
 }  // namespace
 
 GRAFT_PLUGIN_LIBRARY("adagrad_optimizer", "0.1.0",
-                     graft::optimizer<Adagrad>("adagrad", "per-element rates from the sum of "
-                                                          "squared gradients (torch Adagrad)"))
+                     graft::optimizer<Adagrad>("adagrad",
+                                               "per-element rates from the sum of "
+                                               "squared gradients (torch Adagrad)"))

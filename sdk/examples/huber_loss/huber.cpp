@@ -58,8 +58,9 @@ class Huber final : public graft::Loss {
   void check_batch(const DLTensor& prediction, const DLTensor& target) const {
     GRAFT_CHECK(graft::on_cpu(prediction) && graft::on_cpu(target),
                 "huber: only CPU tensors are supported");
-    GRAFT_CHECK(graft::cols(prediction) == elements_ && graft::numel(target) == graft::numel(prediction),
-                "huber: prediction and target batches do not match");
+    GRAFT_CHECK(
+        graft::cols(prediction) == elements_ && graft::numel(target) == graft::numel(prediction),
+        "huber: prediction and target batches do not match");
   }
 
   double delta_;
@@ -69,5 +70,6 @@ class Huber final : public graft::Loss {
 }  // namespace
 
 GRAFT_PLUGIN_LIBRARY("huber_loss", "0.1.0",
-                     graft::loss<Huber>("huber", "smooth L1: quadratic below delta, linear above "
-                                                 "(torch HuberLoss)"))
+                     graft::loss<Huber>("huber",
+                                        "smooth L1: quadratic below delta, linear above "
+                                        "(torch HuberLoss)"))

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <string>
 
-#include <graft/cpp/plugin.hpp>
 #include <graft/random.h>
+#include <graft/cpp/plugin.hpp>
 
 namespace {
 
@@ -62,10 +62,10 @@ class Spirals final : public graft::Dataset {
       const int64_t arm = std::min<int64_t>(
           arms_ - 1, int64_t(graft_random_uniform(seed_, kArmStream, s) * float(arms_)));
       const float angle = kTwoPi * (turns_ * along + float(arm) / float(arms_));
-      graft::f32(x)[2 * i] = along * std::cos(angle) +
-                             noise_ * graft_random_normal(seed_, kNoiseStream, 2 * s);
-      graft::f32(x)[2 * i + 1] = along * std::sin(angle) +
-                                 noise_ * graft_random_normal(seed_, kNoiseStream, 2 * s + 1);
+      graft::f32(x)[2 * i] =
+          along * std::cos(angle) + noise_ * graft_random_normal(seed_, kNoiseStream, 2 * s);
+      graft::f32(x)[2 * i + 1] =
+          along * std::sin(angle) + noise_ * graft_random_normal(seed_, kNoiseStream, 2 * s + 1);
       graft::i32(y)[i] = static_cast<int32_t>(arm);
     }
   }
@@ -79,5 +79,6 @@ class Spirals final : public graft::Dataset {
 }  // namespace
 
 GRAFT_PLUGIN_LIBRARY("spirals_dataset", "0.1.0",
-                     graft::dataset<Spirals>("spirals", "interleaved spiral arms to classify, "
-                                                        "one class per arm"))
+                     graft::dataset<Spirals>("spirals",
+                                             "interleaved spiral arms to classify, "
+                                             "one class per arm"))

@@ -63,4 +63,5 @@ class Swish final : public graft::Layer {
 }  // namespace
 
 GRAFT_PLUGIN_LIBRARY("swish_layer", "0.1.0",
-                     graft::layer<Swish>("swish", "x * sigmoid(beta x) with a learned beta per feature"))
+                     graft::layer<Swish>("swish",
+                                         "x * sigmoid(beta x) with a learned beta per feature"))

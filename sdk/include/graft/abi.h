@@ -43,11 +43,12 @@ typedef struct graft_option_spec {
   size_t struct_size;
   const char* name;
   graft_option_type type;
-  const char* default_value; /* TOML literal ("0.9", "true", "\"relu\"", "[1, 2]"); NULL: required */
-  double min;                /* inclusive bounds for numbers (each list element too) */
+  const char*
+      default_value; /* TOML literal ("0.9", "true", "\"relu\"", "[1, 2]"); NULL: required */
+  double min;        /* inclusive bounds for numbers (each list element too) */
   double max;
-  const char* choices;       /* strings only: "a|b|c", or NULL for any string */
-  const char* doc;           /* one line */
+  const char* choices; /* strings only: "a|b|c", or NULL for any string */
+  const char* doc;     /* one line */
 } graft_option_spec;
 
 typedef struct graft_option_value {
@@ -76,8 +77,8 @@ typedef struct graft_plugin_entry {
   const char* summary; /* one line */
   size_t n_options;
   const graft_option_spec* options;
-  const void* vtable;  /* graft_layer_vtable*, graft_loss_vtable*, ... by kind */
-  uint32_t flags;      /* GRAFT_ENTRY_* */
+  const void* vtable; /* graft_layer_vtable*, graft_loss_vtable*, ... by kind */
+  uint32_t flags;     /* GRAFT_ENTRY_* */
 } graft_plugin_entry;
 
 /* The plugin ships CUDA kernels for its vtable functions. */

@@ -16,10 +16,7 @@ extern "C" {
 typedef struct graft_comm graft_comm;       /* opaque, the host's */
 typedef struct graft_request graft_request; /* an operation in flight; wait() frees it */
 
-typedef enum graft_reduce_op {
-  GRAFT_REDUCE_SUM = 0,
-  GRAFT_REDUCE_AVG = 1
-} graft_reduce_op;
+typedef enum graft_reduce_op { GRAFT_REDUCE_SUM = 0, GRAFT_REDUCE_AVG = 1 } graft_reduce_op;
 
 typedef struct graft_comm_api {
   size_t struct_size;
@@ -39,13 +36,12 @@ typedef struct graft_comm_api {
   graft_status* (*all_gather)(graft_comm* comm, const DLTensor* in, DLTensor* out,
                               const char* what);
   /* in holds size() equal parts; rank r receives the reduction of every rank's part r. */
-  graft_status* (*reduce_scatter)(graft_comm* comm, const DLTensor* in, DLTensor* out,
-                                  int32_t op, const char* what);
+  graft_status* (*reduce_scatter)(graft_comm* comm, const DLTensor* in, DLTensor* out, int32_t op,
+                                  const char* what);
   /* Point to point, matched by (peer, tag) in order. The *_start forms return at once. */
   graft_status* (*send)(graft_comm* comm, const DLTensor* t, int32_t peer, int32_t tag,
                         const char* what);
-  graft_status* (*recv)(graft_comm* comm, DLTensor* t, int32_t peer, int32_t tag,
-                        const char* what);
+  graft_status* (*recv)(graft_comm* comm, DLTensor* t, int32_t peer, int32_t tag, const char* what);
   graft_status* (*send_start)(graft_comm* comm, const DLTensor* t, int32_t peer, int32_t tag,
                               const char* what, graft_request** request);
   graft_status* (*recv_start)(graft_comm* comm, DLTensor* t, int32_t peer, int32_t tag,

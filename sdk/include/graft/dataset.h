@@ -11,9 +11,9 @@ extern "C" {
 
 typedef struct graft_dataset_args {
   size_t struct_size;
-  const char* split;       /* "train" or "test" */
-  const char* config_dir;  /* relative paths in options resolve against it */
-  const char* cache_dir;   /* a folder the reader may write (unpacked archives, indexes) */
+  const char* split;      /* "train" or "test" */
+  const char* config_dir; /* relative paths in options resolve against it */
+  const char* cache_dir;  /* a folder the reader may write (unpacked archives, indexes) */
   uint64_t seed;
   int32_t rank;
   int32_t world;
@@ -22,7 +22,7 @@ typedef struct graft_dataset_args {
 typedef struct graft_dataset_info {
   size_t struct_size;
   int64_t samples;
-  graft_shape input;   /* float32 */
+  graft_shape input; /* float32 */
   graft_target_info target;
 } graft_dataset_info;
 

@@ -51,7 +51,7 @@ typedef struct graft_exec_ctx {
                          * ones, in order, so every layer has its own number. */
   int32_t rank;
   int32_t world;
-  int32_t slot;         /* buffer set (micro-batch in flight); 0 when only one */
+  int32_t slot; /* buffer set (micro-batch in flight); 0 when only one */
   /* Added after 1.0's first release (structs grow only at their end): read it only when
    * struct_size reaches past it. Gradient accumulation: a train step passes the global batch
    * whole and the strategy runs it as this many micro-batches (row ranges, each with its
@@ -82,8 +82,7 @@ typedef struct graft_host_api {
   /* c = alpha * op(a) @ op(b) + beta * c on row-major float32 matrices; a tensor of more than
    * two dimensions is viewed as (shape[0], product of the rest). */
   graft_status* (*gemm)(const graft_exec_ctx* ctx, int32_t transpose_a, int32_t transpose_b,
-                        float alpha, const DLTensor* a, const DLTensor* b, float beta,
-                        DLTensor* c);
+                        float alpha, const DLTensor* a, const DLTensor* b, float beta, DLTensor* c);
   /* y = alpha * x + beta * y, element-wise over equal element counts. */
   graft_status* (*axpby)(const graft_exec_ctx* ctx, float alpha, const DLTensor* x, float beta,
                          DLTensor* y);

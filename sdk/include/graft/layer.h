@@ -14,17 +14,18 @@ typedef enum graft_init {
   GRAFT_INIT_ONES = 1,
   GRAFT_INIT_XAVIER_UNIFORM = 2, /* U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out)) */
   GRAFT_INIT_KAIMING_NORMAL = 3, /* N(0, gain * sqrt(2 / fan_in)) */
-  GRAFT_INIT_KAIMING_UNIFORM = 4,/* U(-a, a), a = gain * sqrt(3 / fan_in) (PyTorch's Linear default) */
-  GRAFT_INIT_NORMAL = 5,         /* N(0, gain) */
-  GRAFT_INIT_UNIFORM = 6,        /* U(-gain, gain) */
-  GRAFT_INIT_CONSTANT = 7        /* every element = gain */
+  GRAFT_INIT_KAIMING_UNIFORM =
+      4,                  /* U(-a, a), a = gain * sqrt(3 / fan_in) (PyTorch's Linear default) */
+  GRAFT_INIT_NORMAL = 5,  /* N(0, gain) */
+  GRAFT_INIT_UNIFORM = 6, /* U(-gain, gain) */
+  GRAFT_INIT_CONSTANT = 7 /* every element = gain */
 } graft_init;
 
 typedef struct graft_param_spec {
   size_t struct_size;
-  const char* name;   /* "weight", "bias": unique within the layer */
+  const char* name; /* "weight", "bias": unique within the layer */
   graft_shape shape;
-  int32_t init;       /* graft_init */
+  int32_t init; /* graft_init */
   int64_t fan_in;
   int64_t fan_out;
   float gain;
@@ -78,10 +79,9 @@ typedef struct graft_layer_vtable {
   graft_status* (*describe)(void* self, graft_layer_desc* out);
   graft_status* (*forward)(void* self, const graft_exec_ctx* ctx, const DLTensor* const* params,
                            const DLTensor* x, DLTensor* y, DLTensor* workspace);
-  graft_status* (*backward)(void* self, const graft_exec_ctx* ctx,
-                            const DLTensor* const* params, const DLTensor* x, const DLTensor* y,
-                            const DLTensor* dy, DLTensor* dx, DLTensor* const* grads,
-                            DLTensor* workspace);
+  graft_status* (*backward)(void* self, const graft_exec_ctx* ctx, const DLTensor* const* params,
+                            const DLTensor* x, const DLTensor* y, const DLTensor* dy, DLTensor* dx,
+                            DLTensor* const* grads, DLTensor* workspace);
   /* Added for tensor parallelism (NULL or absent: the layer cannot shard). Called once, after
    * create and before describe; `mode` is a graft_shard_mode (strategy.h). */
   graft_status* (*shard)(void* self, int32_t mode, int32_t index, int32_t count);

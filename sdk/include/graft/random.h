@@ -37,12 +37,18 @@ static inline GRAFT_HD graft_philox_block graft_philox(uint64_t seed, uint64_t s
     uint32_t lo0 = graft_mulhilo32(0xD2511F53u, c0, &hi0);
     uint32_t lo1 = graft_mulhilo32(0xCD9E8D57u, c2, &hi1);
     uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
   graft_philox_block b;
-  b.v[0] = c0; b.v[1] = c1; b.v[2] = c2; b.v[3] = c3;
+  b.v[0] = c0;
+  b.v[1] = c1;
+  b.v[2] = c2;
+  b.v[3] = c3;
   return b;
 }
 

@@ -92,14 +92,14 @@ typedef enum graft_shard_mode {
 /* What the host tells plan() about top-level layer i, before any layer is created. */
 typedef struct graft_layer_info {
   size_t struct_size;
-  const char* type;     /* the plugin's name, or "residual" */
-  int32_t kind;         /* GRAFT_KIND_LAYER or GRAFT_KIND_ACTIVATION (a residual block: LAYER) */
-  uint32_t flags;       /* GRAFT_ENTRY_* of its entry; GRAFT_ENTRY_ELEMENTWISE set by the host
-                           for activations (and linears with an element-wise fused activation);
-                           GRAFT_ENTRY_SHARD_COLUMN/ROW cleared where this layer's options make
-                           its shard() refuse the mode (the host tries it as part 0 of 1) */
-  int64_t parameters;   /* of the whole, unsharded layer */
-  graft_shape input;    /* per sample, unsharded */
+  const char* type;   /* the plugin's name, or "residual" */
+  int32_t kind;       /* GRAFT_KIND_LAYER or GRAFT_KIND_ACTIVATION (a residual block: LAYER) */
+  uint32_t flags;     /* GRAFT_ENTRY_* of its entry; GRAFT_ENTRY_ELEMENTWISE set by the host
+                         for activations (and linears with an element-wise fused activation);
+                         GRAFT_ENTRY_SHARD_COLUMN/ROW cleared where this layer's options make
+                         its shard() refuse the mode (the host tries it as part 0 of 1) */
+  int64_t parameters; /* of the whole, unsharded layer */
+  graft_shape input;  /* per sample, unsharded */
   graft_shape output;
 } graft_layer_info;
 
@@ -113,10 +113,10 @@ typedef struct graft_layer_placement {
  * batch, layers[i] = {stage 0, NONE}. */
 typedef struct graft_plan {
   size_t struct_size;
-  int32_t stages;          /* pipeline stages */
-  int32_t shards;          /* tensor-parallel ranks a sharded layer is split over */
-  int32_t slots;           /* buffer sets the model plans: micro-batches in flight at once */
-  int64_t rows_per_slot;   /* the most rows one forward call on this rank sees */
+  int32_t stages;        /* pipeline stages */
+  int32_t shards;        /* tensor-parallel ranks a sharded layer is split over */
+  int32_t slots;         /* buffer sets the model plans: micro-batches in flight at once */
+  int64_t rows_per_slot; /* the most rows one forward call on this rank sees */
   int64_t n_layers;
   graft_layer_placement* layers; /* n_layers entries, owned by the host */
   /* For `graft validate --world N`: what one training step sends from this rank. */
@@ -133,7 +133,7 @@ typedef struct graft_plan {
  * next call. */
 typedef struct graft_strategy_report {
   size_t struct_size;
-  const char* message;      /* one line for the log, or NULL */
+  const char* message; /* one line for the log, or NULL */
   int64_t n_values;
   const char* const* names; /* n_values names, e.g. "idle_stage0" */
   const double* values;

@@ -41,13 +41,13 @@ inline void check(graft_status* s) {
 }  // namespace graft
 
 // GRAFT_CHECK(cond, a << b << c): an invalid-argument error whose message the user reads.
-#define GRAFT_CHECK(cond, stream_expr)                                            \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
-      std::ostringstream graft_check_os_;                                         \
-      graft_check_os_ << stream_expr;                                             \
-      throw ::graft::Error(GRAFT_ERR_INVALID_ARGUMENT, graft_check_os_.str());   \
-    }                                                                             \
+#define GRAFT_CHECK(cond, stream_expr)                                         \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      std::ostringstream graft_check_os_;                                      \
+      graft_check_os_ << stream_expr;                                          \
+      throw ::graft::Error(GRAFT_ERR_INVALID_ARGUMENT, graft_check_os_.str()); \
+    }                                                                          \
   } while (0)
 
 namespace graft {
@@ -204,11 +204,20 @@ struct OptionDef {
   double min = -1e300, max = 1e300;
   bool required = false;
 
-  OptionDef& range(double lo, double hi) { min = lo; max = hi; return *this; }
+  OptionDef& range(double lo, double hi) {
+    min = lo;
+    max = hi;
+    return *this;
+  }
   graft_option_spec spec() const {
-    return graft_option_spec{sizeof(graft_option_spec), name.c_str(), type,
-                             required ? nullptr : default_value.c_str(), min, max,
-                             choices.empty() ? nullptr : choices.c_str(), doc.c_str()};
+    return graft_option_spec{sizeof(graft_option_spec),
+                             name.c_str(),
+                             type,
+                             required ? nullptr : default_value.c_str(),
+                             min,
+                             max,
+                             choices.empty() ? nullptr : choices.c_str(),
+                             doc.c_str()};
   }
 };
 

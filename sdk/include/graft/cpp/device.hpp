@@ -53,10 +53,9 @@ class DeviceMemory {
       : host_(host), device_(device), bytes_(bytes) {
     ptr_ = host->alloc(device, bytes ? bytes : 1);
     if (!ptr_)
-      throw Error(GRAFT_ERR_OUT_OF_MEMORY,
-                  std::string(who) + ": out of " +
-                      (device.device_type == kDLCPU ? "host" : "GPU") + " memory for " +
-                      std::to_string(bytes) + " bytes");
+      throw Error(GRAFT_ERR_OUT_OF_MEMORY, std::string(who) + ": out of " +
+                                               (device.device_type == kDLCPU ? "host" : "GPU") +
+                                               " memory for " + std::to_string(bytes) + " bytes");
   }
   ~DeviceMemory() { reset(); }
   DeviceMemory(DeviceMemory&& o) noexcept { *this = std::move(o); }
@@ -75,7 +74,9 @@ class DeviceMemory {
 
   void* data() const { return ptr_; }
   template <class T>
-  T* as() const { return static_cast<T*>(ptr_); }
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
   size_t bytes() const { return bytes_; }
   DLDevice device() const { return device_; }
   explicit operator bool() const { return ptr_ != nullptr; }

@@ -63,11 +63,16 @@ inline const char* const kNames = "none|relu|leaky_relu|sigmoid|tanh|gelu";
 
 // Parses a name of kNames; returns false for anything else.
 inline bool parse(const char* name, Kind* out) {
-  static const struct { const char* name; Kind kind; } table[] = {
-      {"none", Kind::none}, {"relu", Kind::relu},  {"leaky_relu", Kind::leaky_relu},
-      {"sigmoid", Kind::sigmoid}, {"tanh", Kind::tanh}, {"gelu", Kind::gelu}};
+  static const struct {
+    const char* name;
+    Kind kind;
+  } table[] = {{"none", Kind::none},       {"relu", Kind::relu}, {"leaky_relu", Kind::leaky_relu},
+               {"sigmoid", Kind::sigmoid}, {"tanh", Kind::tanh}, {"gelu", Kind::gelu}};
   for (const auto& e : table)
-    if (std::strcmp(e.name, name) == 0) { *out = e.kind; return true; }
+    if (std::strcmp(e.name, name) == 0) {
+      *out = e.kind;
+      return true;
+    }
   return false;
 }
 

@@ -40,8 +40,8 @@ class Layer {
                        DLTensor& y, DLTensor* workspace) = 0;
   // Accumulates into grads; dx may be null (nothing needs it).
   virtual void backward(const Context& ctx, const DLTensor* const* params, const DLTensor& x,
-                        const DLTensor& y, const DLTensor& dy, DLTensor* dx,
-                        DLTensor* const* grads, DLTensor* workspace) = 0;
+                        const DLTensor& y, const DLTensor& dy, DLTensor* dx, DLTensor* const* grads,
+                        DLTensor* workspace) = 0;
   // Tensor parallelism (strategy.h's graft_shard_mode): called before output_shape() and
   // parameters(). A layer that shards overrides it and sets GRAFT_ENTRY_SHARD_* on its entry.
   virtual void shard(int /*mode*/, int /*index*/, int /*count*/) {

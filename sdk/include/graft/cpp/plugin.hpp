@@ -29,14 +29,19 @@ struct Holder {
 };
 
 template <class T>
-Holder<T>* holder(void* self) { return static_cast<Holder<T>*>(self); }
+Holder<T>* holder(void* self) {
+  return static_cast<Holder<T>*>(self);
+}
 
 template <class T>
-void destroy(void* self) noexcept { delete holder<T>(self); }
+void destroy(void* self) noexcept {
+  delete holder<T>(self);
+}
 
 template <class T>
 struct LayerAdapter {
-  static graft_status* create(Host host, const graft_options* o, const graft_shape* in, void** self) {
+  static graft_status* create(Host host, const graft_options* o, const graft_shape* in,
+                              void** self) {
     return guard(host, [&] {
       auto h = std::make_unique<Holder<T>>();
       h->host = host;
@@ -50,12 +55,14 @@ struct LayerAdapter {
       h->params = h->impl->parameters();
       h->specs.clear();
       for (const Param& p : h->params)
-        h->specs.push_back(graft_param_spec{sizeof(graft_param_spec), p.name.c_str(), p.shape,
-                                            p.init, p.fan_in, p.fan_out, p.gain,
-                                            p.no_weight_decay ? 1 : 0, p.buffer ? 1 : 0,
-                                            p.shard_axis});
-      *out = graft_layer_desc{sizeof(graft_layer_desc), h->impl->output_shape(), h->specs.size(),
-                              h->specs.data(), h->impl->workspace_per_sample(),
+        h->specs.push_back(graft_param_spec{
+            sizeof(graft_param_spec), p.name.c_str(), p.shape, p.init, p.fan_in, p.fan_out, p.gain,
+            p.no_weight_decay ? 1 : 0, p.buffer ? 1 : 0, p.shard_axis});
+      *out = graft_layer_desc{sizeof(graft_layer_desc),
+                              h->impl->output_shape(),
+                              h->specs.size(),
+                              h->specs.data(),
+                              h->impl->workspace_per_sample(),
                               int32_t(h->impl->workspace_use())};
     });
   }
@@ -75,8 +82,8 @@ struct LayerAdapter {
     return guard(h->host, [&] { h->impl->shard(mode, index, count); });
   }
   static const graft_layer_vtable* vtable() {
-    static const graft_layer_vtable v{sizeof(graft_layer_vtable), create, destroy<T>, describe,
-                                      forward, backward, shard};
+    static const graft_layer_vtable v{
+        sizeof(graft_layer_vtable), create, destroy<T>, describe, forward, backward, shard};
     return &v;
   }
 };
@@ -94,7 +101,8 @@ struct ActivationAdapter {
   static uint32_t flags(void* self) {
     return holder<T>(self)->impl->elementwise() ? GRAFT_ACTIVATION_ELEMENTWISE : 0u;
   }
-  static graft_status* forward(void* self, const graft_exec_ctx* ctx, const DLTensor* x, DLTensor* y) {
+  static graft_status* forward(void* self, const graft_exec_ctx* ctx, const DLTensor* x,
+                               DLTensor* y) {
     auto* h = holder<T>(self);
     return guard(h->host, [&] { h->impl->forward(*ctx, *x, *y); });
   }
@@ -104,8 +112,8 @@ struct ActivationAdapter {
     return guard(h->host, [&] { h->impl->backward(*ctx, *x, *y, *dy, *dx); });
   }
   static const graft_activation_vtable* vtable() {
-    static const graft_activation_vtable v{sizeof(graft_activation_vtable), create, destroy<T>,
-                                           flags, forward, backward};
+    static const graft_activation_vtable v{
+        sizeof(graft_activation_vtable), create, destroy<T>, flags, forward, backward};
     return &v;
   }
 };
@@ -125,8 +133,8 @@ struct LossAdapter {
     auto* h = holder<T>(self);
     return guard(h->host, [&] {
       h->names = h->impl->metrics();
-      GRAFT_CHECK(h->names.size() <= GRAFT_MAX_METRICS, "a loss reports at most "
-                                                            << GRAFT_MAX_METRICS << " metrics");
+      GRAFT_CHECK(h->names.size() <= GRAFT_MAX_METRICS,
+                  "a loss reports at most " << GRAFT_MAX_METRICS << " metrics");
       *out = graft_loss_desc{sizeof(graft_loss_desc), h->names.size(), {}};
       for (size_t i = 0; i < h->names.size(); ++i) out->metric_names[i] = h->names[i].c_str();
     });
@@ -142,8 +150,8 @@ struct LossAdapter {
     return guard(h->host, [&] { h->impl->backward(*ctx, *pred, *target, scale, *dpred); });
   }
   static const graft_loss_vtable* vtable() {
-    static const graft_loss_vtable v{sizeof(graft_loss_vtable), create, destroy<T>, describe,
-                                     forward, backward};
+    static const graft_loss_vtable v{
+        sizeof(graft_loss_vtable), create, destroy<T>, describe, forward, backward};
     return &v;
   }
 };
@@ -192,22 +200,26 @@ struct DatasetAdapter {
   }
   static graft_status* describe(void* self, graft_dataset_info* out) {
     auto* h = holder<T>(self);
-    return guard(h->host, [&] { *out = h->impl->info(); out->struct_size = sizeof *out; });
+    return guard(h->host, [&] {
+      *out = h->impl->info();
+      out->struct_size = sizeof *out;
+    });
   }
   static graft_status* read(void* self, const int64_t* idx, int64_t n, DLTensor* x, DLTensor* y) {
     auto* h = holder<T>(self);
     return guard(h->host, [&] { h->impl->read(idx, n, *x, *y); });
   }
   static const graft_dataset_vtable* vtable() {
-    static const graft_dataset_vtable v{sizeof(graft_dataset_vtable), create, destroy<T>,
-                                        describe, read};
+    static const graft_dataset_vtable v{sizeof(graft_dataset_vtable), create, destroy<T>, describe,
+                                        read};
     return &v;
   }
 };
 
 template <class T>
 struct StrategyAdapter {
-  static graft_status* create(Host host, const graft_options* o, const graft_world* w, void** self) {
+  static graft_status* create(Host host, const graft_options* o, const graft_world* w,
+                              void** self) {
     return guard(host, [&] {
       auto h = std::make_unique<Holder<T>>();
       h->host = host;
@@ -232,8 +244,7 @@ struct StrategyAdapter {
     auto* h = holder<T>(self);
     return guard(h->host, [&] { h->impl->plan(layers, n, global_batch, *out); });
   }
-  static void batch_rows(void* self, int64_t rows, int32_t training, int64_t* begin,
-                         int64_t* end) {
+  static void batch_rows(void* self, int64_t rows, int32_t training, int64_t* begin, int64_t* end) {
     holder<T>(self)->impl->batch_rows(rows, training != 0, *begin, *end);
   }
   static graft_status* report(void* self, graft_strategy_report* out) {
@@ -256,8 +267,8 @@ struct StrategyAdapter {
     });
   }
   static const graft_strategy_vtable* vtable() {
-    static const graft_strategy_vtable v{sizeof(graft_strategy_vtable), create, destroy<T>,
-                                         train, eval, plan, batch_rows, report};
+    static const graft_strategy_vtable v{
+        sizeof(graft_strategy_vtable), create, destroy<T>, train, eval, plan, batch_rows, report};
     return &v;
   }
 };
@@ -276,29 +287,59 @@ struct EntryDef {
 };
 
 // T declares `static std::vector<graft::OptionDef> options()`.
-template <class T> EntryDef layer(std::string name, std::string summary, uint32_t flags = 0) {
-  return {GRAFT_KIND_LAYER, std::move(name), std::move(summary), T::options(),
-          detail::LayerAdapter<T>::vtable(), flags};
+template <class T>
+EntryDef layer(std::string name, std::string summary, uint32_t flags = 0) {
+  return {GRAFT_KIND_LAYER,
+          std::move(name),
+          std::move(summary),
+          T::options(),
+          detail::LayerAdapter<T>::vtable(),
+          flags};
 }
-template <class T> EntryDef activation(std::string name, std::string summary, uint32_t flags = 0) {
-  return {GRAFT_KIND_ACTIVATION, std::move(name), std::move(summary), T::options(),
-          detail::ActivationAdapter<T>::vtable(), flags};
+template <class T>
+EntryDef activation(std::string name, std::string summary, uint32_t flags = 0) {
+  return {GRAFT_KIND_ACTIVATION,
+          std::move(name),
+          std::move(summary),
+          T::options(),
+          detail::ActivationAdapter<T>::vtable(),
+          flags};
 }
-template <class T> EntryDef loss(std::string name, std::string summary, uint32_t flags = 0) {
-  return {GRAFT_KIND_LOSS, std::move(name), std::move(summary), T::options(),
-          detail::LossAdapter<T>::vtable(), flags};
+template <class T>
+EntryDef loss(std::string name, std::string summary, uint32_t flags = 0) {
+  return {GRAFT_KIND_LOSS,
+          std::move(name),
+          std::move(summary),
+          T::options(),
+          detail::LossAdapter<T>::vtable(),
+          flags};
 }
-template <class T> EntryDef optimizer(std::string name, std::string summary, uint32_t flags = 0) {
-  return {GRAFT_KIND_OPTIMIZER, std::move(name), std::move(summary), T::options(),
-          detail::OptimizerAdapter<T>::vtable(), flags};
+template <class T>
+EntryDef optimizer(std::string name, std::string summary, uint32_t flags = 0) {
+  return {GRAFT_KIND_OPTIMIZER,
+          std::move(name),
+          std::move(summary),
+          T::options(),
+          detail::OptimizerAdapter<T>::vtable(),
+          flags};
 }
-template <class T> EntryDef dataset(std::string name, std::string summary, uint32_t flags = 0) {
-  return {GRAFT_KIND_DATASET, std::move(name), std::move(summary), T::options(),
-          detail::DatasetAdapter<T>::vtable(), flags};
+template <class T>
+EntryDef dataset(std::string name, std::string summary, uint32_t flags = 0) {
+  return {GRAFT_KIND_DATASET,
+          std::move(name),
+          std::move(summary),
+          T::options(),
+          detail::DatasetAdapter<T>::vtable(),
+          flags};
 }
-template <class T> EntryDef strategy(std::string name, std::string summary, uint32_t flags = 0) {
-  return {GRAFT_KIND_STRATEGY, std::move(name), std::move(summary), T::options(),
-          detail::StrategyAdapter<T>::vtable(), flags};
+template <class T>
+EntryDef strategy(std::string name, std::string summary, uint32_t flags = 0) {
+  return {GRAFT_KIND_STRATEGY,
+          std::move(name),
+          std::move(summary),
+          T::options(),
+          detail::StrategyAdapter<T>::vtable(),
+          flags};
 }
 
 namespace detail {
@@ -315,12 +356,12 @@ class Library {
       for (const OptionDef& o : defs_[i].options) specs_[i].push_back(o.spec());
       const EntryDef& d = defs_[i];
       entries_.push_back(graft_plugin_entry{sizeof(graft_plugin_entry), d.kind, d.name.c_str(),
-                                            d.summary.c_str(), specs_[i].size(),
-                                            specs_[i].data(), d.vtable, d.flags});
+                                            d.summary.c_str(), specs_[i].size(), specs_[i].data(),
+                                            d.vtable, d.flags});
     }
-    info_ = graft_plugin_info{sizeof(graft_plugin_info), GRAFT_ABI_MAJOR, GRAFT_ABI_MINOR,
-                              name_.c_str(), version_.c_str(), build_.c_str(), entries_.size(),
-                              entries_.data()};
+    info_ = graft_plugin_info{
+        sizeof(graft_plugin_info), GRAFT_ABI_MAJOR, GRAFT_ABI_MINOR, name_.c_str(),
+        version_.c_str(),          build_.c_str(),  entries_.size(), entries_.data()};
   }
   const graft_plugin_info* info() const { return &info_; }
 
@@ -348,8 +389,8 @@ class Library {
 
 // GRAFT_PLUGIN_LIBRARY("my_layers", "0.1.0", graft::layer<Swish>("swish", "..."), ...)
 #define GRAFT_PLUGIN_LIBRARY(NAME, VERSION, ...)                                        \
-  extern "C" GRAFT_EXPORT const graft_plugin_info* graft_get_plugin_info(                \
-      const graft_host_api* /*host*/) {                                                  \
+  extern "C" GRAFT_EXPORT const graft_plugin_info* graft_get_plugin_info(               \
+      const graft_host_api* /*host*/) {                                                 \
     static const ::graft::detail::Library graft_library_(NAME, VERSION, {__VA_ARGS__}); \
-    return graft_library_.info();                                                        \
+    return graft_library_.info();                                                       \
   }

@@ -19,8 +19,8 @@ namespace detail {
 // older host's table is shorter) and, for a slot, whether the host filled it in.
 template <class Table, class Member>
 bool has_member(const Table& table, Member Table::*member) {
-  const auto offset = reinterpret_cast<const char*>(&(table.*member)) -
-                      reinterpret_cast<const char*>(&table);
+  const auto offset =
+      reinterpret_cast<const char*>(&(table.*member)) - reinterpret_cast<const char*>(&table);
   if (table.struct_size < size_t(offset) + sizeof(Member)) return false;
   if constexpr (std::is_pointer_v<Member>) return table.*member != nullptr;
   return true;
@@ -46,7 +46,9 @@ class ModelRef {
   // Whether this host's table has the slot (graft_model_api::grad_sq_norm, ...): for a strategy
   // that refuses up front what it would need later.
   template <class Slot>
-  bool has(Slot graft_model_api::*slot) const { return detail::has_member(*api_, slot); }
+  bool has(Slot graft_model_api::*slot) const {
+    return detail::has_member(*api_, slot);
+  }
 
   int64_t layer_count() const { return fn(&graft_model_api::layer_count, "layer_count")(model_); }
 
@@ -61,8 +63,7 @@ class ModelRef {
   // Adds the loss and metric sums of prediction against target into result (evaluation).
   void loss(const Context& ctx, const DLTensor& prediction, const DLTensor& target,
             graft_step_result& result) const {
-    check(fn(&graft_model_api::loss, "loss")(model_, &ctx, &prediction, &target, &result,
-                                             nullptr));
+    check(fn(&graft_model_api::loss, "loss")(model_, &ctx, &prediction, &target, &result, nullptr));
   }
   // The same, and the planned buffer d(loss sum)/d(prediction) / ctx.global_batch that
   // backward starts from (the loss scales by the global batch, so parts of it sum to the whole).
@@ -90,8 +91,8 @@ class ModelRef {
     static_assert(std::is_nothrow_invocable_v<F&, int64_t>,
                   "on_layer_done is called through C: declare it noexcept");
     auto call = [](void* user, int64_t layer) { (*static_cast<F*>(user))(layer); };
-    return backward_calling(ctx, begin, end, dy, call, const_cast<void*>(static_cast<const void*>(
-                                                           &on_layer_done)));
+    return backward_calling(ctx, begin, end, dy, call,
+                            const_cast<void*>(static_cast<const void*>(&on_layer_done)));
   }
 
   void zero_grad() const { check(fn(&graft_model_api::zero_grad, "zero_grad")(model_)); }
@@ -149,9 +150,8 @@ class ModelRef {
   }
   const DLTensor& given(const DLTensor* t, const char* name) const {
     if (!t)
-      throw Error(GRAFT_ERR_RUNTIME,
-                  detail::prefixed(who_, std::string("the model's ") + name +
-                                             "() succeeded but gave no tensor"));
+      throw Error(GRAFT_ERR_RUNTIME, detail::prefixed(who_, std::string("the model's ") + name +
+                                                                "() succeeded but gave no tensor"));
     return *t;
   }
   const DLTensor* backward_calling(const Context& ctx, int64_t begin, int64_t end,
@@ -199,8 +199,7 @@ class Comm {
   // Starts an all-reduce and returns at once: t is not touched until wait(request).
   graft_request* all_reduce_start(DLTensor& t, graft_reduce_op op, const char* what) const {
     graft_request* request = nullptr;
-    check(fn(&graft_comm_api::all_reduce_start, "all_reduce_start")(comm_, &t, op, what,
-                                                                    &request));
+    check(fn(&graft_comm_api::all_reduce_start, "all_reduce_start")(comm_, &t, op, what, &request));
     return request;
   }
   // Waits for an operation started here and frees it, even when it failed.

@@ -37,16 +37,24 @@ __device__ T block_reduce(T value, T* shared, Op op) {
 
 struct Plus {
   template <class T>
-  __device__ T operator()(T a, T b) const { return a + b; }
+  __device__ T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 struct Smaller {
   template <class T>
-  __device__ T operator()(T a, T b) const { return b < a ? b : a; }
+  __device__ T operator()(T a, T b) const {
+    return b < a ? b : a;
+  }
 };
 
 template <class T>
-__device__ T block_sum(T value, T* shared) { return block_reduce(value, shared, Plus{}); }
+__device__ T block_sum(T value, T* shared) {
+  return block_reduce(value, shared, Plus{});
+}
 template <class T>
-__device__ T block_min(T value, T* shared) { return block_reduce(value, shared, Smaller{}); }
+__device__ T block_min(T value, T* shared) {
+  return block_reduce(value, shared, Smaller{});
+}
 
 }  // namespace graft::cuda
