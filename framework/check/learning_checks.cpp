@@ -83,12 +83,7 @@ std::unique_ptr<runtime::Model> build(const Task& task, uint64_t seed,
     const runtime::LayoutPlan layout =
         runtime::plan_layout(*strategy, runtime::survey_layers(layers, input), kSamples, 1);
     settings.max_batch = std::max<int64_t>(layout.plan.rows_per_slot, kSamples);
-    settings.slots = layout.plan.slots;
-    settings.placement = layout.layers;
-    settings.stages = layout.plan.stages;
-    settings.shards = layout.plan.shards;
-    settings.stage_index = layout.plan.stage_index;
-    settings.shard_index = layout.plan.shard_index;
+    layout.apply_to(settings);
   }
   return std::make_unique<runtime::Model>(std::move(layers), choice(task.loss, "[loss]"),
                                           choice(task.optimizer, "[optimizer]"), input, task.target,

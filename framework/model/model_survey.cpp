@@ -113,4 +113,13 @@ LayoutPlan plan_layout(StrategyInstance& strategy, const std::vector<LayerSurvey
   return out;
 }
 
+void LayoutPlan::apply_to(ModelSettings& settings) const {
+  settings.slots = plan.slots;
+  settings.placement = layers;
+  settings.stages = plan.stages;
+  settings.shards = plan.shards;
+  settings.stage_index = plan.stage_index;
+  settings.shard_index = plan.shard_index;
+}
+
 }  // namespace graft::runtime

@@ -31,6 +31,10 @@ std::vector<graft_layer_info> layer_infos(const std::vector<LayerSurvey>& survey
 struct LayoutPlan {
   graft_plan plan{};
   std::vector<graft_layer_placement> layers;
+
+  // Puts this plan into the model's settings: its slots, the layers' placement and this
+  // rank's stage and shard (the rows per slot are the caller's to choose).
+  void apply_to(ModelSettings& settings) const;
 };
 LayoutPlan plan_layout(StrategyInstance& strategy, const std::vector<LayerSurvey>& surveys,
                        int64_t global_batch, int64_t micro_batches);

@@ -149,12 +149,7 @@ Session::Session(Config cfg, const SessionOptions& options)
   // With gradient accumulation (or a strategy's micro-batches) the buffers hold one
   // micro-batch: the memory it saves.
   settings.max_batch = std::max(layout.plan.rows_per_slot, config.data.eval_batch_size);
-  settings.slots = layout.plan.slots;
-  settings.placement = layout.layers;
-  settings.stages = layout.plan.stages;
-  settings.shards = layout.plan.shards;
-  settings.stage_index = layout.plan.stage_index;
-  settings.shard_index = layout.plan.shard_index;
+  layout.apply_to(settings);
   settings.seed = config.run.seed;
   settings.clip_grad_norm = config.run.clip_grad_norm;
   settings.decay_bias_and_norm = config.optimizer.decay_bias_and_norm;
