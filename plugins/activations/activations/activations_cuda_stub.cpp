@@ -1,4 +1,4 @@
-// the activations's kernels in a build without CUDA (graft_add_plugin's CUDA_STUBS): each returns
+// The activations' kernels in a build without CUDA (graft_add_plugin's CUDA_STUBS): each returns
 // graft::kNoCudaKernels, and none runs, since graft::require_device refuses CUDA tensors first.
 #include "activations_cuda.hpp"
 #include "graft/cpp/device.hpp"

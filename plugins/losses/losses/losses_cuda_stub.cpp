@@ -1,4 +1,4 @@
-// the losses's kernels in a build without CUDA (graft_add_plugin's CUDA_STUBS): each returns
+// The losses' kernels in a build without CUDA (graft_add_plugin's CUDA_STUBS): each returns
 // graft::kNoCudaKernels, and none runs, since graft::require_device refuses CUDA tensors first.
 #include "graft/cpp/device.hpp"
 #include "losses_cuda.hpp"

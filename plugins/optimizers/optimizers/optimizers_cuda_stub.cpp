@@ -1,4 +1,4 @@
-// the optimizers's kernels in a build without CUDA (graft_add_plugin's CUDA_STUBS): each returns
+// The optimizers' kernels in a build without CUDA (graft_add_plugin's CUDA_STUBS): each returns
 // graft::kNoCudaKernels, and none runs, since graft::require_device refuses CUDA tensors first.
 #include "graft/cpp/device.hpp"
 #include "optimizers_cuda.hpp"
