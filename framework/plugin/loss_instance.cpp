@@ -17,6 +17,12 @@ LossInstance::LossInstance(const PluginRecord& record, const graft_options& opti
     graft_loss_desc desc{};
     desc.struct_size = sizeof desc;
     throw_if_failed(vtable_->describe(self_, &desc), who_);
+    // metric_names has room for GRAFT_MAX_METRICS; a larger count would read past it.
+    if (desc.n_metrics > GRAFT_MAX_METRICS)
+      throw UserError(who_ + ": describe() reports " + std::to_string(desc.n_metrics) +
+                      " metrics, but a loss may have at most " + std::to_string(GRAFT_MAX_METRICS) +
+                      " (GRAFT_MAX_METRICS, loss.h); " +
+                      "the plugin must be fixed to report fewer");
     for (size_t m = 0; m < desc.n_metrics; ++m) metric_names_.push_back(desc.metric_names[m]);
   } catch (...) {
     vtable_->destroy(self_);

@@ -15,6 +15,13 @@ OptimizerInstance::OptimizerInstance(const PluginRecord& record, const graft_opt
     graft_optimizer_desc desc{};
     desc.struct_size = sizeof desc;
     throw_if_failed(vtable_->describe(self_, &desc), who_);
+    // state_names has room for GRAFT_MAX_OPTIMIZER_STATE; a larger count would read past it.
+    if (desc.n_state > GRAFT_MAX_OPTIMIZER_STATE)
+      throw UserError(who_ + ": describe() reports " + std::to_string(desc.n_state) +
+                      " state tensors per parameter, but an optimizer may have at most " +
+                      std::to_string(GRAFT_MAX_OPTIMIZER_STATE) +
+                      " (GRAFT_MAX_OPTIMIZER_STATE, optimizer.h); the plugin must be fixed to "
+                      "report fewer");
     for (size_t s = 0; s < desc.n_state; ++s) state_names_.push_back(desc.state_names[s]);
   } catch (...) {
     vtable_->destroy(self_);
