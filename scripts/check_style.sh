@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 format=$(command -v clang-format-14 || command -v clang-format || true)
 [[ -n "$format" ]] || { echo "check_style.sh: clang-format not found; run scripts/install_deps.sh" >&2; exit 2; }
-mapfile -t sources < <(git ls-files '*.c' '*.h' '*.cpp' '*.hpp' '*.cu' '*.cuh')
+# New files count before they are committed, as they will once they are.
+mapfile -t sources < <(git ls-files --cached --others --exclude-standard '*.c' '*.h' '*.cpp' '*.hpp' '*.cu' '*.cuh')
 if [[ "${1:-}" == "--fix" ]]; then
   "$format" -i "${sources[@]}"
   exit 0

@@ -25,8 +25,9 @@ def code_lines(text: str) -> int:
 
 
 def tracked_files():
-    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout
+    # Files not yet committed count too, as they will once they are.
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
     return [p for p in out.splitlines() if pathlib.PurePath(p).suffix in SUFFIXES]
 
 

@@ -10,9 +10,9 @@
 
 namespace {
 
-size_t g_count = 0;      // what describe() reports
-int g_destroyed = 0;     // destroy() calls
-int g_object = 0;        // the plugin object's address
+size_t g_count = 0;   // what describe() reports
+int g_destroyed = 0;  // destroy() calls
+int g_object = 0;     // the plugin object's address
 
 graft_status* loss_create(const graft_host_api*, const graft_options*, const graft_shape*,
                           const graft_target_info*, void** self) {
@@ -52,8 +52,14 @@ struct RawPlugins {
     optimizer.destroy = destroy;
     optimizer.describe = optimizer_describe;
     loss_entry = {sizeof loss_entry, GRAFT_KIND_LOSS, "raw_loss", "", 0, nullptr, &loss, 0};
-    optimizer_entry = {sizeof optimizer_entry, GRAFT_KIND_OPTIMIZER, "raw_optimizer", "", 0,
-                       nullptr, &optimizer, 0};
+    optimizer_entry = {sizeof optimizer_entry,
+                       GRAFT_KIND_OPTIMIZER,
+                       "raw_optimizer",
+                       "",
+                       0,
+                       nullptr,
+                       &optimizer,
+                       0};
     loss_record = {GRAFT_KIND_LOSS, "raw_loss", "graft_raw.so", nullptr, &loss_entry};
     optimizer_record = {GRAFT_KIND_OPTIMIZER, "raw_optimizer", "graft_raw.so", nullptr,
                         &optimizer_entry};
@@ -73,9 +79,8 @@ TEST_CASE("a loss that reports more metrics than GRAFT_MAX_METRICS is refused by
   }
   g_count = GRAFT_MAX_METRICS + 1;
   g_destroyed = 0;
-  const std::string message = graft::test::user_error([&] {
-    graft::runtime::LossInstance loss(raw.loss_record, raw.options, prediction, target);
-  });
+  const std::string message = graft::test::user_error(
+      [&] { graft::runtime::LossInstance loss(raw.loss_record, raw.options, prediction, target); });
   CHECK(graft::test::has(message, "loss 'raw_loss': describe() reports 5 metrics"));
   CHECK(graft::test::has(message, "at most 4 (GRAFT_MAX_METRICS"));
   CHECK(g_destroyed == 1);
@@ -90,9 +95,8 @@ TEST_CASE("an optimizer that reports more state tensors than its array holds is 
   }
   g_count = GRAFT_MAX_OPTIMIZER_STATE + 1;
   g_destroyed = 0;
-  const std::string message = graft::test::user_error([&] {
-    graft::runtime::OptimizerInstance optimizer(raw.optimizer_record, raw.options);
-  });
+  const std::string message = graft::test::user_error(
+      [&] { graft::runtime::OptimizerInstance optimizer(raw.optimizer_record, raw.options); });
   CHECK(graft::test::has(message, "optimizer 'raw_optimizer': describe() reports 5 state"));
   CHECK(graft::test::has(message, "at most 4 (GRAFT_MAX_OPTIMIZER_STATE"));
   CHECK(g_destroyed == 1);
