@@ -8,6 +8,7 @@
 #include "graft/host.h"
 #include "graft/layer.h"
 #include "graft/loss.h"
+#include "graft/mesh.h"
 #include "graft/optimizer.h"
 #include "graft/strategy.h"
 #include "graft/tensor.h"

@@ -5,6 +5,7 @@
 
 #include "graft/comm.h"
 #include "graft/loss.h"
+#include "graft/mesh.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -74,6 +75,9 @@ typedef struct graft_world {
   graft_comm* comm;
   const graft_comm_api* comm_api;
   double timeout_s; /* [parallel] timeout_s, already applied by the host's watchdog */
+  /* Added in SDK 1.2: the mesh this rank sits on (mesh.h). A one-axis strategy's world is a
+   * one-axis mesh (data_parallel: data = world size). NULL from an older host. */
+  const graft_mesh* mesh;
 } graft_world;
 
 /* How a layer is split across tensor-parallel ranks (DESIGN.md §4, Megatron's pairs).
