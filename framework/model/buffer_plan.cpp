@@ -126,6 +126,10 @@ void BufferPlan::size_slots(const std::vector<std::unique_ptr<LayerNode>>& all,
                     " slot(s) are more bytes than 64 bits can count; lower it");
   fixed_bytes_ = fixed * sizeof(float);
   planned_bytes_ = total * sizeof(float);
+  size_t workspace = plan.scratch;
+  for (size_t n : plan.workspaces) workspace += n;
+  workspace_bytes_ = workspace * size_t(slots_count_) * sizeof(float);
+  activation_bytes_ = planned_bytes_ - fixed_bytes_ - workspace_bytes_;
 }
 
 void BufferPlan::allocate() {

@@ -42,6 +42,10 @@ class BufferPlan {
   // Every buffer planned, allocated or not; of those, the batch-free ones.
   size_t planned_bytes() const { return planned_bytes_; }
   size_t fixed_bytes() const { return fixed_bytes_; }
+  // Of the slot buffers: workspaces (and the shared scratch), and the rest (layer outputs,
+  // input gradients, the loss gradient), over every slot.
+  size_t workspace_bytes() const { return workspace_bytes_; }
+  size_t activation_bytes() const { return activation_bytes_; }
   // Allocates the planned slot buffers; once.
   void allocate();
   bool allocated() const { return !slots_.empty(); }
@@ -72,7 +76,7 @@ class BufferPlan {
   std::string rows_origin_;
   std::vector<Placement> placements_;
   Sizes sizes_;
-  size_t fixed_bytes_ = 0, planned_bytes_ = 0;
+  size_t fixed_bytes_ = 0, planned_bytes_ = 0, workspace_bytes_ = 0, activation_bytes_ = 0;
   std::vector<std::unique_ptr<Slot>> slots_;
 };
 

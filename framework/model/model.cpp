@@ -222,6 +222,16 @@ int32_t Model::layer_shard(int64_t i) const {
 
 size_t Model::planned_bytes() const { return buffers_->planned_bytes(); }
 size_t Model::planned_fixed_bytes() const { return buffers_->fixed_bytes(); }
+Model::MemorySplit Model::planned_memory() const {
+  const std::vector<size_t> floats = store_.buffer_floats();  // parameters, gradients, states
+  MemorySplit m;
+  m.parameters = floats[0] * sizeof(float);
+  m.gradients = floats[1] * sizeof(float);
+  for (size_t s = 2; s < floats.size(); ++s) m.optimizer_state += floats[s] * sizeof(float);
+  m.activations = buffers_->activation_bytes();
+  m.workspaces = buffers_->workspace_bytes();
+  return m;
+}
 void Model::allocate_step_buffers() { buffers_->allocate(); }
 bool Model::step_buffers_allocated() const { return buffers_->allocated(); }
 const std::vector<std::string>& Model::metric_names() const { return loss_->metric_names(); }

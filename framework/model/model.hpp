@@ -102,6 +102,14 @@ class Model {
   // and each slot's activations, input gradients and workspaces.
   size_t planned_bytes() const;
   size_t planned_fixed_bytes() const;  // of those, the batch-free ones
+  // planned_bytes() by what the bytes hold, as `graft validate` prints them per rank.
+  struct MemorySplit {
+    size_t parameters = 0, gradients = 0, optimizer_state = 0, activations = 0, workspaces = 0;
+    size_t total() const {
+      return parameters + gradients + optimizer_state + activations + workspaces;
+    }
+  };
+  MemorySplit planned_memory() const;
   // Allocates the planned slot buffers (ModelSettings::allocate_step_buffers); once.
   void allocate_step_buffers();
   bool step_buffers_allocated() const;

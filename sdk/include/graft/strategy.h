@@ -128,6 +128,9 @@ typedef struct graft_plan {
   int64_t message_bytes_per_step;
   int32_t stage_index; /* this rank's pipeline stage */
   int32_t shard_index; /* this rank's part of every sharded layer (0 .. shards-1) */
+  /* Added in SDK 1.2, for `graft validate --world N`: of message_bytes_per_step, the bytes
+   * this rank sends on each mesh axis's group (graft_axis order); the host pre-fills zeros. */
+  int64_t axis_bytes_per_step[GRAFT_MESH_AXES];
 } graft_plan;
 
 /* What a strategy says about the training steps since its last report (a pipeline: the
