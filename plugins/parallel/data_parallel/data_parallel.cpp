@@ -75,6 +75,7 @@ class DataParallel final : public graft::Strategy {
       plan.messages_per_step = Buckets::count(floats, bucket_bytes_) + 1;  // + the step's sums
       plan.message_bytes_per_step =
           total * int64_t(sizeof(float)) + int64_t((GRAFT_MAX_METRICS + 2) * sizeof(double));
+      plan.axis_bytes_per_step[GRAFT_AXIS_DATA] = plan.message_bytes_per_step;
     }
   }
 

@@ -115,6 +115,7 @@ class Pipeline final : public graft::Strategy {
         4 * (last() ? 0 : numel(output_)) + 4 * (first() ? 0 : numel(input_));
     plan.messages_per_step = micro.count * ((last() ? 0 : 1) + (first() ? 0 : 1));
     plan.message_bytes_per_step = global_batch * bytes_per_row;
+    plan.axis_bytes_per_step[GRAFT_AXIS_PIPELINE] = plan.message_bytes_per_step;
     sends_forward_.assign(size_t(slots_), nullptr);
     sends_backward_.assign(size_t(slots_) + 1, nullptr);
     gradients_out_ = std::vector<graft::DeviceMemory>(sends_backward_.size());

@@ -18,18 +18,14 @@
 #include <graft/cpp/plugin.hpp>
 #include <graft/cpp/strategy.hpp>
 
+#include "../common/megatron_pairs.hpp"
+
 namespace {
 
 using graft::for_each_micro_batch;
 using graft::numel;
 
-bool has(const graft_layer_info& layer, uint32_t flag) { return (layer.flags & flag) != 0; }
-
-// One Megatron pair: layers column .. row, the activations between them on parts.
-struct Pair {
-  int64_t column = 0, row = 0;
-  std::string forward_what, backward_what;  // watchdog names, built before any step
-};
+using graft::parallel::MegatronPair;
 
 class TensorParallel final : public graft::Strategy {
  public:
@@ -41,51 +37,22 @@ class TensorParallel final : public graft::Strategy {
             graft_plan& plan) override {
     plan.shards = size_;
     plan.shard_index = rank_;
-    pairs_.clear();
+    pairs_ = graft::parallel::find_megatron_pairs(
+        layers, 0, n, size_,
+        ", or run [parallel] strategy = \"tensor_parallel\" on a number of ranks that divides ");
+    graft::parallel::place_pairs(pairs_, plan);
     int64_t messages = 0, bytes = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const graft_layer_info& first = layers[i];
-      if (first.kind != GRAFT_KIND_LAYER || !has(first, GRAFT_ENTRY_SHARD_COLUMN)) continue;
-      int64_t j = i + 1;
-      std::vector<int64_t> parts;  // layers between that shard as PART
-      for (; j < n; ++j) {
-        if (layers[j].kind == GRAFT_KIND_ACTIVATION && has(layers[j], GRAFT_ENTRY_ELEMENTWISE))
-          continue;
-        if (layers[j].kind == GRAFT_KIND_LAYER && has(layers[j], GRAFT_ENTRY_SHARD_PART)) {
-          parts.push_back(j);
-          continue;
-        }
-        break;
-      }
-      if (j >= n || layers[j].kind != GRAFT_KIND_LAYER || !has(layers[j], GRAFT_ENTRY_SHARD_ROW))
-        continue;
-      const int64_t hidden = first.output.ndim ? first.output.dims[first.output.ndim - 1] : 0;
-      GRAFT_CHECK(hidden % size_ == 0,
-                  "[[model.layers]] #"
-                      << i << " (" << first.type << ") has " << hidden
-                      << " output features (its `units`), which do not split into " << size_
-                      << " equal tensor-parallel parts; choose units divisible by " << size_
-                      << ", or run [parallel] strategy = \"tensor_parallel\" on a "
-                         "number of ranks that divides "
-                      << hidden);
-      plan.layers[i].shard = GRAFT_SHARD_COLUMN;
-      for (int64_t k : parts) plan.layers[k].shard = GRAFT_SHARD_PART;
-      plan.layers[j].shard = GRAFT_SHARD_ROW;
-      Pair pair;
-      pair.column = i;
-      pair.row = j;
-      pair.forward_what = "tensor_parallel: output of layer " + std::to_string(j);
-      pair.backward_what = "tensor_parallel: input gradient of layer " + std::to_string(i);
-      pairs_.push_back(pair);
+    for (const MegatronPair& pair : pairs_) {
       // One all-reduce of the row layer's output, one of the column layer's input gradient
       // (none when the pair starts the model: nobody needs that gradient).
-      messages += i > 0 ? 2 : 1;
-      bytes += global_batch * numel(layers[j].output) * int64_t(sizeof(float));
-      if (i > 0) bytes += global_batch * numel(first.input) * int64_t(sizeof(float));
-      i = j;
+      messages += pair.column > 0 ? 2 : 1;
+      bytes += global_batch * numel(layers[pair.row].output) * int64_t(sizeof(float));
+      if (pair.column > 0)
+        bytes += global_batch * numel(layers[pair.column].input) * int64_t(sizeof(float));
     }
     plan.messages_per_step = messages + 1;  // + the gradient norm's one double
     plan.message_bytes_per_step = bytes + int64_t(sizeof(double));
+    plan.axis_bytes_per_step[GRAFT_AXIS_TENSOR] = plan.message_bytes_per_step;
   }
 
   // The loss scales by 1 / global batch; dropout keys masks by global row, and every rank
@@ -126,7 +93,7 @@ class TensorParallel final : public graft::Strategy {
                           const DLTensor& x, int64_t layers) {
     const DLTensor* input = &x;
     int64_t begin = 0;
-    for (Pair& pair : pairs_) {
+    for (MegatronPair& pair : pairs_) {
       const DLTensor& out = model.forward(ctx, begin, pair.row + 1, *input);
       DLTensor sum = out;
       comm_.all_reduce(sum, GRAFT_REDUCE_SUM, pair.forward_what.c_str());
@@ -144,7 +111,7 @@ class TensorParallel final : public graft::Strategy {
     const DLTensor* grad = &dprediction;
     int64_t end = layers;
     for (size_t p = pairs_.size(); p-- > 0;) {
-      Pair& pair = pairs_[p];
+      MegatronPair& pair = pairs_[p];
       const DLTensor* dx = model.backward(ctx, pair.column, end, *grad);
       end = pair.column;
       if (!dx) return;  // the pair starts the model
@@ -167,7 +134,7 @@ class TensorParallel final : public graft::Strategy {
 
   int32_t rank_ = 0, size_ = 1;
   graft::Comm comm_;
-  std::vector<Pair> pairs_;
+  std::vector<MegatronPair> pairs_;
 };
 
 }  // namespace
