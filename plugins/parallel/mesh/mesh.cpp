@@ -19,16 +19,13 @@
 #include <graft/cpp/plugin.hpp>
 #include <graft/cpp/strategy.hpp>
 
+#include "../common/stage_runner.hpp"
 #include "../data_parallel/data_parallel_parts.hpp"
-#include "../pipeline/stage_link.hpp"
-#include "../pipeline/stage_plan.hpp"
-#include "tensor_stage.hpp"
 
 namespace {
 
 using namespace graft::pipeline;
 using graft::numel;
-using graft::row_range;
 using graft::data_parallel::Buckets;
 using graft::data_parallel::shard_begin;
 using graft::mesh::TensorStage;
@@ -65,8 +62,7 @@ class MeshStrategy final : public graft::Strategy {
   }
 
   MeshStrategy(const graft::Options& o, const graft_world& world, graft::Host host)
-      : host_(host),
-        mesh_(world, "mesh"),
+      : mesh_(world, "mesh"),
         micro_option_(o.get_int("micro_batches")),
         one_f_one_b_(o.get_string("schedule") == "1f1b"),
         warmup_extra_(int32_t(o.get_int("warmup_extra"))),
@@ -74,7 +70,9 @@ class MeshStrategy final : public graft::Strategy {
         pairs_option_(o.get_int_list("stages")),
         bucket_bytes_(o.get_float("bucket_mb") * 1048576.0),
         allow_local_batch_norm_(o.get_bool("allow_local_batch_norm")),
-        link_(mesh_.comm(GRAFT_AXIS_PIPELINE)) {
+        stage_(mesh_.coord(GRAFT_AXIS_PIPELINE)),
+        stages_(mesh_.degree(GRAFT_AXIS_PIPELINE)),
+        run_(host, mesh_.comm(GRAFT_AXIS_PIPELINE), stage_, stages_, "mesh") {
     GRAFT_CHECK(mesh_.size() == world.size,
                 "the mesh's degrees (" << mesh_.describe() << ") do not multiply to the world of "
                                        << world.size << " ranks");
@@ -82,21 +80,10 @@ class MeshStrategy final : public graft::Strategy {
                 "[parallel] zero = " << mesh_.zero()
                                      << ": ZeRO sharding is not built into this graft yet; "
                                         "set zero = 0");
-    stage_ = mesh_.coord(GRAFT_AXIS_PIPELINE);
-    stages_ = mesh_.degree(GRAFT_AXIS_PIPELINE);
     GRAFT_CHECK(pairs_option_.empty() || int64_t(pairs_option_.size()) == 2 * int64_t(stages_),
                 "stages = " << format_pairs(pairs_option_) << " lists " << pairs_option_.size() / 2
                             << " stages, but [parallel] pipeline = " << stages_ << "; give "
                             << stages_ << " [first, last] pairs, or remove stages to balance them");
-    const std::string s = std::to_string(stage_);
-    what_forward_send_ =
-        "pipeline stage " + s + " -> " + std::to_string(stage_ + 1) + " activations";
-    what_forward_recv_ =
-        "pipeline stage " + std::to_string(stage_ - 1) + " -> " + s + " activations";
-    what_backward_send_ =
-        "pipeline stage " + s + " -> " + std::to_string(stage_ - 1) + " gradients";
-    what_backward_recv_ =
-        "pipeline stage " + std::to_string(stage_ + 1) + " -> " + s + " gradients";
   }
 
   void plan(const graft_layer_info* layers, int64_t n, int64_t global_batch,
@@ -134,10 +121,9 @@ class MeshStrategy final : public graft::Strategy {
         if (st == stage_) pairs = std::move(found);
       }
     }
-    stage_layers_.set(bounds_.begin(stage_), bounds_.end(stage_), std::move(pairs),
-                      mesh_.comm(GRAFT_AXIS_TENSOR));
-    input_ = layers[stage_layers_.begin()].input;
-    output_ = layers[stage_layers_.end() - 1].output;
+    TensorStage mine;
+    mine.set(bounds_.begin(stage_), bounds_.end(stage_), std::move(pairs),
+             mesh_.comm(GRAFT_AXIS_TENSOR));
 
     // Buffers: the largest data rank's rows, in micro-batches; slots for those in flight.
     if (micro_option_ == 0)
@@ -146,20 +132,17 @@ class MeshStrategy final : public graft::Strategy {
     else
       micro_ = micro_option_;
     const MicroBatches micro((global_batch + data - 1) / data, micro_);
-    slots_ = in_flight(one_f_one_b_, stage_, stages_, micro.count, warmup_extra_);
+    const int32_t slots = in_flight(one_f_one_b_, stage_, stages_, micro.count, warmup_extra_);
+    run_.plan(std::move(mine), layers[bounds_.begin(stage_)].input,
+              layers[bounds_.end(stage_) - 1].output, slots);
     plan.stages = stages_;
     plan.stage_index = stage_;
     plan.shards = tensor;
     plan.shard_index = mesh_.coord(GRAFT_AXIS_TENSOR);
-    plan.slots = slots_;
+    plan.slots = slots;
     plan.rows_per_slot = micro.size;
     predict_traffic(layers, micro, plan);
 
-    sends_forward_.assign(size_t(slots_), nullptr);
-    sends_backward_.assign(size_t(slots_) + 1, nullptr);
-    gradients_out_ = std::vector<graft::DeviceMemory>(sends_backward_.size());
-    dprediction_.assign(size_t(slots_), nullptr);
-    activations_in_ = std::vector<graft::DeviceMemory>(size_t(slots_));
     planned_ = true;
   }
 
@@ -182,12 +165,18 @@ class MeshStrategy final : public graft::Strategy {
     graft_step_result mine{};
     for (int64_t i = 0; i < 2 * micro.count; ++i) {
       const Op op = schedule_op(one_f_one_b_, stage_, stages_, micro.count, i, warmup_extra_);
-      if (op.forward)
-        forward(model, ctx, x, y, micro, op.micro, mine, /*training=*/true);
-      else
-        backward(model, ctx, micro, op.micro);
+      if (op.forward) {
+        run_.forward(model, ctx, x, y, micro, op.micro, mine, /*training=*/true);
+        continue;
+      }
+      // The data group's sums start as the last micro-batch's backward completes each bucket.
+      const bool sync = data_parallel() && op.micro == micro.count - 1;
+      auto on_layer_done = [this, sync](int64_t layer) noexcept {
+        if (sync) buckets_.layer_done(data_comm(), layer);
+      };
+      run_.backward(model, ctx, micro, op.micro, on_layer_done);
     }
-    finish_sends();
+    run_.finish_sends();
     if (data_parallel()) {
       // A rank without rows this step (a short last batch) joins every bucket with zeros.
       buckets_.start_remaining(data_comm());
@@ -196,15 +185,15 @@ class MeshStrategy final : public graft::Strategy {
     double sums[kSums] = {};
     // Data replicas now hold equal gradients: each sums its own stage's and shard's squares
     // (replicated tensors on tensor rank 0 only), then the tensor and pipeline groups add up.
-    sums[0] = model.grad_sq_norm(stage_layers_.begin(), stage_layers_.end(),
+    sums[0] = model.grad_sq_norm(run_.layers().begin(), run_.layers().end(),
                                  mesh_.coord(GRAFT_AXIS_TENSOR) == 0);
     add_mine(mine, sums);
     reduce_sums(sums, "mesh step sums");
-    idle_seconds_ += link_.take_idle();
+    idle_seconds_ += run_.link().take_idle();
     window_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
     ++steps_;
     micro_count_ = std::max(micro_count_, micro.count);
-    model.optimizer_step_layers(ctx, stage_layers_.begin(), stage_layers_.end(), sums[0]);
+    model.optimizer_step_layers(ctx, run_.layers().begin(), run_.layers().end(), sums[0]);
     add(sums, result);
   }
 
@@ -215,12 +204,12 @@ class MeshStrategy final : public graft::Strategy {
     const MicroBatches micro(local_rows(ctx), micro_);
     graft_step_result mine{};
     for (int64_t k = 0; k < micro.count; ++k)
-      forward(model, ctx, x, y, micro, k, mine, /*training=*/false);
-    finish_sends();
+      run_.forward(model, ctx, x, y, micro, k, mine, /*training=*/false);
+    run_.finish_sends();
     double sums[kSums] = {};
     add_mine(mine, sums);
     reduce_sums(sums, "mesh eval sums");
-    link_.take_idle();  // evaluation is not part of the training bubble
+    run_.link().take_idle();  // evaluation is not part of the training bubble
     add(sums, result);
   }
 
@@ -232,8 +221,8 @@ class MeshStrategy final : public graft::Strategy {
     std::vector<double> figures(2 * size_t(stages_), 0.0);
     figures[size_t(stage_)] = idle_seconds_;
     figures[size_t(stages_ + stage_)] = window_seconds_;
-    link_.all_reduce_sum(figures.data(), int64_t(figures.size()), "mesh report");
-    link_.take_idle();
+    run_.link().all_reduce_sum(figures.data(), int64_t(figures.size()), "mesh report");
+    run_.link().take_idle();
     if (steps_ > 0) {
       r.message = "mesh " + mesh_summary() + ", " + schedule_name_ + " x " +
                   std::to_string(micro_count_) + " micro-batches, " + std::to_string(steps_) +
@@ -254,8 +243,8 @@ class MeshStrategy final : public graft::Strategy {
   }
 
  private:
-  bool first() const { return stage_ == 0; }
-  bool last() const { return stage_ == stages_ - 1; }
+  bool first() const { return run_.first(); }
+  bool last() const { return run_.last(); }
   bool data_parallel() const { return mesh_.degree(GRAFT_AXIS_DATA) > 1; }
   const graft::Comm& data_comm() const { return mesh_.comm(GRAFT_AXIS_DATA); }
 
@@ -284,18 +273,19 @@ class MeshStrategy final : public graft::Strategy {
     int64_t& tensor = plan.axis_bytes_per_step[GRAFT_AXIS_TENSOR];
     int64_t& data = plan.axis_bytes_per_step[GRAFT_AXIS_DATA];
     if (stages_ > 1) {
-      pipeline = rows * f * ((last() ? 0 : numel(output_)) + (first() ? 0 : numel(input_)));
+      pipeline =
+          rows * f * ((last() ? 0 : numel(run_.output())) + (first() ? 0 : numel(run_.input())));
       messages += micro.count * ((last() ? 0 : 1) + (first() ? 0 : 1));
     }
     const int32_t parts = mesh_.degree(GRAFT_AXIS_TENSOR);
-    for (const auto& pair : stage_layers_.pairs()) {
+    for (const auto& pair : run_.layers().pairs()) {
       tensor += rows * f * numel(layers[pair.row].output);
       if (pair.column > 0) tensor += rows * f * numel(layers[pair.column].input);
       messages += micro.count * (pair.column > 0 ? 2 : 1);
     }
     if (data_parallel()) {
       std::vector<int64_t> floats;
-      for (int64_t i = stage_layers_.begin(); i < stage_layers_.end(); ++i)
+      for (int64_t i = run_.layers().begin(); i < run_.layers().end(); ++i)
         floats.push_back(plan.layers[i].shard == GRAFT_SHARD_NONE ? layers[i].parameters
                                                                   : layers[i].parameters / parts);
       for (int64_t v : floats) data += v * f;
@@ -318,94 +308,7 @@ class MeshStrategy final : public graft::Strategy {
     GRAFT_CHECK(!last() || graft::rows(y) == rows,
                 "mesh: the last stage got " << graft::rows(y) << " rows of y, not its " << rows);
     (void)model;
-    const int64_t size = MicroBatches(rows, micro_).size;
-    if (!first())
-      for (graft::DeviceMemory& b : activations_in_)
-        reserve(b, host_, ctx.device, size_t(size * numel(input_)) * sizeof(float));
-    if (!last())
-      reserve(gradient_in_, host_, ctx.device, size_t(size * numel(output_)) * sizeof(float));
-  }
-
-  graft::Context micro_context(const graft::Context& ctx, const MicroBatches& micro,
-                               int64_t k) const {
-    graft::Context part = ctx;
-    part.slot = static_cast<int32_t>(k % slots_);
-    part.row_offset = ctx.row_offset + micro.begin(k);
-    part.micro_batches = 1;
-    return part;
-  }
-
-  void forward(const graft::ModelRef& model, const graft::Context& ctx, const DLTensor& x,
-               const DLTensor& y, const MicroBatches& micro, int64_t k, graft_step_result& mine,
-               bool training) {
-    const graft::Context part = micro_context(ctx, micro, k);
-    const size_t slot = size_t(part.slot);
-    const int64_t begin = micro.begin(k), end = begin + micro.rows_of(k);
-    link_.finish(sends_forward_[slot]);  // the slot's output buffer is about to be rewritten
-    int64_t x_shape[GRAFT_MAX_DIMS + 1];
-    DLTensor rows_of_x;
-    graft::View received;
-    const DLTensor* in;
-    if (first()) {
-      rows_of_x = row_range(x, begin, end, x_shape);
-      in = &rows_of_x;
-    } else {
-      received = graft::View(activations_in_[slot].data(), ctx.device, end - begin, input_);
-      link_.recv(*received, stage_ - 1, tag(k, true), what_forward_recv_.c_str());
-      in = received.get();
-    }
-    const DLTensor& out = stage_layers_.forward(model, part, *in);
-    if (!last()) {
-      sends_forward_[slot] =
-          link_.send_start(out, stage_ + 1, tag(k, true), what_forward_send_.c_str());
-      return;
-    }
-    int64_t y_shape[GRAFT_MAX_DIMS + 1];
-    const DLTensor target = row_range(y, begin, end, y_shape);
-    if (training)
-      dprediction_[slot] = &model.loss_and_gradient(part, out, target, mine);
-    else
-      model.loss(part, out, target, mine);
-  }
-
-  void backward(const graft::ModelRef& model, const graft::Context& ctx, const MicroBatches& micro,
-                int64_t k) {
-    const graft::Context part = micro_context(ctx, micro, k);
-    const size_t slot = size_t(part.slot);
-    const DLTensor* dy;
-    graft::View received;
-    if (last()) {
-      dy = dprediction_[slot];
-      GRAFT_CHECK(dy, "mesh: micro-batch " << k << " has no loss gradient");
-    } else {
-      received = graft::View(gradient_in_.data(), ctx.device, micro.rows_of(k), output_);
-      link_.recv(*received, stage_ + 1, tag(k, false), what_backward_recv_.c_str());
-      dy = received.get();
-    }
-    // The send of this slot's output must be done before backward may write dx over it.
-    link_.finish(sends_forward_[slot]);
-    // The data group's sums start as the last micro-batch's backward completes each bucket.
-    const bool sync = data_parallel() && k == micro.count - 1;
-    auto on_layer_done = [this, sync](int64_t layer) noexcept {
-      if (sync) buckets_.layer_done(data_comm(), layer);
-    };
-    const DLTensor* dx = stage_layers_.backward(model, part, *dy, on_layer_done);
-    if (first() || !dx) return;
-    // Sent from a copy: the model's input-gradient buffer is rewritten by the next backward.
-    const size_t out = size_t(k) % gradients_out_.size();
-    link_.finish(sends_backward_[out]);
-    const int64_t rows = graft::rows(*dx);
-    graft::View copy(reserve(gradients_out_[out], host_, ctx.device,
-                             size_t(rows * numel(input_)) * sizeof(float)),
-                     ctx.device, rows, input_);
-    graft::copy(ctx, *dx, *copy);
-    sends_backward_[out] =
-        link_.send_start(*copy, stage_ - 1, tag(k, false), what_backward_send_.c_str());
-  }
-
-  void finish_sends() {
-    for (graft_request*& r : sends_forward_) link_.finish(r);
-    for (graft_request*& r : sends_backward_) link_.finish(r);
+    run_.prepare(ctx, MicroBatches(rows, micro_).size);
   }
 
   // The last stage's sums, from tensor rank 0 only: every tensor rank computed the same loss.
@@ -419,22 +322,18 @@ class MeshStrategy final : public graft::Strategy {
   // The norm over the pipeline and tensor groups, the loss over the pipeline and data groups
   // (and the tensor group, where only rank 0 contributed): every rank ends with the totals.
   void reduce_sums(double* sums, const char* what) {
-    if (stages_ > 1) link_.all_reduce_sum(sums, kSums, what);
+    if (stages_ > 1) run_.link().all_reduce_sum(sums, kSums, what);
     if (mesh_.degree(GRAFT_AXIS_TENSOR) > 1)
       mesh_.comm(GRAFT_AXIS_TENSOR).all_reduce_f64(sums, kSums, GRAFT_REDUCE_SUM, what);
     if (data_parallel()) data_comm().all_reduce_f64(sums + 1, kSums - 1, GRAFT_REDUCE_SUM, what);
   }
 
-  static int32_t tag(int64_t k, bool forward) {
-    return static_cast<int32_t>(2 * k + (forward ? 0 : 1));
-  }
   static void add(const double* sums, graft_step_result& result) {
     result.loss_sum += sums[1];
     result.rows += static_cast<int64_t>(sums[2] + 0.5);
     for (int m = 0; m < GRAFT_MAX_METRICS; ++m) result.metric_sums[m] += sums[3 + m];
   }
 
-  graft::Host host_;
   graft::Mesh mesh_;
   int64_t micro_option_, micro_ = 1;
   bool one_f_one_b_;
@@ -443,20 +342,11 @@ class MeshStrategy final : public graft::Strategy {
   std::vector<int64_t> pairs_option_;
   double bucket_bytes_;
   bool allow_local_batch_norm_;
-  StageLink link_;
   Buckets buckets_;
-  int32_t stage_ = 0, stages_ = 1;
   bool planned_ = false;
   StageBounds bounds_;
-  TensorStage stage_layers_;
-  graft_shape input_{}, output_{};  // per row, at this stage's boundaries
-  int32_t slots_ = 1;
-  std::vector<graft::DeviceMemory> activations_in_;
-  graft::DeviceMemory gradient_in_;
-  std::vector<graft::DeviceMemory> gradients_out_;
-  std::vector<graft_request*> sends_forward_, sends_backward_;
-  std::vector<const DLTensor*> dprediction_;
-  std::string what_forward_send_, what_forward_recv_, what_backward_send_, what_backward_recv_;
+  int32_t stage_, stages_;
+  StageRunner run_;
   double idle_seconds_ = 0.0, window_seconds_ = 0.0;
   int64_t steps_ = 0, micro_count_ = 0;
 };

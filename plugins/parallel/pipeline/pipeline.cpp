@@ -11,14 +11,12 @@
 #include <graft/cpp/plugin.hpp>
 #include <graft/cpp/strategy.hpp>
 
-#include "stage_link.hpp"
-#include "stage_plan.hpp"
+#include "../common/stage_runner.hpp"
 
 namespace {
 
 using namespace graft::pipeline;
 using graft::numel;
-using graft::row_range;
 
 std::string percent(double fraction) {
   char buf[16];
@@ -29,15 +27,14 @@ std::string percent(double fraction) {
 class Pipeline final : public graft::Strategy {
  public:
   Pipeline(const graft::Options& o, const graft_world& world, graft::Host host)
-      : host_(host),
-        stage_(world.rank),
+      : stage_(world.rank),
         stages_(world.size),
         micro_(o.get_int("micro_batches")),
         one_f_one_b_(o.get_string("schedule") == "1f1b"),
         warmup_extra_(int32_t(o.get_int("warmup_extra"))),
         schedule_name_(o.get_string("schedule")),
         pairs_(o.get_int_list("stages")),
-        link_(graft::Comm(world, "pipeline")) {
+        run_(host, graft::Comm(world, "pipeline"), world.rank, world.size, "pipeline") {
     GRAFT_CHECK(
         pairs_.size() % 2 == 0,
         "stages = "
@@ -56,14 +53,6 @@ class Pipeline final : public graft::Strategy {
                             << " pairs (or remove it "
                                "to balance "
                             << world.size << " stages by parameter count)");
-    what_forward_send_ = "pipeline stage " + std::to_string(stage_) + " -> " +
-                         std::to_string(stage_ + 1) + " activations";
-    what_forward_recv_ = "pipeline stage " + std::to_string(stage_ - 1) + " -> " +
-                         std::to_string(stage_) + " activations";
-    what_backward_send_ = "pipeline stage " + std::to_string(stage_) + " -> " +
-                          std::to_string(stage_ - 1) + " gradients";
-    what_backward_recv_ = "pipeline stage " + std::to_string(stage_ + 1) + " -> " +
-                          std::to_string(stage_) + " gradients";
   }
 
   static std::vector<graft::OptionDef> options() {
@@ -99,28 +88,24 @@ class Pipeline final : public graft::Strategy {
     bounds_ = pairs_.empty() ? balance_stages(parameters, stages_) : explicit_stages(pairs_, n);
     begin_ = bounds_.begin(stage_);
     end_ = bounds_.end(stage_);
-    input_ = layers[begin_].input;
-    output_ = layers[end_ - 1].output;
     for (int32_t s = 0; s < stages_; ++s)
       for (int64_t i = bounds_.begin(s); i < bounds_.end(s); ++i) plan.layers[i].stage = s;
     const MicroBatches micro(global_batch, micro_);
-    slots_ = in_flight(one_f_one_b_, stage_, stages_, micro.count, warmup_extra_);
+    const int32_t slots = in_flight(one_f_one_b_, stage_, stages_, micro.count, warmup_extra_);
+    graft::mesh::TensorStage own;
+    own.set(begin_, end_, {}, graft::Comm());
+    run_.plan(std::move(own), layers[begin_].input, layers[end_ - 1].output, slots);
     plan.stages = stages_;
     plan.stage_index = stage_;
-    plan.slots = slots_;
+    plan.slots = slots;
     plan.rows_per_slot = micro.size;
     // Point to point only: one activation message per micro-batch forward, one gradient message
     // backward. The two all-reduces of a few doubles per step (norm, loss) are not counted.
     const int64_t bytes_per_row =
-        4 * (last() ? 0 : numel(output_)) + 4 * (first() ? 0 : numel(input_));
+        4 * (last() ? 0 : numel(run_.output())) + 4 * (first() ? 0 : numel(run_.input()));
     plan.messages_per_step = micro.count * ((last() ? 0 : 1) + (first() ? 0 : 1));
     plan.message_bytes_per_step = global_batch * bytes_per_row;
     plan.axis_bytes_per_step[GRAFT_AXIS_PIPELINE] = plan.message_bytes_per_step;
-    sends_forward_.assign(size_t(slots_), nullptr);
-    sends_backward_.assign(size_t(slots_) + 1, nullptr);
-    gradients_out_ = std::vector<graft::DeviceMemory>(sends_backward_.size());
-    dprediction_.assign(size_t(slots_), nullptr);
-    activations_in_ = std::vector<graft::DeviceMemory>(size_t(slots_));
     planned_ = true;
   }
 
@@ -141,12 +126,14 @@ class Pipeline final : public graft::Strategy {
     graft_step_result mine{};
     for (int64_t i = 0; i < 2 * micro.count; ++i) {
       const Op op = schedule_op(one_f_one_b_, stage_, stages_, micro.count, i, warmup_extra_);
-      if (op.forward)
-        forward(model, ctx, x, y, micro, op.micro, mine, /*training=*/true);
-      else
-        backward(model, ctx, micro, op.micro);
+      if (op.forward) {
+        run_.forward(model, ctx, x, y, micro, op.micro, mine, /*training=*/true);
+      } else {
+        auto nothing = [](int64_t) noexcept {};
+        run_.backward(model, ctx, micro, op.micro, nothing);
+      }
     }
-    finish_sends();
+    run_.finish_sends();
     // One all-reduce: this stage's squared gradient norm (clipping needs the global one) and
     // the last stage's sums, which every rank must return.
     double sums[3 + GRAFT_MAX_METRICS] = {};
@@ -154,8 +141,8 @@ class Pipeline final : public graft::Strategy {
     sums[1] = mine.loss_sum;
     sums[2] = double(mine.rows);
     for (int m = 0; m < GRAFT_MAX_METRICS; ++m) sums[3 + m] = mine.metric_sums[m];
-    if (stages_ > 1) link_.all_reduce_sum(sums, 3 + GRAFT_MAX_METRICS, "pipeline step sums");
-    idle_seconds_ += link_.take_idle();
+    if (stages_ > 1) run_.link().all_reduce_sum(sums, 3 + GRAFT_MAX_METRICS, "pipeline step sums");
+    idle_seconds_ += run_.link().take_idle();
     window_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
     ++steps_;
     micro_count_ = std::max(micro_count_, micro.count);
@@ -173,14 +160,14 @@ class Pipeline final : public graft::Strategy {
     const MicroBatches micro(ctx.global_batch, micro_);
     graft_step_result mine{};
     for (int64_t k = 0; k < micro.count; ++k)
-      forward(model, ctx, x, y, micro, k, mine, /*training=*/false);
-    finish_sends();
+      run_.forward(model, ctx, x, y, micro, k, mine, /*training=*/false);
+    run_.finish_sends();
     double sums[3 + GRAFT_MAX_METRICS] = {};
     sums[1] = mine.loss_sum;
     sums[2] = double(mine.rows);
     for (int m = 0; m < GRAFT_MAX_METRICS; ++m) sums[3 + m] = mine.metric_sums[m];
-    if (stages_ > 1) link_.all_reduce_sum(sums, 3 + GRAFT_MAX_METRICS, "pipeline eval sums");
-    link_.take_idle();  // evaluation is not part of the training bubble
+    if (stages_ > 1) run_.link().all_reduce_sum(sums, 3 + GRAFT_MAX_METRICS, "pipeline eval sums");
+    run_.link().take_idle();  // evaluation is not part of the training bubble
     add(sums, result);
   }
 
@@ -190,8 +177,8 @@ class Pipeline final : public graft::Strategy {
     figures[size_t(stage_)] = idle_seconds_;
     figures[size_t(stages_ + stage_)] = window_seconds_;
     if (stages_ > 1)
-      link_.all_reduce_sum(figures.data(), int64_t(figures.size()), "pipeline report");
-    link_.take_idle();
+      run_.link().all_reduce_sum(figures.data(), int64_t(figures.size()), "pipeline report");
+    run_.link().take_idle();
     Report r;
     if (steps_ > 0) {
       const double bubble = predicted_bubble(stages_, micro_count_);
@@ -224,9 +211,9 @@ class Pipeline final : public graft::Strategy {
                 "pipeline: the host did not call plan() before the first step; it "
                 "needs a graft host with SDK 1.1 or newer");
     if (stages_ > 1) {
-      GRAFT_CHECK(link_.connected(), "pipeline: " << stages_
-                                                  << " stages but the host gave no "
-                                                     "communicator; launch with mpirun");
+      GRAFT_CHECK(run_.link().connected(), "pipeline: " << stages_
+                                                        << " stages but the host gave no "
+                                                           "communicator; launch with mpirun");
       GRAFT_CHECK(model.has(&graft_model_api::grad_sq_norm) &&
                       model.has(&graft_model_api::optimizer_step_layers),
                   "pipeline: the host's model api has no grad_sq_norm/optimizer_step_layers");
@@ -237,101 +224,7 @@ class Pipeline final : public graft::Strategy {
     GRAFT_CHECK(!last() || graft::rows(y) == ctx.global_batch,
                 "pipeline: the last stage got " << graft::rows(y) << " rows of y, not the "
                                                 << ctx.global_batch << " of the global batch");
-    const int64_t rows = MicroBatches(ctx.global_batch, micro_).size;
-    if (!first())
-      for (graft::DeviceMemory& b : activations_in_)
-        reserve(b, host_, ctx.device, size_t(rows * numel(input_)) * sizeof(float));
-    if (!last())
-      reserve(gradient_in_, host_, ctx.device, size_t(rows * numel(output_)) * sizeof(float));
-  }
-
-  graft::Context micro_context(const graft::Context& ctx, const MicroBatches& micro,
-                               int64_t k) const {
-    graft::Context part = ctx;
-    part.slot = static_cast<int32_t>(k % slots_);
-    part.row_offset = ctx.row_offset + micro.begin(k);
-    part.micro_batches = 1;
-    return part;
-  }
-
-  void forward(const graft::ModelRef& model, const graft::Context& ctx, const DLTensor& x,
-               const DLTensor& y, const MicroBatches& micro, int64_t k, graft_step_result& mine,
-               bool training) {
-    const graft::Context part = micro_context(ctx, micro, k);
-    const size_t slot = size_t(part.slot);
-    const int64_t begin = micro.begin(k), end = begin + micro.rows_of(k);
-    link_.finish(sends_forward_[slot]);  // the slot's output buffer is about to be rewritten
-    // The model keeps the input's data pointer (layers read it again in backward), not this
-    // view: a stage's received input stays in its slot's buffer until that backward.
-    int64_t x_shape[GRAFT_MAX_DIMS + 1];
-    DLTensor rows_of_x;
-    graft::View received;
-    const DLTensor* in;
-    if (first()) {
-      rows_of_x = row_range(x, begin, end, x_shape);
-      in = &rows_of_x;
-    } else {
-      received = graft::View(activations_in_[slot].data(), ctx.device, end - begin, input_);
-      link_.recv(*received, stage_ - 1, tag(k, true), what_forward_recv_.c_str());
-      in = received.get();
-    }
-    const DLTensor& out = model.forward(part, begin_, end_, *in);
-    if (!last()) {
-      sends_forward_[slot] =
-          link_.send_start(out, stage_ + 1, tag(k, true), what_forward_send_.c_str());
-      return;
-    }
-    int64_t y_shape[GRAFT_MAX_DIMS + 1];
-    const DLTensor target = row_range(y, begin, end, y_shape);
-    if (training)
-      dprediction_[slot] = &model.loss_and_gradient(part, out, target, mine);
-    else
-      model.loss(part, out, target, mine);
-  }
-
-  void backward(const graft::ModelRef& model, const graft::Context& ctx, const MicroBatches& micro,
-                int64_t k) {
-    const graft::Context part = micro_context(ctx, micro, k);
-    const size_t slot = size_t(part.slot);
-    const DLTensor* dy;
-    graft::View received;
-    if (last()) {
-      dy = dprediction_[slot];
-      GRAFT_CHECK(dy, "pipeline: micro-batch " << k << " has no loss gradient");
-    } else {
-      received = graft::View(gradient_in_.data(), ctx.device, micro.rows_of(k), output_);
-      link_.recv(*received, stage_ + 1, tag(k, false), what_backward_recv_.c_str());
-      dy = received.get();
-    }
-    // Backward may write a layer's dx over its output (GRAFT_ENTRY_DX_OVER_OUTPUT), the stage's
-    // output that went forward from this slot included: that send must be done first. The next
-    // stage has answered with dy, so it already has the data and this returns at once.
-    link_.finish(sends_forward_[slot]);
-    const DLTensor* dx = model.backward(part, begin_, end_, *dy);
-    if (first()) return;
-    // Sent from a copy: the model's input-gradient buffer is rewritten by the next backward
-    // of its slot (every backward, on the last stage), and waiting there for the previous stage
-    // to take the gradient ties the two stages' steps together, which shows as idle on both.
-    const size_t out = size_t(k) % gradients_out_.size();
-    link_.finish(sends_backward_[out]);
-    const int64_t rows = graft::rows(*dx);
-    graft::View copy(reserve(gradients_out_[out], host_, ctx.device,
-                             size_t(rows * numel(input_)) * sizeof(float)),
-                     ctx.device, rows, input_);
-    graft::copy(ctx, *dx, *copy);  // the host's copy, which also copies on a GPU (in its stream)
-    sends_backward_[out] =
-        link_.send_start(*copy, stage_ - 1, tag(k, false), what_backward_send_.c_str());
-  }
-
-  void finish_sends() {
-    for (graft_request*& r : sends_forward_) link_.finish(r);
-    for (graft_request*& r : sends_backward_) link_.finish(r);
-  }
-
-  // Distinct per micro-batch and direction; messages of one (peer, tag) stay in order, so
-  // successive steps cannot mix.
-  static int32_t tag(int64_t k, bool forward) {
-    return static_cast<int32_t>(2 * k + (forward ? 0 : 1));
+    run_.prepare(ctx, MicroBatches(ctx.global_batch, micro_).size);
   }
 
   static void add(const double* sums, graft_step_result& result) {
@@ -340,26 +233,16 @@ class Pipeline final : public graft::Strategy {
     for (int m = 0; m < GRAFT_MAX_METRICS; ++m) result.metric_sums[m] += sums[3 + m];
   }
 
-  graft::Host host_;
   int32_t stage_, stages_;
   int64_t micro_;
   bool one_f_one_b_;
   int32_t warmup_extra_;
   std::string schedule_name_;
   std::vector<int64_t> pairs_;
-  StageLink link_;
+  graft::pipeline::StageRunner run_;
   bool planned_ = false;
   StageBounds bounds_;
-  int64_t begin_ = 0, end_ = 0;     // this stage's top-level layers
-  graft_shape input_{}, output_{};  // per row, at this stage's boundaries
-  int32_t slots_ = 1;
-  // From host->alloc, on the step's device:
-  std::vector<graft::DeviceMemory> activations_in_;  // per slot: an input lives until backward
-  graft::DeviceMemory gradient_in_;                  // consumed by the backward receiving it
-  std::vector<graft::DeviceMemory> gradients_out_;   // copies of input gradients sent, a ring
-  std::vector<graft_request*> sends_forward_, sends_backward_;  // per slot, in flight
-  std::vector<const DLTensor*> dprediction_;  // last stage, per slot: the loss gradient
-  std::string what_forward_send_, what_forward_recv_, what_backward_send_, what_backward_recv_;
+  int64_t begin_ = 0, end_ = 0;  // this stage's top-level layers
   // Since the last report: seconds blocked on other stages, seconds in steps, steps.
   double idle_seconds_ = 0.0, window_seconds_ = 0.0;
   int64_t steps_ = 0, micro_count_ = 0;

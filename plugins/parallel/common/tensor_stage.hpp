@@ -9,7 +9,7 @@
 
 #include <graft/cpp/strategy.hpp>
 
-#include "../common/megatron_pairs.hpp"
+#include "megatron_pairs.hpp"
 
 namespace graft::mesh {
 
