@@ -1,6 +1,7 @@
-// graft verify CONFIG --strategies single,data_parallel,... --steps N [--tolerance T]: trains
-// the config for N steps under each strategy in turn and compares losses and whole parameters
-// with single's (DESIGN.md §4, "equivalence is the contract"). Run under mpirun.
+// graft verify CONFIG --strategies single,data_parallel,... [--layouts 2x2x1:z1,...] --steps N
+// [--tolerance T]: trains the config for N steps under each strategy and mesh layout in turn
+// and compares losses and whole parameters with single's (DESIGN.md §4, "equivalence is the
+// contract"). Run under mpirun.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include "checkpoint/parameters_gather.hpp"
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/verify_layouts.hpp"
 #include "device/host_api.hpp"
 #include "plugin/registry.hpp"
 #include "train/trainer.hpp"
@@ -37,18 +39,24 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
-// The config as `strategy` trains it for `steps` steps, writing nothing. The [parallel] table's
-// own keys belong to the strategy the file names; the others get their defaults.
+// The config as `strategy` trains it for `steps` steps, writing nothing, with `layout`'s
+// overrides (a mesh layout) when given. The [parallel] table's own keys belong to the strategy
+// the file names; when another trains, the others get their defaults.
 runtime::Config config_for(const ConfigArguments& a, const std::string& file_strategy,
-                           const std::string& strategy, int64_t steps) {
+                           const std::string& strategy, int64_t steps,
+                           const Layout* layout = nullptr) {
   ConfigArguments with = a;
   with.overrides.push_back("parallel.strategy=" + strategy);
+  if (layout)
+    for (const std::string& o : layout->overrides()) with.overrides.push_back(o);
   runtime::Config c = load(with);
   if (strategy != file_strategy)
     if (toml::table* parallel = c.root["parallel"].as_table()) {
       std::vector<std::string> others;
       for (const auto& [key, value] : *parallel)
-        if (key.str() != "strategy" && key.str() != "timeout_s") others.emplace_back(key.str());
+        if (key.str() != "strategy" && key.str() != "timeout_s" &&
+            !(layout && key.str() == "schedule" && !layout->schedule.empty()))
+          others.emplace_back(key.str());
       for (const std::string& key : others) parallel->erase(key);
     }
   c.run.steps = steps;
@@ -62,13 +70,13 @@ runtime::Config config_for(const ConfigArguments& a, const std::string& file_str
 }
 
 Trained train_one(const ConfigArguments& a, runtime::Job& job, const std::string& file_strategy,
-                  const std::string& strategy, int64_t steps) {
+                  const std::string& strategy, int64_t steps, const Layout* layout = nullptr) {
   // `single` is the reference: every rank trains it alone, in a session outside the job (a
   // world of one), so all hold the same reference without talking to each other.
   runtime::SessionOptions o = strategy == "single" ? session_options(a) : session_options(a, job);
   o.open_test_split = false;
   o.write_outputs = false;
-  runtime::Session session(config_for(a, file_strategy, strategy, steps), o);
+  runtime::Session session(config_for(a, file_strategy, strategy, steps, layout), o);
   Trained t;
   t.ranks = session.world;
   runtime::train(session, [&](int64_t, double loss) { t.losses.push_back(loss); });
@@ -131,22 +139,27 @@ Differences differences(const Trained& t, const Trained& reference) {
 int verify(const Arguments& args) {
   return run_job_command("verify", [&](runtime::Job& job) {
     ConfigArguments a;
-    std::string strategies_text = "single,data_parallel";
+    std::string strategies_text, layouts_text;  // default strategies: below
     int64_t steps = 20;
     double tolerance = 1e-5;
     po::options_description options("graft verify options");
     add_config_options(options, a);
     options.add_options()("strategies", po::value<std::string>(&strategies_text),
                           "comma-separated strategies to train and compare with single (default "
-                          "single,data_parallel)")(
+                          "single,data_parallel; with --layouts alone: none)")(
+        "layouts", po::value<std::string>(&layouts_text),
+        "comma-separated mesh layouts DATAxPIPELINExTENSOR[:zN][:gpipe|:1f1b] to train under the "
+        "mesh strategy and compare with single, e.g. 2x2x1,2x1x2:z1; all: every factorization "
+        "of the job's ranks with every zero level and schedule")(
         "steps", po::value<int64_t>(&steps), "training steps under each strategy (default 20)")(
         "tolerance", po::value<double>(&tolerance),
         "largest relative difference that passes (default 1e-5)");
     po::positional_options_description positional;
     positional.add("config", 1);
     if (!parse(args,
-               "usage: mpirun -np N graft verify CONFIG --strategies single,data_parallel,... "
-               "[--steps N] [--tolerance T] [--set key=value ...]\n\n"
+               "usage: mpirun -np N graft verify CONFIG [--strategies single,data_parallel,...] "
+               "[--layouts 2x2x1,2x1x2:z1,...|all] [--steps N] [--tolerance T] "
+               "[--set key=value ...]\n\n"
                "Trains CONFIG for N steps under each strategy in turn (single alone on every "
                "rank, the others over all N ranks) and compares each one's loss at every step "
                "and its final whole parameters with single's. loss diff: the largest "
@@ -161,6 +174,7 @@ int verify(const Arguments& args) {
       throw runtime::UserError("--steps is " + std::to_string(steps) + "; give at least 1");
     if (!(tolerance >= 0.0))
       throw runtime::UserError("--tolerance must be a number >= 0 (such as 1e-5)");
+    if (strategies_text.empty() && layouts_text.empty()) strategies_text = "single,data_parallel";
     std::vector<std::string> strategies = split_list(strategies_text);
     strategies.erase(std::remove(strategies.begin(), strategies.end(), "single"), strategies.end());
     const runtime::Config file_config = load(a);
@@ -172,21 +186,29 @@ int verify(const Arguments& args) {
       runtime::load_plugins(registry, dirs);
       for (const std::string& strategy : strategies) registry.get(GRAFT_KIND_STRATEGY, strategy);
     }
+    const std::vector<Layout> layouts = parse_layouts(layouts_text, job.world().size());
     const bool speaks = job.world().rank() == 0;
 
     const Trained reference = train_one(a, job, file_strategy, "single", steps);
     if (speaks) {
       std::printf("graft verify: %s, %lld steps, tolerance %g (relative)\n", a.config.c_str(),
                   static_cast<long long>(steps), tolerance);
-      std::printf("%-16s %5s %14s %14s %14s  %s\n", "strategy", "ranks", "loss diff", "param diff",
+      std::printf("%-22s %5s %14s %14s %14s  %s\n", "strategy", "ranks", "loss diff", "param diff",
                   "element diff", "result");
-      std::printf("%-16s %5d %14s %14s %14s  %s\n", "single", 1, "reference", "reference",
+      std::printf("%-22s %5d %14s %14s %14s  %s\n", "single", 1, "reference", "reference",
                   "reference", "-");
       std::fflush(stdout);
     }
+    struct Run {
+      std::string label, strategy;
+      const Layout* layout;
+    };
+    std::vector<Run> runs;
+    for (const std::string& strategy : strategies) runs.push_back({strategy, strategy, nullptr});
+    for (const Layout& layout : layouts) runs.push_back({layout.name(), "mesh", &layout});
     bool all_pass = true;
-    for (const std::string& strategy : strategies) {
-      const Trained t = train_one(a, job, file_strategy, strategy, steps);
+    for (const Run& run : runs) {
+      const Trained t = train_one(a, job, file_strategy, run.strategy, steps, run.layout);
       const Differences d = differences(t, reference);
       // Rank 0's figures decide for every rank, so all exit alike.
       double figures[3] = {d.loss, d.parameters, d.elements};
@@ -201,8 +223,8 @@ int verify(const Arguments& args) {
       const bool pass = figures[0] <= tolerance && figures[1] <= tolerance;
       all_pass = all_pass && pass;
       if (speaks) {
-        std::printf("%-16s %5d %14.3e %14.3e %14.3e  %s%s\n", strategy.c_str(), t.ranks, figures[0],
-                    figures[1], figures[2], pass ? "PASS" : "FAIL",
+        std::printf("%-22s %5d %14.3e %14.3e %14.3e  %s%s\n", run.label.c_str(), t.ranks,
+                    figures[0], figures[1], figures[2], pass ? "PASS" : "FAIL",
                     d.worst.empty() ? "" : ("  (param diff largest in " + d.worst + ")").c_str());
         std::fflush(stdout);
       }
