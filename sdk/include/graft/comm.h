@@ -50,6 +50,15 @@ typedef struct graft_comm_api {
   /* Collective: ranks passing the same color form a new communicator, ordered by key.
    * The host owns the result and frees it with its parent. */
   graft_status* (*split)(graft_comm* comm, int32_t color, int32_t key, graft_comm** out);
+
+  /* Added in SDK 1.2, for ZeRO: reduce_scatter and all_gather started and left running, as
+   * all_reduce_start is; neither tensor may be touched until wait(). all_gather (either form)
+   * may run in place: `in` then is rank r's own part of `out` (in->data == out's data plus r
+   * parts), and the other parts arrive around it. */
+  graft_status* (*reduce_scatter_start)(graft_comm* comm, const DLTensor* in, DLTensor* out,
+                                        int32_t op, const char* what, graft_request** request);
+  graft_status* (*all_gather_start)(graft_comm* comm, const DLTensor* in, DLTensor* out,
+                                    const char* what, graft_request** request);
 } graft_comm_api;
 
 #ifdef __cplusplus

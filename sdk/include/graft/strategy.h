@@ -21,6 +21,18 @@ typedef struct graft_step_result {
   int64_t rows;
 } graft_step_result;
 
+/* One ZeRO unit (graft_model_api::zero_unit): consecutive top-level layers [begin, end) whose
+ * gradients and parameters are 1-D float32 views of `parts` equal parts of `part` floats each
+ * (the last part ends in zero padding); this rank owns part `index`. Views stay valid while
+ * the model lives. */
+typedef struct graft_zero_unit {
+  size_t struct_size;
+  int64_t begin, end;
+  int64_t part;
+  int32_t parts, index;
+  DLTensor gradients, parameters;
+} graft_zero_unit;
+
 typedef struct graft_model_api {
   size_t struct_size;
   int64_t (*layer_count)(graft_model* model);
@@ -64,6 +76,24 @@ typedef struct graft_model_api {
   /* The plan the model was built with: the stage and shard of top-level layer i. */
   int32_t (*layer_stage)(graft_model* model, int64_t layer);
   int32_t (*layer_shard)(graft_model* model, int64_t layer);
+
+  /* Added in SDK 1.2, for ZeRO (graft_mesh::zero >= 1 with a data degree D > 1). The host lays
+   * this rank's parameters out in units of whole top-level layers, each padded with zeros to D
+   * equal parts; data rank d owns part d of every unit: it alone keeps that part's optimizer
+   * state and updates it. zero_unit_count is 0 without ZeRO. */
+  int64_t (*zero_unit_count)(graft_model* model);
+  graft_status* (*zero_unit)(graft_model* model, int64_t unit, graft_zero_unit* out);
+  /* Sum of squared gradients of this rank's part of `unit`, counted as grad_sq_norm counts. */
+  graft_status* (*zero_part_sq_norm)(graft_model* model, int64_t unit, int32_t count_replicated,
+                                     double* out);
+  /* The update in three calls, so that parts (ZeRO) or chunks are updated under one schedule
+   * step: step_begin fixes this step's learning rate and its clipping factor for the global
+   * squared gradient norm grad_sq_norm_total; step_part updates this rank's part of `unit`
+   * (its gradients scaled by that factor); step_end counts the step. */
+  graft_status* (*step_begin)(graft_model* model, const graft_exec_ctx* ctx,
+                              double grad_sq_norm_total);
+  graft_status* (*step_part)(graft_model* model, const graft_exec_ctx* ctx, int64_t unit);
+  graft_status* (*step_end)(graft_model* model);
 } graft_model_api;
 
 typedef struct graft_world {
@@ -131,6 +161,9 @@ typedef struct graft_plan {
   /* Added in SDK 1.2, for `graft validate --world N`: of message_bytes_per_step, the bytes
    * this rank sends on each mesh axis's group (graft_axis order); the host pre-fills zeros. */
   int64_t axis_bytes_per_step[GRAFT_MESH_AXES];
+  /* Under ZeRO: the host closes a unit (whole top-level layers, the last first) once it holds
+   * at least this many floats; 0: one unit per layer. The host pre-fills 25 MiB of floats. */
+  int64_t zero_unit_floats;
 } graft_plan;
 
 /* What a strategy says about the training steps since its last report (a pipeline: the

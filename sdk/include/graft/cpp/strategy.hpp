@@ -138,6 +138,35 @@ class ModelRef {
     return fn(&graft_model_api::layer_shard, "layer_shard")(model_, layer);
   }
 
+  // The slots below came with ZeRO (SDK 1.2).
+
+  // The host's ZeRO units over the data group (0 without ZeRO, or from an older host).
+  int64_t zero_unit_count() const {
+    return has(&graft_model_api::zero_unit_count) ? api_->zero_unit_count(model_) : 0;
+  }
+  graft_zero_unit zero_unit(int64_t unit) const {
+    graft_zero_unit out{};
+    out.struct_size = sizeof out;
+    check(fn(&graft_model_api::zero_unit, "zero_unit")(model_, unit, &out));
+    return out;
+  }
+  // Squares of this rank's part of the unit's gradients, counted as grad_sq_norm counts them.
+  double zero_part_sq_norm(int64_t unit, bool count_replicated) const {
+    double out = 0.0;
+    check(fn(&graft_model_api::zero_part_sq_norm, "zero_part_sq_norm")(
+        model_, unit, count_replicated ? 1 : 0, &out));
+    return out;
+  }
+  // One update in parts: the rate and clipping factor for the global squared norm, then any
+  // units' own parts, then the step counted once.
+  void step_begin(const Context& ctx, double grad_sq_norm_total) const {
+    check(fn(&graft_model_api::step_begin, "step_begin")(model_, &ctx, grad_sq_norm_total));
+  }
+  void step_part(const Context& ctx, int64_t unit) const {
+    check(fn(&graft_model_api::step_part, "step_part")(model_, &ctx, unit));
+  }
+  void step_end() const { check(fn(&graft_model_api::step_end, "step_end")(model_)); }
+
  private:
   // The one place a slot is looked up: absent from an older host, it is an error to update.
   template <class Slot>
@@ -241,6 +270,21 @@ class Comm {
   }
   void barrier(const char* what) const {
     check(fn(&graft_comm_api::barrier, "barrier")(comm_, what));
+  }
+  // The two above, started (SDK 1.2): neither tensor is touched until wait(request). An
+  // all_gather may run in place, `in` being this rank's own part of `out`.
+  graft_request* reduce_scatter_start(const DLTensor& in, DLTensor& out, graft_reduce_op op,
+                                      const char* what) const {
+    graft_request* request = nullptr;
+    check(fn(&graft_comm_api::reduce_scatter_start, "reduce_scatter_start")(comm_, &in, &out, op,
+                                                                             what, &request));
+    return request;
+  }
+  graft_request* all_gather_start(const DLTensor& in, DLTensor& out, const char* what) const {
+    graft_request* request = nullptr;
+    check(fn(&graft_comm_api::all_gather_start, "all_gather_start")(comm_, &in, &out, what,
+                                                                     &request));
+    return request;
   }
   // Collective: ranks passing the same color form a new communicator, ordered by key; the
   // host owns it and frees it with this one.
