@@ -21,6 +21,7 @@
 
 #include "../common/stage_runner.hpp"
 #include "../data_parallel/data_parallel_parts.hpp"
+#include "zero_sync.hpp"
 
 namespace {
 
@@ -76,10 +77,10 @@ class MeshStrategy final : public graft::Strategy {
     GRAFT_CHECK(mesh_.size() == world.size,
                 "the mesh's degrees (" << mesh_.describe() << ") do not multiply to the world of "
                                        << world.size << " ranks");
-    GRAFT_CHECK(mesh_.zero() == 0,
+    GRAFT_CHECK(mesh_.zero() <= 1,
                 "[parallel] zero = " << mesh_.zero()
-                                     << ": ZeRO sharding is not built into this graft yet; "
-                                        "set zero = 0");
+                                     << ": this graft shards optimizer state (zero = 1) but not "
+                                        "yet gradients or parameters; set zero = 1 or 0");
     GRAFT_CHECK(pairs_option_.empty() || int64_t(pairs_option_.size()) == 2 * int64_t(stages_),
                 "stages = " << format_pairs(pairs_option_) << " lists " << pairs_option_.size() / 2
                             << " stages, but [parallel] pipeline = " << stages_ << "; give "
@@ -141,6 +142,7 @@ class MeshStrategy final : public graft::Strategy {
     plan.shard_index = mesh_.coord(GRAFT_AXIS_TENSOR);
     plan.slots = slots;
     plan.rows_per_slot = micro.size;
+    plan.zero_unit_floats = int64_t(bucket_bytes_ / sizeof(float));
     predict_traffic(layers, micro, plan);
 
     planned_ = true;
@@ -159,7 +161,9 @@ class MeshStrategy final : public graft::Strategy {
     const auto start = Clock::now();
     const graft::ModelRef model(api, handle, "mesh");
     prepare(model, ctx, x, y);
-    if (data_parallel() && !buckets_.built_for(handle)) buckets_.build(model, bucket_bytes_);
+    if (zero() && !zero_.built_for(handle)) zero_.build(model);
+    if (data_parallel() && !zero() && !buckets_.built_for(handle))
+      buckets_.build(model, bucket_bytes_);
     const MicroBatches micro(local_rows(ctx), micro_);
     model.zero_grad();
     graft_step_result mine{};
@@ -172,28 +176,39 @@ class MeshStrategy final : public graft::Strategy {
       // The data group's sums start as the last micro-batch's backward completes each bucket.
       const bool sync = data_parallel() && op.micro == micro.count - 1;
       auto on_layer_done = [this, sync](int64_t layer) noexcept {
-        if (sync) buckets_.layer_done(data_comm(), layer);
+        if (!sync) return;
+        if (zero())
+          zero_.layer_done(data_comm(), layer);
+        else
+          buckets_.layer_done(data_comm(), layer);
       };
       run_.backward(model, ctx, micro, op.micro, on_layer_done);
     }
     run_.finish_sends();
-    if (data_parallel()) {
-      // A rank without rows this step (a short last batch) joins every bucket with zeros.
+    // A rank without rows this step (a short last batch) joins every bucket with zeros.
+    if (zero()) {
+      zero_.wait_reduced(data_comm());
+    } else if (data_parallel()) {
       buckets_.start_remaining(data_comm());
       buckets_.wait_all(data_comm());
     }
     double sums[kSums] = {};
-    // Data replicas now hold equal gradients: each sums its own stage's and shard's squares
-    // (replicated tensors on tensor rank 0 only), then the tensor and pipeline groups add up.
-    sums[0] = model.grad_sq_norm(run_.layers().begin(), run_.layers().end(),
-                                 mesh_.coord(GRAFT_AXIS_TENSOR) == 0);
+    // Each rank sums the squares of the gradients it holds summed (its stage and shard; under
+    // ZeRO its own parts), replicated tensors on tensor rank 0 only; the groups add them up.
+    const bool count_replicated = mesh_.coord(GRAFT_AXIS_TENSOR) == 0;
+    sums[0] = zero() ? zero_.own_sq_norm(model, count_replicated)
+                     : model.grad_sq_norm(run_.layers().begin(), run_.layers().end(),
+                                          count_replicated);
     add_mine(mine, sums);
     reduce_sums(sums, "mesh step sums");
     idle_seconds_ += run_.link().take_idle();
     window_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
     ++steps_;
     micro_count_ = std::max(micro_count_, micro.count);
-    model.optimizer_step_layers(ctx, run_.layers().begin(), run_.layers().end(), sums[0]);
+    if (zero())
+      zero_.update(model, ctx, data_comm(), sums[0]);
+    else
+      model.optimizer_step_layers(ctx, run_.layers().begin(), run_.layers().end(), sums[0]);
     add(sums, result);
   }
 
@@ -246,6 +261,7 @@ class MeshStrategy final : public graft::Strategy {
   bool first() const { return run_.first(); }
   bool last() const { return run_.last(); }
   bool data_parallel() const { return mesh_.degree(GRAFT_AXIS_DATA) > 1; }
+  bool zero() const { return data_parallel() && mesh_.zero() >= 1; }
   const graft::Comm& data_comm() const { return mesh_.comm(GRAFT_AXIS_DATA); }
 
   static std::string percent(double fraction) {
@@ -325,7 +341,11 @@ class MeshStrategy final : public graft::Strategy {
     if (stages_ > 1) run_.link().all_reduce_sum(sums, kSums, what);
     if (mesh_.degree(GRAFT_AXIS_TENSOR) > 1)
       mesh_.comm(GRAFT_AXIS_TENSOR).all_reduce_f64(sums, kSums, GRAFT_REDUCE_SUM, what);
-    if (data_parallel()) data_comm().all_reduce_f64(sums + 1, kSums - 1, GRAFT_REDUCE_SUM, what);
+    // Without ZeRO every data replica holds the whole sum of its gradients: the norm is not
+    // summed again over the data group.
+    const int skip = zero() ? 0 : 1;
+    if (data_parallel())
+      data_comm().all_reduce_f64(sums + skip, kSums - skip, GRAFT_REDUCE_SUM, what);
   }
 
   static void add(const double* sums, graft_step_result& result) {
@@ -343,6 +363,7 @@ class MeshStrategy final : public graft::Strategy {
   double bucket_bytes_;
   bool allow_local_batch_norm_;
   Buckets buckets_;
+  graft::mesh::ZeroSync zero_;
   bool planned_ = false;
   StageBounds bounds_;
   int32_t stage_, stages_;
