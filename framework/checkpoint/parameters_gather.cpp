@@ -27,38 +27,52 @@ DLTensor float_view(float* data, int64_t* shape) {
   return t;
 }
 
-// The layouts this gather understands: parts over the whole world, or one stage per rank.
-void check_layout(const ModelSettings& s, int32_t world) {
-  if (s.shards > 1 && s.shards != world)
-    throw Failure("gathering whole parameters: the plan splits layers into " +
-                  std::to_string(s.shards) + " parts on a world of " + std::to_string(world) +
-                  " ranks; only parts over the whole world are supported");
-  if (s.stages > 1 && s.stages != world)
-    throw Failure("gathering whole parameters: the plan has " + std::to_string(s.stages) +
-                  " stages on a world of " + std::to_string(world) +
-                  " ranks; only one stage per rank is supported");
-  if (s.shards > 1 && s.stages > 1)
-    throw Failure(
-        "gathering whole parameters: tensor parts and pipeline stages together are "
-        "not supported");
+// A group must be the axis the plan says: as many ranks as stages (parts), this rank at its
+// own stage (part), so that index s of the group is stage s.
+void check_group(const char* axis, Communicator* group, int32_t degree, int32_t index) {
+  const int32_t size = group ? group->size() : 1;
+  const int32_t rank = group ? group->rank() : 0;
+  if (size != degree || rank != index)
+    throw Failure(std::string("gathering whole parameters: the plan has ") +
+                  std::to_string(degree) + " " + axis + " position(s) with this rank at " +
+                  std::to_string(index) + ", but its " + axis + " group has " +
+                  std::to_string(size) + " rank(s) with this rank at " + std::to_string(rank));
 }
 
 }  // namespace
+
+GatherGroups world_groups(const ModelSettings& s, Communicator* world) {
+  if (s.shards > 1 && s.stages > 1)
+    throw Failure(
+        "gathering whole parameters: a plan with both tensor parts and pipeline stages needs "
+        "the mesh's groups (GatherGroups from Mesh::axis), not the world");
+  GatherGroups groups;
+  if (s.stages > 1) groups.pipeline = world;
+  if (s.shards > 1) groups.tensor = world;
+  return groups;
+}
 
 std::vector<int64_t> whole_dims(const Model& model, const ParameterInfo& p) {
   const graft_shape whole = whole_shape(p.shape, part_axis(p), model.settings().shards);
   return {whole.dims, whole.dims + whole.ndim};
 }
 
-std::vector<WholeTensor> gather_whole_parameters(Model& model, Communicator* comm,
+std::vector<WholeTensor> gather_whole_parameters(Model& model, Communicator* world,
+                                                 bool with_optimizer_state) {
+  return gather_whole_parameters(model, world_groups(model.settings(), world),
+                                 with_optimizer_state);
+}
+
+std::vector<WholeTensor> gather_whole_parameters(Model& model, const GatherGroups& groups,
                                                  bool with_optimizer_state) {
   const ModelSettings& settings = model.settings();
-  const int32_t world = comm ? comm->size() : 1;
-  check_layout(settings, world);
+  check_group("pipeline", groups.pipeline, settings.stages, settings.stage_index);
+  check_group("tensor", groups.tensor, settings.shards, settings.shard_index);
+  const int32_t parts = settings.shards;
   const auto& states = model.optimizer_state_names();
   const size_t sources = with_optimizer_state ? states.size() + 1 : 1;
   std::vector<WholeTensor> out;
-  std::vector<float> gathered;  // the world's parts side by side, reused
+  std::vector<float> gathered;  // the group's parts side by side, reused
   std::vector<float> on_host;   // a GPU model's buffer, copied
   for (size_t source = 0; source < sources; ++source) {
     float* base = source == 0 ? model.parameter_data() : model.state_data(source - 1);
@@ -71,27 +85,33 @@ std::vector<WholeTensor> gather_whole_parameters(Model& model, Communicator* com
       WholeTensor w;
       w.name = source == 0 ? p.name : "optimizer." + p.name + "." + states[source - 1];
       w.shape = whole_dims(model, p);
-      const float* local = base + p.offset;
+      size_t whole_numel = 1;
+      for (int64_t d : w.shape) whole_numel *= size_t(d);
       const int axis = part_axis(p);
-      if (axis >= 0 && world > 1) {
+      // The ranks of one stage hold its parameters alike, so they all gather its parts or
+      // none does; the collectives match tensor by tensor.
+      if (!p.held) {
+        w.values.assign(whole_numel, 0.0f);
+      } else if (axis >= 0 && parts > 1) {
         const int64_t n = static_cast<int64_t>(p.numel);
-        gathered.resize(p.numel * size_t(world));
-        int64_t in_shape = n, out_shape = n * world;
-        DLTensor in = float_view(const_cast<float*>(local), &in_shape);
+        gathered.resize(p.numel * size_t(parts));
+        int64_t in_shape = n, out_shape = n * parts;
+        DLTensor in = float_view(base + p.offset, &in_shape);
         DLTensor all = float_view(gathered.data(), &out_shape);
-        comm->all_gather(in, all, "gathering whole parameters");
+        groups.tensor->all_gather(in, all, "gathering whole parameters");
         w.values.resize(gathered.size());
-        for (int32_t r = 0; r < world; ++r)
+        for (int32_t r = 0; r < parts; ++r)
           copy_part_into_whole(gathered.data() + size_t(r) * p.numel, w.values.data(), p.shape,
-                               axis, r, world);
+                               axis, r, parts);
       } else {
-        w.values.assign(local, local + p.numel);
-        if (settings.stages > 1 && world > 1) {
-          // Only the stage's own rank updates its layers: every other copy is stale.
-          int64_t shape = static_cast<int64_t>(p.numel);
-          DLTensor t = float_view(w.values.data(), &shape);
-          comm->broadcast(t, model.layer_stage(p.layer), "gathering a pipeline stage's parameters");
-        }
+        w.values.assign(base + p.offset, base + p.offset + p.numel);
+      }
+      if (settings.stages > 1) {
+        // Only the stage's ranks hold (and update) its layers.
+        int64_t shape = static_cast<int64_t>(w.values.size());
+        DLTensor t = float_view(w.values.data(), &shape);
+        groups.pipeline->broadcast(t, model.layer_stage(p.layer),
+                                   "gathering a pipeline stage's parameters");
       }
       out.push_back(std::move(w));
     }
@@ -114,6 +134,7 @@ void keep_own_parts(Model& model, const WholeLookup& whole) {
       const std::string name =
           source == 0 ? p.name : "optimizer." + p.name + "." + states[source - 1];
       const float* values = whole(name, whole_dims(model, p));
+      if (!p.held) continue;  // another stage's: this rank has no storage for it
       const int axis = part_axis(p);
       if (axis >= 0)
         copy_part_from_whole(values, base + p.offset, p.shape, axis, settings.shard_index,

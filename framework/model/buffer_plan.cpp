@@ -20,6 +20,7 @@ BufferPlan::BufferPlan(const std::vector<std::unique_ptr<LayerNode>>& all,
   // that open the model) is never asked for dx (backward's want_dx), so it gets no buffer.
   size_t reads_model_input = 0;
   while (all[reads_model_input]->is_residual) ++reads_model_input;
+  for (const auto& layer : all) placements_[layer->flat].held = settings.holds(layer->top);
   place_workspaces(top, true);
   place_input_gradients(top, reads_model_input);
   size_slots(all, reads_model_input, prediction, fixed);
@@ -47,7 +48,8 @@ void BufferPlan::place_input_gradients(const std::vector<LayerNode*>& top,
 // the model computed it: the next layer's dx (a block's dx is its first inner layer's), or the
 // loss gradient after the model's last layer. Nothing reads that dy after the layer's
 // backward, except the block's own dy, which the block adds to its dx at the end: the last
-// inner layer of a block takes the shared scratch instead.
+// inner layer of a block takes the shared scratch instead. So does the last layer of a
+// pipeline stage, whose dy arrives from the next stage and whose next layer has no buffers.
 void BufferPlan::place_workspaces(const std::vector<LayerNode*>& list, bool top) {
   const auto dx_buffer = [](const LayerNode* l) {
     while (l->is_residual) l = l->inner.front();
@@ -55,11 +57,13 @@ void BufferPlan::place_workspaces(const std::vector<LayerNode*>& list, bool top)
   };
   for (size_t i = 0; i < list.size(); ++i) {
     const LayerNode& layer = *list[i];
+    if (!placements_[layer.flat].held) continue;
     if (layer.is_residual) place_workspaces(layer.inner, false);
     if (layer.is_residual || layer.workspace_per_sample == 0) continue;
     Placement& place = placements_[layer.flat];
     const bool last = i + 1 == list.size();
-    if (layer.workspace_use == GRAFT_WORKSPACE_SCRATCH_OVER_DY && (top || !last) &&
+    const bool next_held = last || placements_[list[i + 1]->flat].held;
+    if (layer.workspace_use == GRAFT_WORKSPACE_SCRATCH_OVER_DY && (top || !last) && next_held &&
         layer.workspace_per_sample <= graft_shape_numel(&layer.out)) {
       place.workspace = Placement::Workspace::output_gradient;
       place.workspace_over = last ? -1 : dx_buffer(list[i + 1]);
@@ -86,6 +90,12 @@ void BufferPlan::size_slots(const std::vector<std::unique_ptr<LayerNode>>& all,
   Sizes& plan = sizes_;
   for (const auto& layer : all) {
     const Placement& place = placements_[layer->flat];
+    if (!place.held) {
+      plan.outputs.push_back(0);
+      plan.input_grads.push_back(0);
+      plan.workspaces.push_back(0);
+      continue;
+    }
     plan.outputs.push_back(floats(layer->who, graft_shape_numel(&layer->out)));
     const bool no_dx = layer->is_residual || layer->flat == reads_model_input;
     plan.input_grads.push_back(

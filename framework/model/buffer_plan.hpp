@@ -35,6 +35,7 @@ class BufferPlan {
   // keeps its workspace and writes its dx, and sizes every slot buffer for settings.max_batch
   // rows of settings.slots slots; `fixed` are the floats of the batch-free buffers (parameters,
   // gradients, optimizer state). A size that overflows is a UserError naming rows_origin.
+  // Layers of other pipeline stages (settings.holds) get no buffers.
   BufferPlan(const std::vector<std::unique_ptr<LayerNode>>& all, const std::vector<LayerNode*>& top,
              const graft_shape& prediction, const std::vector<size_t>& fixed,
              const ModelSettings& settings);
@@ -58,6 +59,7 @@ class BufferPlan {
     int64_t workspace_over =
         -1;  // output_gradient: the flat index whose dx buffer, or -1: the loss's
     bool dx_over_output = false;  // dx is written over the layer's own output
+    bool held = true;             // false: another pipeline stage's layer, given no buffers
   };
   // The floats of each buffer of one slot, indexed by LayerNode::flat.
   struct Sizes {

@@ -181,8 +181,8 @@ void Model::create_plugin_layer(LayerNode& layer, const graft_shape& input, int3
   layer.first_param = store_.parameters().size();
   layer.n_params = desc.n_params;
   for (size_t k = 0; k < desc.n_params; ++k)
-    store_.declare(path + desc.params[k].name, layer.top, desc.params[k], layer.index, k,
-                   layer.who);
+    store_.declare(path + desc.params[k].name, layer.top, desc.params[k], layer.index, k, layer.who,
+                   settings_.holds(layer.top));
 }
 
 const std::string& Model::layer_name(int64_t i) const { return layers_.at(i)->type; }

@@ -46,6 +46,13 @@ struct ModelSettings {
   // this rank's place in it. Empty placement: one stage, nothing sharded.
   std::vector<graft_layer_placement> placement;
   int32_t stages = 1, shards = 1, stage_index = 0, shard_index = 0;
+  // Whether this rank holds top-level layer `top`: its parameters, gradients, optimizer state
+  // and step buffers. A pipeline stage holds its own layers only, so that splitting a model
+  // into stages divides its memory; the other layers are described, never allocated.
+  bool holds(int64_t top) const {
+    return stages <= 1 || top < 0 || size_t(top) >= placement.size() ||
+           placement[size_t(top)].stage == stage_index;
+  }
   // Layers that declare GRAFT_ENTRY_DX_OVER_OUTPUT write dx over their output; false plans a
   // dx buffer for each, which the tests compare against.
   bool dx_over_outputs = true;
@@ -97,9 +104,9 @@ class Model {
   const graft_shape& input_shape() const { return input_; }
   int64_t planned_rows() const { return settings_.max_batch; }
   const std::vector<ParameterInfo>& parameters() const { return store_.parameters(); }
-  size_t parameter_count() const { return store_.floats(); }
+  size_t parameter_count() const { return store_.floats(); }  // held by this rank
   // Every buffer the model planned, allocated or not: parameters, gradients, optimizer state,
-  // and each slot's activations, input gradients and workspaces.
+  // and each slot's activations, input gradients and workspaces; of the layers held only.
   size_t planned_bytes() const;
   size_t planned_fixed_bytes() const;  // of those, the batch-free ones
   // planned_bytes() by what the bytes hold, as `graft validate` prints them per rank.
@@ -138,7 +145,8 @@ class Model {
   int32_t layer_stage(int64_t i) const;  // 0 when the plan has one stage
   int32_t layer_shard(int64_t i) const;  // a graft_shard_mode
 
-  // The steps of the model api, callable from C++ too (tests). Each throws on failure.
+  // The steps of the model api, callable from C++ too (tests). Each throws on failure; a range
+  // with a layer this rank does not hold (another stage's) is a Failure.
   const DLTensor* forward(const graft_exec_ctx& ctx, int64_t begin, int64_t end, const DLTensor& x);
   const DLTensor* loss(const graft_exec_ctx& ctx, const DLTensor& prediction,
                        const DLTensor& target, graft_step_result& result, bool want_gradient);
@@ -161,6 +169,7 @@ class Model {
   void create_plugin_layer(LayerNode& layer, const graft_shape& shape, int32_t mode,
                            const std::string& path);
   void check_shard_order(const LayerNode& layer, int32_t mode, bool sharded) const;
+  void check_held(const char* what, int64_t begin, int64_t end) const;
   const DLTensor* forward_layer(Slot& slot, LayerNode& layer, graft_exec_ctx& ctx, int64_t rows,
                                 const DLTensor* input);
   DLTensor* backward_layer(Slot& slot, LayerNode& layer, graft_exec_ctx& ctx, int64_t rows,

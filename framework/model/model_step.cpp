@@ -11,8 +11,25 @@
 
 namespace graft::runtime {
 
+// A layer of another stage has neither parameters nor buffers here: running it would read
+// and write memory that was never allocated.
+void Model::check_held(const char* what, int64_t begin, int64_t end) const {
+  if (begin < 0 || end < begin || end > layer_count())
+    throw Failure(std::string(what) + ": layers [" + std::to_string(begin) + ", " +
+                  std::to_string(end) + ") are outside the model's " +
+                  std::to_string(layer_count()) + " layers");
+  for (int64_t i = begin; i < end; ++i)
+    if (!settings_.holds(i))
+      throw Failure(std::string(what) + ": " + layers_[size_t(i)]->who + " (layer " +
+                    std::to_string(i) + ") belongs to pipeline stage " +
+                    std::to_string(layer_stage(i)) + ", but this rank holds stage " +
+                    std::to_string(settings_.stage_index) +
+                    " only and has no parameters or buffers for it");
+}
+
 const DLTensor* Model::forward(const graft_exec_ctx& ctx, int64_t begin, int64_t end,
                                const DLTensor& x) {
+  check_held("forward", begin, end);
   Slot& slot = buffers_->slot(ctx.slot);
   const int64_t rows = x.ndim ? x.shape[0] : 0;
   if (rows > settings_.max_batch)
@@ -64,6 +81,7 @@ std::string Model::non_finite_report(const graft_exec_ctx& ctx, int64_t rows) co
   visit(layers_);
   std::vector<float> on_host;  // a GPU's outputs, copied (only on this failure path)
   for (const LayerNode* layer : order) {
+    if (!settings_.holds(layer->top)) continue;  // another stage's: no output here
     const float* out = slot.outputs[layer->flat].data();
     const int64_t n = rows * graft_shape_numel(&layer->out);
     if (settings_.device.device_type != kDLCPU) {
@@ -105,6 +123,7 @@ const DLTensor* Model::loss(const graft_exec_ctx& ctx, const DLTensor& predictio
 const DLTensor* Model::backward(const graft_exec_ctx& ctx, int64_t begin, int64_t end,
                                 const DLTensor& dy, void (*on_layer_done)(void*, int64_t),
                                 void* user) {
+  check_held("backward", begin, end);
   Slot& slot = buffers_->slot(ctx.slot);
   const int64_t rows = dy.shape[0];
   graft_exec_ctx layer_ctx = ctx;

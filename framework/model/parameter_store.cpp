@@ -37,13 +37,15 @@ void copy_floats(const float* from, DLDevice from_device, float* to, DLDevice to
 }  // namespace
 
 size_t ParameterStore::declare(std::string name, int64_t layer, const graft_param_spec& spec,
-                               int32_t init_layer, size_t position, std::string owner) {
+                               int32_t init_layer, size_t position, std::string owner, bool held) {
   ParameterInfo info;
   info.name = std::move(name);
   info.layer = layer;
   info.shape = spec.shape;
   info.numel = static_cast<size_t>(graft_shape_numel(&info.shape));
-  info.offset = params_.empty() ? 0 : params_.back().offset + params_.back().numel;
+  info.offset = held_floats_;
+  info.held = held;
+  if (held) held_floats_ += info.numel;
   info.spec = spec;
   info.spec.name = nullptr;  // the plugin's string may not outlive the plugin object
   params_.push_back(std::move(info));
@@ -54,17 +56,19 @@ size_t ParameterStore::declare(std::string name, int64_t layer, const graft_para
 
 void ParameterStore::allocate(int64_t layers, uint64_t seed, int32_t shard_index, int32_t shards) {
   layers_ = layers;
-  const size_t total = params_.empty() ? 0 : params_.back().offset + params_.back().numel;
-  param_buffer_ = Buffer(device_, total);
-  grad_buffer_ = Buffer(device_, total);
+  param_buffer_ = Buffer(device_, held_floats_);
+  grad_buffer_ = Buffer(device_, held_floats_);
   for (const ParameterInfo& info : params_) {
-    param_views_.emplace_back(param_buffer_.data() + info.offset, device_, info.shape);
-    grad_views_.emplace_back(grad_buffer_.data() + info.offset, device_, info.shape);
+    float* const param = info.held ? param_buffer_.data() + info.offset : nullptr;
+    float* const grad = info.held ? grad_buffer_.data() + info.offset : nullptr;
+    param_views_.emplace_back(param, device_, info.shape);
+    grad_views_.emplace_back(grad, device_, info.shape);
   }
   // Pointers into the views, taken once the vectors no longer grow.
   for (TensorView& v : param_views_) param_ptrs_.push_back(v.get());
   for (TensorView& v : grad_views_) grad_ptrs_.push_back(v.get());
-  for (size_t i = 0; i < params_.size(); ++i) initialise(i, seed, shard_index, shards);
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].held) initialise(i, seed, shard_index, shards);
 }
 
 void ParameterStore::initialise(size_t i, uint64_t seed, int32_t shard_index, int32_t shards) {
@@ -143,11 +147,13 @@ std::vector<size_t> ParameterStore::buffer_floats() const {
 
 TensorView ParameterStore::state_tensor(size_t s, size_t i) const {
   const ParameterInfo& info = params_[i];
-  return TensorView(state_buffers_[s].data() + info.offset, device_, info.shape);
+  float* const data = info.held ? state_buffers_[s].data() + info.offset : nullptr;
+  return TensorView(data, device_, info.shape);
 }
 
 // Parameters are laid out in layer order (a block's inner layers right after it), so the
-// tensors of layers [begin, end) are one run of floats in every buffer.
+// tensors of layers [begin, end) are one run of floats in every buffer. Those not held take no
+// floats, so a range reaching into other stages' layers is this stage's run, or empty.
 std::pair<size_t, size_t> ParameterStore::layer_floats(int64_t begin, int64_t end,
                                                        const char* what) const {
   if (begin < 0 || end < begin || end > layers_)
@@ -197,7 +203,7 @@ double ParameterStore::grad_sq_norm(int64_t begin, int64_t end, bool count_repli
     total += squared;
   };
   for (const ParameterInfo& p : params_) {
-    if (p.offset < first || p.offset >= last) continue;
+    if (!p.held || p.offset < first || p.offset >= last) continue;
     const bool counts = !p.spec.is_buffer && (count_replicated || p.spec.shard_axis >= 0);
     if (!counts) continue;
     if (p.offset != run_end) {

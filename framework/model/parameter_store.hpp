@@ -25,6 +25,10 @@ struct ParameterInfo {
   size_t offset;  // in floats, into the parameter, gradient and each state buffer
   size_t numel;
   graft_param_spec spec;
+  // false: a parameter of another pipeline stage. Shape and numel still describe it (for
+  // checkpoints and `graft verify`, which gather it from its stage), but this rank has no
+  // floats for it: it takes none of the buffers, and `offset` is where it would have started.
+  bool held = true;
 };
 
 class ParameterStore {
@@ -37,18 +41,20 @@ class ParameterStore {
   // consecutive and those of consecutive top-level layers are one run of floats. The values
   // come from the stream of (init_layer, position): the layer's number (ctx.layer_index) and
   // the parameter's place in it, so they depend on the seed and the model's structure only.
-  // `owner` names the layer in messages. Returns the parameter's index.
+  // `owner` names the layer in messages. `held` false: another stage's (ParameterInfo::held).
+  // Returns the parameter's index.
   size_t declare(std::string name, int64_t layer, const graft_param_spec& spec, int32_t init_layer,
-                 size_t position, std::string owner);
-  // Allocates the parameters and gradients of a model of `layers` top-level layers and
-  // initialises every parameter; a tensor-parallel part (spec.shard_axis) is its slice, part
-  // `shard_index` of `shards`, of the whole tensor drawn from the same stream.
+                 size_t position, std::string owner, bool held = true);
+  // Allocates the held parameters and gradients of a model of `layers` top-level layers and
+  // initialises them; a tensor-parallel part (spec.shard_axis) is its slice, part
+  // `shard_index` of `shards`, of the whole tensor drawn from the same stream. A parameter not
+  // held gets a view with no data, which nothing reads.
   void allocate(int64_t layers, uint64_t seed, int32_t shard_index, int32_t shards);
   // One zeroed buffer per optimizer state tensor (optimizer.h), shaped like the parameters.
   void allocate_optimizer_state(size_t states);
 
   const std::vector<ParameterInfo>& parameters() const { return params_; }
-  size_t floats() const { return param_buffer_.size(); }  // in each buffer
+  size_t floats() const { return param_buffer_.size(); }  // held, in each buffer
   // The floats of every buffer held (parameters, gradients, each state), for memory plans.
   std::vector<size_t> buffer_floats() const;
   float* parameter_data() { return param_buffer_.data(); }
@@ -89,6 +95,7 @@ class ParameterStore {
 
   DLDevice device_;
   int64_t layers_ = 0;
+  size_t held_floats_ = 0;  // of the parameters declared so far
   std::vector<ParameterInfo> params_;
   // Per parameter: its random stream and the layer that declared it (for messages).
   std::vector<uint64_t> streams_;

@@ -25,6 +25,7 @@ void Updater::step_layers(const graft_exec_ctx& ctx, int64_t begin, int64_t end,
     const ParameterInfo& info = params[i];
     if (info.layer < begin || info.layer >= end) continue;
     if (info.spec.is_buffer) continue;  // the layer keeps it (running statistics)
+    if (!info.held) continue;           // another pipeline stage steps it
     TensorView states[GRAFT_MAX_OPTIMIZER_STATE];
     DLTensor* state_ptrs[GRAFT_MAX_OPTIMIZER_STATE] = {};
     for (size_t s = 0; s < store_.state_count(); ++s) {

@@ -126,15 +126,22 @@ TEST_CASE("a tensor_parallel checkpoint on 2 ranks resumes under data_parallel o
   check_resumed(dir / "single", whole);
 }
 
-TEST_CASE("a pipeline checkpoint on 2 stages resumes under tensor_parallel on 4") {
+TEST_CASE(
+    "a pipeline checkpoint on 2 stages resumes under tensor_parallel on 4, single and "
+    "pipeline") {
   const fs::path dir = graft::test::temp_dir("dist_checkpoint_pipeline");
   const fs::path config = write_config(dir);
   train(config, 1, "whole", "single");
   const std::vector<double> whole = losses(dir / "whole");
-  // Each stage's parameters are current only on its rank: the checkpoint fetches them.
+  // Each stage's parameters live only on its rank: the checkpoint fetches them.
   train(config, 2, "pipeline", "pipeline", " --set run.steps=" + std::to_string(kHalf));
   const std::string step = "step_" + std::to_string(kHalf) + ".safetensors";
   check_same_tensors(dir / "whole" / "checkpoints" / step, dir / "pipeline" / "checkpoints" / step);
   train(config, 4, "tp", "tensor_parallel", resume_from(dir / "pipeline"));
   check_resumed(dir / "tp", whole);
+  train(config, 1, "single", "single", resume_from(dir / "pipeline"));
+  check_resumed(dir / "single", whole);
+  // Each stage keeps only its own layers' tensors of the whole checkpoint.
+  train(config, 2, "again", "pipeline", resume_from(dir / "pipeline"));
+  check_resumed(dir / "again", whole);
 }

@@ -1,8 +1,9 @@
 // The `pipeline` strategy: consecutive top-level layers form stages on consecutive ranks (rank r
 // runs stage r). Each global batch is split into micro-batches; activations go forward and their
 // gradients backward across stage boundaries by send/recv, in the gpipe or 1f1b order; each
-// stage then steps only its own layers. Every rank builds the whole model (identical parameters,
-// keyed by layer index) and uses only its stage's layers, so it trains exactly as `single` does.
+// stage then steps only its own layers. A rank holds parameters, gradients, optimizer state and
+// buffers for its stage's layers only (the host allocates by the plan's stage_index); their
+// values are drawn by layer index, as `single` draws them, so it trains exactly as `single` does.
 #include <algorithm>
 #include <cstdio>
 #include <string>
