@@ -3,6 +3,7 @@
 // The step itself is in model_step.cpp.
 #include "model/model.hpp"
 
+#include <algorithm>
 #include <vector>
 
 #include "model/buffer_plan.hpp"
@@ -35,6 +36,9 @@ Model::Model(std::vector<PluginChoice> layer_choices, PluginChoice loss, PluginC
   int32_t next_nested_index = static_cast<int32_t>(layer_choices_.size());
   const graft_shape shape =
       build_layers(layer_choices_, input, "layers.", -1, 0, layers_, next_nested_index);
+  if (settings_.zero_parts > 1)
+    store_.shard_over_data(settings_.zero_parts, settings_.zero_index,
+                           size_t(std::max<int64_t>(settings_.zero_unit_floats, 0)));
   store_.allocate(layer_count(), settings_.seed, settings_.shard_index, settings_.shards);
   for (auto& layer : all_layers_) {
     if (layer->n_params == 0) continue;

@@ -46,6 +46,10 @@ struct ModelSettings {
   // this rank's place in it. Empty placement: one stage, nothing sharded.
   std::vector<graft_layer_placement> placement;
   int32_t stages = 1, shards = 1, stage_index = 0, shard_index = 0;
+  // ZeRO ([parallel] zero >= 1 over a data group of zero_parts ranks, this one zero_index):
+  // the parameters are laid out in units of about zero_unit_floats (ParameterStore::zero()).
+  int32_t zero_parts = 1, zero_index = 0;
+  int64_t zero_unit_floats = 0;
   // Whether this rank holds top-level layer `top`: its parameters, gradients, optimizer state
   // and step buffers. A pipeline stage holds its own layers only, so that splitting a model
   // into stages divides its memory; the other layers are described, never allocated.

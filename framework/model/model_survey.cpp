@@ -103,6 +103,7 @@ LayoutPlan plan_layout(StrategyInstance& strategy, const std::vector<LayerSurvey
   plan.rows_per_slot = (global_batch + micro - 1) / micro;
   plan.n_layers = static_cast<int64_t>(surveys.size());
   plan.layers = out.layers.data();
+  plan.zero_unit_floats = -1;  // a strategy that shards over its data group says how
   strategy.plan(layer_infos(surveys), global_batch, plan);
   plan.layers = out.layers.data();  // a strategy must not move it; keep it ours regardless
   if (plan.stages < 1 || plan.shards < 1 || plan.slots < 1 || plan.rows_per_slot < 1)

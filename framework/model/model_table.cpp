@@ -1,6 +1,7 @@
 // The model's C table (graft_model_api), which strategy plugins call with the model's handle:
 // each entry reaches the model, its parameter store or its updater, and returns a status
 // instead of throwing across the ABI.
+#include "device/host_api.hpp"
 #include "model/model.hpp"
 #include "util/guarded.hpp"
 
@@ -51,6 +52,55 @@ graft_status* api_optimizer_step_layers(graft_model* m, const graft_exec_ctx* ct
                                         int64_t e, double total_sq_norm) {
   return guarded([&] { self(m)->updater().step_layers(*ctx, b, e, total_sq_norm); });
 }
+int64_t api_zero_unit_count(graft_model* m) {
+  const ZeroLayout* z = self(m)->store().zero();
+  return z ? int64_t(z->units.size()) : 0;
+}
+graft_status* api_zero_unit(graft_model* m, int64_t u, graft_zero_unit* out) {
+  return guarded([&] {
+    const ZeroLayout* z = self(m)->store().zero();
+    if (!z || u < 0 || size_t(u) >= z->units.size())
+      throw Failure("zero_unit: " + std::to_string(u) + " is not a ZeRO unit of this model");
+    if (!out || out->struct_size < sizeof(graft_zero_unit))
+      throw Failure("zero_unit: the caller's graft_zero_unit is smaller than this graft's");
+    const ZeroUnit& unit = z->units[size_t(u)];
+    ParameterStore& store = self(m)->store();
+    out->begin = unit.begin;
+    out->end = unit.end;
+    out->part = int64_t(unit.part);
+    out->parts = z->parts;
+    out->index = z->index;
+    store.layer_range_view(true, unit.begin, unit.end, out->gradients);
+    store.layer_range_view(false, unit.begin, unit.end, out->parameters);
+    if (size_t(out->gradients.shape[0]) != unit.part * size_t(z->parts))
+      throw Failure("zero_unit " + std::to_string(u) + ": its layers hold " +
+                    std::to_string(out->gradients.shape[0]) + " floats, not the unit's " +
+                    std::to_string(unit.part * size_t(z->parts)));
+  });
+}
+graft_status* api_zero_part_sq_norm(graft_model* m, int64_t u, int32_t count_replicated,
+                                    double* out) {
+  return guarded([&] {
+    graft_exec_ctx ctx{};
+    ctx.struct_size = sizeof ctx;
+    ctx.host = host_api();
+    ctx.device = self(m)->store().device();
+    ctx.layer_index = -1;
+    *out = self(m)->updater().part_sq_norm(ctx, size_t(u), count_replicated != 0);
+  });
+}
+graft_status* api_step_begin(graft_model* m, const graft_exec_ctx*, double total_sq_norm) {
+  return guarded([&] { self(m)->updater().step_begin(total_sq_norm); });
+}
+graft_status* api_step_part(graft_model* m, const graft_exec_ctx* ctx, int64_t u) {
+  return guarded([&] {
+    if (u < 0) throw Failure("step_part: unit " + std::to_string(u) + " is negative");
+    self(m)->updater().step_part(*ctx, size_t(u));
+  });
+}
+graft_status* api_step_end(graft_model* m) {
+  return guarded([&] { self(m)->updater().step_end(); });
+}
 const graft_model_api kModelApi = {sizeof(graft_model_api),
                                    api_layer_count,
                                    api_forward,
@@ -63,7 +113,13 @@ const graft_model_api kModelApi = {sizeof(graft_model_api),
                                    api_grad_sq_norm,
                                    api_optimizer_step_layers,
                                    api_layer_stage,
-                                   api_layer_shard};
+                                   api_layer_shard,
+                                   api_zero_unit_count,
+                                   api_zero_unit,
+                                   api_zero_part_sq_norm,
+                                   api_step_begin,
+                                   api_step_part,
+                                   api_step_end};
 }  // namespace
 
 const graft_model_api* Model::api() { return &kModelApi; }

@@ -54,8 +54,39 @@ size_t ParameterStore::declare(std::string name, int64_t layer, const graft_para
   return params_.size() - 1;
 }
 
+void ParameterStore::shard_over_data(int32_t parts, int32_t index, size_t unit_floats) {
+  zero_parts_ = parts;
+  zero_index_ = index;
+  zero_unit_floats_ = unit_floats;
+}
+
+// Under ZeRO the held parameters move to their places in the padded units; one of another
+// stage keeps the place of the held parameter after it (or the end), so layer ranges still
+// find their floats by offset.
+void ParameterStore::lay_out_units(int64_t layers) {
+  std::vector<int64_t> layer_of;
+  std::vector<size_t> numel;
+  int64_t first = layers, end = 0;
+  for (const ParameterInfo& p : params_)
+    if (p.held) {
+      layer_of.push_back(p.layer);
+      numel.push_back(p.numel);
+      first = std::min(first, p.layer);
+      end = std::max(end, p.layer + 1);
+    }
+  if (numel.empty()) return;  // nothing to shard: no ZeRO units
+  zero_ = zero_layout(layer_of, numel, first, end, zero_unit_floats_, zero_parts_, zero_index_);
+  size_t next = zero_->floats, k = numel.size();
+  for (size_t i = params_.size(); i-- > 0;) {
+    if (params_[i].held) next = zero_->offsets[--k];
+    params_[i].offset = next;
+  }
+  held_floats_ = zero_->floats;
+}
+
 void ParameterStore::allocate(int64_t layers, uint64_t seed, int32_t shard_index, int32_t shards) {
   layers_ = layers;
+  if (zero_parts_ > 1) lay_out_units(layers);
   param_buffer_ = Buffer(device_, held_floats_);
   grad_buffer_ = Buffer(device_, held_floats_);
   for (const ParameterInfo& info : params_) {
@@ -136,7 +167,8 @@ void ParameterStore::initialise(size_t i, uint64_t seed, int32_t shard_index, in
 }
 
 void ParameterStore::allocate_optimizer_state(size_t states) {
-  for (size_t s = 0; s < states; ++s) state_buffers_.emplace_back(device_, floats());
+  const size_t n = zero_ ? zero_->state_floats : floats();
+  for (size_t s = 0; s < states; ++s) state_buffers_.emplace_back(device_, n);
 }
 
 std::vector<size_t> ParameterStore::buffer_floats() const {
@@ -147,6 +179,9 @@ std::vector<size_t> ParameterStore::buffer_floats() const {
 
 TensorView ParameterStore::state_tensor(size_t s, size_t i) const {
   const ParameterInfo& info = params_[i];
+  if (zero_)
+    throw Failure("optimizer state of '" + info.name +
+                  "': under ZeRO it is kept by part (ParameterStore::zero()), not by parameter");
   float* const data = info.held ? state_buffers_[s].data() + info.offset : nullptr;
   return TensorView(data, device_, info.shape);
 }

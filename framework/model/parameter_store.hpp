@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "graft/graft.h"
 #include "model/buffer.hpp"
 #include "model/tensor_view.hpp"
+#include "model/zero_layout.hpp"
 
 namespace graft::runtime {
 
@@ -50,6 +52,11 @@ class ParameterStore {
   // `shard_index` of `shards`, of the whole tensor drawn from the same stream. A parameter not
   // held gets a view with no data, which nothing reads.
   void allocate(int64_t layers, uint64_t seed, int32_t shard_index, int32_t shards);
+  // Before allocate: lay the held parameters out in ZeRO units over `parts` data ranks, this
+  // rank being `index` (zero_layout.hpp); the optimizer state then holds this rank's parts only.
+  void shard_over_data(int32_t parts, int32_t index, size_t unit_floats);
+  // The ZeRO layout, or NULL without ZeRO.
+  const ZeroLayout* zero() const { return zero_ ? &*zero_ : nullptr; }
   // One zeroed buffer per optimizer state tensor (optimizer.h), shaped like the parameters.
   void allocate_optimizer_state(size_t states);
 
@@ -70,6 +77,7 @@ class ParameterStore {
   DLTensor* parameter_tensor(size_t i) { return param_views_[i].get(); }
   const DLTensor* gradient_tensor(size_t i) const { return grad_views_[i].get(); }
   // State s of parameter i, a view made on the stack (the training step never allocates).
+  // Under ZeRO the state is kept by part, not by parameter: a Failure.
   TensorView state_tensor(size_t s, size_t i) const;
 
   // [first, last) in floats of the buffers that layers [begin, end) own; a range outside the
@@ -92,10 +100,14 @@ class ParameterStore {
 
  private:
   void initialise(size_t i, uint64_t seed, int32_t shard_index, int32_t shards);
+  void lay_out_units(int64_t layers);
 
   DLDevice device_;
   int64_t layers_ = 0;
   size_t held_floats_ = 0;  // of the parameters declared so far
+  std::optional<ZeroLayout> zero_;
+  int32_t zero_parts_ = 1, zero_index_ = 0;
+  size_t zero_unit_floats_ = 0;
   std::vector<ParameterInfo> params_;
   // Per parameter: its random stream and the layer that declared it (for messages).
   std::vector<uint64_t> streams_;

@@ -6,21 +6,22 @@
 namespace graft::runtime {
 
 ZeroLayout zero_layout(const std::vector<int64_t>& layer_of, const std::vector<size_t>& numel,
-                       int64_t layers, size_t unit_floats, int32_t parts, int32_t index) {
+                       int64_t first_layer, int64_t end_layer, size_t unit_floats, int32_t parts,
+                       int32_t index) {
   ZeroLayout z;
   z.parts = std::max(parts, 1);
   z.index = index;
-  std::vector<size_t> per_layer(size_t(std::max<int64_t>(layers, 0)), 0);
+  std::vector<size_t> per_layer(size_t(std::max<int64_t>(end_layer, 0)), 0);
   for (size_t i = 0; i < numel.size(); ++i) per_layer[size_t(layer_of[i])] += numel[i];
   // Units from the last layer back (backward finishes them in that order), then reversed so
   // they lie in layer order, as the buffers do. Layers without floats join a unit all the same,
   // so the unit's lowest layer is where backward is done with it.
   std::vector<ZeroUnit> backwards;
-  int64_t end = layers;
+  int64_t end = end_layer;
   size_t floats = 0;
-  for (int64_t l = layers - 1; l >= 0; --l) {
+  for (int64_t l = end_layer - 1; l >= first_layer; --l) {
     floats += per_layer[size_t(l)];
-    if (floats < std::max<size_t>(unit_floats, 1) && l > 0) continue;
+    if (floats < std::max<size_t>(unit_floats, 1) && l > first_layer) continue;
     ZeroUnit u;
     u.begin = l;
     u.end = end;

@@ -31,8 +31,9 @@ struct ZeroLayout {
 };
 
 // layer_of[i] and numel[i] for each parameter in store order (held ones only: another stage's
-// take no floats); `layers` top-level layers in all.
+// take no floats), all in top-level layers [first_layer, end_layer), which the units cover.
 ZeroLayout zero_layout(const std::vector<int64_t>& layer_of, const std::vector<size_t>& numel,
-                       int64_t layers, size_t unit_floats, int32_t parts, int32_t index);
+                       int64_t first_layer, int64_t end_layer, size_t unit_floats, int32_t parts,
+                       int32_t index);
 
 }  // namespace graft::runtime

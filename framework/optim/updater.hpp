@@ -30,6 +30,16 @@ class Updater {
   // and updates the parameters of top-level layers [begin, end); one optimizer step is counted.
   void step_layers(const graft_exec_ctx& ctx, int64_t begin, int64_t end, double total_sq_norm);
 
+  // The same step in parts, for ZeRO (the store's zero() layout): begin fixes the rate and the
+  // clipping factor for the global squared norm; part updates this rank's part of unit u,
+  // its gradients scaled by that factor; end counts the step. Parts of one step see one rate.
+  void step_begin(double total_sq_norm);
+  void step_part(const graft_exec_ctx& ctx, size_t unit);
+  void step_end() { ++steps_; }
+  // Squares of this rank's part of unit u's gradients (buffers never, a whole tensor only
+  // with count_replicated), for the global norm.
+  double part_sq_norm(const graft_exec_ctx& ctx, size_t unit, bool count_replicated) const;
+
   const OptimizerInstance& optimizer() const { return *optimizer_; }
   // Updates taken so far: the schedule's position, and what a checkpoint records.
   int64_t steps() const { return steps_; }
@@ -42,12 +52,18 @@ class Updater {
  private:
   // Scales the gradients of floats [first, last) so that their global norm is at most the limit.
   void clip(const graft_exec_ctx& ctx, size_t first, size_t last, double squared_norm);
+  // The factor clipping scales gradients by for this global squared norm (1: none).
+  float clip_factor(double squared_norm) const;
+  // Calls the optimizer on floats [first, last) of parameter i, its state at `state` floats
+  // into the state buffers (1-D views: the optimizers are element-wise).
+  void step_slice(const graft_exec_ctx& ctx, size_t i, size_t first, size_t last, size_t state);
 
   ParameterStore& store_;
   std::unique_ptr<OptimizerInstance> optimizer_;
   UpdaterSettings settings_;
   int64_t steps_ = 0;
   double last_lr_ = 0.0;
+  float part_clip_ = 1.0f;  // step_begin's clipping factor
 };
 
 }  // namespace graft::runtime

@@ -196,9 +196,9 @@ class MeshStrategy final : public graft::Strategy {
     // Each rank sums the squares of the gradients it holds summed (its stage and shard; under
     // ZeRO its own parts), replicated tensors on tensor rank 0 only; the groups add them up.
     const bool count_replicated = mesh_.coord(GRAFT_AXIS_TENSOR) == 0;
-    sums[0] = zero() ? zero_.own_sq_norm(model, count_replicated)
-                     : model.grad_sq_norm(run_.layers().begin(), run_.layers().end(),
-                                          count_replicated);
+    sums[0] =
+        zero() ? zero_.own_sq_norm(model, count_replicated)
+               : model.grad_sq_norm(run_.layers().begin(), run_.layers().end(), count_replicated);
     add_mine(mine, sums);
     reduce_sums(sums, "mesh step sums");
     idle_seconds_ += run_.link().take_idle();

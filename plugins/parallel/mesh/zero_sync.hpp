@@ -24,14 +24,15 @@ class ZeroSync {
     units_.clear();
     first_layer_unit_.assign(size_t(model.layer_count()), -1);
     const int64_t n = model.zero_unit_count();
-    GRAFT_CHECK(n > 0, "mesh: [parallel] zero >= 1, but the host's model has no ZeRO units "
-                       "(a graft older than SDK 1.2, or one that did not lay them out)");
+    GRAFT_CHECK(n > 0,
+                "mesh: [parallel] zero >= 1, but the host's model has no ZeRO units "
+                "(a graft older than SDK 1.2, or one that did not lay them out)");
     for (int64_t u = 0; u < n; ++u) {
       Unit unit;
       unit.layout = model.zero_unit(u);
       const graft_zero_unit& z = unit.layout;
-      unit.what = "ZeRO unit " + std::to_string(u) + " (layers " + std::to_string(z.begin) +
-                  ".." + std::to_string(z.end - 1) + ")";
+      unit.what = "ZeRO unit " + std::to_string(u) + " (layers " + std::to_string(z.begin) + ".." +
+                  std::to_string(z.end - 1) + ")";
       unit.own_shape = z.part;
       unit.own_gradients = part_of(z.gradients, z, unit.own_shape);
       unit.own_parameters = part_of(z.parameters, z, unit.own_shape);

@@ -161,8 +161,10 @@ typedef struct graft_plan {
   /* Added in SDK 1.2, for `graft validate --world N`: of message_bytes_per_step, the bytes
    * this rank sends on each mesh axis's group (graft_axis order); the host pre-fills zeros. */
   int64_t axis_bytes_per_step[GRAFT_MESH_AXES];
-  /* Under ZeRO: the host closes a unit (whole top-level layers, the last first) once it holds
-   * at least this many floats; 0: one unit per layer. The host pre-fills 25 MiB of floats. */
+  /* A strategy that shards over its data group ([parallel] zero >= 1) sets it: the host closes
+   * a ZeRO unit (whole top-level layers, the last first) once it holds at least this many
+   * floats; 0: one unit per layer. The host pre-fills -1: the strategy does not shard, and
+   * the host refuses zero >= 1 with it. */
   int64_t zero_unit_floats;
 } graft_plan;
 

@@ -277,13 +277,13 @@ class Comm {
                                       const char* what) const {
     graft_request* request = nullptr;
     check(fn(&graft_comm_api::reduce_scatter_start, "reduce_scatter_start")(comm_, &in, &out, op,
-                                                                             what, &request));
+                                                                            what, &request));
     return request;
   }
   graft_request* all_gather_start(const DLTensor& in, DLTensor& out, const char* what) const {
     graft_request* request = nullptr;
     check(fn(&graft_comm_api::all_gather_start, "all_gather_start")(comm_, &in, &out, what,
-                                                                     &request));
+                                                                    &request));
     return request;
   }
   // Collective: ranks passing the same color form a new communicator, ordered by key; the
