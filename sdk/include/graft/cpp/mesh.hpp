@@ -14,8 +14,7 @@ class Mesh {
  public:
   Mesh() = default;
   Mesh(const graft_world& world, const char* who) {
-    const graft_mesh* m =
-        detail::has_member(world, &graft_world::mesh) ? world.mesh : nullptr;
+    const graft_mesh* m = detail::has_member(world, &graft_world::mesh) ? world.mesh : nullptr;
     if (m) {
       for (int a = 0; a < GRAFT_MESH_AXES; ++a) {
         degree_[a] = m->degree[a];
