@@ -1,8 +1,10 @@
 // graft validate CONFIG: loads every plugin, checks every key and shape, prints the model with
 // parameter counts and planned memory. Trains nothing.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
+#include <map>
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
@@ -43,48 +45,143 @@ void print_cuda_coverage(const runtime::Session& session) {
               without.empty() ? "" : (" (none in " + list + ")").c_str());
 }
 
-// --world N: the plan each rank r of N would get from the strategy, made without MPI (the
-// strategy sees a world with no communicator). Memory is an estimate from the layer survey:
-// the rank's parameters (a shard's part), their gradients and optimizer state, and per slot
-// the outputs and input gradients of its layers; workspaces are not counted.
-void print_placement(const runtime::Session& session, int32_t world) {
+// Rank 0's session serves itself; any other rank's model is built planned-only in a session
+// of its own, since its stage and shard change which buffers it plans. Ranks equal on the
+// pipeline and tensor axes (and, with ZeRO, on the data axis) plan the same model, so one
+// session serves them all; beyond kMaxModels distinct ones the survey's estimate is printed.
+constexpr size_t kMaxModels = 64;
+
+struct RankMemory {
+  bool built = false;
+  runtime::Model::MemorySplit split;
+  double estimate = 0.0;  // bytes, from the survey, when not built
+};
+
+// The estimate from the survey alone: the rank's parameters (a shard's part), their gradients
+// and optimizer state, and per slot the outputs and input gradients of its layers.
+double estimated_bytes(const runtime::Session& session, const runtime::LayoutPlan& layout,
+                       double& parameters, std::string& layers) {
   const std::vector<runtime::LayerSurvey>& survey = session.survey;
+  const graft_plan& plan = layout.plan;
   const double states = double(session.model->optimizer_state_names().size());
-  std::printf("\nplacement on %d rank(s), strategy %s:\n", world, session.strategy->name().c_str());
+  double activations = 0.0;
+  for (size_t i = 0; i < survey.size(); ++i) {
+    const graft_layer_placement& place = layout.layers[i];
+    if (place.stage != plan.stage_index) continue;
+    const bool sharded = place.shard != GRAFT_SHARD_NONE && plan.shards > 1;
+    layers += (layers.empty() ? "" : ", ") + std::to_string(i) + " " + survey[i].type;
+    if (sharded)
+      layers += " (" + std::string(shard_name(place.shard)) + " " +
+                std::to_string(plan.shard_index + 1) + "/" + std::to_string(plan.shards) + ")";
+    parameters += double(survey[i].parameters) / (sharded ? plan.shards : 1);
+    const double out = double(graft_shape_numel(&survey[i].output)) /
+                       (sharded && place.shard != GRAFT_SHARD_ROW ? plan.shards : 1);
+    const double in = double(graft_shape_numel(&survey[i].input)) /
+                      (sharded && place.shard != GRAFT_SHARD_COLUMN ? plan.shards : 1);
+    // The model writes dx over the output where the layer allows it (buffer_plan.cpp).
+    const bool dx_over_output =
+        (survey[i].flags & GRAFT_ENTRY_DX_OVER_OUTPUT) && in <= out && i + 1 < survey.size();
+    activations += out + (dx_over_output ? 0.0 : in);
+  }
+  return 4.0 * (parameters * (2.0 + states) +
+                double(plan.slots) * double(plan.rows_per_slot) * activations);
+}
+
+std::string memory_text(const RankMemory& m) {
+  if (!m.built) return "memory ~" + human_bytes(m.estimate) + " (estimated from the layers)";
+  const runtime::Model::MemorySplit& s = m.split;
+  return "memory " + human_bytes(double(s.total())) + ": parameters " +
+         human_bytes(double(s.parameters)) + ", gradients " + human_bytes(double(s.gradients)) +
+         ", optimizer state " + human_bytes(double(s.optimizer_state)) + ", activations " +
+         human_bytes(double(s.activations)) + ", workspaces " + human_bytes(double(s.workspaces));
+}
+
+// A tensor group whose ranks are on more than one node of `per_node` consecutive ranks: valid,
+// but its all-reduces (two per Megatron pair, every layer pair, every micro-batch) then cross
+// the network instead of NVLink.
+void warn_tensor_across_nodes(const runtime::MeshShape& shape, int32_t per_node) {
+  if (shape.degree[GRAFT_AXIS_TENSOR] < 2) return;
+  int spanning = 0;
+  std::string first;
+  for (int32_t r = 0; r < shape.size(); ++r) {
+    auto coord = shape.coords_of(r);
+    if (coord[GRAFT_AXIS_TENSOR] != 0) continue;  // each group once, by its first member
+    std::string ranks;
+    bool across = false;
+    for (int32_t t = 0; t < shape.degree[GRAFT_AXIS_TENSOR]; ++t) {
+      coord[GRAFT_AXIS_TENSOR] = t;
+      const int32_t member = shape.rank_of(coord);
+      across = across || member / per_node != r / per_node;
+      ranks += (ranks.empty() ? "" : ", ") + std::to_string(member);
+    }
+    if (across && spanning++ == 0) first = ranks;
+  }
+  if (!spanning) return;
+  const int32_t tensor = shape.degree[GRAFT_AXIS_TENSOR];
+  std::string fix = shape.order[0] != GRAFT_AXIS_TENSOR
+                        ? "put tensor first in [parallel] order (order = \"tensor,data,pipeline\")"
+                        : "";
+  if (tensor > per_node || per_node % tensor != 0)
+    fix += std::string(fix.empty() ? "" : ", and ") + "make tensor divide " +
+           std::to_string(per_node) + " (the ranks of a node), giving the rest to data or pipeline";
+  std::printf(
+      "warning: %d tensor group(s) span more than one node of %d ranks (--ranks-per-node), "
+      "e.g. ranks %s; tensor parallelism all-reduces twice per layer pair, which needs a node's "
+      "NVLink bandwidth; %s\n",
+      spanning, per_node, first.c_str(), fix.c_str());
+}
+
+// --world N: the mesh, and the plan each rank r of N would get from the strategy, made without
+// MPI (the strategy sees a world with no communicator), with the memory of that rank's model.
+void print_placement(const runtime::Session& session, const ConfigArguments& a, int32_t world,
+                     int32_t per_node) {
+  const runtime::MeshShape shape = runtime::resolve_mesh(session.config.parallel, world);
+  std::printf("\nmesh: %s (order %s), zero %d\n", shape.summary().c_str(),
+              shape.order_text().c_str(), shape.zero);
+  std::printf("placement on %d rank(s), strategy %s:\n", world, session.strategy->name().c_str());
+  std::map<std::array<int32_t, 3>, RankMemory> models;  // by the coordinates that shape a model
   for (int32_t r = 0; r < world; ++r) {
     const runtime::LayoutPlan layout = session.plan_for(r, world);
     const graft_plan& plan = layout.plan;
+    std::array<int32_t, 3> key = shape.coords_of(r);
+    if (shape.zero == 0) key[GRAFT_AXIS_DATA] = 0;
     std::string layers;
-    double parameters = 0.0, activations = 0.0;
-    for (size_t i = 0; i < survey.size(); ++i) {
-      const graft_layer_placement& place = layout.layers[i];
-      if (place.stage != plan.stage_index) continue;
-      const bool sharded = place.shard != GRAFT_SHARD_NONE && plan.shards > 1;
-      layers += (layers.empty() ? "" : ", ") + std::to_string(i) + " " + survey[i].type;
-      if (sharded)
-        layers += " (" + std::string(shard_name(place.shard)) + " " +
-                  std::to_string(plan.shard_index + 1) + "/" + std::to_string(plan.shards) + ")";
-      parameters += double(survey[i].parameters) / (sharded ? plan.shards : 1);
-      const double out = double(graft_shape_numel(&survey[i].output)) /
-                         (sharded && place.shard != GRAFT_SHARD_ROW ? plan.shards : 1);
-      const double in = double(graft_shape_numel(&survey[i].input)) /
-                        (sharded && place.shard != GRAFT_SHARD_COLUMN ? plan.shards : 1);
-      // The model writes dx over the output where the layer allows it (buffer_plan.cpp).
-      const bool dx_over_output =
-          (survey[i].flags & GRAFT_ENTRY_DX_OVER_OUTPUT) && in <= out && i + 1 < survey.size();
-      activations += out + (dx_over_output ? 0.0 : in);
+    double parameters = 0.0;
+    const double estimate = estimated_bytes(session, layout, parameters, layers);
+    if (!models.count(key)) {
+      RankMemory m;
+      m.estimate = estimate;
+      if (r == 0) {
+        m.built = true;
+        m.split = session.model->planned_memory();
+      } else if (models.size() < kMaxModels) {
+        runtime::SessionOptions o = session_options(a);
+        o.rank = r;
+        o.world = world;
+        o.allocate_step_buffers = false;
+        o.open_test_split = false;
+        o.write_outputs = false;
+        const runtime::Session planned(load(a), o);
+        m.built = true;
+        m.split = planned.model->planned_memory();
+      }
+      models.emplace(key, m);
     }
-    const double bytes = 4.0 * (parameters * (2.0 + states) +
-                                double(plan.slots) * double(plan.rows_per_slot) * activations);
+    const std::array<int64_t, GRAFT_MESH_AXES> moves = {
+        plan.axis_bytes_per_step[0], plan.axis_bytes_per_step[1], plan.axis_bytes_per_step[2]};
     std::printf("rank %d  stage %d/%d, shard %d/%d: layers %s\n", r, plan.stage_index, plan.stages,
                 plan.shard_index, plan.shards, layers.empty() ? "none" : layers.c_str());
+    std::printf("        %s; parameters %.0f, %s (%d slot(s) x %lld rows)\n",
+                shape.describe(r).c_str(), parameters, memory_text(models.at(key)).c_str(),
+                plan.slots, static_cast<long long>(plan.rows_per_slot));
     std::printf(
-        "        parameters %.0f, memory ~%s (%d slot(s) x %lld rows); per step sends "
-        "%lld message(s), %s\n",
-        parameters, human_bytes(bytes).c_str(), plan.slots,
-        static_cast<long long>(plan.rows_per_slot), static_cast<long long>(plan.messages_per_step),
-        human_bytes(double(plan.message_bytes_per_step)).c_str());
+        "        per step sends %lld message(s), %s; moves data %s, pipeline %s, tensor %s\n",
+        static_cast<long long>(plan.messages_per_step),
+        human_bytes(double(plan.message_bytes_per_step)).c_str(),
+        human_bytes(double(moves[0])).c_str(), human_bytes(double(moves[1])).c_str(),
+        human_bytes(double(moves[2])).c_str());
   }
+  warn_tensor_across_nodes(shape, per_node);
 }
 }  // namespace
 
@@ -92,12 +189,15 @@ int validate(const Arguments& args) {
   return run_command("validate", [&] {
     const auto start = std::chrono::steady_clock::now();
     ConfigArguments a;
-    int world = -1;  // not given
+    int world = -1;    // not given
+    int per_node = 8;  // a DGX H100's GPUs
     po::options_description options("graft validate options");
     add_config_options(options, a);
     options.add_options()("world", po::value<int>(&world),
                           "show the placement each rank of a job of N ranks would get (the "
-                          "layers, shards, memory and messages per step), without MPI");
+                          "layers, shards, memory and messages per step), without MPI")(
+        "ranks-per-node", po::value<int>(&per_node),
+        "ranks on one node (default 8): warns when a tensor group spans nodes");
     po::positional_options_description positional;
     positional.add("config", 1);
     if (!parse(args, "usage: graft validate CONFIG [--world N] [--set key=value ...]", options,
@@ -105,12 +205,19 @@ int validate(const Arguments& args) {
       return 0;
     if (world == 0 || world < -1 || world > 4096)
       throw runtime::UserError("--world " + std::to_string(world) + ": expected 1..4096 ranks");
+    if (per_node < 1)
+      throw runtime::UserError("--ranks-per-node " + std::to_string(per_node) +
+                               ": expected 1 or more");
+    runtime::Config config = load(a);
+    // Degrees that name their world ([parallel] data = 2, tensor = 4) are validated on it.
+    if (world < 0 && runtime::mesh_world(config.parallel) > 1)
+      world = runtime::mesh_world(config.parallel);
     runtime::SessionOptions session_opts = session_options(a);
     if (world > 0) session_opts.world = world;  // built as rank 0 of that job would build it
     // Validate reports the memory a batch needs; it never holds it, so a batch too large for
     // the machine is a warning here and an error for train and eval.
     session_opts.allocate_step_buffers = false;
-    runtime::Session session(load(a), session_opts);
+    runtime::Session session(std::move(config), session_opts);
     const runtime::Model& m = *session.model;
     const graft_dataset_info& data = session.train_set->info();
     std::printf("%s: valid\n\n", session.config.file.c_str());
@@ -152,7 +259,7 @@ int validate(const Arguments& args) {
                 session.config.optimizer.lr, session.config.optimizer.schedule.type.c_str(),
                 session.strategy->name().c_str());
     print_cuda_coverage(session);
-    if (world > 0) print_placement(session, world);
+    if (world > 0) print_placement(session, a, world, per_node);
     const double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::printf("checked in %.1f ms\n", ms);

@@ -58,6 +58,13 @@ runtime::Config config_for(const ConfigArguments& a, const std::string& file_str
             !(layout && key.str() == "schedule" && !layout->schedule.empty()))
           others.emplace_back(key.str());
       for (const std::string& key : others) parallel->erase(key);
+      // The mesh keys went with them (their nodes too): this strategy gets its own mesh.
+      runtime::ParallelConfig own;
+      own.strategy = c.parallel.strategy;
+      own.timeout_s = c.parallel.timeout_s;
+      own.file = c.parallel.file;
+      own.table = c.parallel.table;
+      c.parallel = own;
     }
   c.run.steps = steps;
   c.run.epochs = 0;

@@ -51,7 +51,9 @@ class Communicator {
   virtual void barrier(const char* what) = 0;
   // Ranks passing the same color form a new communicator ordered by key. The parent owns it
   // (the C API promises strategies that the host frees it), so it lives as long as the parent.
-  virtual Communicator& split(int32_t color, int32_t key) = 0;
+  // `name` is what the watchdog calls it ("data group"; the same on every member); empty:
+  // "<parent>/split<n>[color c]".
+  virtual Communicator& split(int32_t color, int32_t key, const std::string& name = "") = 0;
 };
 
 // The C table lent to strategies, and the handles it passes around. graft_comm and
@@ -61,6 +63,14 @@ inline graft_comm* comm_handle(Communicator& c) { return reinterpret_cast<graft_
 inline Communicator& from_handle(graft_comm* c) { return *reinterpret_cast<Communicator*>(c); }
 
 // --- Checks shared by every implementation (inline: the MPI module links no runtime code) ---
+
+// How reports name a communicator after "on": "world", or "the data group" for a group.
+inline std::string comm_label(const std::string& name) {
+  const std::string group = " group";
+  const bool is_group = name.size() > group.size() &&
+                        name.compare(name.size() - group.size(), group.size(), group) == 0;
+  return is_group ? "the " + name : name;
+}
 
 inline std::string comm_call(const char* call, const char* what) {
   return what && *what ? std::string(call) + " '" + what + "'" : std::string(call);

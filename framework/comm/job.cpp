@@ -27,6 +27,8 @@ class LocalJob final : public Job {
   // read it from graft_world).
   void set_timeout(double seconds) override { timeout_ = seconds; }
   double timeout() const override { return timeout_; }
+  // A world of one has no watchdog report to name ranks in.
+  void set_rank_labels(std::vector<std::string>) override {}
   int fail(int exit_code) override { return exit_code; }
 
  private:

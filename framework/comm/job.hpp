@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "comm/communicator.hpp"
 
@@ -19,6 +20,9 @@ class Job {
   // timeout_s). Applies to every communicator of the job, split ones included.
   virtual void set_timeout(double seconds) = 0;
   virtual double timeout() const = 0;
+  // How the watchdog's reports name each world rank beside its number, by world rank: its
+  // place on the device mesh ("data 0, pipeline 1, tensor 1"). Empty: numbers alone.
+  virtual void set_rank_labels(std::vector<std::string> labels) = 0;
   // For a rank whose command failed, after it printed its error. Locally: returns exit_code.
   // Under MPI: waits briefly for the other ranks, so that when they fail alike (a bad config)
   // each prints its own error; if all did, MPI is finalised and exit_code returned; otherwise

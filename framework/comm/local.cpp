@@ -78,7 +78,7 @@ std::unique_ptr<CommRequest> LocalCommunicator::recv_start(DLTensor&, int32_t pe
   no_peer("recv_start", peer, what);
 }
 
-Communicator& LocalCommunicator::split(int32_t, int32_t) {
+Communicator& LocalCommunicator::split(int32_t, int32_t, const std::string&) {
   children_.push_back(std::make_unique<LocalCommunicator>());
   return *children_.back();
 }

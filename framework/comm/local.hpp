@@ -29,7 +29,7 @@ class LocalCommunicator final : public Communicator {
   std::unique_ptr<CommRequest> recv_start(DLTensor& t, int32_t peer, int32_t tag,
                                           const char* what) override;
   void barrier(const char*) override {}
-  Communicator& split(int32_t color, int32_t key) override;
+  Communicator& split(int32_t color, int32_t key, const std::string& name = "") override;
 
  private:
   std::vector<std::unique_ptr<LocalCommunicator>> children_;

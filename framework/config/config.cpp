@@ -3,6 +3,7 @@
 #include "config/config.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include "config/config_tree.hpp"
 #include "config/section_reader.hpp"
@@ -255,6 +256,21 @@ ParallelConfig read_parallel(const toml::table& root, const std::string& file) {
   const toml::table* table = section_table(root, "parallel", "[parallel]");
   SectionReader in(table, "[parallel]", file);
   ParallelConfig parallel;
+  parallel.file = file;
+  // Read as given; resolve_mesh checks them against the strategy and the world, in one place.
+  const char* axes[3] = {"data", "pipeline", "tensor"};
+  const int64_t int32_min = std::numeric_limits<int32_t>::min();
+  const int64_t int32_max = std::numeric_limits<int32_t>::max();
+  for (size_t a = 0; a < 3; ++a) {
+    parallel.degree[a] = in.integer(axes[a], 1, int32_min, int32_max);
+    parallel.degree_node[a] = in.find(axes[a]);
+  }
+  parallel.zero = in.integer("zero", parallel.zero, int32_min, int32_max);
+  parallel.zero_node = in.find("zero");
+  parallel.order = in.string("order", parallel.order);
+  parallel.order_node = in.find("order");
+  // Mesh keys without a strategy ask for the strategy that composes the axes.
+  if (parallel.mesh_given()) parallel.strategy = "mesh";
   parallel.strategy = in.string("strategy", parallel.strategy);
   if (parallel.strategy.empty())
     in.fail("strategy", "must name a strategy plugin, e.g. strategy = \"single\"");
@@ -321,7 +337,8 @@ const std::vector<std::string>& reserved_keys(Section section) {
   static const std::vector<std::string> type = {"type"};
   static const std::vector<std::string> optimizer = {"type", "lr", "schedule",
                                                      "decay_bias_and_norm"};
-  static const std::vector<std::string> parallel = {"strategy", "timeout_s"};
+  static const std::vector<std::string> parallel = {"strategy", "timeout_s", "data", "pipeline",
+                                                    "tensor",   "zero",      "order"};
   switch (section) {
     case Section::data: return data;
     case Section::layer:

@@ -2,6 +2,7 @@
 // framework's own sections checked and read into structs, and the resolved TOML saved with a run.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -95,10 +96,24 @@ struct CheckpointConfig {
   bool enabled = true;
 };
 
+// [parallel]. The device mesh keys (data, pipeline, tensor, zero, order) are the host's: it
+// resolves them against the world size (parallel/mesh.hpp) and lends the mesh to the strategy.
 struct ParallelConfig {
-  std::string strategy = "single";
-  double timeout_s = 300;              // a collective waiting longer reports the missing ranks
+  std::string strategy = "single";  // "mesh" when a mesh key is given and strategy is not
+  double timeout_s = 300;           // a collective waiting longer reports the missing ranks
+  // By graft_axis (data, pipeline, tensor); 1 when not given, -1: the world divided by the
+  // others. `degree_node` is the key's value when given (NULL otherwise), for messages.
+  std::array<int64_t, 3> degree{1, 1, 1};
+  std::array<const toml::node*, 3> degree_node{};
+  int64_t zero = 0;  // 0 none, 1 optimizer state, 2 + gradients, 3 + parameters
+  const toml::node* zero_node = nullptr;
+  std::string order = "tensor,data,pipeline";  // fastest-varying axis first
+  const toml::node* order_node = nullptr;
+  std::string file;                    // the main file: where messages point without a node
   const toml::table* table = nullptr;  // [parallel], NULL when the file has none
+
+  bool degree_given() const { return degree_node[0] || degree_node[1] || degree_node[2]; }
+  bool mesh_given() const { return degree_given() || zero_node || order_node; }
 };
 
 // The table pointers point into `root`, so a Config moves but never copies.

@@ -30,7 +30,12 @@ struct MeshShape {
   std::string describe(int32_t rank) const;
   // "data 2 x pipeline 2 x tensor 2" (axes of degree 1 left out; "1 rank" when all are).
   std::string summary() const;
+  // "tensor,data,pipeline": [parallel] order as it reads in a config.
+  std::string order_text() const;
 };
+
+// describe(r) for every rank r: the labels the watchdog prints beside rank numbers.
+std::vector<std::string> rank_labels(const MeshShape& shape);
 
 const char* axis_name(int axis);  // "data", "pipeline", "tensor"
 
@@ -41,6 +46,10 @@ const char* axis_name(int axis);  // "data", "pipeline", "tensor"
 // not the world, a zero level out of range or with no data axis to shard over, or an order
 // that is not a permutation of the three axes is a UserError naming the key and the fix.
 MeshShape resolve_mesh(const ParallelConfig& parallel, int32_t world);
+
+// The world the config's degrees name on their own (their product, when one is given and none
+// is -1), for `graft validate` without --world; 0 when they leave it open.
+int32_t mesh_world(const ParallelConfig& parallel);
 
 class Mesh {
  public:

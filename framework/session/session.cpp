@@ -84,6 +84,10 @@ Session::Session(Config cfg, const SessionOptions& options)
     world = job_->world().size();
     job_->set_timeout(config.parallel.timeout_s);
   }
+  // The mesh is checked against the world first: a bad degree fails alike on every rank
+  // before any plugin loads, and from here on the watchdog names ranks by their place.
+  mesh_shape_ = resolve_mesh(config.parallel, world);
+  if (job_) job_->set_rank_labels(rank_labels(mesh_shape_));
   set_cpu_threads(config.run.threads);
   std::vector<std::string> dirs = options.plugin_dirs;
   dirs.insert(dirs.end(), config.plugin_paths.begin(), config.plugin_paths.end());
@@ -140,7 +144,8 @@ Session::Session(Config cfg, const SessionOptions& options)
     device_comm_ = start_device_comm(*strategy_comm, strategy_record.name);
     if (device_comm_) strategy_comm = device_comm_.get();
   }
-  strategy = create_strategy(strategy_record, rank, world, strategy_comm);
+  mesh_ = std::make_unique<Mesh>(mesh_shape_, rank, strategy_comm);
+  strategy = create_strategy(strategy_record, rank, world, strategy_comm, *mesh_);
   survey = survey_layers(layers, info.input);
   layout = plan_layout(*strategy, survey, config.data.batch_size, config.run.gradient_accumulation);
 
@@ -207,13 +212,15 @@ std::string Session::memory_shortfall() const {
 }
 
 std::unique_ptr<StrategyInstance> Session::create_strategy(const PluginRecord& record, int32_t r,
-                                                           int32_t size, Communicator* comm) const {
+                                                           int32_t size, Communicator* comm,
+                                                           const Mesh& mesh) const {
   graft_world w{sizeof(graft_world),
                 r,
                 size,
                 comm ? comm_handle(*comm) : nullptr,
                 comm ? comm_api() : nullptr,
-                config.parallel.timeout_s};
+                config.parallel.timeout_s,
+                &mesh.c_mesh()};
   return std::make_unique<StrategyInstance>(record, strategy_options_, w);
 }
 
@@ -229,7 +236,8 @@ std::unique_ptr<Communicator> Session::start_device_comm(Communicator& host_worl
 }
 
 LayoutPlan Session::plan_for(int32_t r, int32_t size) const {
-  return plan_layout(*create_strategy(strategy->record(), r, size, nullptr), survey,
+  const Mesh planned(resolve_mesh(config.parallel, size), r, nullptr);
+  return plan_layout(*create_strategy(strategy->record(), r, size, nullptr, planned), survey,
                      config.data.batch_size, config.run.gradient_accumulation);
 }
 

@@ -12,6 +12,7 @@
 #include "data/dataset_instance.hpp"
 #include "model/model.hpp"
 #include "model/model_survey.hpp"
+#include "parallel/mesh.hpp"
 #include "plugin/registry.hpp"
 #include "plugin/strategy_instance.hpp"
 
@@ -57,6 +58,10 @@ class Session {
   std::vector<LayerSurvey> survey;  // the top-level layers, before the model was built
   LayoutPlan layout;                // this rank's plan, which the model was built with
 
+  // This rank's place on the device mesh ([parallel] data / pipeline / tensor), with one
+  // communicator per axis split from the strategy's (none without a job).
+  const Mesh& mesh() const { return *mesh_; }
+
   // The job's world communicator (checkpoint gathers, agreeing on results); NULL without a job.
   Communicator* comm() const { return job_ ? &job_->world() : nullptr; }
 
@@ -86,15 +91,18 @@ class Session {
   bool eval_sized() const;
   // The key that sizes them, for messages: "run.toml:12:14: [data] batch_size = 64".
   std::string rows_origin() const;
-  // The strategy for rank r of `size`; comm is NULL when only planning.
+  // The strategy for rank r of `size` on `mesh`; comm is NULL when only planning.
   std::unique_ptr<StrategyInstance> create_strategy(const PluginRecord& record, int32_t r,
-                                                    int32_t size, Communicator* comm) const;
+                                                    int32_t size, Communicator* comm,
+                                                    const Mesh& mesh) const;
   // On a GPU the strategy communicates device memory through NCCL (wrapping the job's world
   // for host memory); NULL when the job's world serves as it is.
   std::unique_ptr<Communicator> start_device_comm(Communicator& host_world,
                                                   const std::string& strategy_name) const;
   Job* job_ = nullptr;  // see SessionOptions::job
   std::unique_ptr<Communicator> device_comm_;
+  MeshShape mesh_shape_;        // resolved before anything is loaded
+  std::unique_ptr<Mesh> mesh_;  // its groups are children of the strategy's communicator
   PluginChoice reader_;
   BoundOptions strategy_options_;
   std::string resolved_config_;

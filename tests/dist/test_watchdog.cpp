@@ -39,6 +39,22 @@ TEST_CASE("a rank that stalls outside MPI is named, with its last collective") {
   CHECK(run.output.find("rank 2: waiting") != std::string::npos);
 }
 
+TEST_CASE("a hang on a mesh group names the group, and ranks by their place on the mesh") {
+  auto run = job(4, "group");
+  INFO(run.output);
+  CHECK(run.exit_code == 1);
+  CHECK(run.seconds < 20);
+  CHECK(occurrences(run.output, "graft: watchdog on rank") == 1);
+  CHECK(run.output.find("graft: watchdog on rank 3 (data 1, pipeline 0, tensor 1): waited") !=
+        std::string::npos);
+  CHECK(run.output.find("in all_reduce_f64 #1 'gradient bucket 2' on the data group, more than") !=
+        std::string::npos);
+  CHECK(run.output.find("ranks that have not joined: 1 (data 0, pipeline 0, tensor 1)\n") !=
+        std::string::npos);
+  CHECK(run.output.find("rank 1 (data 0, pipeline 0, tensor 1): in no collective") !=
+        std::string::npos);
+}
+
 TEST_CASE("a receive whose sender never sends names the sender") {
   auto run = job(2, "recv");
   INFO(run.output);

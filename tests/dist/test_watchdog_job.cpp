@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "cli/common.hpp"
+#include "parallel/mesh.hpp"
 
 using graft::runtime::Communicator;
 using graft::runtime::Job;
@@ -53,6 +54,15 @@ int main(int argc, char** argv) {
         world.barrier("step end");
       else
         world.all_reduce_f64(&value, 1, GRAFT_REDUCE_SUM, "loss sums");
+    } else if (mode == "group") {  // 4 ranks, data 2 x tensor 2: rank 1 stalls, its data
+                                   // group partner (rank 3) waits on that group alone
+      graft::runtime::MeshShape shape;
+      shape.degree = {2, 1, 2};
+      graft::runtime::Mesh mesh(shape, rank, &world);
+      job.set_rank_labels(graft::runtime::rank_labels(shape));
+      if (rank == 1) stall();
+      mesh.axis(GRAFT_AXIS_DATA)->all_reduce_f64(&value, 1, GRAFT_REDUCE_SUM, "gradient bucket 2");
+      if (rank != 3) stall();         // so that rank 3's report is the only one
     } else if (mode == "fail_all") {  // every rank finds the same mistake, as with a bad config
       throw graft::runtime::UserError("the same mistake on every rank");
     }

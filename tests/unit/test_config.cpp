@@ -478,7 +478,9 @@ TEST_CASE("reserved keys let bind_options skip the framework's keys") {
                   UserError);
   CHECK(reserved_keys(Section::data).size() == 5);
   CHECK(reserved_keys(Section::layer) == std::vector<std::string>{"type"});
-  CHECK(reserved_keys(Section::parallel) == std::vector<std::string>{"strategy", "timeout_s"});
+  CHECK(reserved_keys(Section::parallel) == std::vector<std::string>{"strategy", "timeout_s",
+                                                                     "data", "pipeline", "tensor",
+                                                                     "zero", "order"});
 }
 
 TEST_CASE("the resolved TOML shows every value and loads back to the same config") {

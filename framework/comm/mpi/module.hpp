@@ -10,7 +10,7 @@
 
 // Bumped whenever Job, Communicator or this entry change, so a stale module is refused
 // instead of called through a different vtable.
-#define GRAFT_COMM_MPI_MODULE_VERSION 1u
+#define GRAFT_COMM_MPI_MODULE_VERSION 2u
 #define GRAFT_COMM_MPI_ENTRY "graft_comm_mpi_start"
 #define GRAFT_COMM_MPI_LIBRARY "libgraft_comm_mpi.so"
 

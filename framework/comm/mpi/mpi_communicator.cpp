@@ -382,16 +382,18 @@ void MpiCommunicator::barrier(const char* what) {
   watched(watchdog_, record, &members_, [&] { MPI_CHECK(MPI_Barrier(comm_), describe(record)); });
 }
 
-Communicator& MpiCommunicator::split(int32_t color, int32_t key) {
+Communicator& MpiCommunicator::split(int32_t color, int32_t key, const std::string& name) {
   if (color < 0)
     throw UserError("split: color " + std::to_string(color) + " is negative; colors are >= 0");
   const OpRecord record = collective("split", nullptr);
   MPI_Comm child = MPI_COMM_NULL;
   watched(watchdog_, record, &members_,
           [&] { MPI_CHECK(MPI_Comm_split(comm_, color, key, &child), describe(record)); });
-  const std::string name =
-      name_ + "/split" + std::to_string(++splits_) + "[color " + std::to_string(color) + "]";
-  children_.push_back(std::make_unique<MpiCommunicator>(child, name, watchdog_));
+  ++splits_;
+  const std::string child_name = !name.empty() ? name
+                                               : name_ + "/split" + std::to_string(splits_) +
+                                                     "[color " + std::to_string(color) + "]";
+  children_.push_back(std::make_unique<MpiCommunicator>(child, child_name, watchdog_));
   return *children_.back();
 }
 

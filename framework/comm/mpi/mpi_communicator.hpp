@@ -49,7 +49,7 @@ class MpiCommunicator final : public Communicator {
   std::unique_ptr<CommRequest> recv_start(DLTensor& t, int32_t peer, int32_t tag,
                                           const char* what) override;
   void barrier(const char* what) override;
-  Communicator& split(int32_t color, int32_t key) override;
+  Communicator& split(int32_t color, int32_t key, const std::string& name = "") override;
 
   Watchdog& watchdog() { return watchdog_; }
   const std::vector<int>& members() const { return members_; }

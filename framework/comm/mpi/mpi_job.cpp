@@ -65,6 +65,9 @@ class MpiJob final : public Job {
   bool distributed() const override { return true; }
   void set_timeout(double seconds) override { watchdog_->set_timeout(seconds); }
   double timeout() const override { return watchdog_->timeout(); }
+  void set_rank_labels(std::vector<std::string> labels) override {
+    watchdog_->set_rank_labels(std::move(labels));
+  }
 
   int fail(int exit_code) override {
     std::fflush(stdout);

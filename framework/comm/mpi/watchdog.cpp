@@ -3,6 +3,8 @@
 // other ranks even while its own rank is stuck in a collective or busy outside MPI.
 #include "comm/mpi/watchdog.hpp"
 
+#include "comm/communicator.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -65,7 +67,7 @@ std::string describe(const OpRecord& op) {
     out += std::string(std::strstr(op.call, "send") ? " to" : " from") + " rank " +
            std::to_string(op.peer);
   if (op.what[0]) out += std::string(" '") + op.what + "'";
-  return out + " on " + op.comm;
+  return out + " on " + comm_label(op.comm);
 }
 
 void name_wait(OpRecord& op) {
@@ -117,6 +119,11 @@ void Watchdog::end(bool completed) {
   if (state_ == RankState::waiting) state_ = RankState::between;
   since_ = Clock::now();
   members_ = nullptr;
+}
+
+void Watchdog::set_rank_labels(std::vector<std::string> labels) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  labels_ = std::move(labels);
 }
 
 RankStatus Watchdog::snapshot(int64_t round) {
@@ -277,14 +284,24 @@ void Watchdog::report_and_abort(const RankStatus& self) {
     for (int m : members)
       if (m != rank_ && (!others[m] || !joined(*others[m], op))) missing.push_back(m);
   }
+  std::vector<std::string> labels;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    labels = labels_;
+  }
+  // "5 (data 0, pipeline 1, tensor 1)": a rank by its number and its place on the mesh.
+  const auto named = [&](int r) {
+    const bool labelled = r >= 0 && size_t(r) < labels.size() && !labels[size_t(r)].empty();
+    return std::to_string(r) + (labelled ? " (" + labels[size_t(r)] + ")" : std::string());
+  };
   std::string list, mismatch;
   for (int m : missing) {
-    list += (list.empty() ? "" : ", ") + std::to_string(m);
+    list += (list.empty() ? "" : ", ") + named(m);
     if (others[m] && mismatched(*others[m], op))
-      mismatch += (mismatch.empty() ? "" : ", ") + std::to_string(m);
+      mismatch += (mismatch.empty() ? "" : ", ") + named(m);
   }
 
-  std::string text = "graft: watchdog on rank " + std::to_string(rank_) + ": waited " +
+  std::string text = "graft: watchdog on rank " + named(rank_) + ": waited " +
                      seconds_text(me.seconds) + " in " + describe(op) +
                      ", more than [parallel] timeout_s = " + seconds_text(timeout()) + ".\n";
   text += missing.empty() ? "  every rank of that communicator reached it (a transport stall?)\n"
@@ -294,7 +311,7 @@ void Watchdog::report_and_abort(const RankStatus& self) {
             " (the ranks called collectives in different orders: a bug in the strategy)\n";
   for (int r = 0; r < size_; ++r) {
     const RankStatus* s = r == rank_ ? &me : others[r].get();
-    text += "  rank " + std::to_string(r) + ": ";
+    text += "  rank " + named(r) + ": ";
     if (!s) {
       text += threads_ok_ ? "not responding (no answer within 2 s: dead, or its watchdog "
                             "cannot run)\n"

@@ -53,6 +53,8 @@ class Watchdog {
   bool threads_ok() const { return threads_ok_; }
   void set_timeout(double seconds) { timeout_s_.store(seconds); }
   double timeout() const { return timeout_s_.load(); }
+  // Job::set_rank_labels: printed beside rank numbers in the report.
+  void set_rank_labels(std::vector<std::string> labels);
 
   // The calling rank starts waiting in `op`; `members` are the world ranks of its communicator
   // (for a send/recv: only the peer matters). end(true) records it as completed.
@@ -89,6 +91,7 @@ class Watchdog {
   int64_t completed_ = 0;
   OpRecord current_, last_;
   const std::vector<int>* members_ = nullptr;
+  std::vector<std::string> labels_;  // by world rank; may be empty
 
   // The watchdog thread's own (no lock needed after start).
   int64_t round_ = 0;  // the current question; also the payload its sends read

@@ -9,7 +9,7 @@
 
 // Bumped whenever Communicator, Options or this entry change, so a stale module is refused
 // instead of called through a different vtable.
-#define GRAFT_COMM_NCCL_MODULE_VERSION 1u
+#define GRAFT_COMM_NCCL_MODULE_VERSION 2u
 #define GRAFT_COMM_NCCL_ENTRY "graft_comm_nccl_start"
 #define GRAFT_COMM_NCCL_LIBRARY "libgraft_comm_nccl.so"
 

@@ -370,11 +370,14 @@ std::unique_ptr<CommRequest> NcclCommunicator::recv_start(DLTensor& t, int32_t p
 // which a host barrier would not add to.
 void NcclCommunicator::barrier(const char* what) { host_.barrier(what); }
 
-Communicator& NcclCommunicator::split(int32_t color, int32_t key) {
-  Communicator& child_host = host_.split(color, key);
-  const std::string name =
-      name_ + "/split" + std::to_string(++splits_) + "[color " + std::to_string(color) + "]";
-  children_.push_back(std::make_unique<NcclCommunicator>(child_host, name, options_, watchdog_));
+Communicator& NcclCommunicator::split(int32_t color, int32_t key, const std::string& name) {
+  Communicator& child_host = host_.split(color, key, name);
+  ++splits_;
+  const std::string child_name = !name.empty() ? name
+                                               : name_ + "/split" + std::to_string(splits_) +
+                                                     "[color " + std::to_string(color) + "]";
+  children_.push_back(
+      std::make_unique<NcclCommunicator>(child_host, child_name, options_, watchdog_));
   return *children_.back();
 }
 

@@ -66,7 +66,7 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<CommRequest> recv_start(DLTensor& t, int32_t peer, int32_t tag,
                                           const char* what) override;
   void barrier(const char* what) override;
-  Communicator& split(int32_t color, int32_t key) override;
+  Communicator& split(int32_t color, int32_t key, const std::string& name = "") override;
 
  private:
   // An NCCL communicator and the stream its kernels run on.

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "comm/communicator.hpp"
+
 namespace graft::runtime::nccl {
 
 // One operation, in plain bytes: recording one allocates nothing.
@@ -20,7 +22,7 @@ struct OpRecord {
   int64_t seq = 0;     // collectives: their number on `comm`, 1-based, equal on every rank
   int32_t peer = -1;   // send/recv: the other rank of `comm`; else -1
   char call[24] = {};  // "all_reduce", "all_reduce_start", "send"
-  char comm[48] = {};  // "world", "world/split1[color 0]"
+  char comm[48] = {};  // "world", "data group", "world/split1[color 0]"
   char what[96] = {};  // the caller's description, cut to fit
 };
 
@@ -41,7 +43,7 @@ inline std::string describe(const OpRecord& op) {
     out += std::string(std::strncmp(op.call, "send", 4) == 0 ? " to" : " from") + " rank " +
            std::to_string(op.peer);
   if (op.what[0]) out += std::string(" '") + op.what + "'";
-  return out + " on " + op.comm;
+  return out + " on " + comm_label(op.comm);
 }
 
 template <class Event>
