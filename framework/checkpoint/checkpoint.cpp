@@ -88,9 +88,10 @@ fs::path latest_checkpoint(const fs::path& folder) {
 }
 
 fs::path save_checkpoint(const fs::path& folder, Model& model, const TrainingPosition& position,
-                         int64_t keep, Communicator* comm) {
+                         int64_t keep, Communicator* comm, const GatherGroups* groups) {
   // Parameters first, then each optimizer state: the order of the tensors in the file.
-  const std::vector<WholeTensor> whole = gather_whole_parameters(model, comm, true);
+  const std::vector<WholeTensor> whole = groups ? gather_whole_parameters(model, *groups, true)
+                                                : gather_whole_parameters(model, comm, true);
   const std::string stem = "step_" + std::to_string(position.step);
   const fs::path tensor_file = folder / (stem + ".safetensors");
   if (comm && comm->rank() != 0) return tensor_file;
@@ -166,6 +167,7 @@ Checkpoints::Checkpoints(const Session& session, int64_t batches_per_epoch)
       folder_(session.run_dir / "checkpoints"),
       model_(*session.model),
       comm_(session.comm()),
+      groups_(session.gather_groups()),
       write_(session.write_outputs),
       seed_(session.config.run.seed),
       batches_per_epoch_(batches_per_epoch) {}
@@ -199,7 +201,7 @@ void Checkpoints::maybe_save(const TrainingPosition& at, RunPoint point) {
     position.epoch += 1;
     position.batch_in_epoch = 0;
   }
-  save_checkpoint(folder_, model_, position, config_.keep, comm_);
+  save_checkpoint(folder_, model_, position, config_.keep, comm_, &groups_);
 }
 
 }  // namespace graft::runtime

@@ -10,6 +10,7 @@
 
 #include "comm/communicator.hpp"
 #include "config/config.hpp"
+#include "checkpoint/parameters_gather.hpp"
 #include "model/model.hpp"
 
 namespace graft::runtime {
@@ -43,10 +44,12 @@ struct CheckpointMeta {
 CheckpointMeta read_checkpoint_meta(const std::string& text, const std::string& where);
 
 // Saves and then deletes all but the newest `keep` checkpoints (keep <= 0 keeps all).
-// Collective over `comm` (NULL: a world of one): every rank calls it, rank 0 alone writes.
+// Collective over the world `comm` (NULL: a world of one) and the mesh's `groups` the whole
+// tensors are gathered over: every rank calls it, rank 0 alone writes.
 std::filesystem::path save_checkpoint(const std::filesystem::path& folder, Model& model,
                                       const TrainingPosition& position, int64_t keep,
-                                      Communicator* comm = nullptr);
+                                      Communicator* comm = nullptr,
+                                      const GatherGroups* groups = nullptr);
 
 // Loads parameters and optimizer state into the model; returns where training stopped.
 // `path` is a step_N.safetensors or step_N.json file, or a run folder / checkpoints folder
@@ -80,6 +83,7 @@ class Checkpoints {
   std::filesystem::path folder_;
   Model& model_;
   Communicator* comm_;
+  GatherGroups groups_;
   bool write_;     // SessionOptions::write_outputs: `graft verify` saves nothing
   uint64_t seed_;  // this run's, which its checkpoints record
   int64_t batches_per_epoch_;

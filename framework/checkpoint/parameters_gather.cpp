@@ -63,6 +63,30 @@ std::vector<WholeTensor> gather_whole_parameters(Model& model, Communicator* wor
                                  with_optimizer_state);
 }
 
+namespace {
+// Optimizer state `s` of every data rank's parts, in the padded layout of the parameters
+// (host memory): each unit's parts all-gathered over the data group.
+std::vector<float> gather_zero_state(Model& model, size_t s, Communicator* data) {
+  const ZeroLayout& z = *model.store().zero();
+  if (!data && z.parts > 1)
+    throw Failure("gathering ZeRO optimizer state: no data group was given for its " +
+                  std::to_string(z.parts) + " parts");
+  std::vector<float> full(z.floats, 0.0f), own;
+  for (const ZeroUnit& u : z.units) {
+    own.resize(u.part);
+    model.copy_to_host(model.state_data(s) + u.state, own.data(), u.part);
+    int64_t in_shape = int64_t(u.part), out_shape = int64_t(u.part) * z.parts;
+    DLTensor in = float_view(own.data(), &in_shape);
+    DLTensor all = float_view(full.data() + u.first, &out_shape);
+    if (data)
+      data->all_gather(in, all, "gathering ZeRO optimizer state");
+    else
+      std::memcpy(full.data() + u.first, own.data(), u.part * sizeof(float));
+  }
+  return full;
+}
+}  // namespace
+
 std::vector<WholeTensor> gather_whole_parameters(Model& model, const GatherGroups& groups,
                                                  bool with_optimizer_state) {
   const ModelSettings& settings = model.settings();
@@ -74,9 +98,13 @@ std::vector<WholeTensor> gather_whole_parameters(Model& model, const GatherGroup
   std::vector<WholeTensor> out;
   std::vector<float> gathered;  // the group's parts side by side, reused
   std::vector<float> on_host;   // a GPU model's buffer, copied
+  std::vector<float> zero_state;  // ZeRO: one state's parts gathered into the padded layout
   for (size_t source = 0; source < sources; ++source) {
     float* base = source == 0 ? model.parameter_data() : model.state_data(source - 1);
-    if (!model.on_cpu()) {
+    if (source > 0 && model.store().zero()) {
+      zero_state = gather_zero_state(model, source - 1, groups.data);
+      base = zero_state.data();
+    } else if (!model.on_cpu()) {
       on_host.resize(model.parameter_count());
       model.copy_to_host(base, on_host.data(), on_host.size());
       base = on_host.data();
@@ -122,11 +150,12 @@ std::vector<WholeTensor> gather_whole_parameters(Model& model, const GatherGroup
 void keep_own_parts(Model& model, const WholeLookup& whole) {
   const ModelSettings& settings = model.settings();
   const auto& states = model.optimizer_state_names();
+  const ZeroLayout* zero = model.store().zero();
   std::vector<float> on_host;  // a GPU model's buffer, assembled here and copied up whole
   for (size_t source = 0; source <= states.size(); ++source) {
     float* const model_base = source == 0 ? model.parameter_data() : model.state_data(source - 1);
     float* base = model_base;
-    if (!model.on_cpu()) {
+    if (!model.on_cpu() || (source > 0 && zero)) {
       on_host.assign(model.parameter_count(), 0.0f);
       base = on_host.data();
     }
@@ -142,7 +171,13 @@ void keep_own_parts(Model& model, const WholeLookup& whole) {
       else
         std::memcpy(base + p.offset, values, p.numel * sizeof(float));
     }
-    if (base != model_base) model.copy_from_host(base, model_base, on_host.size());
+    if (source > 0 && zero) {  // ZeRO: this rank's parts of the padded layout, side by side
+      for (size_t u = 0; u < zero->units.size(); ++u)
+        model.copy_from_host(base + zero->own_first(u), model_base + zero->units[u].state,
+                             zero->units[u].part);
+    } else if (base != model_base) {
+      model.copy_from_host(base, model_base, on_host.size());
+    }
   }
 }
 

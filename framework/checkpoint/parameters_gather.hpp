@@ -26,6 +26,9 @@ struct WholeTensor {
 struct GatherGroups {
   Communicator* pipeline = nullptr;
   Communicator* tensor = nullptr;
+  // Under ZeRO (ParameterStore::zero()) a data rank keeps the optimizer state of its own parts
+  // only: they are all-gathered over this group (Mesh::axis(GRAFT_AXIS_DATA)) first.
+  Communicator* data = nullptr;
 };
 
 // The groups of today's one-axis strategies: the whole world is the pipeline group of a plan

@@ -39,6 +39,18 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
+// `steps` steps, writing nothing, without evaluation or checkpoints.
+runtime::Config finish(runtime::Config& c, int64_t steps) {
+  c.run.steps = steps;
+  c.run.epochs = 0;
+  c.run.progress = "none";
+  c.run.eval_every = 0;
+  c.run.early_stopping.enabled = false;
+  c.checkpoint.enabled = false;
+  c.checkpoint.resume.clear();
+  return std::move(c);
+}
+
 // The config as `strategy` trains it for `steps` steps, writing nothing, with `layout`'s
 // overrides (a mesh layout) when given. The [parallel] table's own keys belong to the strategy
 // the file names; when another trains, the others get their defaults.
@@ -53,11 +65,17 @@ runtime::Config config_for(const ConfigArguments& a, const std::string& file_str
   if (strategy != file_strategy)
     if (toml::table* parallel = c.root["parallel"].as_table()) {
       std::vector<std::string> others;
-      for (const auto& [key, value] : *parallel)
-        if (key.str() != "strategy" && key.str() != "timeout_s" &&
-            !(layout && key.str() == "schedule" && !layout->schedule.empty()))
+      // A layout keeps its own keys (the mesh's degrees, zero and schedule).
+      const std::vector<std::string> keep = {"strategy", "timeout_s", "data", "pipeline",
+                                             "tensor",   "zero",      "order"};
+      for (const auto& [key, value] : *parallel) {
+        const bool own = layout && (std::find(keep.begin(), keep.end(), key.str()) != keep.end() ||
+                                    (key.str() == "schedule" && !layout->schedule.empty()));
+        if (key.str() != "strategy" && key.str() != "timeout_s" && !own)
           others.emplace_back(key.str());
+      }
       for (const std::string& key : others) parallel->erase(key);
+      if (layout) return finish(c, steps);
       // The mesh keys went with them (their nodes too): this strategy gets its own mesh.
       runtime::ParallelConfig own;
       own.strategy = c.parallel.strategy;
@@ -66,14 +84,7 @@ runtime::Config config_for(const ConfigArguments& a, const std::string& file_str
       own.table = c.parallel.table;
       c.parallel = own;
     }
-  c.run.steps = steps;
-  c.run.epochs = 0;
-  c.run.progress = "none";
-  c.run.eval_every = 0;
-  c.run.early_stopping.enabled = false;
-  c.checkpoint.enabled = false;
-  c.checkpoint.resume.clear();
-  return c;
+  return finish(c, steps);
 }
 
 Trained train_one(const ConfigArguments& a, runtime::Job& job, const std::string& file_strategy,
@@ -87,8 +98,14 @@ Trained train_one(const ConfigArguments& a, runtime::Job& job, const std::string
   Trained t;
   t.ranks = session.world;
   runtime::train(session, [&](int64_t, double loss) { t.losses.push_back(loss); });
-  t.parameters = runtime::gather_whole_parameters(*session.model, session.comm(), false);
+  t.parameters = runtime::gather_whole_parameters(*session.model, session.gather_groups(), false);
   return t;
+}
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
 }
 
 struct Differences {
@@ -193,8 +210,21 @@ int verify(const Arguments& args) {
       runtime::load_plugins(registry, dirs);
       for (const std::string& strategy : strategies) registry.get(GRAFT_KIND_STRATEGY, strategy);
     }
-    const std::vector<Layout> layouts = parse_layouts(layouts_text, job.world().size());
+    std::vector<Layout> layouts = parse_layouts(layouts_text, job.world().size());
     const bool speaks = job.world().rank() == 0;
+    // `all` cannot give a model more stages than it has top-level layers: those are skipped.
+    const int32_t n_layers = int32_t(file_config.layers.size());
+    std::vector<std::string> skipped;
+    if (layouts_text == "all") {
+      for (auto l = layouts.begin(); l != layouts.end();) {
+        if (l->pipeline > n_layers) {
+          skipped.push_back(l->name());
+          l = layouts.erase(l);
+        } else {
+          ++l;
+        }
+      }
+    }
 
     const Trained reference = train_one(a, job, file_strategy, "single", steps);
     if (speaks) {
@@ -213,6 +243,9 @@ int verify(const Arguments& args) {
     std::vector<Run> runs;
     for (const std::string& strategy : strategies) runs.push_back({strategy, strategy, nullptr});
     for (const Layout& layout : layouts) runs.push_back({layout.name(), "mesh", &layout});
+    if (speaks && !skipped.empty())
+      std::printf("skipped (more pipeline stages than the model's %d top-level layers): %s\n",
+                  n_layers, join_names(skipped).c_str());
     bool all_pass = true;
     for (const Run& run : runs) {
       const Trained t = train_one(a, job, file_strategy, run.strategy, steps, run.layout);

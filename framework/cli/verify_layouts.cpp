@@ -60,6 +60,9 @@ Layout parse_one(const std::string& entry) {
   return l;
 }
 
+// The highest [parallel] zero this graft builds; `all` tries every level up to it.
+constexpr int32_t kBuiltZero = 1;
+
 // Every (data, pipeline, tensor) whose product is `world`; zero levels where data > 1, both
 // schedules where pipeline > 1.
 std::vector<Layout> every_layout(int32_t world) {
@@ -68,7 +71,7 @@ std::vector<Layout> every_layout(int32_t world) {
     for (int32_t p = 1; p <= world; ++p) {
       if (world % (d * p) != 0) continue;
       const int32_t t = world / (d * p);
-      for (int32_t z = 0; z <= (d > 1 ? 3 : 0); ++z)
+      for (int32_t z = 0; z <= (d > 1 ? kBuiltZero : 0); ++z)
         for (const char* s : {"1f1b", "gpipe"}) {
           if (p == 1 && std::string(s) == "gpipe") continue;
           Layout l{d, p, t, z, p > 1 ? s : ""};

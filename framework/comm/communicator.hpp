@@ -42,6 +42,14 @@ class Communicator {
   // float32: `in` holds size() equal parts, `out` one part.
   virtual void reduce_scatter(const DLTensor& in, DLTensor& out, graft_reduce_op op,
                               const char* what) = 0;
+  // Started forms of the two above (ZeRO). reduce_scatter_start's `out` may be this rank's own
+  // part of `in` (the rest of `in` is then left as it was or scratch, never read again), and
+  // all_gather_start's `in` this rank's own part of `out`.
+  virtual std::unique_ptr<CommRequest> reduce_scatter_start(const DLTensor& in, DLTensor& out,
+                                                            graft_reduce_op op,
+                                                            const char* what) = 0;
+  virtual std::unique_ptr<CommRequest> all_gather_start(const DLTensor& in, DLTensor& out,
+                                                        const char* what) = 0;
   virtual void send(const DLTensor& t, int32_t peer, int32_t tag, const char* what) = 0;
   virtual void recv(DLTensor& t, int32_t peer, int32_t tag, const char* what) = 0;
   virtual std::unique_ptr<CommRequest> send_start(const DLTensor& t, int32_t peer, int32_t tag,

@@ -20,6 +20,10 @@ class LocalCommunicator final : public Communicator {
   void all_reduce_f64(double* values, int64_t n, graft_reduce_op op, const char* what) override;
   void broadcast(DLTensor& t, int32_t root, const char* what) override;
   void all_gather(const DLTensor& in, DLTensor& out, const char* what) override;
+  std::unique_ptr<CommRequest> reduce_scatter_start(const DLTensor& in, DLTensor& out,
+                                                    graft_reduce_op op, const char* what) override;
+  std::unique_ptr<CommRequest> all_gather_start(const DLTensor& in, DLTensor& out,
+                                                const char* what) override;
   void reduce_scatter(const DLTensor& in, DLTensor& out, graft_reduce_op op,
                       const char* what) override;
   void send(const DLTensor& t, int32_t peer, int32_t tag, const char* what) override;

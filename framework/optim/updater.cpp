@@ -60,7 +60,6 @@ float Updater::clip_factor(double squared_norm) const {
 }
 
 void Updater::step_begin(double total_sq_norm) {
-  if (!store_.zero()) throw Failure("step_begin: this model has no ZeRO layout");
   part_clip_ = clip_factor(total_sq_norm);
   last_lr_ = settings_.schedule.at(steps_);
 }

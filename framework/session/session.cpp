@@ -155,6 +155,7 @@ Session::Session(Config cfg, const SessionOptions& options)
   // micro-batch: the memory it saves.
   settings.max_batch = std::max(layout.plan.rows_per_slot, config.data.eval_batch_size);
   layout.apply_to(settings);
+  shard_over_data(settings, optimizer);
   settings.seed = config.run.seed;
   settings.clip_grad_norm = config.run.clip_grad_norm;
   settings.decay_bias_and_norm = config.optimizer.decay_bias_and_norm;
@@ -176,6 +177,36 @@ Session::Session(Config cfg, const SessionOptions& options)
   std::vector<std::pair<std::string, const toml::table*>> tables;
   for (const auto& [path, table] : resolved) tables.emplace_back(path, &table);
   resolved_config_ = resolved_toml(config, tables);
+}
+
+// [parallel] zero >= 1: the model lays its parameters out in units over the data group, when
+// the strategy shards (its plan sets zero_unit_floats) and the optimizer is element-wise (it
+// then updates 1-D slices of parameters).
+void Session::shard_over_data(ModelSettings& settings, const PluginChoice& optimizer) const {
+  const MeshShape& shape = mesh_->shape();
+  if (shape.zero < 1 || shape.degree[GRAFT_AXIS_DATA] < 2) return;
+  const std::string at = config.parallel.zero_node && config.parallel.zero_node->source().path
+                             ? where(*config.parallel.zero_node) + ": "
+                             : config.file.string() + ": ";
+  if (layout.plan.zero_unit_floats < 0)
+    throw UserError(at + "[parallel] zero = " + std::to_string(shape.zero) + ": strategy '" +
+                    config.parallel.strategy +
+                    "' does not shard over its data group; use strategy = \"mesh\" (the default "
+                    "when data, pipeline or tensor is given) or set zero = 0");
+  if (!(optimizer.record->entry->flags & GRAFT_ENTRY_ELEMENTWISE))
+    throw UserError(at + "[parallel] zero = " + std::to_string(shape.zero) + ": optimizer '" +
+                    optimizer.record->name +
+                    "' does not declare itself element-wise (GRAFT_ENTRY_ELEMENTWISE), and ZeRO "
+                    "updates slices of parameters; use sgd, adam, adamw or rmsprop, or set "
+                    "zero = 0");
+  settings.zero_parts = shape.degree[GRAFT_AXIS_DATA];
+  settings.zero_index = mesh_->coord(GRAFT_AXIS_DATA);
+  settings.zero_unit_floats = layout.plan.zero_unit_floats;
+}
+
+GatherGroups Session::gather_groups() const {
+  return GatherGroups{mesh_->axis(GRAFT_AXIS_PIPELINE), mesh_->axis(GRAFT_AXIS_TENSOR),
+                      mesh_->axis(GRAFT_AXIS_DATA)};
 }
 
 bool Session::eval_sized() const { return config.data.eval_batch_size > layout.plan.rows_per_slot; }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/parameters_gather.hpp"
 #include "comm/job.hpp"
 #include "config/config.hpp"
 #include "data/dataset_instance.hpp"
@@ -64,6 +65,8 @@ class Session {
 
   // The job's world communicator (checkpoint gathers, agreeing on results); NULL without a job.
   Communicator* comm() const { return job_ ? &job_->world() : nullptr; }
+  // The mesh's groups that whole tensors are gathered over (checkpoints, `graft verify`).
+  GatherGroups gather_groups() const;
 
   // The plan rank r of a world of `size` would get (`graft validate --world`); no comm needed.
   LayoutPlan plan_for(int32_t r, int32_t size) const;
@@ -101,6 +104,7 @@ class Session {
                                                   const std::string& strategy_name) const;
   Job* job_ = nullptr;  // see SessionOptions::job
   std::unique_ptr<Communicator> device_comm_;
+  void shard_over_data(ModelSettings& settings, const PluginChoice& optimizer) const;
   MeshShape mesh_shape_;        // resolved before anything is loaded
   std::unique_ptr<Mesh> mesh_;  // its groups are children of the strategy's communicator
   PluginChoice reader_;

@@ -42,6 +42,10 @@ class MpiCommunicator final : public Communicator {
   void all_gather(const DLTensor& in, DLTensor& out, const char* what) override;
   void reduce_scatter(const DLTensor& in, DLTensor& out, graft_reduce_op op,
                       const char* what) override;
+  std::unique_ptr<CommRequest> reduce_scatter_start(const DLTensor& in, DLTensor& out,
+                                                    graft_reduce_op op, const char* what) override;
+  std::unique_ptr<CommRequest> all_gather_start(const DLTensor& in, DLTensor& out,
+                                                const char* what) override;
   void send(const DLTensor& t, int32_t peer, int32_t tag, const char* what) override;
   void recv(DLTensor& t, int32_t peer, int32_t tag, const char* what) override;
   std::unique_ptr<CommRequest> send_start(const DLTensor& t, int32_t peer, int32_t tag,

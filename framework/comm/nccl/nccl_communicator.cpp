@@ -262,12 +262,37 @@ void NcclCommunicator::broadcast(DLTensor& t, int32_t root, const char* what) {
 }
 
 void NcclCommunicator::all_gather(const DLTensor& in, DLTensor& out, const char* what) {
-  check_same_side(in, out, "all_gather", what);
-  if (!on_gpu(in)) return host_.all_gather(in, out, what);
-  const size_t part = dense_bytes(in, "all_gather", what);
-  const size_t total = dense_bytes(out, "all_gather", what);
+  gather(in, out, "all_gather", what, false);
+}
+std::unique_ptr<CommRequest> NcclCommunicator::all_gather_start(const DLTensor& in, DLTensor& out,
+                                                                const char* what) {
+  return gather(in, out, "all_gather_start", what, true);
+}
+void NcclCommunicator::reduce_scatter(const DLTensor& in, DLTensor& out, graft_reduce_op op,
+                                      const char* what) {
+  scatter(in, out, op, "reduce_scatter", what, false);
+}
+std::unique_ptr<CommRequest> NcclCommunicator::reduce_scatter_start(const DLTensor& in,
+                                                                    DLTensor& out,
+                                                                    graft_reduce_op op,
+                                                                    const char* what) {
+  return scatter(in, out, op, "reduce_scatter_start", what, true);
+}
+
+// Either form: `start` returns the request, else the compute stream waits and NULL returns.
+std::unique_ptr<CommRequest> NcclCommunicator::gather(const DLTensor& in, DLTensor& out,
+                                                      const char* call, const char* what,
+                                                      bool start) {
+  check_same_side(in, out, call, what);
+  if (!on_gpu(in)) {
+    if (start) return host_.all_gather_start(in, out, what);
+    host_.all_gather(in, out, what);
+    return nullptr;
+  }
+  const size_t part = dense_bytes(in, call, what);
+  const size_t total = dense_bytes(out, call, what);
   if (total != part * size_t(size_))
-    throw UserError(comm_call("all_gather", what) + ": `out` holds " + std::to_string(total) +
+    throw UserError(comm_call(call, what) + ": `out` holds " + std::to_string(total) +
                     " bytes, expected size() x `in` = " + std::to_string(size_) + " x " +
                     std::to_string(part));
   char* out_data = static_cast<char*>(tensor_bytes_at(out));
@@ -275,40 +300,45 @@ void NcclCommunicator::all_gather(const DLTensor& in, DLTensor& out, const char*
   // NCCL gathers in place when `in` is this rank's part of `out`; other overlaps would be
   // read while written.
   if (in_data != out_data + part * size_t(rank_) && overlap(in_data, part, out_data, total))
-    throw UserError(comm_call("all_gather", what) +
-                    ": `in` overlaps `out` but is not this "
-                    "rank's part of it");
-  const OpRecord record = collective("all_gather", what);
-  compute_waits(enqueue(collectives(), record, 1,
-                        [&](ncclComm_t c, cudaStream_t s) {
-                          NCCL_CHECK(ncclAllGather(in_data, out_data, part, ncclUint8, c, s),
-                                     describe(record));
-                        }),
-                record);
+    throw UserError(comm_call(call, what) + ": `in` overlaps `out` but is not this rank's part");
+  const OpRecord record = collective(call, what);
+  Event* done = enqueue(collectives(), record, start ? 2 : 1, [&](ncclComm_t c, cudaStream_t s) {
+    NCCL_CHECK(ncclAllGather(in_data, out_data, part, ncclUint8, c, s), describe(record));
+  });
+  if (start) return request(done, record);
+  compute_waits(done, record);
+  return nullptr;
 }
 
-void NcclCommunicator::reduce_scatter(const DLTensor& in, DLTensor& out, graft_reduce_op op,
-                                      const char* what) {
-  check_same_side(in, out, "reduce_scatter", what);
-  if (!on_gpu(in)) return host_.reduce_scatter(in, out, op, what);
-  const int64_t in_n = float32_elements(in, "reduce_scatter", what);
-  const int64_t out_n = float32_elements(out, "reduce_scatter", what);
+std::unique_ptr<CommRequest> NcclCommunicator::scatter(const DLTensor& in, DLTensor& out,
+                                                       graft_reduce_op op, const char* call,
+                                                       const char* what, bool start) {
+  check_same_side(in, out, call, what);
+  if (!on_gpu(in)) {
+    if (start) return host_.reduce_scatter_start(in, out, op, what);
+    host_.reduce_scatter(in, out, op, what);
+    return nullptr;
+  }
+  const int64_t in_n = float32_elements(in, call, what);
+  const int64_t out_n = float32_elements(out, call, what);
   if (in_n != out_n * size_)
-    throw UserError(comm_call("reduce_scatter", what) + ": `in` holds " + std::to_string(in_n) +
+    throw UserError(comm_call(call, what) + ": `in` holds " + std::to_string(in_n) +
                     " floats, expected size() x `out` = " + std::to_string(size_) + " x " +
                     std::to_string(out_n));
-  void* out_data = tensor_bytes_at(out);
-  const void* in_data = tensor_bytes_at(in);
-  if (overlap(in_data, size_t(in_n) * 4, out_data, size_t(out_n) * 4))
-    throw UserError(comm_call("reduce_scatter", what) + ": `in` and `out` overlap");
-  const OpRecord record = collective("reduce_scatter", what);
-  compute_waits(enqueue(collectives(), record, 1,
-                        [&](ncclComm_t c, cudaStream_t s) {
-                          NCCL_CHECK(ncclReduceScatter(in_data, out_data, size_t(out_n), ncclFloat,
-                                                       nccl_op(op), c, s),
-                                     describe(record));
-                        }),
-                record);
+  float* out_data = static_cast<float*>(tensor_bytes_at(out));
+  const float* in_data = static_cast<const float*>(tensor_bytes_at(in));
+  // In place when `out` is this rank's part of `in` (NCCL's own in-place layout).
+  if (out_data != in_data + out_n * rank_ &&
+      overlap(in_data, size_t(in_n) * 4, out_data, size_t(out_n) * 4))
+    throw UserError(comm_call(call, what) + ": `out` overlaps `in` but is not this rank's part");
+  const OpRecord record = collective(call, what);
+  Event* done = enqueue(collectives(), record, start ? 2 : 1, [&](ncclComm_t c, cudaStream_t s) {
+    NCCL_CHECK(ncclReduceScatter(in_data, out_data, size_t(out_n), ncclFloat, nccl_op(op), c, s),
+               describe(record));
+  });
+  if (start) return request(done, record);
+  compute_waits(done, record);
+  return nullptr;
 }
 
 void NcclCommunicator::send(const DLTensor& t, int32_t peer, int32_t tag, const char* what) {

@@ -57,6 +57,10 @@ class NcclCommunicator final : public Communicator {
   void all_reduce_f64(double* values, int64_t n, graft_reduce_op op, const char* what) override;
   void broadcast(DLTensor& t, int32_t root, const char* what) override;
   void all_gather(const DLTensor& in, DLTensor& out, const char* what) override;
+  std::unique_ptr<CommRequest> all_gather_start(const DLTensor& in, DLTensor& out,
+                                                const char* what) override;
+  std::unique_ptr<CommRequest> reduce_scatter_start(const DLTensor& in, DLTensor& out,
+                                                    graft_reduce_op op, const char* what) override;
   void reduce_scatter(const DLTensor& in, DLTensor& out, graft_reduce_op op,
                       const char* what) override;
   void send(const DLTensor& t, int32_t peer, int32_t tag, const char* what) override;
@@ -99,6 +103,10 @@ class NcclCommunicator final : public Communicator {
   // The compute stream's later work waits for `done` (a blocking call's end).
   void compute_waits(Event* done, const OpRecord& op);
   std::unique_ptr<CommRequest> request(Event* done, const OpRecord& op);
+  std::unique_ptr<CommRequest> gather(const DLTensor& in, DLTensor& out, const char* call,
+                                      const char* what, bool start);
+  std::unique_ptr<CommRequest> scatter(const DLTensor& in, DLTensor& out, graft_reduce_op op,
+                                       const char* call, const char* what, bool start);
 
   std::unique_ptr<Watchdog> own_watchdog_;  // the world's; declared first, so destroyed last
   Communicator& host_;

@@ -350,16 +350,20 @@ class Rmsprop : public Optimizer {
 }  // namespace
 }  // namespace graft::optimizers
 
+// Each update reads an element's own parameter, gradient and state only, so ZeRO may hand any
+// 1-D slice of a parameter to step() (GRAFT_ENTRY_ELEMENTWISE on an optimizer).
+constexpr uint32_t kEntryFlags = graft::kCudaEntry | GRAFT_ENTRY_ELEMENTWISE;
+
 GRAFT_PLUGIN_LIBRARY(
     "optimizers", "0.1.0",
     graft::optimizer<graft::optimizers::Sgd>(
-        "sgd", "stochastic gradient descent with momentum (torch.optim.SGD)", graft::kCudaEntry),
+        "sgd", "stochastic gradient descent with momentum (torch.optim.SGD)", kEntryFlags),
     graft::optimizer<graft::optimizers::Adam>("adam",
                                               "Adam with L2 weight decay (torch.optim.Adam)",
-                                              graft::kCudaEntry),
+                                              kEntryFlags),
     graft::optimizer<graft::optimizers::AdamW>(
-        "adamw", "Adam with decoupled weight decay (torch.optim.AdamW)", graft::kCudaEntry),
+        "adamw", "Adam with decoupled weight decay (torch.optim.AdamW)", kEntryFlags),
     graft::optimizer<graft::optimizers::Rmsprop>("rmsprop",
                                                  "RMSprop, optionally centered and with momentum "
                                                  "(torch.optim.RMSprop)",
-                                                 graft::kCudaEntry))
+                                                 kEntryFlags))

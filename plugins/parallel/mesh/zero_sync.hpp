@@ -23,10 +23,11 @@ class ZeroSync {
     model_ = model.handle();
     units_.clear();
     first_layer_unit_.assign(size_t(model.layer_count()), -1);
+    GRAFT_CHECK(model.has(&graft_model_api::zero_unit_count),
+                "mesh: [parallel] zero >= 1, but this graft's model api has no ZeRO units "
+                "(SDK 1.2); update graft");
+    // A stage without parameters (dropout alone) has no units: nothing to sum or update.
     const int64_t n = model.zero_unit_count();
-    GRAFT_CHECK(n > 0,
-                "mesh: [parallel] zero >= 1, but the host's model has no ZeRO units "
-                "(a graft older than SDK 1.2, or one that did not lay them out)");
     for (int64_t u = 0; u < n; ++u) {
       Unit unit;
       unit.layout = model.zero_unit(u);

@@ -86,7 +86,9 @@ typedef struct graft_plugin_entry {
 /* A layer whose shard() accepts GRAFT_SHARD_COLUMN / GRAFT_SHARD_ROW (strategy.h). */
 #define GRAFT_ENTRY_SHARD_COLUMN 2u
 #define GRAFT_ENTRY_SHARD_ROW 4u
-/* An activation that maps each element on its own, so it runs on any shard of its input. */
+/* An activation that maps each element on its own, so it runs on any shard of its input. On an
+ * optimizer (SDK 1.2): it updates each element from that element's parameter, gradient and
+ * state alone, so the host may hand step() any 1-D slice of a parameter ([parallel] zero). */
 #define GRAFT_ENTRY_ELEMENTWISE 8u
 /* A layer whose training forward mixes the rows of its batch (batch statistics, as batch_norm):
  * computed on part of a batch (a data-parallel shard, a micro-batch) it gives another result. */
