@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <string>
 
+#include "checkpoint/parameters_gather.hpp"
 #include "comm/communicator.hpp"
 #include "config/config.hpp"
-#include "checkpoint/parameters_gather.hpp"
 #include "model/model.hpp"
 
 namespace graft::runtime {

@@ -96,8 +96,8 @@ std::vector<WholeTensor> gather_whole_parameters(Model& model, const GatherGroup
   const auto& states = model.optimizer_state_names();
   const size_t sources = with_optimizer_state ? states.size() + 1 : 1;
   std::vector<WholeTensor> out;
-  std::vector<float> gathered;  // the group's parts side by side, reused
-  std::vector<float> on_host;   // a GPU model's buffer, copied
+  std::vector<float> gathered;    // the group's parts side by side, reused
+  std::vector<float> on_host;     // a GPU model's buffer, copied
   std::vector<float> zero_state;  // ZeRO: one state's parts gathered into the padded layout
   for (size_t source = 0; source < sources; ++source) {
     float* base = source == 0 ? model.parameter_data() : model.state_data(source - 1);

@@ -104,8 +104,8 @@ graft_status* api_split(graft_comm* c, int32_t color, int32_t key, graft_comm** 
   return guarded([&] { deref(out, "split", "out") = comm_handle(self(c).split(color, key)); });
 }
 
-graft_status* api_reduce_scatter_start(graft_comm* c, const DLTensor* in, DLTensor* out,
-                                       int32_t op, const char* what, graft_request** request) {
+graft_status* api_reduce_scatter_start(graft_comm* c, const DLTensor* in, DLTensor* out, int32_t op,
+                                       const char* what, graft_request** request) {
   const char* call = "reduce_scatter_start";
   return guarded([&] {
     deref(request, call, "request") = handle(self(c).reduce_scatter_start(
@@ -122,11 +122,24 @@ graft_status* api_all_gather_start(graft_comm* c, const DLTensor* in, DLTensor* 
 }
 
 const graft_comm_api kApi = {
-    sizeof(graft_comm_api), api_rank,           api_size,           api_all_reduce,
-    api_all_reduce_start,   api_wait,           api_all_reduce_f64, api_broadcast,
-    api_all_gather,         api_reduce_scatter, api_send,           api_recv,
-    api_send_start,         api_recv_start,     api_barrier,        api_split,
-    api_reduce_scatter_start, api_all_gather_start,
+    sizeof(graft_comm_api),
+    api_rank,
+    api_size,
+    api_all_reduce,
+    api_all_reduce_start,
+    api_wait,
+    api_all_reduce_f64,
+    api_broadcast,
+    api_all_gather,
+    api_reduce_scatter,
+    api_send,
+    api_recv,
+    api_send_start,
+    api_recv_start,
+    api_barrier,
+    api_split,
+    api_reduce_scatter_start,
+    api_all_gather_start,
 };
 
 }  // namespace

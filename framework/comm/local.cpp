@@ -71,8 +71,7 @@ std::unique_ptr<CommRequest> LocalCommunicator::reduce_scatter_start(const DLTen
   return std::make_unique<DoneRequest>();
 }
 
-std::unique_ptr<CommRequest> LocalCommunicator::all_gather_start(const DLTensor& in,
-                                                                 DLTensor& out,
+std::unique_ptr<CommRequest> LocalCommunicator::all_gather_start(const DLTensor& in, DLTensor& out,
                                                                  const char* what) {
   all_gather(in, out, what);
   return std::make_unique<DoneRequest>();

@@ -155,8 +155,9 @@ TEST_CASE("a mesh checkpoint (data 2 x pipeline 2 x tensor 2, zero 1) moves betw
   train(config, 1, "whole", "single");
   const std::vector<double> whole = losses(dir / "whole");
   const auto mesh = [](int d, int p, int t, int z) {
-    return " --set parallel.data=" + std::to_string(d) + " --set parallel.pipeline=" +
-           std::to_string(p) + " --set parallel.tensor=" + std::to_string(t) +
+    return " --set parallel.data=" + std::to_string(d) +
+           " --set parallel.pipeline=" + std::to_string(p) +
+           " --set parallel.tensor=" + std::to_string(t) +
            " --set parallel.zero=" + std::to_string(z);
   };
   train(config, 8, "mesh", "mesh", mesh(2, 2, 2, 1) + " --set run.steps=" + std::to_string(kHalf));

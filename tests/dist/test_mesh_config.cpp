@@ -112,8 +112,8 @@ TEST_CASE("validate shows ZeRO-1's optimizer state split over the data ranks") {
   const std::string config = graft::test::config_path("fashion_mlp.toml");
   const auto plain =
       graft::test::run_graft("validate " + config + " --world 4 --set parallel.data=4");
-  const auto zero = graft::test::run_graft("validate " + config +
-                                           " --world 4 --set parallel.data=4 --set parallel.zero=1");
+  const auto zero = graft::test::run_graft(
+      "validate " + config + " --world 4 --set parallel.data=4 --set parallel.zero=1");
   INFO(plain.output);
   INFO(zero.output);
   REQUIRE(plain.exit_code == 0);

@@ -3,8 +3,8 @@
 // schedules, and ZeRO-1 with units of ~130 floats (many units, padding in most). verify fails
 // (exit 1) when a layout's losses or parameters after 20 steps differ from single's by more
 // than relative 1e-5; clipping by the global norm is on, so the norm's sums over the groups
-// (and, under ZeRO, over the data ranks' parts) are checked too. The full matrix (every factorization of 4 and 8 ranks) is the bench test
-// bench/mesh_verify_matrix.
+// (and, under ZeRO, over the data ranks' parts) are checked too. The full matrix (every
+// factorization of 4 and 8 ranks) is the bench test bench/mesh_verify_matrix.
 #include <fstream>
 
 #include "mpirun.hpp"
@@ -33,7 +33,7 @@ fs::path write_config(const fs::path& dir) {
                          "[[model.layers]]\ntype = \"linear\"\nunits = 4\n"
                          "[loss]\ntype = \"cross_entropy\"\n"
                          "[optimizer]\ntype = \"adam\"\nlr = 0.01\n"
-                                                  "[parallel]\nstrategy = \"mesh\"\nbucket_mb = 0.0005\nmicro_batches = 3\n";
+                         "[parallel]\nstrategy = \"mesh\"\nbucket_mb = 0.0005\nmicro_batches = 3\n";
   return file;
 }
 
@@ -57,9 +57,8 @@ void check_passes(const graft::test::MpiRun& r, int layouts) {
 TEST_CASE("every pair of axes on 4 ranks, with both schedules and ZeRO-1, trains as single") {
   const fs::path dir = graft::test::temp_dir("dist_mesh_verify_4");
   const fs::path config = write_config(dir);
-  check_passes(verify(4, config,
-                      "2x2x1,2x2x1:z1:gpipe,2x1x2,2x1x2:z1,1x2x2:1f1b,1x2x2:gpipe,4x1x1:z1"),
-               7);
+  check_passes(
+      verify(4, config, "2x2x1,2x2x1:z1:gpipe,2x1x2,2x1x2:z1,1x2x2:1f1b,1x2x2:gpipe,4x1x1:z1"), 7);
 }
 
 TEST_CASE("data x pipeline x tensor on 8 ranks, with and without ZeRO-1, trains as single") {

@@ -7,7 +7,6 @@
 namespace graft::runtime::mpi {
 using namespace detail;
 
-
 void check(int code, const std::string& context, const char* file, int line) {
   if (code == MPI_SUCCESS) return;
   char text[MPI_MAX_ERROR_STRING];

@@ -163,5 +163,4 @@ class MpiRequest final : public CommRequest, public Pooled<MpiRequest> {
   bool counted_ = true;  // in the watchdog's count of operations in flight
 };
 
-
 }  // namespace graft::runtime::mpi::detail

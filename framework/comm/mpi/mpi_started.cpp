@@ -1,4 +1,5 @@
-// The collectives ZeRO starts and leaves running (reduce_scatter_start, all_gather_start): MPI's
+// The collectives ZeRO starts and leaves running (reduce_scatter_start, all_gather_start): on the
+// reducer's thread as blocking calls where MPI allows threads (reducer.hpp says why), else MPI's
 // non-blocking forms, advanced by the watchdog's probing while the caller computes.
 #include "comm/mpi/mpi_detail.hpp"
 
@@ -37,6 +38,9 @@ std::unique_ptr<CommRequest> MpiCommunicator::reduce_scatter_start(const DLTenso
   const int count = mpi_count(out_n, call, what);
   mpi_count(in_n, call, what);
   const OpRecord record = collective(call, what);
+  if (reducer_)
+    return reducer_->start_reduce_scatter(const_cast<float*>(in_data), out_data, count,
+                                          op == GRAFT_REDUCE_AVG, record);
   auto request = std::make_unique<MpiRequest>(watchdog_, record, &members_);
   float* target = out_data;
   if (own_part) {
@@ -72,6 +76,7 @@ std::unique_ptr<CommRequest> MpiCommunicator::all_gather_start(const DLTensor& i
   if (!in_place && overlap(in_data, part, out_data, total))
     throw UserError(comm_call(call, what) + ": `in` overlaps `out` but is not this rank's part");
   const OpRecord record = collective(call, what);
+  if (reducer_) return reducer_->start_all_gather(in_data, out_data, bytes, record);
   auto request = std::make_unique<MpiRequest>(watchdog_, record, &members_);
   MPI_CHECK(MPI_Iallgather(in_place ? MPI_IN_PLACE : in_data, bytes, MPI_BYTE, out_data, bytes,
                            MPI_BYTE, comm_, &request->request),

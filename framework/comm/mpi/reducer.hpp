@@ -35,22 +35,38 @@ class Reducer {
   // Queues the sum (divided by the communicator's size when `average`) of `n` floats at `data`;
   // the returned request's wait() blocks, watched as `record`, until it is done.
   std::unique_ptr<CommRequest> start(float* data, int n, bool average, const OpRecord& record);
+  // ZeRO's two (the same thread, so they overlap backward and the update as all-reduces do):
+  // the reduction of this rank's `part` floats of `in` into `out` (which may be this rank's
+  // own part of `in`: the rest of `in` then becomes scratch), and the gather of every rank's
+  // `part_bytes` into `out` from `in` (which may be this rank's own part of `out`).
+  std::unique_ptr<CommRequest> start_reduce_scatter(float* in, float* out, int part, bool average,
+                                                    const OpRecord& record);
+  std::unique_ptr<CommRequest> start_all_gather(const void* in, void* out, int part_bytes,
+                                                const OpRecord& record);
 
  private:
   class Request;
+  enum class Kind { all_reduce, reduce_scatter, all_gather };
   struct Job {
-    float* data = nullptr;
-    int n = 0;
+    Kind kind = Kind::all_reduce;
+    float* data = nullptr;     // all_reduce: the tensor; reduce_scatter: `in`
+    void* out = nullptr;       // reduce_scatter, all_gather
+    const void* in = nullptr;  // all_gather
+    int n = 0;                 // floats (all_reduce), floats per part, or bytes per part
     bool average = false;
     OpRecord record;  // described only for an MPI error: no string per start
   };
+  std::unique_ptr<CommRequest> queue(const Job& job);
+  void run_job(const Job& job);
+  void ring_reduce_scatter(const Job& job);
   void run();
   // Blocks until job `seq` is done; throws the MPI error that ended it (or an earlier one).
   void wait_done(int64_t seq);
   void wait_done(int64_t seq, std::chrono::milliseconds at_most);  // gives up after that
 
   MPI_Comm comm_ = MPI_COMM_NULL;
-  int size_ = 1;
+  int size_ = 1, rank_ = 0;
+  std::vector<float> scratch_;  // the thread's: one part of a ring reduce-scatter
   Watchdog& watchdog_;
   const std::vector<int>* members_;
 
