@@ -1,9 +1,9 @@
-// Started all-reduces run as blocking MPI_Allreduce calls on a thread of their own, in the order
-// they were started. Open MPI's non-blocking MPI_Iallreduce (libnbc) moved 7.45 MB at less than
-// half the rate of its tuned blocking one here (1.1 vs 2.6 GB/s) and advances only inside MPI
-// calls; a thread gets the blocking rate and moves while the caller computes, as PyTorch's MPI
-// process group and Horovod do. It needs MPI_THREAD_MULTIPLE; without it the communicator keeps
-// MPI_Iallreduce.
+// Started all-reduces run on a thread of their own, in the order they were started, as a ring
+// of blocking sends and receives (reducer.cpp says why not MPI_Allreduce). Open MPI's non-blocking
+// MPI_Iallreduce (libnbc) moved 7.45 MB at less than half the rate of its tuned blocking one here
+// (1.1 vs 2.6 GB/s) and advances only inside MPI calls; a thread gets the blocking rate and moves
+// while the caller computes, as PyTorch's MPI process group and Horovod do. It needs
+// MPI_THREAD_MULTIPLE; without it the communicator keeps MPI_Iallreduce.
 #pragma once
 
 #include <mpi.h>
@@ -58,7 +58,8 @@ class Reducer {
   };
   std::unique_ptr<CommRequest> queue(const Job& job);
   void run_job(const Job& job);
-  void ring_reduce_scatter(const Job& job);
+  // The thread's reduce-scatter (and all-reduce, with gather) over its own ring (reducer.cpp).
+  void ring(float* data, int64_t n, bool gather, const OpRecord& record);
   void run();
   // Blocks until job `seq` is done; throws the MPI error that ended it (or an earlier one).
   void wait_done(int64_t seq);
@@ -66,7 +67,7 @@ class Reducer {
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int size_ = 1, rank_ = 0;
-  std::vector<float> scratch_;  // the thread's: one part of a ring reduce-scatter
+  std::vector<float> scratch_;  // the thread's: one chunk of the ring
   Watchdog& watchdog_;
   const std::vector<int>* members_;
 
