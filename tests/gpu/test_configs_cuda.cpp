@@ -82,8 +82,8 @@ void same_losses(const Run& gpu, const Run& cpu) {
 
 TEST_CASE("every config trains on cuda to the losses it trains to on cpu") {
   const fs::path out = graft::test::temp_dir("gpu_configs");
-  const std::set<std::string> parallel = {"fashion_mlp_data_parallel", "fashion_mlp_pipeline",
-                                          "fashion_mlp_tensor_parallel"};
+  const std::set<std::string> parallel = {"fashion_mlp_data_parallel", "fashion_mlp_mesh",
+                                          "fashion_mlp_pipeline", "fashion_mlp_tensor_parallel"};
   int compared = 0;
   for (const auto& entry : fs::directory_iterator(graft::test::source_dir() / "configs")) {
     if (entry.path().extension() != ".toml") continue;
@@ -127,6 +127,26 @@ TEST_CASE("the parallel configs on one GPU per rank match single on the GPU") {
     if (!evals.empty()) parallel_run.eval_loss = evals.back().at("loss").get<double>();
     same_losses(parallel_run, single);
   }
+}
+
+// The mesh on two GPUs, each axis on NCCL sub-communicators of the device communicator: data
+// (with ZeRO-1's reduce-scatter and all-gather in place on device memory), pipeline and tensor,
+// against single on one GPU, through graft verify.
+TEST_CASE("mesh layouts on two GPUs train as single does") {
+  if (visible_gpus() < 2 || !have_mpirun()) {
+    MESSAGE("skipped: needs mpirun and 2 GPUs (this machine: "
+            << visible_gpus() << " GPU(s), " << (have_mpirun() ? "" : "no ") << "mpirun)");
+    return;
+  }
+  const fs::path config = graft::test::source_dir() / "configs" / "fashion_mlp.toml";
+  const auto result = std::system(
+      ("mpirun --oversubscribe --allow-run-as-root -np 2 " +
+       std::string(std::getenv("GRAFT_TEST_EXECUTABLE") ? std::getenv("GRAFT_TEST_EXECUTABLE")
+                                                        : GRAFT_EXECUTABLE) +
+       " verify " + config.string() + data_override(config) +
+       " --set run.device='\"cuda\"' --steps 20 --layouts 2x1x1,2x1x1:z1,1x2x1,1x2x1:gpipe,1x1x2")
+          .c_str());
+  CHECK(result == 0);
 }
 
 namespace {
