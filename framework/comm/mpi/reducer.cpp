@@ -123,11 +123,11 @@ std::unique_ptr<CommRequest> Reducer::queue(const Job& job) {
 
 // In place, as a ring over `size` chunks of `data` (the last may be shorter): at step s each rank
 // sends the chunk it has summed so far to the next and adds the one arriving from the previous,
-// so after size - 1 steps chunk r holds every rank's sum; for an all-reduce the summed chunks
-// then travel round the ring once more. One chunk of scratch: Open MPI's own in-place
-// collectives held a copy of the whole tensor (rank 0 of MPI_Reduce_scatter_block, every rank
-// of MPI_Reduce_scatter and of MPI_Allreduce, 39 MiB for 784-4096-4096-10's gradients on 2
-// ranks), memory the plan of `graft validate` cannot know and ZeRO is there to save.
+// so after size - 1 steps chunk r holds every rank's sum; with `gather` the summed chunks then
+// travel round the ring once more (an all-reduce). One chunk of scratch: Open MPI's in-place
+// reduce-scatters held a copy of the whole tensor (rank 0 of MPI_Reduce_scatter_block, every
+// rank of MPI_Reduce_scatter: +130 MiB per step for 784-4096-4096-10 under ZeRO-1), memory the
+// plan of `graft validate` cannot know and ZeRO is there to save.
 void Reducer::ring(float* data, int64_t n, bool gather, const OpRecord& record) {
   const int64_t chunk = (n + size_ - 1) / size_;
   const auto begin = [&](int c) { return std::min<int64_t>(int64_t(c) * chunk, n); };
@@ -156,7 +156,10 @@ void Reducer::ring(float* data, int64_t n, bool gather, const OpRecord& record) 
 void Reducer::run_job(const Job& job) {
   switch (job.kind) {
     case Kind::all_reduce:
-      ring(job.data, job.n, /*gather=*/true, job.record);
+      // Open MPI's tuned blocking call: the ring below (with gather) measured 0.87-1.01x its
+      // rate for 7.45 MB on 2 ranks, this 0.96-1.01x; it holds a copy of the tensor meanwhile.
+      MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, job.data, job.n, MPI_FLOAT, MPI_SUM, comm_),
+                describe(job.record));
       if (job.average)
         for (int i = 0; i < job.n; ++i) job.data[i] /= float(size_);
       return;

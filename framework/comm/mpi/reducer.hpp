@@ -1,9 +1,10 @@
-// Started all-reduces run on a thread of their own, in the order they were started, as a ring
-// of blocking sends and receives (reducer.cpp says why not MPI_Allreduce). Open MPI's non-blocking
-// MPI_Iallreduce (libnbc) moved 7.45 MB at less than half the rate of its tuned blocking one here
-// (1.1 vs 2.6 GB/s) and advances only inside MPI calls; a thread gets the blocking rate and moves
-// while the caller computes, as PyTorch's MPI process group and Horovod do. It needs
-// MPI_THREAD_MULTIPLE; without it the communicator keeps MPI_Iallreduce.
+// Started all-reduces run as blocking MPI_Allreduce calls on a thread of their own, in the order
+// they were started (ZeRO's reduce-scatters as a ring of blocking sends and receives: reducer.cpp
+// says why). Open MPI's non-blocking MPI_Iallreduce (libnbc) moved 7.45 MB at less than half the
+// rate of its tuned blocking one here (1.1 vs 2.6 GB/s) and advances only inside MPI calls; a
+// thread gets the blocking rate and moves while the caller computes, as PyTorch's MPI process
+// group and Horovod do. It needs MPI_THREAD_MULTIPLE; without it the communicator keeps the
+// non-blocking calls.
 #pragma once
 
 #include <mpi.h>
