@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <set>
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
@@ -140,9 +141,14 @@ void print_placement(const runtime::Session& session, const ConfigArguments& a, 
               shape.order_text().c_str(), shape.zero);
   std::printf("placement on %d rank(s), strategy %s:\n", world, session.strategy->name().c_str());
   std::map<std::array<int32_t, 3>, RankMemory> models;  // by the coordinates that shape a model
+  std::set<int32_t> unsplit_stages;  // stages with tensor ranks but nothing to split
   for (int32_t r = 0; r < world; ++r) {
     const runtime::LayoutPlan layout = session.plan_for(r, world);
     const graft_plan& plan = layout.plan;
+    bool splits = false;
+    for (const graft_layer_placement& l : layout.layers)
+      splits = splits || (l.stage == plan.stage_index && l.shard != GRAFT_SHARD_NONE);
+    if (plan.shards > 1 && !splits) unsplit_stages.insert(plan.stage_index);
     std::array<int32_t, 3> key = shape.coords_of(r);
     if (shape.zero == 0) key[GRAFT_AXIS_DATA] = 0;
     std::string layers;
@@ -182,6 +188,18 @@ void print_placement(const runtime::Session& session, const ConfigArguments& a, 
         human_bytes(double(moves[2])).c_str());
   }
   warn_tensor_across_nodes(shape, per_node);
+  // Valid, but each of those stages' tensor ranks computes the same: compute and memory spent
+  // for nothing.
+  if (!unsplit_stages.empty()) {
+    std::string stages;
+    for (int32_t st : unsplit_stages) stages += (stages.empty() ? "" : ", ") + std::to_string(st);
+    std::printf(
+        "warning: tensor = %d, but pipeline stage(s) %s hold no Megatron pair (linear, "
+        "element-wise layers, linear) to split, so their %d tensor ranks each compute the whole "
+        "stage alike; place a pair inside each stage ([parallel] stages) or give those ranks to "
+        "data instead\n",
+        shape.degree[GRAFT_AXIS_TENSOR], stages.c_str(), shape.degree[GRAFT_AXIS_TENSOR]);
+  }
 }
 }  // namespace
 

@@ -154,3 +154,22 @@ TEST_CASE("a layout the model cannot have fails on every rank with the key, exit
     CHECK(!contains(run.output, "MPI_ABORT"));
   }
 }
+
+TEST_CASE("validate warns when a stage's tensor ranks have no pair to split") {
+  // fashion_mlp's one pair (linear 256, dropout, linear 10) sits in stage 1 of 2: stage 0's
+  // tensor ranks would each compute the whole stage alike.
+  const std::string config = graft::test::config_path("fashion_mlp.toml");
+  const auto run = graft::test::run_graft(
+      "validate " + config +
+      " --world 8 --set parallel.data=2 --set parallel.pipeline=2 --set parallel.tensor=2");
+  INFO(run.output);
+  CHECK(run.exit_code == 0);
+  CHECK(contains(run.output, "warning: tensor = 2, but pipeline stage(s) 0 hold no Megatron pair"));
+  // configs/fashion_mlp_mesh.toml places a pair in each stage: no warning.
+  const auto mesh =
+      graft::test::run_graft("validate " + graft::test::config_path("fashion_mlp_mesh.toml"));
+  INFO(mesh.output);
+  CHECK(mesh.exit_code == 0);
+  CHECK(contains(mesh.output, "mesh: data 2 x pipeline 2 x tensor 2"));
+  CHECK(!contains(mesh.output, "warning: "));
+}
