@@ -189,7 +189,7 @@ def main():
     ap.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
     args = ap.parse_args()
     version = subprocess.run([args.mpirun, "--version"], capture_output=True, text=True)
-    args.open_mpi = "Open MPI" in version.stdout + version.stderr
+    args.open_mpi = any(n in version.stdout + version.stderr for n in ("Open MPI", "OpenRTE"))
     parts = args.parts.split(",")
     ok = True
     with tempfile.TemporaryDirectory(prefix="graft_mesh_bench_") as tmp:

@@ -19,6 +19,7 @@
 #include <graft/cpp/plugin.hpp>
 #include <graft/cpp/strategy.hpp>
 
+#include "../common/bubble_report.hpp"
 #include "../common/stage_runner.hpp"
 #include "../data_parallel/data_parallel_parts.hpp"
 #include "zero_sync.hpp"
@@ -201,10 +202,8 @@ class MeshStrategy final : public graft::Strategy {
                : model.grad_sq_norm(run_.layers().begin(), run_.layers().end(), count_replicated);
     add_mine(mine, sums);
     reduce_sums(sums, "mesh step sums");
-    idle_seconds_ += run_.link().take_idle();
-    window_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
-    ++steps_;
-    micro_count_ = std::max(micro_count_, micro.count);
+    bubble_.add_step(run_.link().take_idle(),
+                     std::chrono::duration<double>(Clock::now() - start).count(), micro.count);
     if (zero())
       zero_.update(model, ctx, data_comm(), sums[0]);
     else
@@ -231,30 +230,9 @@ class MeshStrategy final : public graft::Strategy {
   // With stages: every stage's idle fraction since the last report, gathered over the
   // pipeline group (collective), as the pipeline strategy reports it.
   Report report() override {
-    Report r;
-    if (stages_ < 2) return r;
-    std::vector<double> figures(2 * size_t(stages_), 0.0);
-    figures[size_t(stage_)] = idle_seconds_;
-    figures[size_t(stages_ + stage_)] = window_seconds_;
-    run_.link().all_reduce_sum(figures.data(), int64_t(figures.size()), "mesh report");
-    run_.link().take_idle();
-    if (steps_ > 0) {
-      r.message = "mesh " + mesh_summary() + ", " + schedule_name_ + " x " +
-                  std::to_string(micro_count_) + " micro-batches, " + std::to_string(steps_) +
-                  " steps: idle";
-      for (int32_t s = 0; s < stages_; ++s) {
-        const double window = figures[size_t(stages_ + s)];
-        const double idle = window > 0 ? figures[size_t(s)] / window : 0.0;
-        r.message += (s ? ", stage " : " stage ") + std::to_string(s) + " " + percent(idle);
-        r.values.emplace_back("idle_stage" + std::to_string(s), idle);
-      }
-      const double bubble = predicted_bubble(stages_, micro_count_);
-      r.message += " (predicted bubble " + percent(bubble) + ")";
-      r.values.emplace_back("predicted_bubble", bubble);
-    }
-    idle_seconds_ = window_seconds_ = 0.0;
-    steps_ = 0;
-    return r;
+    if (stages_ < 2) return {};
+    return bubble_.take(run_.link(), stage_, stages_,
+                        "mesh " + mesh_summary() + ", " + schedule_name_, "mesh report");
   }
 
  private:
@@ -264,11 +242,6 @@ class MeshStrategy final : public graft::Strategy {
   bool zero() const { return data_parallel() && mesh_.zero() >= 1; }
   const graft::Comm& data_comm() const { return mesh_.comm(GRAFT_AXIS_DATA); }
 
-  static std::string percent(double fraction) {
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "%.1f%%", 100.0 * fraction);
-    return buf;
-  }
   std::string mesh_summary() const {
     return "data " + std::to_string(mesh_.degree(GRAFT_AXIS_DATA)) + " x pipeline " +
            std::to_string(stages_) + " x tensor " + std::to_string(mesh_.degree(GRAFT_AXIS_TENSOR));
@@ -368,8 +341,7 @@ class MeshStrategy final : public graft::Strategy {
   StageBounds bounds_;
   int32_t stage_, stages_;
   StageRunner run_;
-  double idle_seconds_ = 0.0, window_seconds_ = 0.0;
-  int64_t steps_ = 0, micro_count_ = 0;
+  graft::pipeline::BubbleReport bubble_;
 };
 
 }  // namespace

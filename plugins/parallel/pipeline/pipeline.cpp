@@ -12,18 +12,13 @@
 #include <graft/cpp/plugin.hpp>
 #include <graft/cpp/strategy.hpp>
 
+#include "../common/bubble_report.hpp"
 #include "../common/stage_runner.hpp"
 
 namespace {
 
 using namespace graft::pipeline;
 using graft::numel;
-
-std::string percent(double fraction) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%.1f%%", 100.0 * fraction);
-  return buf;
-}
 
 class Pipeline final : public graft::Strategy {
  public:
@@ -143,10 +138,8 @@ class Pipeline final : public graft::Strategy {
     sums[2] = double(mine.rows);
     for (int m = 0; m < GRAFT_MAX_METRICS; ++m) sums[3 + m] = mine.metric_sums[m];
     if (stages_ > 1) run_.link().all_reduce_sum(sums, 3 + GRAFT_MAX_METRICS, "pipeline step sums");
-    idle_seconds_ += run_.link().take_idle();
-    window_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
-    ++steps_;
-    micro_count_ = std::max(micro_count_, micro.count);
+    bubble_.add_step(run_.link().take_idle(),
+                     std::chrono::duration<double>(Clock::now() - start).count(), micro.count);
     if (stages_ > 1)
       model.optimizer_step_layers(ctx, begin_, end_, sums[0]);
     else
@@ -174,30 +167,10 @@ class Pipeline final : public graft::Strategy {
 
   // Every stage's idle fraction since the last report, gathered to every rank (collective).
   Report report() override {
-    std::vector<double> figures(2 * size_t(stages_), 0.0);
-    figures[size_t(stage_)] = idle_seconds_;
-    figures[size_t(stages_ + stage_)] = window_seconds_;
-    if (stages_ > 1)
-      run_.link().all_reduce_sum(figures.data(), int64_t(figures.size()), "pipeline report");
-    run_.link().take_idle();
-    Report r;
-    if (steps_ > 0) {
-      const double bubble = predicted_bubble(stages_, micro_count_);
-      r.message = "pipeline " + schedule_name_ + ", " + std::to_string(stages_) +
-                  (stages_ == 1 ? " stage x " : " stages x ") + std::to_string(micro_count_) +
-                  " micro-batches, " + std::to_string(steps_) + " steps: idle";
-      for (int32_t s = 0; s < stages_; ++s) {
-        const double window = figures[size_t(stages_ + s)];
-        const double idle = window > 0 ? figures[size_t(s)] / window : 0.0;
-        r.message += (s ? ", stage " : " stage ") + std::to_string(s) + " " + percent(idle);
-        r.values.emplace_back("idle_stage" + std::to_string(s), idle);
-      }
-      r.message += " (predicted bubble " + percent(bubble) + ")";
-      r.values.emplace_back("predicted_bubble", bubble);
-    }
-    idle_seconds_ = window_seconds_ = 0.0;
-    steps_ = 0;
-    return r;
+    return bubble_.take(run_.link(), stage_, stages_,
+                        "pipeline " + schedule_name_ + ", " + std::to_string(stages_) +
+                            (stages_ == 1 ? " stage" : " stages"),
+                        "pipeline report");
   }
 
  private:
@@ -245,8 +218,7 @@ class Pipeline final : public graft::Strategy {
   StageBounds bounds_;
   int64_t begin_ = 0, end_ = 0;  // this stage's top-level layers
   // Since the last report: seconds blocked on other stages, seconds in steps, steps.
-  double idle_seconds_ = 0.0, window_seconds_ = 0.0;
-  int64_t steps_ = 0, micro_count_ = 0;
+  graft::pipeline::BubbleReport bubble_;
 };
 
 }  // namespace
