@@ -64,9 +64,23 @@ std::vector<WholeTensor> gather_whole_parameters(Model& model, Communicator* wor
 }
 
 namespace {
-// Optimizer state `s` of every data rank's parts, in the padded layout of the parameters
-// (host memory): each unit's parts all-gathered over the data group.
-std::vector<float> gather_zero_state(Model& model, size_t s, Communicator* data) {
+// What ZeRO keeps by part: optimizer state (source s >= 1, state s - 1) at every level, the
+// parameters (source 0) at level 3.
+bool kept_by_part(const Model& model, size_t source) {
+  const ParameterStore& store = model.store();
+  return store.zero() && (source > 0 || store.zero_level() >= 3);
+}
+
+// This rank's part of unit u of a source kept by part.
+float* own_part(Model& model, size_t source, size_t u) {
+  ParameterStore& store = model.store();
+  return source == 0 ? store.own_parameters(u)
+                     : model.state_data(source - 1) + store.zero()->units[u].state;
+}
+
+// A source kept by part, every data rank's parts in the padded layout of the parameters (host
+// memory): each unit's parts all-gathered over the data group.
+std::vector<float> gather_zero_parts(Model& model, size_t source, Communicator* data) {
   const ZeroLayout& z = *model.store().zero();
   if (!data && z.parts > 1)
     throw Failure("gathering ZeRO optimizer state: no data group was given for its " +
@@ -74,7 +88,7 @@ std::vector<float> gather_zero_state(Model& model, size_t s, Communicator* data)
   std::vector<float> full(z.floats, 0.0f), own;
   for (const ZeroUnit& u : z.units) {
     own.resize(u.part);
-    model.copy_to_host(model.state_data(s) + u.state, own.data(), u.part);
+    model.copy_to_host(own_part(model, source, size_t(&u - z.units.data())), own.data(), u.part);
     int64_t in_shape = int64_t(u.part), out_shape = int64_t(u.part) * z.parts;
     DLTensor in = float_view(own.data(), &in_shape);
     DLTensor all = float_view(full.data() + u.first, &out_shape);
@@ -101,8 +115,8 @@ std::vector<WholeTensor> gather_whole_parameters(Model& model, const GatherGroup
   std::vector<float> zero_state;  // ZeRO: one state's parts gathered into the padded layout
   for (size_t source = 0; source < sources; ++source) {
     float* base = source == 0 ? model.parameter_data() : model.state_data(source - 1);
-    if (source > 0 && model.store().zero()) {
-      zero_state = gather_zero_state(model, source - 1, groups.data);
+    if (kept_by_part(model, source)) {
+      zero_state = gather_zero_parts(model, source, groups.data);
       base = zero_state.data();
     } else if (!model.on_cpu()) {
       on_host.resize(model.parameter_count());
@@ -155,7 +169,8 @@ void keep_own_parts(Model& model, const WholeLookup& whole) {
   for (size_t source = 0; source <= states.size(); ++source) {
     float* const model_base = source == 0 ? model.parameter_data() : model.state_data(source - 1);
     float* base = model_base;
-    if (!model.on_cpu() || (source > 0 && zero)) {
+    const bool by_part = kept_by_part(model, source);
+    if (!model.on_cpu() || by_part) {
       on_host.assign(model.parameter_count(), 0.0f);
       base = on_host.data();
     }
@@ -171,9 +186,9 @@ void keep_own_parts(Model& model, const WholeLookup& whole) {
       else
         std::memcpy(base + p.offset, values, p.numel * sizeof(float));
     }
-    if (source > 0 && zero) {  // ZeRO: this rank's parts of the padded layout, side by side
+    if (by_part) {  // ZeRO: this rank's parts of the padded layout, kept apart
       for (size_t u = 0; u < zero->units.size(); ++u)
-        model.copy_from_host(base + zero->own_first(u), model_base + zero->units[u].state,
+        model.copy_from_host(base + zero->own_first(u), own_part(model, source, u),
                              zero->units[u].part);
     } else if (base != model_base) {
       model.copy_from_host(base, model_base, on_host.size());

@@ -94,7 +94,8 @@ std::string memory_text(const RankMemory& m) {
   return "memory " + human_bytes(double(s.total())) + ": parameters " +
          human_bytes(double(s.parameters)) + ", gradients " + human_bytes(double(s.gradients)) +
          ", optimizer state " + human_bytes(double(s.optimizer_state)) + ", activations " +
-         human_bytes(double(s.activations)) + ", workspaces " + human_bytes(double(s.workspaces));
+         human_bytes(double(s.activations)) + ", workspaces " + human_bytes(double(s.workspaces)) +
+         (s.gather_windows ? ", gather windows " + human_bytes(double(s.gather_windows)) : "");
 }
 
 // A tensor group whose ranks are on more than one node of `per_node` consecutive ranks: valid,

@@ -61,7 +61,7 @@ Layout parse_one(const std::string& entry) {
 }
 
 // The highest [parallel] zero this graft builds; `all` tries every level up to it.
-constexpr int32_t kBuiltZero = 1;
+constexpr int32_t kBuiltZero = 3;
 
 // Every (data, pipeline, tensor) whose product is `world`; zero levels where data > 1, both
 // schedules where pipeline > 1.

@@ -1,8 +1,7 @@
 // The mesh layouts `graft verify --layouts` trains: "2x2x1" is data 2 x pipeline 2 x tensor 1
 // under the mesh strategy, ":z1" adds [parallel] zero = 1 and ":gpipe" (or ":1f1b") the
 // schedule; "all" is every factorization of the job's ranks, each with every zero level where
-// it has a data axis (those this graft builds: 0 and 1) and both schedules where it has
-// stages.
+// it has a data axis and both schedules where it has stages.
 #pragma once
 
 #include <cstdint>

@@ -38,7 +38,8 @@ Model::Model(std::vector<PluginChoice> layer_choices, PluginChoice loss, PluginC
       build_layers(layer_choices_, input, "layers.", -1, 0, layers_, next_nested_index);
   if (settings_.zero_parts > 1)
     store_.shard_over_data(settings_.zero_parts, settings_.zero_index,
-                           size_t(std::max<int64_t>(settings_.zero_unit_floats, 0)));
+                           size_t(std::max<int64_t>(settings_.zero_unit_floats, 0)),
+                           settings_.zero_level);
   store_.allocate(layer_count(), settings_.seed, settings_.shard_index, settings_.shards);
   for (auto& layer : all_layers_) {
     if (layer->n_params == 0) continue;
@@ -227,11 +228,12 @@ int32_t Model::layer_shard(int64_t i) const {
 size_t Model::planned_bytes() const { return buffers_->planned_bytes(); }
 size_t Model::planned_fixed_bytes() const { return buffers_->fixed_bytes(); }
 Model::MemorySplit Model::planned_memory() const {
-  const std::vector<size_t> floats = store_.buffer_floats();  // parameters, gradients, states
+  const ParameterStore::Floats floats = store_.floats_by_kind();
   MemorySplit m;
-  m.parameters = floats[0] * sizeof(float);
-  m.gradients = floats[1] * sizeof(float);
-  for (size_t s = 2; s < floats.size(); ++s) m.optimizer_state += floats[s] * sizeof(float);
+  m.parameters = floats.parameters * sizeof(float);
+  m.gradients = floats.gradients * sizeof(float);
+  m.optimizer_state = floats.state * sizeof(float);
+  m.gather_windows = floats.windows * sizeof(float);
   m.activations = buffers_->activation_bytes();
   m.workspaces = buffers_->workspace_bytes();
   return m;

@@ -48,7 +48,7 @@ struct ModelSettings {
   int32_t stages = 1, shards = 1, stage_index = 0, shard_index = 0;
   // ZeRO ([parallel] zero >= 1 over a data group of zero_parts ranks, this one zero_index):
   // the parameters are laid out in units of about zero_unit_floats (ParameterStore::zero()).
-  int32_t zero_parts = 1, zero_index = 0;
+  int32_t zero_parts = 1, zero_index = 0, zero_level = 0;
   int64_t zero_unit_floats = 0;
   // Whether this rank holds top-level layer `top`: its parameters, gradients, optimizer state
   // and step buffers. A pipeline stage holds its own layers only, so that splitting a model
@@ -116,8 +116,9 @@ class Model {
   // planned_bytes() by what the bytes hold, as `graft validate` prints them per rank.
   struct MemorySplit {
     size_t parameters = 0, gradients = 0, optimizer_state = 0, activations = 0, workspaces = 0;
+    size_t gather_windows = 0;  // ZeRO-2/3: the windows units are gathered into
     size_t total() const {
-      return parameters + gradients + optimizer_state + activations + workspaces;
+      return parameters + gradients + optimizer_state + activations + workspaces + gather_windows;
     }
   };
   MemorySplit planned_memory() const;

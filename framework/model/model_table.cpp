@@ -76,6 +76,12 @@ graft_status* api_zero_unit(graft_model* m, int64_t u, graft_zero_unit* out) {
       throw Failure("zero_unit " + std::to_string(u) + ": its layers hold " +
                     std::to_string(out->gradients.shape[0]) + " floats, not the unit's " +
                     std::to_string(unit.part * size_t(z->parts)));
+    // The parts' views share one shape, which lives as long as the layout does.
+    out->own_gradients = out->gradients;
+    out->own_gradients.data = store.own_gradients(size_t(u));
+    out->own_gradients.shape = const_cast<int64_t*>(&z->part_shape(size_t(u)));
+    out->own_parameters = out->own_gradients;
+    out->own_parameters.data = store.own_parameters(size_t(u));
   });
 }
 graft_status* api_zero_part_sq_norm(graft_model* m, int64_t u, int32_t count_replicated,

@@ -54,10 +54,12 @@ size_t ParameterStore::declare(std::string name, int64_t layer, const graft_para
   return params_.size() - 1;
 }
 
-void ParameterStore::shard_over_data(int32_t parts, int32_t index, size_t unit_floats) {
+void ParameterStore::shard_over_data(int32_t parts, int32_t index, size_t unit_floats,
+                                     int32_t level) {
   zero_parts_ = parts;
   zero_index_ = index;
   zero_unit_floats_ = unit_floats;
+  zero_level_ = level;
 }
 
 // Under ZeRO the held parameters move to their places in the padded units; one of another
@@ -87,17 +89,29 @@ void ParameterStore::lay_out_units(int64_t layers) {
 void ParameterStore::allocate(int64_t layers, uint64_t seed, int32_t shard_index, int32_t shards) {
   layers_ = layers;
   if (zero_parts_ > 1) lay_out_units(layers);
-  param_buffer_ = Buffer(device_, held_floats_);
-  grad_buffer_ = Buffer(device_, held_floats_);
+  const bool windowed_params = zero_level() >= 3, windowed_grads = zero_level() >= 2;
+  if (windowed_grads) {
+    for (const ZeroUnit& u : zero_->units)
+      window_ = std::max(window_, u.part * size_t(zero_->parts));
+    // One window per kind: the strategy gathers (and reduce-scatters) one unit at a time, so
+    // no two units are whole at once. Prefetching the next unit, as FSDP does, would need two.
+    windows_ = zero_->units.empty() ? 0 : 1;
+    grad_parts_ = Buffer(device_, zero_->state_floats);
+  }
+  if (windowed_params) param_parts_ = Buffer(device_, zero_->state_floats);
+  param_buffer_ = Buffer(device_, windowed_params ? windows_ * window_ : held_floats_);
+  grad_buffer_ = Buffer(device_, windowed_grads ? windows_ * window_ : held_floats_);
   for (const ParameterInfo& info : params_) {
-    float* const param = info.held ? param_buffer_.data() + info.offset : nullptr;
-    float* const grad = info.held ? grad_buffer_.data() + info.offset : nullptr;
-    param_views_.emplace_back(param, device_, info.shape);
-    grad_views_.emplace_back(grad, device_, info.shape);
+    param_views_.emplace_back(info.held ? param_at(info.offset) : nullptr, device_, info.shape);
+    grad_views_.emplace_back(info.held ? grad_at(info.offset) : nullptr, device_, info.shape);
   }
   // Pointers into the views, taken once the vectors no longer grow.
   for (TensorView& v : param_views_) param_ptrs_.push_back(v.get());
   for (TensorView& v : grad_views_) grad_ptrs_.push_back(v.get());
+  if (windowed_params) {
+    initialise_by_unit(seed, shard_index, shards);
+    return;
+  }
   for (size_t i = 0; i < params_.size(); ++i)
     if (params_[i].held) initialise(i, seed, shard_index, shards);
 }
@@ -156,13 +170,13 @@ void ParameterStore::initialise(size_t i, uint64_t seed, int32_t shard_index, in
   }
   throw_if_failed(st, "initialising " + info.name);
   if (axis >= 0 && on_cpu()) {
-    copy_part_from_whole(whole.data(), param_buffer_.data() + info.offset, info.shape, axis,
-                         shard_index, shards);
+    copy_part_from_whole(whole.data(), static_cast<float*>(param_views_[i].get()->data), info.shape,
+                         axis, shard_index, shards);
   } else if (axis >= 0) {  // the slicing is the host's: through host memory, once
     std::vector<float> whole_host(whole.size()), part(info.numel);
     copy_to_host(whole.data(), whole_host.data(), whole.size());
     copy_part_from_whole(whole_host.data(), part.data(), info.shape, axis, shard_index, shards);
-    copy_from_host(part.data(), param_buffer_.data() + info.offset, info.numel);
+    copy_from_host(part.data(), static_cast<float*>(param_views_[i].get()->data), info.numel);
   }
 }
 
@@ -172,9 +186,21 @@ void ParameterStore::allocate_optimizer_state(size_t states) {
 }
 
 std::vector<size_t> ParameterStore::buffer_floats() const {
-  std::vector<size_t> sizes{param_buffer_.size(), grad_buffer_.size()};
+  std::vector<size_t> sizes{param_buffer_.size() + param_parts_.size(),
+                            grad_buffer_.size() + grad_parts_.size()};
   for (const Buffer& b : state_buffers_) sizes.push_back(b.size());
   return sizes;
+}
+
+ParameterStore::Floats ParameterStore::floats_by_kind() const {
+  Floats f;
+  const bool windowed_params = zero_level() >= 3, windowed_grads = zero_level() >= 2;
+  f.parameters = windowed_params ? param_parts_.size() : param_buffer_.size();
+  f.gradients = windowed_grads ? grad_parts_.size() : grad_buffer_.size();
+  for (const Buffer& b : state_buffers_) f.state += b.size();
+  f.windows =
+      (windowed_params ? param_buffer_.size() : 0) + (windowed_grads ? grad_buffer_.size() : 0);
+  return f;
 }
 
 TensorView ParameterStore::state_tensor(size_t s, size_t i) const {
@@ -195,7 +221,7 @@ std::pair<size_t, size_t> ParameterStore::layer_floats(int64_t begin, int64_t en
     throw Failure(std::string(what) + ": layers [" + std::to_string(begin) + ", " +
                   std::to_string(end) + ") are outside the model's " + std::to_string(layers_) +
                   " layers");
-  const size_t total = param_buffer_.size();
+  const size_t total = held_floats_;
   size_t first = total, last = total;
   for (auto p = params_.rbegin(); p != params_.rend(); ++p) {  // backwards: each ends the last
     if (p->layer >= end) last = p->offset;
@@ -209,8 +235,18 @@ void ParameterStore::layer_range_view(bool gradients, int64_t begin, int64_t end
   // A map node never moves, so the shape outlives the call; one node per distinct range.
   int64_t& shape = range_shapes_[{begin, end}];
   shape = static_cast<int64_t>(last - first);
+  // A window holds one unit: a range must stay inside one (ZeRO units ask for exactly theirs).
+  const bool windowed = gradients ? zero_level() >= 2 : zero_level() >= 3;
+  if (windowed && last > first) {
+    const ZeroUnit& u = zero_->units[unit_of(first)];
+    if (last > u.first + u.part * size_t(zero_->parts))
+      throw Failure(std::string(gradients ? "gradients" : "parameters") + ": layers [" +
+                    std::to_string(begin) + ", " + std::to_string(end) +
+                    ") span ZeRO units, whose whole tensors are gathered one unit at a time; "
+                    "ask for a unit's (zero_unit)");
+  }
   out = DLTensor{};
-  out.data = (gradients ? grad_buffer_.data() : param_buffer_.data()) + first;
+  out.data = gradients ? grad_at(first) : param_at(first);
   out.device = device_;
   out.ndim = 1;
   out.dtype = DLDataType{kDLFloat, 32, 1};
@@ -218,6 +254,9 @@ void ParameterStore::layer_range_view(bool gradients, int64_t begin, int64_t end
 }
 
 double ParameterStore::grad_sq_norm(int64_t begin, int64_t end, bool count_replicated) const {
+  if (zero_level() >= 2)
+    throw Failure("grad_sq_norm: under ZeRO-" + std::to_string(zero_level()) +
+                  " each rank keeps its parts' gradients only; sum zero_part_sq_norm instead");
   const auto [first, last] = layer_floats(begin, end, "grad_sq_norm");
   graft_exec_ctx ctx{};
   ctx.struct_size = sizeof ctx;
@@ -252,14 +291,17 @@ double ParameterStore::grad_sq_norm(int64_t begin, int64_t end, bool count_repli
 }
 
 void ParameterStore::zero_gradients() {
-  if (on_cpu()) {
-    // On the host's threads, with streaming stores for a large model (cpu_primitives.hpp).
-    cpu::zero(grad_buffer_.data(), int64_t(grad_buffer_.size()));
-    return;
+  for (Buffer* b : {&grad_buffer_, &grad_parts_}) {
+    if (b->size() == 0) continue;
+    if (on_cpu()) {
+      // On the host's threads, with streaming stores for a large model (cpu_primitives.hpp).
+      cpu::zero(b->data(), int64_t(b->size()));
+      continue;
+    }
+    TensorView all(b->data(), device_, graft_shape{1, {int64_t(b->size())}});
+    if (graft_status* st = host_api()->fill(nullptr, all.get(), 0.0f))
+      throw_if_failed(st, "zero_grad");
   }
-  TensorView all(grad_buffer_.data(), device_, graft_shape{1, {int64_t(grad_buffer_.size())}});
-  if (graft_status* st = host_api()->fill(nullptr, all.get(), 0.0f))
-    throw_if_failed(st, "zero_grad");
 }
 
 void ParameterStore::copy_to_host(const float* device_memory, float* host, size_t floats) const {

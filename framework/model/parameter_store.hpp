@@ -54,14 +54,31 @@ class ParameterStore {
   void allocate(int64_t layers, uint64_t seed, int32_t shard_index, int32_t shards);
   // Before allocate: lay the held parameters out in ZeRO units over `parts` data ranks, this
   // rank being `index` (zero_layout.hpp); the optimizer state then holds this rank's parts only.
-  void shard_over_data(int32_t parts, int32_t index, size_t unit_floats);
-  // The ZeRO layout, or NULL without ZeRO.
+  // Level 2 also keeps gradients by part (whole ones only in a unit's gradient window during its
+  // backward), level 3 parameters too (whole only in a unit's parameter window once gathered).
+  void shard_over_data(int32_t parts, int32_t index, size_t unit_floats, int32_t level);
+  // The ZeRO layout, or NULL without ZeRO; its level (0 without).
   const ZeroLayout* zero() const { return zero_ ? &*zero_ : nullptr; }
+  int32_t zero_level() const { return zero_ ? zero_level_ : 0; }
+  // ZeRO unit u: its whole parameters / gradients (parts * part floats: in the padded buffer,
+  // or at levels 3 / 2 the one window every unit shares), and this rank's part of them (in
+  // place, or kept apart at those levels).
+  float* unit_parameters(size_t u) { return param_at(zero_->units[u].first); }
+  float* unit_gradients(size_t u) { return grad_at(zero_->units[u].first); }
+  float* own_parameters(size_t u);
+  float* own_gradients(size_t u);
+  // What the buffers hold, in floats: parameters and gradients kept (whole, or this rank's parts
+  // at levels 3 / 2), each optimizer state, and the windows units are gathered into.
+  struct Floats {
+    size_t parameters = 0, gradients = 0, state = 0, windows = 0;
+  };
+  Floats floats_by_kind() const;
   // One zeroed buffer per optimizer state tensor (optimizer.h), shaped like the parameters.
   void allocate_optimizer_state(size_t states);
 
   const std::vector<ParameterInfo>& parameters() const { return params_; }
-  size_t floats() const { return param_buffer_.size(); }  // held, in each buffer
+  // Of the parameters held, in the padded layout (under ZeRO-3 only windows of it are whole).
+  size_t floats() const { return held_floats_; }
   // The floats of every buffer held (parameters, gradients, each state), for memory plans.
   std::vector<size_t> buffer_floats() const;
   float* parameter_data() { return param_buffer_.data(); }
@@ -101,13 +118,21 @@ class ParameterStore {
  private:
   void initialise(size_t i, uint64_t seed, int32_t shard_index, int32_t shards);
   void lay_out_units(int64_t layers);
+  // Where float f of the padded layout lives: a window at the levels that keep parts apart.
+  size_t unit_of(size_t f) const;
+  float* param_at(size_t f);
+  float* grad_at(size_t f);
+  float* window_at(Buffer& windows, size_t f);
+  void initialise_by_unit(uint64_t seed, int32_t shard_index, int32_t shards);
 
   DLDevice device_;
   int64_t layers_ = 0;
   size_t held_floats_ = 0;  // of the parameters declared so far
   std::optional<ZeroLayout> zero_;
-  int32_t zero_parts_ = 1, zero_index_ = 0;
+  int32_t zero_parts_ = 1, zero_index_ = 0, zero_level_ = 0;
   size_t zero_unit_floats_ = 0;
+  Buffer param_parts_, grad_parts_;  // levels 3 / 2: this rank's parts of every unit
+  size_t windows_ = 0, window_ = 0;  // levels 2-3: windows (unit u uses u % windows_), floats each
   std::vector<ParameterInfo> params_;
   // Per parameter: its random stream and the layer that declared it (for messages).
   std::vector<uint64_t> streams_;

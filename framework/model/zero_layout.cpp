@@ -26,6 +26,7 @@ ZeroLayout zero_layout(const std::vector<int64_t>& layer_of, const std::vector<s
     u.begin = l;
     u.end = end;
     u.part = (floats + size_t(z.parts) - 1) / size_t(z.parts);
+    u.part_shape = int64_t(u.part);
     backwards.push_back(u);
     end = l;
     floats = 0;

@@ -16,6 +16,7 @@ struct ZeroUnit {
   size_t first = 0;            // its first float in the padded buffers
   size_t part = 0;             // floats per part; the unit spans parts * part floats
   size_t state = 0;            // where this rank's part starts in the compact state buffers
+  int64_t part_shape = 0;      // `part`, as the shape of a 1-D view of one part
 };
 
 struct ZeroLayout {
@@ -25,6 +26,7 @@ struct ZeroLayout {
   size_t floats = 0;            // of the padded parameter and gradient buffers
   size_t state_floats = 0;      // of each compact optimizer state buffer
 
+  const int64_t& part_shape(size_t u) const { return units[u].part_shape; }
   // The floats [first, last) of unit u this rank owns.
   size_t own_first(size_t u) const { return units[u].first + size_t(index) * units[u].part; }
   size_t own_last(size_t u) const { return own_first(u) + units[u].part; }

@@ -70,7 +70,7 @@ void Updater::step_part(const graft_exec_ctx& ctx, size_t unit) {
     throw Failure("step_part: unit " + std::to_string(unit) + " is not a ZeRO unit of this model");
   const size_t first = z->own_first(unit), last = z->own_last(unit);
   if (part_clip_ != 1.0f) {
-    TensorView grads(store_.gradient_data() + first, store_.device(),
+    TensorView grads(store_.own_gradients(unit), store_.device(),
                      graft_shape{1, {int64_t(last - first)}});
     if (graft_status* st = host_api()->axpby(&ctx, part_clip_, grads.get(), 0.0f, grads.get()))
       throw_if_failed(st, "gradient clipping");
@@ -80,7 +80,10 @@ void Updater::step_part(const graft_exec_ctx& ctx, size_t unit) {
     const ParameterInfo& p = params[i];
     if (!p.held || p.spec.is_buffer) continue;
     const size_t a = std::max(first, p.offset), b = std::min(last, p.offset + p.numel);
-    if (a < b) step_slice(ctx, i, a, b, z->units[unit].state + (a - first));
+    if (a < b)
+      step_slice(ctx, i, store_.own_parameters(unit) + (a - first),
+                 store_.own_gradients(unit) + (a - first), b - a,
+                 z->units[unit].state + (a - first));
   }
 }
 
@@ -95,8 +98,8 @@ double Updater::part_sq_norm(const graft_exec_ctx& ctx, size_t unit, bool count_
     if (!p.held || p.spec.is_buffer || !(count_replicated || p.spec.shard_axis >= 0)) continue;
     const size_t a = std::max(first, p.offset), b = std::min(last, p.offset + p.numel);
     if (a >= b) continue;
-    TensorView run(const_cast<ParameterStore&>(store_).gradient_data() + a, store_.device(),
-                   graft_shape{1, {int64_t(b - a)}});
+    TensorView run(const_cast<ParameterStore&>(store_).own_gradients(unit) + (a - first),
+                   store_.device(), graft_shape{1, {int64_t(b - a)}});
     double squared = 0.0;
     if (graft_status* st = host_api()->dot(&ctx, run.get(), run.get(), &squared))
       throw_if_failed(st, "gradient norm");
@@ -105,12 +108,12 @@ double Updater::part_sq_norm(const graft_exec_ctx& ctx, size_t unit, bool count_
   return total;
 }
 
-void Updater::step_slice(const graft_exec_ctx& ctx, size_t i, size_t first, size_t last,
-                         size_t state) {
+void Updater::step_slice(const graft_exec_ctx& ctx, size_t i, float* param_data, float* grad_data,
+                         size_t floats, size_t state) {
   const ParameterInfo& info = store_.parameters()[i];
-  const graft_shape flat{1, {int64_t(last - first)}};
-  TensorView param(store_.parameter_data() + first, store_.device(), flat);
-  TensorView grad(store_.gradient_data() + first, store_.device(), flat);
+  const graft_shape flat{1, {int64_t(floats)}};
+  TensorView param(param_data, store_.device(), flat);
+  TensorView grad(grad_data, store_.device(), flat);
   TensorView states[GRAFT_MAX_OPTIMIZER_STATE];
   DLTensor* state_ptrs[GRAFT_MAX_OPTIMIZER_STATE] = {};
   for (size_t s = 0; s < store_.state_count(); ++s) {

@@ -54,9 +54,11 @@ class Updater {
   void clip(const graft_exec_ctx& ctx, size_t first, size_t last, double squared_norm);
   // The factor clipping scales gradients by for this global squared norm (1: none).
   float clip_factor(double squared_norm) const;
-  // Calls the optimizer on floats [first, last) of parameter i, its state at `state` floats
-  // into the state buffers (1-D views: the optimizers are element-wise).
-  void step_slice(const graft_exec_ctx& ctx, size_t i, size_t first, size_t last, size_t state);
+  // Calls the optimizer on `floats` floats of parameter i at param_data (its gradients at
+  // grad_data, its state at `state` floats into the state buffers): 1-D views, which the
+  // optimizers take because they are element-wise.
+  void step_slice(const graft_exec_ctx& ctx, size_t i, float* param_data, float* grad_data,
+                  size_t floats, size_t state);
 
   ParameterStore& store_;
   std::unique_ptr<OptimizerInstance> optimizer_;

@@ -202,6 +202,7 @@ void Session::shard_over_data(ModelSettings& settings, const PluginChoice& optim
   settings.zero_parts = shape.degree[GRAFT_AXIS_DATA];
   settings.zero_index = mesh_->coord(GRAFT_AXIS_DATA);
   settings.zero_unit_floats = layout.plan.zero_unit_floats;
+  settings.zero_level = shape.zero;
 }
 
 GatherGroups Session::gather_groups() const {

@@ -3,11 +3,12 @@
 
   matrix  graft verify --layouts all on 4 and 8 ranks: every factorization over (data,
           pipeline, tensor) with each zero level graft builds and both schedules, against single;
-  speed   data 2 with zero 1 against data 2 with zero 0 on 2 ranks, runs alternating, best kept
-          (goal >= 0.95x: ZeRO's reduce-scatter and all-gather cost what the all-reduce did);
+  speed   data 2 with zero 1 and 3 against data 2 with zero 0 on 2 ranks, runs alternating, best
+          kept (goals >= 0.95x and >= 0.8x: ZeRO's collectives cost about what the all-reduce
+          did; zero 3 gathers every unit's parameters twice more per micro-batch);
   memory  784-4096-4096-10 with adam on 4 ranks: each rank's peak RSS and the model's own
-          accounting under data 4 with zero 0 and zero 1, and pipeline 2 (stage 0 holding layer
-          0) against data 2, beside what `graft validate --world N` predicts.
+          accounting under data 4 with zero 0 to 3, and pipeline 2 (stage 0 holding layer 0)
+          against data 2, beside what `graft validate --world N` predicts.
 
 Every rank runs under a small Python wrapper that reports the peak RSS of its graft process
 (getrusage of the child), so no tool beyond python3 is needed."""
@@ -94,10 +95,10 @@ def samples_per_s(run_dir):
 
 
 def speed(args, tmp):
-    best = {0: 0.0, 1: 0.0}
+    best = {0: 0.0, 1: 0.0, 3: 0.0}
     config = os.path.join(tmp, "speed.toml")
     for attempt in range(args.repeats):
-        for zero in (0, 1):
+        for zero in best:
             name = "speed_z%d_%d" % (zero, attempt)
             write_config(config, name=name, steps=args.steps, log_every=args.steps // 4,
                          out=tmp, batch=256, layers=layers_toml([1024, 1024, 10]),
@@ -107,12 +108,11 @@ def speed(args, tmp):
                 print(r.stdout + r.stderr, file=sys.stderr)
                 return None
             best[zero] = max(best[zero], samples_per_s(os.path.join(tmp, name)))
-    ratio = best[1] / best[0]
     print("speed: 784-1024-1024-10 adam, batch 256, data 2 on 2 ranks, best of %d runs of %d "
           "steps:" % (args.repeats, args.steps))
-    print("  zero 0: %.0f samples/s   zero 1: %.0f samples/s   zero 1 / zero 0 = %.3f (goal >= 0.95)"
-          % (best[0], best[1], ratio))
-    return ratio
+    print("  zero 0: %.0f samples/s   zero 1: %.0f (%.3fx, goal >= 0.95)   zero 3: %.0f (%.3fx, "
+          "goal >= 0.8)" % (best[0], best[1], best[1] / best[0], best[3], best[3] / best[0]))
+    return best[1] / best[0] >= 0.95 and best[3] / best[0] >= 0.8
 
 
 def predicted(args, config, ranks):
@@ -120,8 +120,10 @@ def predicted(args, config, ranks):
                        capture_output=True, text=True)
     out = {}
     for m in re.finditer(r"\nrank (\d+) .*?\n.*?memory ([\d.]+ \w+): parameters ([\d.]+ \w+), "
-                         r"gradients ([\d.]+ \w+), optimizer state ([\d.]+ \w+)", r.stdout):
-        out[int(m.group(1))] = [to_bytes(m.group(k)) for k in (2, 3, 4, 5)]
+                         r"gradients ([\d.]+ \w+), optimizer state ([\d.]+ \w+)(.*)", r.stdout):
+        windows = re.search(r"gather windows ([\d.]+ \w+)", m.group(6))
+        out[int(m.group(1))] = [to_bytes(m.group(k)) for k in (2, 3, 4, 5)] + [
+            to_bytes(windows.group(1)) if windows else 0.0]
     return out
 
 
@@ -149,6 +151,8 @@ def memory(args, tmp):
     rows = []
     for label, ranks, parallel in (("data 4, zero 0", 4, "data = 4"),
                                    ("data 4, zero 1", 4, "data = 4\nzero = 1"),
+                                   ("data 4, zero 2", 4, "data = 4\nzero = 2"),
+                                   ("data 4, zero 3", 4, "data = 4\nzero = 3"),
                                    ("data 2", 2, "data = 2"),
                                    ("pipeline 2, stages [[0,0],[1,4]]", 2,
                                     "pipeline = 2\nstages = [[0, 0], [1, 4]]")):
@@ -164,14 +168,15 @@ def memory(args, tmp):
     ok = True
     for label, rss, base, pred in rows:
         for k, peak in enumerate(rss):
-            p = pred.get(k, [0, 0, 0, 0])
+            p = pred.get(k, [0, 0, 0, 0, 0])
             model = peak - base[k]
             ratio = p[0] / model if model > 0 else 0.0
             ok = ok and 0.9 <= ratio <= 1.1
             print("  %-34s rank %d: peak %6.1f MiB, model %6.1f MiB, planned %6.1f MiB (%.2fx); "
-                  "params %5.1f + grads %5.1f + optimizer %5.1f MiB"
+                  "params %5.1f + grads %5.1f + optimizer %5.1f MiB = %5.1f MiB kept%s"
                   % (label, k, peak / 2**20, model / 2**20, p[0] / 2**20, ratio, p[1] / 2**20,
-                     p[2] / 2**20, p[3] / 2**20))
+                     p[2] / 2**20, p[3] / 2**20, (p[1] + p[2] + p[3]) / 2**20,
+                     ", gather windows %.1f MiB" % (p[4] / 2**20) if p[4] else ""))
     print("  planned within 10%% of the model's measured share on every rank: %s" %
           ("yes" if ok else "NO"))
     return ok or not args.check
@@ -196,8 +201,8 @@ def main():
         if "matrix" in parts:
             ok = matrix(args) and ok
         if "speed" in parts:
-            ratio = speed(args, tmp)
-            ok = ok and ratio is not None and (ratio >= 0.95 or not args.check)
+            met = speed(args, tmp)
+            ok = ok and met is not None and (met or not args.check)
         if "memory" in parts:
             ok = memory(args, tmp) and ok
     sys.exit(0 if ok else 1)

@@ -146,10 +146,11 @@ TEST_CASE(
   check_resumed(dir / "again", whole);
 }
 
-// The mesh: a checkpoint of data 2 x pipeline 2 x tensor 2 with ZeRO-1 (each data rank keeps
-// the optimizer state of its parts; stages and tensor parts as above) holds single's whole
-// tensors, and resumes under single, tensor 4, data 4 with ZeRO-1, and the mesh again.
-TEST_CASE("a mesh checkpoint (data 2 x pipeline 2 x tensor 2, zero 1) moves between layouts") {
+// The mesh: a checkpoint of data 2 x pipeline 2 x tensor 2 with ZeRO-3 (each data rank keeps
+// its parts of the parameters and optimizer state; stages and tensor parts as above) holds
+// single's whole tensors, and resumes under single, tensor 4, data 4 with ZeRO 1 and 2, and
+// the mesh again.
+TEST_CASE("a mesh checkpoint (data 2 x pipeline 2 x tensor 2, zero 3) moves between layouts") {
   const fs::path dir = graft::test::temp_dir("dist_checkpoint_mesh");
   const fs::path config = write_config(dir);
   train(config, 1, "whole", "single");
@@ -160,7 +161,7 @@ TEST_CASE("a mesh checkpoint (data 2 x pipeline 2 x tensor 2, zero 1) moves betw
            " --set parallel.tensor=" + std::to_string(t) +
            " --set parallel.zero=" + std::to_string(z);
   };
-  train(config, 8, "mesh", "mesh", mesh(2, 2, 2, 1) + " --set run.steps=" + std::to_string(kHalf));
+  train(config, 8, "mesh", "mesh", mesh(2, 2, 2, 3) + " --set run.steps=" + std::to_string(kHalf));
   const std::string step = "step_" + std::to_string(kHalf) + ".safetensors";
   check_same_tensors(dir / "whole" / "checkpoints" / step, dir / "mesh" / "checkpoints" / step);
   train(config, 1, "single", "single", resume_from(dir / "mesh"));
@@ -169,9 +170,11 @@ TEST_CASE("a mesh checkpoint (data 2 x pipeline 2 x tensor 2, zero 1) moves betw
   check_resumed(dir / "tp4", whole);
   train(config, 4, "dp4", "mesh", mesh(4, 1, 1, 1) + resume_from(dir / "mesh"));
   check_resumed(dir / "dp4", whole);
-  // And back: a checkpoint saved under data 4 with ZeRO-1 resumes under the mesh.
+  train(config, 4, "dp4_z2", "mesh", mesh(4, 1, 1, 2) + resume_from(dir / "mesh"));
+  check_resumed(dir / "dp4_z2", whole);
+  // And back: a checkpoint saved under data 4 with ZeRO-1 resumes under the mesh with ZeRO-3.
   train(config, 4, "dp4_half", "mesh",
         mesh(4, 1, 1, 1) + " --set run.steps=" + std::to_string(kHalf));
-  train(config, 8, "back", "mesh", mesh(2, 2, 2, 1) + resume_from(dir / "dp4_half"));
+  train(config, 8, "back", "mesh", mesh(2, 2, 2, 3) + resume_from(dir / "dp4_half"));
   check_resumed(dir / "back", whole);
 }

@@ -21,8 +21,13 @@ bool contains(const std::string& text, const std::string& part) {
 double bytes_after(const std::string& text, int rank, const std::string& label) {
   const size_t line = text.find("\nrank " + std::to_string(rank) + " ");
   if (line == std::string::npos) return -1;
-  const size_t at = text.find(label + " ", line);
+  // In the memory split ("memory 17.9 MiB: parameters 523.3 KiB, gradients ..."), not the
+  // count ("parameters 535818,") before it.
+  size_t at = text.find(": " + label + " ", line);
+  if (at == std::string::npos || text.find(", " + label + " ", line) < at)
+    at = text.find(", " + label + " ", line);
   if (at == std::string::npos) return -1;
+  at += 2;
   std::istringstream in(text.substr(at + label.size() + 1));
   double value = 0;
   std::string unit;
@@ -108,7 +113,7 @@ TEST_CASE("graft validate --world 8 prints a data 2 x pipeline 2 x tensor 2 mesh
   CHECK(contains(spread.output, "put tensor first in [parallel] order"));
 }
 
-TEST_CASE("validate shows ZeRO-1's optimizer state split over the data ranks") {
+TEST_CASE("validate shows ZeRO's split over the data ranks: state at 1, everything at 3") {
   const std::string config = graft::test::config_path("fashion_mlp.toml");
   const auto plain =
       graft::test::run_graft("validate " + config + " --world 4 --set parallel.data=4");
@@ -128,6 +133,20 @@ TEST_CASE("validate shows ZeRO-1's optimizer state split over the data ranks") {
     CHECK(part <= whole / 4 * 1.05);
     CHECK(bytes_after(zero.output, r, "parameters") >= bytes_after(plain.output, r, "parameters"));
   }
+  // zero 3 keeps a quarter of the gradients and parameters too (and windows units gather into).
+  const auto three = graft::test::run_graft(
+      "validate " + config + " --world 4 --set parallel.data=4 --set parallel.zero=3");
+  INFO(three.output);
+  REQUIRE(three.exit_code == 0);
+  for (int r = 0; r < 4; ++r)
+    for (const char* kind : {"parameters", "gradients", "optimizer state"}) {
+      CAPTURE(kind);
+      const double whole = bytes_after(plain.output, r, kind);
+      const double part = bytes_after(three.output, r, kind);
+      CHECK(part >= whole / 4 * 0.95);
+      CHECK(part <= whole / 4 * 1.05);
+    }
+  CHECK(contains(three.output, "gather windows "));
 }
 
 TEST_CASE("a layout the model cannot have fails on every rank with the key, exit 2, no hang") {
@@ -142,8 +161,8 @@ TEST_CASE("a layout the model cannot have fails on every rank with the key, exit
   // fashion_mlp's pair has 512 hidden features; 3 does not divide them.
   for (const Case& c :
        {Case{" --set parallel.tensor=3", "which do not split into 3 equal tensor-parallel parts"},
-        Case{" --set parallel.data=3 --set parallel.zero=3",
-             "[parallel] zero = 3: this graft shards optimizer state (zero = 1)"},
+        Case{" --set parallel.pipeline=3 --set parallel.zero=3",
+             "zero = 3 shards over the data axis, but data is 1: there is nothing to shard over"},
         Case{" --set parallel.strategy=data_parallel --set parallel.zero=1",
              "[parallel] zero: strategy 'data_parallel' shards nothing"}}) {
     CAPTURE(c.set);

@@ -1,7 +1,7 @@
 // The mesh trains as single does: `mpirun -np N graft verify --layouts` over a model whose
 // Megatron pairs sit inside each pipeline stage, for every pair of axes and the triple, both
-// schedules, and ZeRO-1 with units of ~130 floats (many units, padding in most). verify fails
-// (exit 1) when a layout's losses or parameters after 20 steps differ from single's by more
+// schedules, and ZeRO 1, 2 and 3 with units of ~130 floats (many units, padding in most). verify
+// fails (exit 1) when a layout's losses or parameters after 20 steps differ from single's by more
 // than relative 1e-5; clipping by the global norm is on, so the norm's sums over the groups
 // (and, under ZeRO, over the data ranks' parts) are checked too. The full matrix (every
 // factorization of 4 and 8 ranks) is the bench test bench/mesh_verify_matrix.
@@ -54,15 +54,17 @@ void check_passes(const graft::test::MpiRun& r, int layouts) {
 
 }  // namespace
 
-TEST_CASE("every pair of axes on 4 ranks, with both schedules and ZeRO-1, trains as single") {
+TEST_CASE("every pair of axes on 4 ranks, with both schedules and ZeRO 1-3, trains as single") {
   const fs::path dir = graft::test::temp_dir("dist_mesh_verify_4");
   const fs::path config = write_config(dir);
-  check_passes(
-      verify(4, config, "2x2x1,2x2x1:z1:gpipe,2x1x2,2x1x2:z1,1x2x2:1f1b,1x2x2:gpipe,4x1x1:z1"), 7);
+  check_passes(verify(4, config,
+                      "2x2x1,2x2x1:z1:gpipe,2x2x1:z2,2x2x1:z3,2x1x2,2x1x2:z1,2x1x2:z2,2x1x2:z3,"
+                      "1x2x2:1f1b,1x2x2:gpipe,4x1x1:z1,4x1x1:z2,4x1x1:z3:gpipe"),
+               13);
 }
 
-TEST_CASE("data x pipeline x tensor on 8 ranks, with and without ZeRO-1, trains as single") {
+TEST_CASE("data x pipeline x tensor on 8 ranks, with and without ZeRO, trains as single") {
   const fs::path dir = graft::test::temp_dir("dist_mesh_verify_8");
   const fs::path config = write_config(dir);
-  check_passes(verify(8, config, "2x2x2,2x2x2:z1,2x2x2:z1:gpipe"), 3);
+  check_passes(verify(8, config, "2x2x2,2x2x2:z1,2x2x2:z2:gpipe,2x2x2:z3,2x2x2:z3:gpipe"), 5);
 }

@@ -63,7 +63,9 @@ void StageRunner::forward(const ModelRef& model, const Context& ctx, const DLTen
     link_.recv(*received_, stage_ - 1, tag(k, true), what_forward_recv_.c_str());
     in = received_.get();
   }
-  const DLTensor& out = layers_.forward(model, part, *in);
+  const DLTensor& out = layers_.forward(model, part, *in, [&](int64_t a, int64_t b) {
+    if (hooks_) hooks_->before_forward(model, part, a, b);
+  });
   if (!last()) {
     sends_forward_[slot] =
         link_.send_start(out, stage_ + 1, tag(k, true), what_forward_send_.c_str());

@@ -16,6 +16,17 @@
 
 namespace graft::pipeline {
 
+// What a strategy does around the segments of a stage's layers (TensorStage): ZeRO gathers a
+// unit's parameters before its first segment, and reduce-scatters its gradients after its last.
+class StageHooks {
+ public:
+  virtual ~StageHooks() = default;
+  virtual void before_forward(const ModelRef&, const Context&, int64_t /*begin*/, int64_t /*end*/) {
+  }
+  virtual void before_backward(const ModelRef&, const Context&, int64_t, int64_t) {}
+  virtual void after_backward(const ModelRef&, const Context&, int64_t, int64_t) {}
+};
+
 class StageRunner {
  public:
   // `who` names the strategy in errors; comm is the pipeline group (empty with one stage).
@@ -34,6 +45,8 @@ class StageRunner {
   // micro-batches in flight at once (the model's slots).
   void plan(mesh::TensorStage layers, const graft_shape& input, const graft_shape& output,
             int32_t slots);
+  // Hooks around each segment of the stage's layers (NULL: none); the caller keeps them alive.
+  void set_hooks(StageHooks* hooks) { hooks_ = hooks; }
   // Sizes the receive buffers for micro-batches of `rows` (allocating only when they grow).
   void prepare(const Context& ctx, int64_t rows);
 
@@ -50,7 +63,15 @@ class StageRunner {
     // Backward may write a layer's dx over its output, the output that went forward from this
     // slot included: that send must be done first (the next stage has answered, so it is).
     link_.finish(sends_forward_[size_t(part.slot)]);
-    const DLTensor* dx = layers_.backward(model, part, *dy, on_layer_done);
+    const DLTensor* dx = layers_.backward(
+        model, part, *dy,
+        [&](int64_t a, int64_t b) {
+          if (hooks_) hooks_->before_backward(model, part, a, b);
+        },
+        [&](int64_t a, int64_t b) {
+          if (hooks_) hooks_->after_backward(model, part, a, b);
+        },
+        on_layer_done);
     if (!first() && dx) send_gradient(part, k, *dx);
   }
   void finish_sends();
@@ -69,6 +90,7 @@ class StageRunner {
   const char* who_;
   StageLink link_;
   mesh::TensorStage layers_;
+  StageHooks* hooks_ = nullptr;
   graft_shape input_{}, output_{};
   int32_t slots_ = 1;
   // From host->alloc, on the step's device:

@@ -78,10 +78,8 @@ class MeshStrategy final : public graft::Strategy {
     GRAFT_CHECK(mesh_.size() == world.size,
                 "the mesh's degrees (" << mesh_.describe() << ") do not multiply to the world of "
                                        << world.size << " ranks");
-    GRAFT_CHECK(mesh_.zero() <= 1,
-                "[parallel] zero = " << mesh_.zero()
-                                     << ": this graft shards optimizer state (zero = 1) but not "
-                                        "yet gradients or parameters; set zero = 1 or 0");
+    GRAFT_CHECK(mesh_.zero() >= 0 && mesh_.zero() <= 3,
+                "[parallel] zero = " << mesh_.zero() << ": expected 0, 1, 2 or 3");
     GRAFT_CHECK(pairs_option_.empty() || int64_t(pairs_option_.size()) == 2 * int64_t(stages_),
                 "stages = " << format_pairs(pairs_option_) << " lists " << pairs_option_.size() / 2
                             << " stages, but [parallel] pipeline = " << stages_ << "; give "
@@ -99,6 +97,12 @@ class MeshStrategy final : public graft::Strategy {
     std::vector<int64_t> parameters;
     for (int64_t i = 0; i < n; ++i) {
       parameters.push_back(layers[i].parameters);
+      GRAFT_CHECK(
+          data == 1 || mesh_.zero() < 3 || !(layers[i].flags & GRAFT_ENTRY_BATCH_STATISTICS),
+          "[model] layer " << i << " ('" << layers[i].type
+                           << "') keeps running statistics, which [parallel] zero = 3 "
+                              "would update in a gathered copy and lose; set zero = 2 "
+                              "or lower");
       GRAFT_CHECK(
           data == 1 || allow_local_batch_norm_ || !(layers[i].flags & GRAFT_ENTRY_BATCH_STATISTICS),
           "[model] layer " << i << " ('" << layers[i].type
@@ -123,9 +127,14 @@ class MeshStrategy final : public graft::Strategy {
         if (st == stage_) pairs = std::move(found);
       }
     }
+    // From zero 2 on, ZeRO acts at its units' bounds, which the host sets only as it builds
+    // the model: the stage runs layer by layer, so that every bound is a pause.
+    std::vector<int64_t> cuts;
+    if (data > 1 && mesh_.zero() >= 2)
+      for (int64_t i = bounds_.begin(stage_); i < bounds_.end(stage_); ++i) cuts.push_back(i);
     TensorStage mine;
     mine.set(bounds_.begin(stage_), bounds_.end(stage_), std::move(pairs),
-             mesh_.comm(GRAFT_AXIS_TENSOR));
+             mesh_.comm(GRAFT_AXIS_TENSOR), cuts);
 
     // Buffers: the largest data rank's rows, in micro-batches; slots for those in flight.
     if (micro_option_ == 0)
@@ -143,7 +152,9 @@ class MeshStrategy final : public graft::Strategy {
     plan.shard_index = mesh_.coord(GRAFT_AXIS_TENSOR);
     plan.slots = slots;
     plan.rows_per_slot = micro.size;
-    plan.zero_unit_floats = int64_t(bucket_bytes_ / sizeof(float));
+    // zero 1 sums by bucket; from zero 2 on every unit is whole in a window while it runs, so
+    // units of one layer keep that window (and the peak) at the largest layer.
+    plan.zero_unit_floats = mesh_.zero() >= 2 ? 0 : int64_t(bucket_bytes_ / sizeof(float));
     predict_traffic(layers, micro, plan);
 
     planned_ = true;
@@ -162,7 +173,6 @@ class MeshStrategy final : public graft::Strategy {
     const auto start = Clock::now();
     const graft::ModelRef model(api, handle, "mesh");
     prepare(model, ctx, x, y);
-    if (zero() && !zero_.built_for(handle)) zero_.build(model);
     if (data_parallel() && !zero() && !buckets_.built_for(handle))
       buckets_.build(model, bucket_bytes_);
     const MicroBatches micro(local_rows(ctx), micro_);
@@ -179,7 +189,7 @@ class MeshStrategy final : public graft::Strategy {
       auto on_layer_done = [this, sync](int64_t layer) noexcept {
         if (!sync) return;
         if (zero())
-          zero_.layer_done(data_comm(), layer);
+          zero_.layer_done(layer);
         else
           buckets_.layer_done(data_comm(), layer);
       };
@@ -188,7 +198,7 @@ class MeshStrategy final : public graft::Strategy {
     run_.finish_sends();
     // A rank without rows this step (a short last batch) joins every bucket with zeros.
     if (zero()) {
-      zero_.wait_reduced(data_comm());
+      zero_.wait_reduced();
     } else if (data_parallel()) {
       buckets_.start_remaining(data_comm());
       buckets_.wait_all(data_comm());
@@ -205,7 +215,7 @@ class MeshStrategy final : public graft::Strategy {
     bubble_.add_step(run_.link().take_idle(),
                      std::chrono::duration<double>(Clock::now() - start).count(), micro.count);
     if (zero())
-      zero_.update(model, ctx, data_comm(), sums[0]);
+      zero_.update(model, ctx, sums[0]);
     else
       model.optimizer_step_layers(ctx, run_.layers().begin(), run_.layers().end(), sums[0]);
     add(sums, result);
@@ -296,8 +306,12 @@ class MeshStrategy final : public graft::Strategy {
                 "mesh: the first stage got " << graft::rows(x) << " rows of x, not its " << rows);
     GRAFT_CHECK(!last() || graft::rows(y) == rows,
                 "mesh: the last stage got " << graft::rows(y) << " rows of y, not its " << rows);
-    (void)model;
     run_.prepare(ctx, MicroBatches(rows, micro_).size);
+    if (zero() && !zero_.built_for(model.handle())) {
+      zero_.build(model, data_comm());
+      // From zero 2 on, ZeRO acts around every unit's layers (zero_sync.hpp).
+      run_.set_hooks(mesh_.zero() >= 2 ? &zero_ : nullptr);
+    }
   }
 
   // The last stage's sums, from tensor rank 0 only: every tensor rank computed the same loss.
@@ -336,7 +350,7 @@ class MeshStrategy final : public graft::Strategy {
   double bucket_bytes_;
   bool allow_local_batch_norm_;
   Buckets buckets_;
-  graft::mesh::ZeroSync zero_;
+  graft::mesh::ZeroSync zero_{mesh_.zero()};
   bool planned_ = false;
   StageBounds bounds_;
   int32_t stage_, stages_;

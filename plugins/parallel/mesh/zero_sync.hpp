@@ -1,9 +1,17 @@
-// The data axis under ZeRO-1 (graft_mesh::zero = 1): the host lays the stage's parameters out
-// in units (graft_zero_unit), each split into one part per data rank. As backward finishes a
-// unit's layers its gradients are reduce-scattered over the data group, so each rank holds the
-// sum of its own part only; each rank then updates its own part (the only optimizer state it
-// keeps) and the parts are all-gathered back into every rank's parameters, each gather
-// started as soon as its unit is updated so it overlaps the updates of the units after it.
+// The data axis under ZeRO (graft_mesh::zero >= 1): the host lays the stage's parameters out in
+// units (graft_zero_unit), each split into one part per data rank; a rank keeps the optimizer
+// state of its own parts only, and updates only them.
+//   zero 1: the last micro-batch's backward reduce-scatters each unit's gradients as soon as it
+//           is done with the unit's layers (in place: each rank's part of the sum lands in its
+//           own part); after the update each unit's parts are all-gathered back, each gather
+//           started as soon as its unit is updated.
+//   zero 2: gradients too are kept by part: every micro-batch's backward sums a unit's
+//           gradients in the gradient window, reduce-scatters them and adds this rank's part to
+//           the part it keeps; the window then serves the next unit down.
+//   zero 3: parameters too: before a unit's first layer runs, forward or backward, its parts are
+//           all-gathered into the parameter window; the update changes the kept parts only.
+// From zero 2 on the collectives are blocking, one unit at a time (the host keeps one window of
+// each kind); gathering the next unit while this one computes would need a second.
 #pragma once
 
 #include <exception>
@@ -13,16 +21,20 @@
 
 #include <graft/cpp/strategy.hpp>
 
+#include "../common/stage_runner.hpp"
+
 namespace graft::mesh {
 
-class ZeroSync {
+class ZeroSync final : public pipeline::StageHooks {
  public:
+  explicit ZeroSync(int32_t level = 1) : level_(level) {}
   bool built_for(const graft_model* model) const { return model_ == model; }
 
-  void build(const ModelRef& model) {
+  void build(const ModelRef& model, const Comm& data) {
     model_ = model.handle();
+    data_ = data;
     units_.clear();
-    first_layer_unit_.assign(size_t(model.layer_count()), -1);
+    unit_of_layer_.assign(size_t(model.layer_count()), -1);
     GRAFT_CHECK(model.has(&graft_model_api::zero_unit_count),
                 "mesh: [parallel] zero >= 1, but this graft's model api has no ZeRO units "
                 "(SDK 1.2); update graft");
@@ -34,34 +46,68 @@ class ZeroSync {
       const graft_zero_unit& z = unit.layout;
       unit.what = "ZeRO unit " + std::to_string(u) + " (layers " + std::to_string(z.begin) + ".." +
                   std::to_string(z.end - 1) + ")";
-      unit.own_shape = z.part;
-      unit.own_gradients = part_of(z.gradients, z, unit.own_shape);
-      unit.own_parameters = part_of(z.parameters, z, unit.own_shape);
-      if (z.begin >= 0 && z.begin < int64_t(first_layer_unit_.size()))
-        first_layer_unit_[size_t(z.begin)] = u;
+      for (int64_t l = z.begin; l < z.end && l < int64_t(unit_of_layer_.size()); ++l)
+        unit_of_layer_[size_t(l)] = u;
       units_.push_back(std::move(unit));
     }
-    // Views hold a pointer to their own shape: set them once the vector no longer moves.
+    // In-place parts of the whole views: shapes live in the units, set once they stop moving.
     for (Unit& unit : units_) {
-      unit.own_gradients.shape = &unit.own_shape;
-      unit.own_parameters.shape = &unit.own_shape;
+      unit.part_shape = unit.layout.part;
+      unit.window_part = part_of(unit.layout.gradients, unit.layout, unit.part_shape);
     }
   }
 
-  // From backward's on_layer_done: starts the reduce-scatter of the unit whose lowest layer
-  // this is. Through C, so it keeps a failure for wait_reduced rather than throwing.
-  void layer_done(const Comm& data, int64_t layer) noexcept {
-    if (layer < 0 || size_t(layer) >= first_layer_unit_.size()) return;
-    const int64_t u = first_layer_unit_[size_t(layer)];
-    if (u >= 0) start_reduce(data, units_[size_t(u)]);
+  // zero 1, from backward's on_layer_done in the last micro-batch: starts the reduce-scatter of
+  // the unit whose lowest layer this is. Through C, so it keeps a failure for later.
+  void layer_done(int64_t layer) noexcept {
+    if (level_ != 1) return;
+    const int64_t u = unit_of(layer);
+    if (u < 0 || units_[size_t(u)].layout.begin != layer) return;
+    Unit& unit = units_[size_t(u)];
+    unit.started = true;
+    if (failure_) return;
+    try {
+      unit.request = data_.reduce_scatter_start(unit.layout.gradients, unit.window_part,
+                                                GRAFT_REDUCE_SUM, unit.what.c_str());
+    } catch (...) {
+      failure_ = std::current_exception();
+    }
   }
 
-  // Starts the units backward did not (a rank without rows this step), then waits for all:
-  // each rank now holds its own parts' summed gradients.
-  void wait_reduced(const Comm& data) {
-    for (Unit& unit : units_)
-      if (!unit.started) start_reduce(data, unit);
-    wait_all(data);
+  // zero 3: a unit's parameters, gathered before its first layer runs.
+  void before_forward(const ModelRef&, const Context&, int64_t begin, int64_t) override {
+    if (level_ >= 3) gather_if_first(begin);
+  }
+  // zero 2-3, entering a unit from its top: the gradient window starts from zero (it held the
+  // unit above), and at zero 3 the unit's parameters are gathered again.
+  void before_backward(const ModelRef&, const Context& ctx, int64_t, int64_t end) override {
+    if (level_ < 2) return;
+    const int64_t u = unit_of(end - 1);
+    if (u < 0 || units_[size_t(u)].layout.end != end) return;
+    Unit& unit = units_[size_t(u)];
+    if (level_ >= 3) gather(unit);
+    check(ctx.host->fill(&ctx, &unit.layout.gradients, 0.0f), "zeroing a ZeRO gradient window");
+  }
+  // zero 2-3, leaving a unit at its lowest layer: its gradients summed over the data group,
+  // this rank's part of the sum added to the part it keeps.
+  void after_backward(const ModelRef&, const Context& ctx, int64_t begin, int64_t) override {
+    if (level_ < 2) return;
+    const int64_t u = unit_of(begin);
+    if (u < 0 || units_[size_t(u)].layout.begin != begin) return;
+    Unit& unit = units_[size_t(u)];
+    data_.wait(data_.reduce_scatter_start(unit.layout.gradients, unit.window_part, GRAFT_REDUCE_SUM,
+                                          unit.what.c_str()));
+    check(ctx.host->axpby(&ctx, 1.0f, &unit.window_part, 1.0f, &unit.layout.own_gradients),
+          "adding a ZeRO gradient part");
+  }
+
+  // After the schedule: zero 1 starts the units backward did not (a rank without rows this
+  // step) and waits for all; each rank now holds its own parts' summed gradients.
+  void wait_reduced() {
+    if (level_ == 1)
+      for (Unit& unit : units_)
+        if (!unit.started) layer_done(unit.layout.begin);
+    wait_all();
   }
 
   // This rank's share of the global squared gradient norm: its own parts.
@@ -72,60 +118,61 @@ class ZeroSync {
     return sum;
   }
 
-  // Updates this rank's part of every unit under one schedule step, all-gathering each unit's
-  // parameters as soon as its part is updated.
-  void update(const ModelRef& model, const Context& ctx, const Comm& data,
-              double grad_sq_norm_total) {
+  // Updates this rank's part of every unit under one schedule step; at zero 1-2 each unit's
+  // parameters are all-gathered as soon as its part is updated (zero 3 gathers them when a
+  // layer next needs them).
+  void update(const ModelRef& model, const Context& ctx, double grad_sq_norm_total) {
     model.step_begin(ctx, grad_sq_norm_total);
     for (size_t u = 0; u < units_.size() && !failure_; ++u) {
       Unit& unit = units_[u];
       try {
         model.step_part(ctx, int64_t(u));
-        unit.request =
-            data.all_gather_start(unit.own_parameters, unit.layout.parameters, unit.what.c_str());
+        if (level_ < 3)
+          unit.request = data_.all_gather_start(unit.layout.own_parameters, unit.layout.parameters,
+                                                unit.what.c_str());
       } catch (...) {
         failure_ = std::current_exception();
       }
     }
-    wait_all(data);
+    wait_all();
     model.step_end();
   }
 
  private:
   struct Unit {
     graft_zero_unit layout{};
-    int64_t own_shape = 0;
-    DLTensor own_gradients{}, own_parameters{};  // this rank's part of each, in place
+    int64_t part_shape = 0;
+    DLTensor window_part{};  // this rank's part of the whole gradients, in place
     std::string what;
     graft_request* request = nullptr;
     bool started = false;
   };
 
-  // This rank's part of a unit's 1-D view.
+  int64_t unit_of(int64_t layer) const {
+    return layer >= 0 && size_t(layer) < unit_of_layer_.size() ? unit_of_layer_[size_t(layer)] : -1;
+  }
   static DLTensor part_of(const DLTensor& whole, const graft_zero_unit& z, int64_t& shape) {
     DLTensor part = whole;
     part.shape = &shape;
     part.byte_offset = whole.byte_offset + uint64_t(z.index) * uint64_t(z.part) * sizeof(float);
     return part;
   }
-
-  void start_reduce(const Comm& data, Unit& unit) noexcept {
-    unit.started = true;
-    if (failure_) return;
-    try {
-      unit.request = data.reduce_scatter_start(unit.layout.gradients, unit.own_gradients,
-                                               GRAFT_REDUCE_SUM, unit.what.c_str());
-    } catch (...) {
-      failure_ = std::current_exception();
-    }
+  void gather_if_first(int64_t begin) {
+    const int64_t u = unit_of(begin);
+    if (u >= 0 && units_[size_t(u)].layout.begin == begin) gather(units_[size_t(u)]);
   }
+  // Every rank's parts of the unit's parameters into its window.
+  void gather(Unit& unit) {
+    data_.all_gather(unit.layout.own_parameters, unit.layout.parameters, unit.what.c_str());
+  }
+  static void check(graft_status* status, const char*) { graft::check(status); }
 
   // Waits for every started operation, then rethrows the first failure; ready for the next.
-  void wait_all(const Comm& data) {
+  void wait_all() {
     for (Unit& unit : units_) {
       if (unit.request) {
         try {
-          data.wait(unit.request);
+          data_.wait(unit.request);
         } catch (...) {
           if (!failure_) failure_ = std::current_exception();
         }
@@ -136,9 +183,11 @@ class ZeroSync {
     if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
   }
 
+  int32_t level_;
   const graft_model* model_ = nullptr;
+  Comm data_;
   std::vector<Unit> units_;
-  std::vector<int64_t> first_layer_unit_;  // layer -> the unit it is lowest in, or -1
+  std::vector<int64_t> unit_of_layer_;  // layer -> its unit, or -1
   std::exception_ptr failure_;
 };
 

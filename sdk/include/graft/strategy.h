@@ -23,14 +23,18 @@ typedef struct graft_step_result {
 
 /* One ZeRO unit (graft_model_api::zero_unit): consecutive top-level layers [begin, end) whose
  * gradients and parameters are 1-D float32 views of `parts` equal parts of `part` floats each
- * (the last part ends in zero padding); this rank owns part `index`. Views stay valid while
- * the model lives. */
+ * (the last part ends in zero padding); this rank owns part `index`. own_gradients and
+ * own_parameters are this rank's part (`part` floats): at zero 1 the part `index` of the views
+ * above; at zero 2 (gradients) and 3 (also parameters) kept apart, while the whole views are a
+ * window every unit shares: gradients are whole there only during the unit's backward,
+ * parameters only once gathered, one unit at a time. Views stay valid while the model lives. */
 typedef struct graft_zero_unit {
   size_t struct_size;
   int64_t begin, end;
   int64_t part;
   int32_t parts, index;
   DLTensor gradients, parameters;
+  DLTensor own_gradients, own_parameters;
 } graft_zero_unit;
 
 typedef struct graft_model_api {
