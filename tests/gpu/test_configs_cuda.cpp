@@ -130,8 +130,8 @@ TEST_CASE("the parallel configs on one GPU per rank match single on the GPU") {
 }
 
 // The mesh on two GPUs, each axis on NCCL sub-communicators of the device communicator: data
-// (with ZeRO-1's reduce-scatter and all-gather in place on device memory), pipeline and tensor,
-// against single on one GPU, through graft verify.
+// (with ZeRO's reduce-scatters and all-gathers on device memory, levels 1-3), pipeline and
+// tensor, against single on one GPU, through graft verify.
 TEST_CASE("mesh layouts on two GPUs train as single does") {
   if (visible_gpus() < 2 || !have_mpirun()) {
     MESSAGE("skipped: needs mpirun and 2 GPUs (this machine: "
@@ -144,7 +144,8 @@ TEST_CASE("mesh layouts on two GPUs train as single does") {
        std::string(std::getenv("GRAFT_TEST_EXECUTABLE") ? std::getenv("GRAFT_TEST_EXECUTABLE")
                                                         : GRAFT_EXECUTABLE) +
        " verify " + config.string() + data_override(config) +
-       " --set run.device='\"cuda\"' --steps 20 --layouts 2x1x1,2x1x1:z1,1x2x1,1x2x1:gpipe,1x1x2")
+       " --set run.device='\"cuda\"' --steps 20 --layouts "
+       "2x1x1,2x1x1:z1,2x1x1:z2,2x1x1:z3,1x2x1,1x2x1:gpipe,1x1x2")
           .c_str());
   CHECK(result == 0);
 }
