@@ -91,16 +91,17 @@ void ParameterStore::allocate(int64_t layers, uint64_t seed, int32_t shard_index
   if (zero_parts_ > 1) lay_out_units(layers);
   const bool windowed_params = zero_level() >= 3, windowed_grads = zero_level() >= 2;
   if (windowed_grads) {
-    for (const ZeroUnit& u : zero_->units)
-      window_ = std::max(window_, u.part * size_t(zero_->parts));
-    // One window per kind: the strategy gathers (and reduce-scatters) one unit at a time, so
-    // no two units are whole at once. Prefetching the next unit, as FSDP does, would need two.
-    windows_ = zero_->units.empty() ? 0 : 1;
+    // Two windows per kind, one for the even units and one for the odd: the strategy gathers
+    // (or reduce-scatters) the next unit in one while the other unit computes.
+    for (size_t u = 0; u < zero_->units.size(); ++u)
+      window_size_[u % 2] =
+          std::max(window_size_[u % 2], zero_->units[u].part * size_t(zero_->parts));
     grad_parts_ = Buffer(device_, zero_->state_floats);
   }
   if (windowed_params) param_parts_ = Buffer(device_, zero_->state_floats);
-  param_buffer_ = Buffer(device_, windowed_params ? windows_ * window_ : held_floats_);
-  grad_buffer_ = Buffer(device_, windowed_grads ? windows_ * window_ : held_floats_);
+  const size_t windows = window_size_[0] + window_size_[1];
+  param_buffer_ = Buffer(device_, windowed_params ? windows : held_floats_);
+  grad_buffer_ = Buffer(device_, windowed_grads ? windows : held_floats_);
   for (const ParameterInfo& info : params_) {
     param_views_.emplace_back(info.held ? param_at(info.offset) : nullptr, device_, info.shape);
     grad_views_.emplace_back(info.held ? grad_at(info.offset) : nullptr, device_, info.shape);

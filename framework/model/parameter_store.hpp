@@ -61,8 +61,8 @@ class ParameterStore {
   const ZeroLayout* zero() const { return zero_ ? &*zero_ : nullptr; }
   int32_t zero_level() const { return zero_ ? zero_level_ : 0; }
   // ZeRO unit u: its whole parameters / gradients (parts * part floats: in the padded buffer,
-  // or at levels 3 / 2 the one window every unit shares), and this rank's part of them (in
-  // place, or kept apart at those levels).
+  // or at levels 3 / 2 a window unit u shares with the units two before and after it), and
+  // this rank's part of them (in place, or kept apart at those levels).
   float* unit_parameters(size_t u) { return param_at(zero_->units[u].first); }
   float* unit_gradients(size_t u) { return grad_at(zero_->units[u].first); }
   float* own_parameters(size_t u);
@@ -132,7 +132,7 @@ class ParameterStore {
   int32_t zero_parts_ = 1, zero_index_ = 0, zero_level_ = 0;
   size_t zero_unit_floats_ = 0;
   Buffer param_parts_, grad_parts_;  // levels 3 / 2: this rank's parts of every unit
-  size_t windows_ = 0, window_ = 0;  // levels 2-3: windows (unit u uses u % windows_), floats each
+  size_t window_size_[2] = {0, 0};   // levels 2-3: the windows of even and odd units, in floats
   std::vector<ParameterInfo> params_;
   // Per parameter: its random stream and the layer that declared it (for messages).
   std::vector<uint64_t> streams_;

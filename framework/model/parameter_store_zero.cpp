@@ -18,7 +18,7 @@ size_t ParameterStore::unit_of(size_t f) const {
 
 float* ParameterStore::window_at(Buffer& windows, size_t f) {
   const size_t u = unit_of(f);
-  return windows.data() + (u % windows_) * window_ + (f - zero_->units[u].first);
+  return windows.data() + (u % 2 ? window_size_[0] : 0) + (f - zero_->units[u].first);
 }
 
 float* ParameterStore::param_at(size_t f) {

@@ -198,7 +198,7 @@ class MeshStrategy final : public graft::Strategy {
     run_.finish_sends();
     // A rank without rows this step (a short last batch) joins every bucket with zeros.
     if (zero()) {
-      zero_.wait_reduced();
+      zero_.wait_reduced(ctx);
     } else if (data_parallel()) {
       buckets_.start_remaining(data_comm());
       buckets_.wait_all(data_comm());

@@ -6,12 +6,12 @@
 //           own part); after the update each unit's parts are all-gathered back, each gather
 //           started as soon as its unit is updated.
 //   zero 2: gradients too are kept by part: every micro-batch's backward sums a unit's
-//           gradients in the gradient window, reduce-scatters them and adds this rank's part to
-//           the part it keeps; the window then serves the next unit down.
-//   zero 3: parameters too: before a unit's first layer runs, forward or backward, its parts are
-//           all-gathered into the parameter window; the update changes the kept parts only.
-// From zero 2 on the collectives are blocking, one unit at a time (the host keeps one window of
-// each kind); gathering the next unit while this one computes would need a second.
+//           gradients in its gradient window and reduce-scatters them while the unit below
+//           computes; its part is added to the part the rank keeps before the window (shared
+//           with the unit two further down) is zeroed for that unit.
+//   zero 3: parameters too, gathered into the unit's window before its layers run, forward and
+//           again in backward, the next unit's gather started while this one computes (units
+//           alternate between two windows); a window's unit stays gathered until the update.
 #pragma once
 
 #include <exception>
@@ -55,6 +55,7 @@ class ZeroSync final : public pipeline::StageHooks {
       unit.part_shape = unit.layout.part;
       unit.window_part = part_of(unit.layout.gradients, unit.layout, unit.part_shape);
     }
+    for (Window* w : {&params_[0], &params_[1], &grads_[0], &grads_[1]}) *w = Window{};
   }
 
   // zero 1, from backward's on_layer_done in the last micro-batch: starts the reduce-scatter of
@@ -74,40 +75,51 @@ class ZeroSync final : public pipeline::StageHooks {
     }
   }
 
-  // zero 3: a unit's parameters, gathered before its first layer runs.
+  // zero 3, before a unit's first layer runs forward: its parameters, and the next unit's
+  // started.
   void before_forward(const ModelRef&, const Context&, int64_t begin, int64_t) override {
-    if (level_ >= 3) gather_if_first(begin);
+    if (level_ < 3) return;
+    const int64_t u = unit_of(begin);
+    if (u < 0 || units_[size_t(u)].layout.begin != begin) return;
+    gathered(u);
+    prefetch(u + 1);
   }
-  // zero 2-3, entering a unit from its top: the gradient window starts from zero (it held the
-  // unit above), and at zero 3 the unit's parameters are gathered again.
+  // zero 2-3, entering a unit from its top: at zero 3 its parameters (and the unit below's
+  // started); its gradient window, once the unit two further up has left it, from zero.
   void before_backward(const ModelRef&, const Context& ctx, int64_t, int64_t end) override {
     if (level_ < 2) return;
     const int64_t u = unit_of(end - 1);
     if (u < 0 || units_[size_t(u)].layout.end != end) return;
+    if (level_ >= 3) {
+      gathered(u);
+      prefetch(u - 1);
+    }
     Unit& unit = units_[size_t(u)];
-    if (level_ >= 3) gather(unit);
+    settle(ctx, grads_[u % 2]);
     check(ctx.host->fill(&ctx, &unit.layout.gradients, 0.0f), "zeroing a ZeRO gradient window");
   }
-  // zero 2-3, leaving a unit at its lowest layer: its gradients summed over the data group,
-  // this rank's part of the sum added to the part it keeps.
-  void after_backward(const ModelRef&, const Context& ctx, int64_t begin, int64_t) override {
+  // zero 2-3, leaving a unit at its lowest layer: its gradients' sum over the data group
+  // started; this rank's part is added to the part it keeps when the window is next needed.
+  void after_backward(const ModelRef&, const Context&, int64_t begin, int64_t) override {
     if (level_ < 2) return;
     const int64_t u = unit_of(begin);
     if (u < 0 || units_[size_t(u)].layout.begin != begin) return;
     Unit& unit = units_[size_t(u)];
-    data_.wait(data_.reduce_scatter_start(unit.layout.gradients, unit.window_part, GRAFT_REDUCE_SUM,
-                                          unit.what.c_str()));
-    check(ctx.host->axpby(&ctx, 1.0f, &unit.window_part, 1.0f, &unit.layout.own_gradients),
-          "adding a ZeRO gradient part");
+    Window& w = grads_[u % 2];
+    w.unit = u;
+    w.request = data_.reduce_scatter_start(unit.layout.gradients, unit.window_part,
+                                           GRAFT_REDUCE_SUM, unit.what.c_str());
   }
 
-  // After the schedule: zero 1 starts the units backward did not (a rank without rows this
-  // step) and waits for all; each rank now holds its own parts' summed gradients.
-  void wait_reduced() {
+  // After the schedule: each rank now holds its own parts' summed gradients. zero 1 starts the
+  // units backward did not (a rank without rows this step) and waits for all; zero 2-3 add the
+  // last reduce-scatters' parts.
+  void wait_reduced(const Context& ctx) {
     if (level_ == 1)
       for (Unit& unit : units_)
         if (!unit.started) layer_done(unit.layout.begin);
     wait_all();
+    for (Window& w : grads_) settle(ctx, w);
   }
 
   // This rank's share of the global squared gradient norm: its own parts.
@@ -122,6 +134,11 @@ class ZeroSync final : public pipeline::StageHooks {
   // parameters are all-gathered as soon as its part is updated (zero 3 gathers them when a
   // layer next needs them).
   void update(const ModelRef& model, const Context& ctx, double grad_sq_norm_total) {
+    // zero 3: the gathered windows are about to go stale.
+    for (Window& w : params_) {
+      finish(w);
+      w.unit = -1;
+    }
     model.step_begin(ctx, grad_sq_norm_total);
     for (size_t u = 0; u < units_.size() && !failure_; ++u) {
       Unit& unit = units_[u];
@@ -157,13 +174,46 @@ class ZeroSync final : public pipeline::StageHooks {
     part.byte_offset = whole.byte_offset + uint64_t(z.index) * uint64_t(z.part) * sizeof(float);
     return part;
   }
-  void gather_if_first(int64_t begin) {
-    const int64_t u = unit_of(begin);
-    if (u >= 0 && units_[size_t(u)].layout.begin == begin) gather(units_[size_t(u)]);
+  // A window of even or odd units: which unit's tensors it holds (or will, once `request`
+  // completes), -1 for none.
+  struct Window {
+    int64_t unit = -1;
+    graft_request* request = nullptr;
+  };
+
+  void finish(Window& w) {
+    if (!w.request) return;
+    graft_request* r = std::exchange(w.request, nullptr);
+    data_.wait(r);
   }
-  // Every rank's parts of the unit's parameters into its window.
-  void gather(Unit& unit) {
-    data_.all_gather(unit.layout.own_parameters, unit.layout.parameters, unit.what.c_str());
+  // Unit u's parameters whole in its window: gathered already (or being), else now.
+  void gathered(int64_t u) {
+    Window& w = params_[u % 2];
+    if (w.unit != u) start_gather(u);
+    finish(w);
+  }
+  // Starts gathering unit u (when there is one) into its window, which the unit computing does
+  // not share: they are neighbours.
+  void prefetch(int64_t u) {
+    if (u < 0 || size_t(u) >= units_.size() || params_[u % 2].unit == u) return;
+    start_gather(u);
+  }
+  void start_gather(int64_t u) {
+    Window& w = params_[u % 2];
+    finish(w);
+    Unit& unit = units_[size_t(u)];
+    w.unit = u;
+    w.request = data_.all_gather_start(unit.layout.own_parameters, unit.layout.parameters,
+                                       unit.what.c_str());
+  }
+  // A gradient window's reduce-scatter done and its part added to the part this rank keeps.
+  void settle(const Context& ctx, Window& w) {
+    if (w.unit < 0) return;
+    finish(w);
+    Unit& unit = units_[size_t(w.unit)];
+    w.unit = -1;
+    check(ctx.host->axpby(&ctx, 1.0f, &unit.window_part, 1.0f, &unit.layout.own_gradients),
+          "adding a ZeRO gradient part");
   }
   static void check(graft_status* status, const char*) { graft::check(status); }
 
@@ -188,6 +238,7 @@ class ZeroSync final : public pipeline::StageHooks {
   Comm data_;
   std::vector<Unit> units_;
   std::vector<int64_t> unit_of_layer_;  // layer -> its unit, or -1
+  Window params_[2], grads_[2];         // zero 2-3: the windows of even and odd units
   std::exception_ptr failure_;
 };
 

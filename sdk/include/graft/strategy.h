@@ -26,8 +26,9 @@ typedef struct graft_step_result {
  * (the last part ends in zero padding); this rank owns part `index`. own_gradients and
  * own_parameters are this rank's part (`part` floats): at zero 1 the part `index` of the views
  * above; at zero 2 (gradients) and 3 (also parameters) kept apart, while the whole views are a
- * window every unit shares: gradients are whole there only during the unit's backward,
- * parameters only once gathered, one unit at a time. Views stay valid while the model lives. */
+ * window the unit shares with the units two before and after it (so a strategy may gather the
+ * next unit while one computes): gradients are whole there only during the unit's backward,
+ * parameters only once gathered. Views stay valid while the model lives. */
 typedef struct graft_zero_unit {
   size_t struct_size;
   int64_t begin, end;
