@@ -151,17 +151,13 @@ class DataParallel final : public graft::Strategy {
   // Adds this rank's sums, summed over every rank, to result: every rank returns the whole
   // batch's (result may already hold earlier batches', as in an evaluation).
   void add_summed(const graft_step_result& part, graft_step_result& result, const char* what) {
-    double values[GRAFT_MAX_METRICS + 2];
-    values[0] = part.loss_sum;
-    values[1] = double(part.rows);
-    for (int m = 0; m < GRAFT_MAX_METRICS; ++m) values[2 + m] = part.metric_sums[m];
+    graft::StepSums sums;
+    sums.take(part);
     if (communicating()) {
       require_comm();
-      comm_.all_reduce_f64(values, GRAFT_MAX_METRICS + 2, GRAFT_REDUCE_SUM, what);
+      sums.sum_over(comm_, what, /*first=*/1);  // no norm: data_parallel clips on the host
     }
-    result.loss_sum += values[0];
-    result.rows += int64_t(values[1] + 0.5);  // exact: counts far below 2^53
-    for (int m = 0; m < GRAFT_MAX_METRICS; ++m) result.metric_sums[m] += values[2 + m];
+    sums.add_to(result);
   }
 
   int32_t rank_, size_;

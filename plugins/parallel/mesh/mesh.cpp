@@ -32,8 +32,6 @@ using graft::data_parallel::Buckets;
 using graft::data_parallel::shard_begin;
 using graft::mesh::TensorStage;
 
-constexpr int kSums = 3 + GRAFT_MAX_METRICS;  // norm, loss, rows, metrics
-
 class MeshStrategy final : public graft::Strategy {
  public:
   static std::vector<graft::OptionDef> options() {
@@ -203,11 +201,11 @@ class MeshStrategy final : public graft::Strategy {
       buckets_.start_remaining(data_comm());
       buckets_.wait_all(data_comm());
     }
-    double sums[kSums] = {};
+    graft::StepSums sums;
     // Each rank sums the squares of the gradients it holds summed (its stage and shard; under
     // ZeRO its own parts), replicated tensors on tensor rank 0 only; the groups add them up.
     const bool count_replicated = mesh_.coord(GRAFT_AXIS_TENSOR) == 0;
-    sums[0] =
+    sums.norm() =
         zero() ? zero_.own_sq_norm(model, count_replicated)
                : model.grad_sq_norm(run_.layers().begin(), run_.layers().end(), count_replicated);
     add_mine(mine, sums);
@@ -215,10 +213,10 @@ class MeshStrategy final : public graft::Strategy {
     bubble_.add_step(run_.link().take_idle(),
                      std::chrono::duration<double>(Clock::now() - start).count(), micro.count);
     if (zero())
-      zero_.update(model, ctx, sums[0]);
+      zero_.update(model, ctx, sums.norm());
     else
-      model.optimizer_step_layers(ctx, run_.layers().begin(), run_.layers().end(), sums[0]);
-    add(sums, result);
+      model.optimizer_step_layers(ctx, run_.layers().begin(), run_.layers().end(), sums.norm());
+    sums.add_to(result);
   }
 
   void eval_step(const graft_model_api& api, graft_model* handle, const graft::Context& ctx,
@@ -230,11 +228,11 @@ class MeshStrategy final : public graft::Strategy {
     for (int64_t k = 0; k < micro.count; ++k)
       run_.forward(model, ctx, x, y, micro, k, mine, /*training=*/false);
     run_.finish_sends();
-    double sums[kSums] = {};
+    graft::StepSums sums;
     add_mine(mine, sums);
     reduce_sums(sums, "mesh eval sums");
     run_.link().take_idle();  // evaluation is not part of the training bubble
-    add(sums, result);
+    sums.add_to(result);
   }
 
   // With stages: every stage's idle fraction since the last report, gathered over the
@@ -291,7 +289,8 @@ class MeshStrategy final : public graft::Strategy {
       messages += Buckets::count(floats, bucket_bytes_);
     }
     plan.messages_per_step = messages + 3;  // + the step's sums on each group
-    plan.message_bytes_per_step = pipeline + tensor + data + 3 * kSums * int64_t(sizeof(double));
+    plan.message_bytes_per_step =
+        pipeline + tensor + data + 3 * graft::StepSums::kCount * int64_t(sizeof(double));
   }
 
   void prepare(const graft::ModelRef& model, const graft::Context& ctx, const DLTensor& x,
@@ -315,30 +314,19 @@ class MeshStrategy final : public graft::Strategy {
   }
 
   // The last stage's sums, from tensor rank 0 only: every tensor rank computed the same loss.
-  void add_mine(const graft_step_result& mine, double* sums) const {
-    if (!last() || mesh_.coord(GRAFT_AXIS_TENSOR) != 0) return;
-    sums[1] = mine.loss_sum;
-    sums[2] = double(mine.rows);
-    for (int m = 0; m < GRAFT_MAX_METRICS; ++m) sums[3 + m] = mine.metric_sums[m];
+  void add_mine(const graft_step_result& mine, graft::StepSums& sums) const {
+    if (last() && mesh_.coord(GRAFT_AXIS_TENSOR) == 0) sums.take(mine);
   }
 
   // The norm over the pipeline and tensor groups, the loss over the pipeline and data groups
   // (and the tensor group, where only rank 0 contributed): every rank ends with the totals.
-  void reduce_sums(double* sums, const char* what) {
-    if (stages_ > 1) run_.link().all_reduce_sum(sums, kSums, what);
-    if (mesh_.degree(GRAFT_AXIS_TENSOR) > 1)
-      mesh_.comm(GRAFT_AXIS_TENSOR).all_reduce_f64(sums, kSums, GRAFT_REDUCE_SUM, what);
+  void reduce_sums(graft::StepSums& sums, const char* what) {
+    // Through the link, which counts a stage's wait here as idle (the bubble report).
+    if (stages_ > 1) run_.link().all_reduce_sum(sums.values, graft::StepSums::kCount, what);
+    if (mesh_.degree(GRAFT_AXIS_TENSOR) > 1) sums.sum_over(mesh_.comm(GRAFT_AXIS_TENSOR), what);
     // Without ZeRO every data replica holds the whole sum of its gradients: the norm is not
     // summed again over the data group.
-    const int skip = zero() ? 0 : 1;
-    if (data_parallel())
-      data_comm().all_reduce_f64(sums + skip, kSums - skip, GRAFT_REDUCE_SUM, what);
-  }
-
-  static void add(const double* sums, graft_step_result& result) {
-    result.loss_sum += sums[1];
-    result.rows += static_cast<int64_t>(sums[2] + 0.5);
-    for (int m = 0; m < GRAFT_MAX_METRICS; ++m) result.metric_sums[m] += sums[3 + m];
+    if (data_parallel()) sums.sum_over(data_comm(), what, /*first=*/zero() ? 0 : 1);
   }
 
   graft::Mesh mesh_;

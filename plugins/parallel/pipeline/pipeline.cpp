@@ -132,19 +132,18 @@ class Pipeline final : public graft::Strategy {
     run_.finish_sends();
     // One all-reduce: this stage's squared gradient norm (clipping needs the global one) and
     // the last stage's sums, which every rank must return.
-    double sums[3 + GRAFT_MAX_METRICS] = {};
-    if (stages_ > 1) sums[0] = model.grad_sq_norm(begin_, end_, /*count_replicated=*/true);
-    sums[1] = mine.loss_sum;
-    sums[2] = double(mine.rows);
-    for (int m = 0; m < GRAFT_MAX_METRICS; ++m) sums[3 + m] = mine.metric_sums[m];
-    if (stages_ > 1) run_.link().all_reduce_sum(sums, 3 + GRAFT_MAX_METRICS, "pipeline step sums");
+    graft::StepSums sums;
+    if (stages_ > 1) sums.norm() = model.grad_sq_norm(begin_, end_, /*count_replicated=*/true);
+    sums.take(mine);
+    if (stages_ > 1)
+      run_.link().all_reduce_sum(sums.values, graft::StepSums::kCount, "pipeline step sums");
     bubble_.add_step(run_.link().take_idle(),
                      std::chrono::duration<double>(Clock::now() - start).count(), micro.count);
     if (stages_ > 1)
-      model.optimizer_step_layers(ctx, begin_, end_, sums[0]);
+      model.optimizer_step_layers(ctx, begin_, end_, sums.norm());
     else
       model.optimizer_step(ctx);
-    add(sums, result);
+    sums.add_to(result);
   }
 
   void eval_step(const graft_model_api& api, graft_model* handle, const graft::Context& ctx,
@@ -156,13 +155,12 @@ class Pipeline final : public graft::Strategy {
     for (int64_t k = 0; k < micro.count; ++k)
       run_.forward(model, ctx, x, y, micro, k, mine, /*training=*/false);
     run_.finish_sends();
-    double sums[3 + GRAFT_MAX_METRICS] = {};
-    sums[1] = mine.loss_sum;
-    sums[2] = double(mine.rows);
-    for (int m = 0; m < GRAFT_MAX_METRICS; ++m) sums[3 + m] = mine.metric_sums[m];
-    if (stages_ > 1) run_.link().all_reduce_sum(sums, 3 + GRAFT_MAX_METRICS, "pipeline eval sums");
+    graft::StepSums sums;
+    sums.take(mine);
+    if (stages_ > 1)
+      run_.link().all_reduce_sum(sums.values, graft::StepSums::kCount, "pipeline eval sums");
     run_.link().take_idle();  // evaluation is not part of the training bubble
-    add(sums, result);
+    sums.add_to(result);
   }
 
   // Every stage's idle fraction since the last report, gathered to every rank (collective).
@@ -199,12 +197,6 @@ class Pipeline final : public graft::Strategy {
                 "pipeline: the last stage got " << graft::rows(y) << " rows of y, not the "
                                                 << ctx.global_batch << " of the global batch");
     run_.prepare(ctx, MicroBatches(ctx.global_batch, micro_).size);
-  }
-
-  static void add(const double* sums, graft_step_result& result) {
-    result.loss_sum += sums[1];
-    result.rows += static_cast<int64_t>(sums[2] + 0.5);
-    for (int m = 0; m < GRAFT_MAX_METRICS; ++m) result.metric_sums[m] += sums[3 + m];
   }
 
   int32_t stage_, stages_;

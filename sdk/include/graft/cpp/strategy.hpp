@@ -316,4 +316,33 @@ class Comm {
   const char* who_ = nullptr;
 };
 
+// A step's sums as one array of doubles, as strategies sum them over ranks: [0] the squared
+// gradient norm (for clipping), then the loss sum, the row count and the metric sums of a
+// graft_step_result. Every rank returns the whole batch's sums; summing this array over the
+// right groups (a rank that computed no loss contributes zeros) is how it gets them.
+struct StepSums {
+  static constexpr int kCount = 3 + GRAFT_MAX_METRICS;
+  double values[kCount] = {};
+
+  double& norm() { return values[0]; }
+  double* loss_part() { return values + 1; }  // the kCount - 1 values after the norm
+  // This rank's loss, rows and metrics, from its part of the batch.
+  void take(const graft_step_result& part) {
+    values[1] = part.loss_sum;
+    values[2] = double(part.rows);
+    for (int m = 0; m < GRAFT_MAX_METRICS; ++m) values[3 + m] = part.metric_sums[m];
+  }
+  // Sums values[first..] over `comm` (in double precision, on the host).
+  void sum_over(const Comm& comm, const char* what, int first = 0) {
+    comm.all_reduce_f64(values + first, kCount - first, GRAFT_REDUCE_SUM, what);
+  }
+  // Adds the loss, rows and metrics into result (which may hold earlier batches', as in an
+  // evaluation).
+  void add_to(graft_step_result& result) const {
+    result.loss_sum += values[1];
+    result.rows += int64_t(values[2] + 0.5);  // exact: counts far below 2^53
+    for (int m = 0; m < GRAFT_MAX_METRICS; ++m) result.metric_sums[m] += values[3 + m];
+  }
+};
+
 }  // namespace graft
