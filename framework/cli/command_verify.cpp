@@ -65,9 +65,8 @@ runtime::Config config_for(const ConfigArguments& a, const std::string& file_str
   if (strategy != file_strategy)
     if (toml::table* parallel = c.root["parallel"].as_table()) {
       std::vector<std::string> others;
-      // A layout keeps its own keys (the mesh's degrees, zero and schedule).
-      const std::vector<std::string> keep = {"strategy", "timeout_s", "data", "pipeline",
-                                             "tensor",   "zero",      "order"};
+      // A layout keeps the host's keys (the mesh's degrees, zero, order) and its schedule.
+      const std::vector<std::string>& keep = runtime::reserved_keys(runtime::Section::parallel);
       for (const auto& [key, value] : *parallel) {
         const bool own = layout && (std::find(keep.begin(), keep.end(), key.str()) != keep.end() ||
                                     (key.str() == "schedule" && !layout->schedule.empty()));

@@ -20,6 +20,7 @@
 #include <graft/cpp/strategy.hpp>
 
 #include "../common/bubble_report.hpp"
+#include "../common/schedule_options.hpp"
 #include "../common/stage_runner.hpp"
 #include "../data_parallel/data_parallel_parts.hpp"
 #include "zero_sync.hpp"
@@ -35,30 +36,20 @@ using graft::mesh::TensorStage;
 class MeshStrategy final : public graft::Strategy {
  public:
   static std::vector<graft::OptionDef> options() {
-    return {
-        graft::option_int("micro_batches", 0,
-                          "micro-batches each data rank's rows are split into; 0: [run] "
-                          "gradient_accumulation with one stage, else at least 4 (the bubble "
-                          "is (p-1)/(m+p-1))")
-            .range(0, 8192),
-        graft::option_string("schedule", "1f1b",
-                             "gpipe: all forwards, then all backwards; 1f1b: one forward, one "
-                             "backward in turn (holds at most p - stage micro-batches)",
-                             "gpipe|1f1b"),
-        graft::option_int("warmup_extra", 0,
-                          "1f1b only: extra warm-up forwards on every stage but the last")
-            .range(0, 64),
-        graft::option_int_list("stages", {},
-                               "inclusive top-level layer ranges, one [first, last] pair per "
-                               "pipeline stage; empty: balanced by parameter count"),
-        graft::option_float("bucket_mb", 25.0,
-                            "the data group sums gradients in buckets of about this many MiB, "
-                            "each started once backward is done with its layers")
-            .range(1e-6, 1e6),
-        graft::option_bool("allow_local_batch_norm", false,
-                           "with data > 1, accept layers with batch statistics (each data rank "
-                           "normalises with its own rows' statistics, which single does not)"),
-    };
+    std::vector<graft::OptionDef> all = schedule_options(
+        0, 0,
+        "micro-batches each data rank's rows are split into; 0: [run] gradient_accumulation "
+        "with one stage, else at least 4 (the bubble is (p-1)/(m+p-1))");
+    all.push_back(graft::option_float("bucket_mb", 25.0,
+                                      "the data group sums gradients in buckets of about this "
+                                      "many MiB, each started once backward is done with its "
+                                      "layers")
+                      .range(1e-6, 1e6));
+    all.push_back(graft::option_bool("allow_local_batch_norm", false,
+                                     "with data > 1, accept layers with batch statistics (each "
+                                     "data rank normalises with its own rows' statistics, which "
+                                     "single does not)"));
+    return all;
   }
 
   MeshStrategy(const graft::Options& o, const graft_world& world, graft::Host host)

@@ -13,6 +13,7 @@
 #include <graft/cpp/strategy.hpp>
 
 #include "../common/bubble_report.hpp"
+#include "../common/schedule_options.hpp"
 #include "../common/stage_runner.hpp"
 
 namespace {
@@ -52,29 +53,10 @@ class Pipeline final : public graft::Strategy {
   }
 
   static std::vector<graft::OptionDef> options() {
-    return {
-        graft::option_int("micro_batches", 4,
-                          "micro-batches each global batch is split into (ceil(batch / n) rows "
-                          "each); more shrink the bubble (p-1)/(m+p-1). run.gradient_accumulation "
-                          "is not used: these are the accumulation")
-            .range(1, 8192),
-        graft::option_string("schedule", "1f1b",
-                             "gpipe: all forwards, then all backwards (holds every micro-batch); "
-                             "1f1b: one forward, one backward in turn (holds at most p - stage)",
-                             "gpipe|1f1b"),
-        graft::option_int("warmup_extra", 0,
-                          "1f1b only: forwards every stage but the last runs ahead of the "
-                          "textbook warm-up, each holding one more micro-batch of activations; "
-                          "1 gives the stages slack to absorb a late message or a slow "
-                          "micro-batch (on this 2-core machine the 2-stage bubble at 16 "
-                          "micro-batches fell from ~18% to ~13%)")
-            .range(0, 64),
-        graft::option_int_list("stages", {},
-                               "inclusive top-level layer ranges, one [first, last] pair per "
-                               "stage (rank r = stage r): [[0, 3], [4, 7]] (or flat, "
-                               "[0, 3, 4, 7]) is layers 0..3 then 4..7; empty: balanced by "
-                               "parameter count over the ranks"),
-    };
+    return schedule_options(4, 1,
+                            "micro-batches each global batch is split into (ceil(batch / n) rows "
+                            "each); more shrink the bubble (p-1)/(m+p-1). "
+                            "run.gradient_accumulation is not used: these are the accumulation");
   }
 
   void plan(const graft_layer_info* layers, int64_t n, int64_t global_batch,
