@@ -8,7 +8,7 @@ packages=(
   libtomlplusplus-dev doctest-dev libfmt-dev nlohmann-json3-dev
   libopenblas-dev libdlpack-dev zlib1g-dev
   libopenmpi-dev openmpi-bin
-  dataset-fashion-mnist
+  dataset-fashion-mnist fortunes   # fortunes: the text corpus of configs/char_gpt.toml
   clang libclang-rt-dev llvm  # the sanitizer builds and libFuzzer (scripts/sanitize.sh)
   clang-format                # scripts/check_style.sh
 )

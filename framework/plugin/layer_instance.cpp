@@ -16,6 +16,10 @@ bool has_shard(const graft_layer_vtable& vt) {
   return vt.struct_size >= offsetof(graft_layer_vtable, shard) + sizeof(vt.shard) &&
          vt.shard != nullptr;
 }
+bool has_set_positions(const graft_layer_vtable& vt) {
+  return vt.struct_size >= offsetof(graft_layer_vtable, set_positions) + sizeof(vt.set_positions) &&
+         vt.set_positions != nullptr;
+}
 }  // namespace
 
 LayerInstance::LayerInstance(const PluginRecord& record, const graft_options& options,
@@ -51,6 +55,11 @@ bool LayerInstance::can_shard(const PluginRecord& record) {
 void LayerInstance::shard(int32_t mode, int32_t index, int32_t count, const std::string& as) {
   if (!layer_ || !has_shard(*layer_)) throw Failure(who_ + ": the plugin has no shard()");
   throw_if_failed(layer_->shard(self_, mode, index, count), who_ + as);
+}
+
+void LayerInstance::set_positions(int64_t first, int64_t capacity) {
+  if (!layer_ || !has_set_positions(*layer_)) return;
+  throw_if_failed(layer_->set_positions(self_, first, capacity), who_);
 }
 
 const graft_layer_desc& LayerInstance::describe() {

@@ -34,6 +34,9 @@ class LayerInstance {
   // Makes the layer a tensor-parallel part (layer.h), before describe(); a refusal is reported
   // as who() + `as` (" split by columns into 2 tensor-parallel parts ...").
   void shard(int32_t mode, int32_t index, int32_t count, const std::string& as);
+  // Generation with a cache (layer.h's set_positions). A plugin without the slot (an older
+  // one, or a layer that treats each position alone) and an activation need no telling.
+  void set_positions(int64_t first, int64_t capacity);
 
   // Reads the plugin's description at this SDK's sizes: parameter specs copied at the
   // plugin's stride (an older plugin's are shorter; fields it lacks are zero, shard_axis -1)

@@ -15,7 +15,7 @@ extern "C" {
 /* A plugin loads when its major equals the host's and its minor is <= the host's.
  * Structs only grow at their end; readers compare struct_size before touching a newer field. */
 #define GRAFT_ABI_MAJOR 1
-#define GRAFT_ABI_MINOR 2
+#define GRAFT_ABI_MINOR 3
 
 #define GRAFT_ENTRY_SYMBOL "graft_get_plugin_info"
 
@@ -103,6 +103,9 @@ typedef struct graft_plugin_entry {
  * keep one buffer where it would keep two. x, dy and the workspace are never in that memory.
  * A host that predates it gives dx memory of its own. */
 #define GRAFT_ENTRY_DX_OVER_OUTPUT 64u
+/* A layer whose shard() accepts GRAFT_SHARD_PAIR (strategy.h, SDK 1.3): a whole Megatron pair
+ * in one layer (attention split by heads). */
+#define GRAFT_ENTRY_SHARD_PAIR 128u
 
 typedef struct graft_plugin_info {
   size_t struct_size;

@@ -85,6 +85,15 @@ typedef struct graft_layer_vtable {
   /* Added for tensor parallelism (NULL or absent: the layer cannot shard). Called once, after
    * create and before describe; `mode` is a graft_shard_mode (strategy.h). */
   graft_status* (*shard)(void* self, int32_t mode, int32_t index, int32_t count);
+  /* Added in ABI 1.3 for generation with a key-value cache (graft generate). NULL or absent:
+   * the layer treats each position of a sample alone (per-position layers), so it runs as it
+   * is. first >= 0: the next forward calls see positions [first, first + t) of the same N
+   * sequences (t the per-sample length the layer was created for), whose positions before
+   * `first` forward calls saw since the call with first = 0; the layer keeps what it needs of
+   * them (attention: keys and values) for up to `capacity` positions. first = -1 returns to
+   * training and evaluation, where each sample is a whole sequence from position 0. No
+   * backward is called while first >= 0. */
+  graft_status* (*set_positions)(void* self, int64_t first, int64_t capacity);
 } graft_layer_vtable;
 
 #ifdef __cplusplus

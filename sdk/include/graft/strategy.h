@@ -120,12 +120,16 @@ typedef struct graft_world {
  * part from the whole input. ROW: the input's last axis is split; the output keeps its shape
  * and holds a partial sum the strategy all-reduces; only index 0 adds the bias. PART: the
  * input's last axis is split and the layer, element-wise, computes on part `index` exactly what
- * the whole layer computes on those elements (created with the whole input shape, as ROW is). */
+ * the whole layer computes on those elements (created with the whole input shape, as ROW is).
+ * PAIR (SDK 1.3): COLUMN then ROW inside one layer (attention: its heads split, the QKV
+ * projection by columns, the output projection by rows): the input is whole, the output a
+ * partial sum the strategy all-reduces, and dx a partial sum it all-reduces too. */
 typedef enum graft_shard_mode {
   GRAFT_SHARD_NONE = 0,
   GRAFT_SHARD_COLUMN = 1,
   GRAFT_SHARD_ROW = 2,
-  GRAFT_SHARD_PART = 3
+  GRAFT_SHARD_PART = 3,
+  GRAFT_SHARD_PAIR = 4
 } graft_shard_mode;
 
 /* What the host tells plan() about top-level layer i, before any layer is created. */

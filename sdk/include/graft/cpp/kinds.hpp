@@ -47,6 +47,10 @@ class Layer {
   virtual void shard(int /*mode*/, int /*index*/, int /*count*/) {
     throw Error(GRAFT_ERR_UNSUPPORTED, "this layer cannot be sharded");
   }
+  // Generation with a cache (layer.h's set_positions): a layer whose output at a position
+  // depends on other positions or on the position itself overrides it; the default is for
+  // layers that treat each position alone.
+  virtual void set_positions(int64_t /*first*/, int64_t /*capacity*/) {}
 };
 
 // Constructed as T(const Options&, Host).
@@ -85,6 +89,14 @@ class Dataset {
   virtual ~Dataset() = default;
   virtual graft_dataset_info info() const = 0;
   virtual void read(const int64_t* indices, int64_t n, DLTensor& x, DLTensor& y) = 0;
+};
+
+// A dataset of token sequences (dataset.h's decode and encode): graft::dataset<T> fills those
+// slots for a T derived from TextDataset.
+class TextDataset : public Dataset {
+ public:
+  virtual std::string decode(const int32_t* ids, int64_t n) const = 0;
+  virtual std::vector<int32_t> encode(const std::string& text) const = 0;
 };
 
 // Constructed as T(const Options&, const graft_world&, Host).

@@ -2,8 +2,11 @@
 // GRAFT_PLUGIN_LIBRARY, the single explicit registration line (no static initializers).
 #pragma once
 
+#include <algorithm>
+#include <cstring>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "graft/cpp/core.hpp"
@@ -81,9 +84,19 @@ struct LayerAdapter {
     auto* h = holder<T>(self);
     return guard(h->host, [&] { h->impl->shard(mode, index, count); });
   }
+  static graft_status* set_positions(void* self, int64_t first, int64_t capacity) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] { h->impl->set_positions(first, capacity); });
+  }
   static const graft_layer_vtable* vtable() {
-    static const graft_layer_vtable v{
-        sizeof(graft_layer_vtable), create, destroy<T>, describe, forward, backward, shard};
+    static const graft_layer_vtable v{sizeof(graft_layer_vtable),
+                                      create,
+                                      destroy<T>,
+                                      describe,
+                                      forward,
+                                      backward,
+                                      shard,
+                                      set_positions};
     return &v;
   }
 };
@@ -209,9 +222,34 @@ struct DatasetAdapter {
     auto* h = holder<T>(self);
     return guard(h->host, [&] { h->impl->read(idx, n, *x, *y); });
   }
+  static graft_status* decode(void* self, const int32_t* ids, int64_t n, char* out,
+                              int64_t capacity, int64_t* length) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] {
+      if constexpr (std::is_base_of_v<TextDataset, T>) {
+        const std::string text = h->impl->decode(ids, n);
+        *length = static_cast<int64_t>(text.size());
+        std::memcpy(out, text.data(), static_cast<size_t>(std::min(*length, capacity)));
+      }
+    });
+  }
+  static graft_status* encode(void* self, const char* text, int64_t length, int32_t* ids,
+                              int64_t capacity, int64_t* count) {
+    auto* h = holder<T>(self);
+    return guard(h->host, [&] {
+      if constexpr (std::is_base_of_v<TextDataset, T>) {
+        const std::vector<int32_t> given =
+            h->impl->encode(std::string(text, static_cast<size_t>(length)));
+        *count = static_cast<int64_t>(given.size());
+        std::copy_n(given.begin(), std::min(*count, capacity), ids);
+      }
+    });
+  }
   static const graft_dataset_vtable* vtable() {
-    static const graft_dataset_vtable v{sizeof(graft_dataset_vtable), create, destroy<T>, describe,
-                                        read};
+    constexpr bool text = std::is_base_of_v<TextDataset, T>;
+    static const graft_dataset_vtable v{
+        sizeof(graft_dataset_vtable), create, destroy<T>, describe, read, text ? decode : nullptr,
+        text ? encode : nullptr};
     return &v;
   }
 };
