@@ -117,8 +117,9 @@ void GradientTotals::finish(CheckResult& r, const std::string& shapes, double to
 }
 
 const std::vector<std::vector<int64_t>>& candidate_layer_shapes() {
-  // A flat feature vector (what follows linear) and a small image (what conv2d and pooling take).
-  static const std::vector<std::vector<int64_t>> shapes{{8}, {3, 8, 8}};
+  // A flat feature vector (what follows linear), a sequence of 4 positions (what attention and
+  // positional embeddings take) and a small image (what conv2d and pooling take).
+  static const std::vector<std::vector<int64_t>> shapes{{8}, {4, 8}, {3, 8, 8}};
   return shapes;
 }
 

@@ -30,6 +30,8 @@ class LayerUnderTest {
   // host's counter-based stream: for training loops in tests.
   void init_parameters(std::mt19937& rng);
   void zero_gradients();
+  // Generation's positions (layer.h's set_positions).
+  void set_positions(int64_t first, int64_t capacity) { layer_.set_positions(first, capacity); }
   // Throw runtime::UserError / Failure with the plugin's message on a failed call.
   void forward(const graft_exec_ctx& ctx);
   void backward(const graft_exec_ctx& ctx, bool want_dx = true);

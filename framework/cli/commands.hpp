@@ -15,5 +15,6 @@ int evaluate(const Arguments& args);
 int plugins(const Arguments& args);
 int check_plugin(const Arguments& args);
 int verify(const Arguments& args);
+int generate(const Arguments& args);
 
 }  // namespace graft::cli

@@ -21,6 +21,7 @@ const char* const kUsage =
     "  plugins [--json]                     every installed plugin with its options\n"
     "  check-plugin LIBRARY [--name NAME]   gradients, ABI, determinism, learns a toy task\n"
     "  verify CONFIG --strategies a,b,...   (under mpirun) each strategy against single\n"
+    "  generate CONFIG --checkpoint RUN     text sampled from a trained sequence model\n"
     "\n"
     "graft <command> --help shows a command's options.\n";
 }
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   if (command == "plugins") return graft::cli::plugins(args);
   if (command == "check-plugin") return graft::cli::check_plugin(args);
   if (command == "verify") return graft::cli::verify(args);
+  if (command == "generate") return graft::cli::generate(args);
   std::fprintf(stderr, "graft: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }

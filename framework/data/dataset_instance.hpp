@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "config/options.hpp"
 #include "graft/graft.h"
@@ -30,11 +31,18 @@ class DatasetInstance {
   // "dataset 'idx' (graft_idx.so)", for messages.
   const std::string& who() const { return who_; }
 
+  // A dataset of token sequences (dataset.h's decode and encode, ABI 1.3): text <-> token ids
+  // for generation. The others throw UserError saying the dataset holds no text.
+  bool has_text() const { return has_text_; }
+  std::string decode(const int32_t* ids, int64_t n) const;
+  std::vector<int32_t> encode(const std::string& text) const;
+
  private:
   const graft_dataset_vtable* vtable_ = nullptr;
   void* self_ = nullptr;
   graft_dataset_info info_{};
   std::string who_;
+  bool has_text_ = false;
 };
 
 }  // namespace graft::runtime

@@ -242,4 +242,9 @@ void Model::allocate_step_buffers() { buffers_->allocate(); }
 bool Model::step_buffers_allocated() const { return buffers_->allocated(); }
 const std::vector<std::string>& Model::metric_names() const { return loss_->metric_names(); }
 
+void Model::set_positions(int64_t first, int64_t capacity) {
+  for (const std::unique_ptr<LayerNode>& layer : all_layers_)
+    if (layer->plugin) layer->plugin->set_positions(first, capacity);
+}
+
 }  // namespace graft::runtime

@@ -158,6 +158,8 @@ class Model {
   const DLTensor* backward(const graft_exec_ctx& ctx, int64_t begin, int64_t end,
                            const DLTensor& dy, void (*on_layer_done)(void*, int64_t), void* user);
   void zero_grad() { store_.zero_gradients(); }
+  // Generation with a cache (layer.h's set_positions), told to every layer, nested ones too.
+  void set_positions(int64_t first, int64_t capacity);
   // Clips, applies the schedule and updates every parameter (Updater::step_layers).
   void optimizer_step(const graft_exec_ctx& ctx) {
     updater_->step_layers(ctx, 0, layer_count(), -1.0);

@@ -179,6 +179,25 @@ Session::Session(Config cfg, const SessionOptions& options)
   resolved_config_ = resolved_toml(config, tables);
 }
 
+std::unique_ptr<Model> Session::sequence_model(const graft_shape& input, int64_t rows) {
+  std::vector<std::pair<std::string, toml::table>> resolved;  // already saved once
+  std::vector<PluginChoice> layers;
+  for (size_t i = 0; i < config.layers.size(); ++i)
+    layers.push_back(choose_layer(config.layers[i], "model.layers." + std::to_string(i), resolved));
+  PluginChoice loss = choose(GRAFT_KIND_LOSS, config.loss.type, config.loss.table, "[loss]",
+                             reserved_keys(Section::loss));
+  PluginChoice optimizer =
+      choose(GRAFT_KIND_OPTIMIZER, config.optimizer.type, config.optimizer.table, "[optimizer]",
+             reserved_keys(Section::optimizer));
+  graft_target_info target = train_set->info().target;
+  target.shape = input;
+  ModelSettings settings;
+  settings.max_batch = rows;
+  settings.seed = config.run.seed;
+  return std::make_unique<Model>(std::move(layers), std::move(loss), std::move(optimizer), input,
+                                 target, settings);
+}
+
 // [parallel] zero >= 1: the model lays its parameters out in units over the data group, when
 // the strategy shards (its plan sets zero_unit_floats) and the optimizer is element-wise (it
 // then updates 1-D slices of parameters).

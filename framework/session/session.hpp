@@ -78,6 +78,11 @@ class Session {
 
   // The config with every default filled in, as saved beside the run.
   const std::string& resolved_config() const { return resolved_config_; }
+  // The config's model again, for `rows` samples of per-sample `input` on the CPU: one stage,
+  // nothing sharded, its targets one label per position of input. Generation builds it with
+  // input (1), one token per call, and copies the trained parameters into it.
+  std::unique_ptr<Model> sequence_model(const graft_shape& input, int64_t rows);
+
   // An execution context for this session's device and seed, with the micro-batch count a
   // step of that kind runs (run.gradient_accumulation).
   graft_exec_ctx context(bool training) const;

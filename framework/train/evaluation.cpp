@@ -74,9 +74,29 @@ bool TestEvaluations::maybe_run(const TrainingPosition& at, RunPoint point) {
   log_.line("step " + std::to_string(at.step) + " epoch " + std::to_string(at.epoch) + " test " +
             describe(last_));
   log_.eval({"test", at.step, at.epoch, last_.loss, last_.metrics});
+  if (std::string text = sample(at.step); !text.empty())
+    log_.line("step " + std::to_string(at.step) + " sample " + graft::runtime::quoted(text));
   if (!early_stopping_.stop_after(last_, at.step)) return false;
   stop_message_ = early_stopping_.message(at.step);
   return true;
+}
+
+std::string TestEvaluations::sample(int64_t step) {
+  const ModelSettings& s = session_.model->settings();
+  DatasetInstance& data = *session_.train_set;
+  if (session_.rank != 0 || !data.has_text() || s.stages > 1 || s.shards > 1 || s.zero_level > 0)
+    return "";
+  if (!generator_)
+    generator_ = std::make_unique<Generator>(session_);
+  else
+    generator_->refresh();
+  SamplingOptions o;
+  o.tokens = 120;
+  o.temperature = 0.8;
+  o.seed = uint64_t(step);
+  const std::string prompt = "\n";
+  const std::vector<int32_t> ids = generator_->generate(data.encode(prompt), o);
+  return data.decode(ids.data(), int64_t(ids.size()));
 }
 
 }  // namespace graft::runtime

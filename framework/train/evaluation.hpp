@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.hpp"
+#include "generate/generator.hpp"
 #include "session/session.hpp"
 #include "train/early_stopping.hpp"
 #include "train/metrics.hpp"
@@ -28,7 +29,8 @@ std::string describe(const EvalSummary& e);
 
 // A training run's evaluations of the test split: every [run] eval_every steps, or at each
 // epoch's end and the run's end when eval_every = 0; each one printed, recorded and watched by
-// [run.early_stopping]. None without a test split.
+// [run.early_stopping]. None without a test split. A run on text prints a short sample after
+// each, so the user sees the model learn (where one process holds the whole model).
 class TestEvaluations {
  public:
   // Throws when [run.early_stopping] is set but the run has no test split to watch.
@@ -50,6 +52,9 @@ class TestEvaluations {
   EarlyStopping early_stopping_;
   EvalSummary last_;
   std::string stop_message_;
+  std::unique_ptr<Generator> generator_;  // from the first sample on
+  // A sample of the model as it is now, or "" where there is none to print.
+  std::string sample(int64_t step);
 };
 
 }  // namespace graft::runtime

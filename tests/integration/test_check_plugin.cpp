@@ -91,7 +91,7 @@ TEST_CASE("check-plugin on linear: every kind of check, a chosen option, --optio
        {"abi", "options", "gradient", "determinism", "dx_over_output", "save_load", "learns"})
     CHECK_MESSAGE(r.output.find("  " + std::string(check) + "  ") != std::string::npos, check);
   CHECK(r.output.find("units = 8 (required; chosen by the check)") != std::string::npos);
-  CHECK(r.output.find("on (8,) and (3, 8, 8)") != std::string::npos);
+  CHECK(r.output.find("on (8,) and (4, 8) and (3, 8, 8)") != std::string::npos);
   CHECK(r.output.find("2 tensors (72 values)") != std::string::npos);  // W (8, 8) and b (8,)
 
   r = run_graft("check-plugin " + linear + " --options 'units = 16' --json");

@@ -197,7 +197,7 @@ TEST_CASE("linear refuses a split it cannot make, naming what to change") {
   const std::string fused = message("units = 4\nactivation = \"relu\"", {8}, GRAFT_SHARD_ROW, 2);
   CHECK(fused.find("activation = \"relu\"") != std::string::npos);
   const std::string image = message("units = 4", {2, 4}, GRAFT_SHARD_ROW, 2);
-  CHECK(image.find("not 1-D") != std::string::npos);
+  CHECK(image.find("set flatten = false") != std::string::npos);
   CHECK(message("units = 4\nactivation = \"relu\"", {8}, GRAFT_SHARD_COLUMN, 2) == "no error");
 }
 

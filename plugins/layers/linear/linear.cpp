@@ -1,4 +1,6 @@
-// The fully connected layer y = f(x W + b): x flattened to (N, D), W (D, H), b (H,).
+// The fully connected layer y = f(x W + b): x flattened to (N, D), W (D, H), b (H,); or, with
+// flatten = false, applied at each position of a sequence (N, T..., D) -> (N, T..., H), as
+// torch.nn.Linear on a (B, T, C) tensor: the positions are more rows of the same gemm.
 // One gemm per matrix product; the bias add and the activation f share one loop (fused).
 // Tensor parallelism (Megatron): shard(COLUMN) keeps W's columns (outputs) of one part,
 // shard(ROW) keeps W's rows (inputs) of one part and yields partial sums.
@@ -86,6 +88,9 @@ class Linear : public graft::Layer {
         graft::option_string("activation", "none", "activation fused after the bias add",
                              graft::elementwise::kNames),
         graft::option_float("slope", 0.01, "negative slope of leaky_relu").range(0.0, 1.0),
+        graft::option_bool("flatten", true,
+                           "true: the whole sample is one input vector; false: the layer maps "
+                           "the last axis at each position (T, C) -> (T, units)"),
         graft::option_string("init", "kaiming_uniform",
                              "weight init; kaiming_uniform is torch.nn.Linear's U(+-1/sqrt(D))",
                              "xavier_uniform|kaiming_normal|kaiming_uniform|zeros"),
@@ -94,7 +99,9 @@ class Linear : public graft::Layer {
 
   Linear(const graft::Options& o, const graft::Shape& input, graft::Host)
       : input_(input),
-        in_features_(input.numel()),
+        positions_(
+            o.get_bool("flatten") || input.ndim == 0 ? 1 : input.numel() / input[input.ndim - 1]),
+        in_features_(input.numel() / positions_),
         out_features_(o.get_int("units")),
         whole_in_(in_features_),
         whole_out_(out_features_),
@@ -128,10 +135,10 @@ class Linear : public graft::Layer {
       divisible(out_features_, "units =", "choose units");
       out_features_ /= count;
     } else if (mode == GRAFT_SHARD_ROW) {
-      GRAFT_CHECK(input_.ndim == 1,
-                  "linear: row sharding splits the input's last axis, but the "
-                  "input "
-                      << input_.str() << " is not 1-D");
+      GRAFT_CHECK(input_.ndim == 1 || positions_ > 1 || input_.numel() == input_[input_.ndim - 1],
+                  "linear: row sharding splits the input's last axis, but the input "
+                      << input_.str() << " is flattened whole; set flatten = false to map "
+                      << "the last axis at each position");
       GRAFT_CHECK(kind_ == Kind::none,
                   "linear: a row-sharded linear yields partial sums, so it cannot fuse "
                   "activation = \""
@@ -148,7 +155,12 @@ class Linear : public graft::Layer {
     index_ = index;
   }
 
-  graft::Shape output_shape() const override { return graft::Shape{out_features_}; }
+  graft::Shape output_shape() const override {
+    if (positions_ == 1) return graft::Shape{out_features_};
+    graft::Shape out = input_;
+    out.dims[out.ndim - 1] = out_features_;
+    return out;
+  }
 
   std::vector<graft::Param> parameters() const override {
     // Fans stay the whole layer's, so a part is initialised as its slice of the whole.
@@ -178,17 +190,22 @@ class Linear : public graft::Layer {
   }
 
   // dz (N, H) lives here in backward; with gelu, forward leaves the pre-activation in it.
-  int64_t workspace_per_sample() const override { return kind_ == Kind::none ? 0 : out_features_; }
+  int64_t workspace_per_sample() const override {
+    return kind_ == Kind::none ? 0 : positions_ * out_features_;
+  }
   // Without gelu's pre-activation, dz is made from y in backward: nothing is kept, and dz may
   // overwrite dy element by element.
   graft_workspace_use workspace_use() const override {
     return keeps_pre_activation_ ? GRAFT_WORKSPACE_KEPT : GRAFT_WORKSPACE_SCRATCH_OVER_DY;
   }
 
-  // x: (N, D...), y: (N, H).
-  void forward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
-               DLTensor& y, DLTensor* workspace) override {
-    graft::require_device(x, "linear");
+  // x: (N, D...), y: (N, H); per position, (N * T, D) and (N * T, H).
+  void forward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x_given,
+               DLTensor& y_given, DLTensor* workspace) override {
+    graft::require_device(x_given, "linear");
+    graft::View x_rows = as_rows(x_given, in_features_), y_rows = as_rows(y_given, out_features_);
+    const DLTensor& x = *x_rows;
+    DLTensor& y = *y_rows;
     graft::gemm(ctx, false, false, 1.0f, x, *params[0], 0.0f, y);
     // A row part other than 0 adds no bias: the parts' sum must hold it once.
     const bool add_bias = has_bias_ && !(mode_ == GRAFT_SHARD_ROW && index_ != 0);
@@ -214,10 +231,15 @@ class Linear : public graft::Layer {
   // dW += x^T dz, db += sum over rows of dz, dx = dz W^T; dz = dy * f'(.) (N, H).
   // A row part's dy is the whole output's gradient, so every part computes the same db and
   // the replicas of b stay equal; a column part's dx is a partial sum the strategy reduces.
-  void backward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x,
-                const DLTensor& y, const DLTensor& dy, DLTensor* dx, DLTensor* const* grads,
-                DLTensor* workspace) override {
-    graft::require_device(x, "linear");
+  void backward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x_given,
+                const DLTensor& y_given, const DLTensor& dy_given, DLTensor* dx_given,
+                DLTensor* const* grads, DLTensor* workspace) override {
+    graft::require_device(x_given, "linear");
+    graft::View x_rows = as_rows(x_given, in_features_), y_rows = as_rows(y_given, out_features_),
+                dy_rows = as_rows(dy_given, out_features_), dx_rows;
+    if (dx_given) dx_rows = as_rows(*dx_given, in_features_);
+    const DLTensor &x = *x_rows, &y = *y_rows, &dy = *dy_rows;
+    DLTensor* dx = dx_given ? dx_rows.get() : nullptr;
     const DLTensor* dz = &dy;
     graft::View scratch;
     if (kind_ != Kind::none) {
@@ -243,6 +265,11 @@ class Linear : public graft::Layer {
   }
 
  private:
+  // t (N, ...) as (N * positions, features): the rows of the gemm.
+  graft::View as_rows(const DLTensor& t, int64_t features) const {
+    return graft::View(graft::f32(t), t.device, {graft::rows(t) * positions_, features});
+  }
+
   DLTensor& checked_workspace(DLTensor* workspace, int64_t n) const {
     GRAFT_CHECK(workspace && graft::numel(*workspace) >= n * out_features_,
                 "linear: the host passed no workspace of (" << n << ", " << out_features_
@@ -251,6 +278,7 @@ class Linear : public graft::Layer {
   }
 
   graft::Shape input_;
+  int64_t positions_;     // T: rows of the gemm per sample (1 when flattened)
   int64_t in_features_;   // D (this part's, after a ROW shard)
   int64_t out_features_;  // H (this part's, after a COLUMN shard)
   int64_t whole_in_, whole_out_;

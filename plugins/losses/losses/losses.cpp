@@ -173,7 +173,10 @@ class ElementwiseLoss : public graft::Loss {
   RowResults gpu_rows_;
 };
 
-// Cross entropy of logits (N, C) against int32 labels (N,), with optional label smoothing.
+// Cross entropy of logits (N, C) against int32 labels (N,), with optional label smoothing; or
+// of a sequence's logits (N, T..., C) against labels (N, T...): a sample's loss is the mean over
+// its T positions, so the host's mean over samples is the mean over all N * T positions, as
+// torch's F.cross_entropy over (B * T, C) logits.
 class CrossEntropy : public graft::Loss {
  public:
   static std::vector<graft::OptionDef> options() {
@@ -185,17 +188,25 @@ class CrossEntropy : public graft::Loss {
                const graft_target_info& target, graft::Host host)
       : host_(host),
         gpu_rows_(host),
-        classes_(prediction.numel()),
+        positions_(graft::Shape(target.shape).numel()),
+        classes_(prediction.ndim ? prediction[prediction.ndim - 1] : 1),
         smoothing_(static_cast<float>(o.get_float("label_smoothing"))) {
     GRAFT_CHECK(
         is_int32(target.dtype) && target.classes > 0,
         "cross_entropy: targets must be int32 class labels, but the dataset gives "
             << dtype_name(target.dtype) << " values"
             << (is_float32(target.dtype) ? "; use mse, mae or bce_with_logits for them" : ""));
-    GRAFT_CHECK(graft::Shape(target.shape).numel() == 1,
-                "cross_entropy: one label per sample expected, targets are "
-                    << graft::Shape(target.shape).str());
-    GRAFT_CHECK(prediction.ndim == 1 && prediction.dims[0] == target.classes,
+    const graft::Shape labels(target.shape);
+    // One label (any shape of one element) takes (C) logits; T labels take (T, C).
+    bool leading_match = prediction.ndim == labels.ndim + 1;
+    for (int a = 0; leading_match && a + 1 < prediction.ndim; ++a)
+      leading_match = prediction[a] == labels[a];
+    leading_match = leading_match || (labels.numel() == 1 && prediction.ndim == 1);
+    GRAFT_CHECK(leading_match, "cross_entropy: the model outputs "
+                                   << prediction.str() << " per sample but the targets are "
+                                   << labels.str() << "; a sample needs one row of logits per "
+                                   << "label: (C) for one label, (T, C) for T labels");
+    GRAFT_CHECK(prediction[prediction.ndim - 1] == target.classes,
                 "cross_entropy: the model outputs " << prediction.str() << " per sample but the "
                                                     << "dataset has " << target.classes
                                                     << " classes; end the model with a "
@@ -206,11 +217,11 @@ class CrossEntropy : public graft::Loss {
 
   std::vector<std::string> metrics() const override { return {"accuracy"}; }
 
-  // prediction: (N, C) logits; target: (N,) labels in [0, C).
+  // prediction: (N, T, C) logits; target: (N, T) labels in [0, C); the rows are the N * T.
   void forward(const graft::Context& ctx, const DLTensor& prediction, const DLTensor& target,
                double& loss_sum, double* metric_sums) override {
-    require_batch("cross_entropy", prediction, classes_, target, 1, true);
-    const int64_t n = graft::rows(prediction);
+    require_batch("cross_entropy", prediction, positions_ * classes_, target, positions_, true);
+    const int64_t n = graft::rows(prediction) * positions_;
     if (graft::on_cuda(prediction))
       return forward_gpu(ctx, prediction, target, n, loss_sum, metric_sums);
     const float* z = graft::f32(prediction);
@@ -223,14 +234,16 @@ class CrossEntropy : public graft::Loss {
       total += graft::losses::cross_entropy_row(row, classes_, label, smoothing_);
       correct += graft::losses::argmax(row, classes_) == label ? 1 : 0;
     }
-    loss_sum = total;
-    if (metric_sums) metric_sums[0] = static_cast<double>(correct);
+    loss_sum = total / static_cast<double>(positions_);
+    if (metric_sums)
+      metric_sums[0] = static_cast<double>(correct) / static_cast<double>(positions_);
   }
 
   void backward(const graft::Context& ctx, const DLTensor& prediction, const DLTensor& target,
-                float scale, DLTensor& dprediction) override {
-    require_batch("cross_entropy", prediction, classes_, target, 1, true);
-    const int64_t n = graft::rows(prediction);
+                float scale_per_sample, DLTensor& dprediction) override {
+    require_batch("cross_entropy", prediction, positions_ * classes_, target, positions_, true);
+    const int64_t n = graft::rows(prediction) * positions_;
+    const float scale = scale_per_sample / static_cast<float>(positions_);
     if (graft::on_cuda(prediction))
       return graft::check_launch(
           "cross_entropy", graft::losses::cuda::cross_entropy_gradient(
@@ -291,13 +304,15 @@ class CrossEntropy : public graft::Loss {
       total += losses[i];
       correct += hits[i];
     }
-    loss_sum = total;
-    if (metric_sums) metric_sums[0] = static_cast<double>(correct);
+    loss_sum = total / static_cast<double>(positions_);
+    if (metric_sums)
+      metric_sums[0] = static_cast<double>(correct) / static_cast<double>(positions_);
   }
 
   graft::Host host_;
   RowResults gpu_rows_;
-  int64_t classes_;  // C
+  int64_t positions_;  // T: labels per sample
+  int64_t classes_;    // C
   float smoothing_;
 };
 
