@@ -94,11 +94,10 @@ void head_forward(const graft_exec_ctx& ctx, const Geometry& g, const float* q, 
         float correction = 1.0f;
         if (seen > 0) correction = online_softmax_step(&row_max[r], tile_max);
         const float m = row_max[r];
+        // Two loops: a float sum in the same loop would keep GCC from vectorising the exp.
+        for (int64_t c = 0; c < seen; ++c) s[c] = exp_nonpositive(s[c] - m);
         float sum = 0.0f;
-        for (int64_t c = 0; c < seen; ++c) {
-          s[c] = exp_nonpositive(s[c] - m);
-          sum += s[c];
-        }
+        for (int64_t c = 0; c < seen; ++c) sum += s[c];
         for (int64_t c = seen; c < cols; ++c) s[c] = 0.0f;
         row_sum[r] = row_sum[r] * correction + sum;
         if (correction != 1.0f)
