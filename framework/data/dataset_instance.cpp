@@ -34,13 +34,16 @@ DatasetInstance::DatasetInstance(const PluginRecord& record, const BoundOptions&
                       " samples and an input of " + std::to_string(info_.input.ndim) +
                       " dimensions; a dataset needs samples >= 0 and an input of 1 to " +
                       std::to_string(GRAFT_MAX_DIMS) + " non-empty dimensions");
-    bool labels = is_dtype(target.dtype, kDLInt) && target.shape.ndim == 0 && target.classes > 0;
+    // One label per sample (shape ()), or one per position of a sequence (shape (T,)): the
+    // next-token targets of a text window.
+    bool labels = is_dtype(target.dtype, kDLInt) && target.shape.ndim <= 1 &&
+                  graft_shape_numel(&target.shape) >= 1 && target.classes > 0;
     bool values = is_dtype(target.dtype, kDLFloat) && target.shape.ndim >= 0 &&
                   target.shape.ndim <= GRAFT_MAX_DIMS && graft_shape_numel(&target.shape) >= 1;
     if (!labels && !values)
       throw UserError(who_ +
                       " describes targets that are neither int32 class labels (one per "
-                      "sample, classes > 0) nor float32 values");
+                      "sample or per position, classes > 0) nor float32 values");
   } catch (...) {
     vtable_->destroy(self_);
     throw;
