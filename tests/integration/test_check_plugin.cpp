@@ -52,6 +52,12 @@ std::string dataset_options(const std::string& library, const fs::path& dir) {
     for (int i = 0; i < 20; ++i) text << "line " << i << ": caf\u00e9 \u4e2d\n";
     return "--options 'path = \"" + (dir / "lines.txt").string() + "\"'";
   }
+  if (library == "graft_tokens.so") {
+    std::vector<uint16_t> ids(400);
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<uint16_t>(i * 101 % 50257);
+    graft::test::write_llmc_tokens(dir / "tokens.bin", ids);
+    return "--options 'path = \"" + (dir / "tokens.bin").string() + "\"'";
+  }
   return "";
 }
 

@@ -202,3 +202,99 @@ TEST_CASE("text names the file, the byte and the fix for invalid UTF-8, and the 
   CHECK(has(missing, (dir / "nowhere.txt").string()));
   CHECK(has(missing, "does not exist"));
 }
+
+namespace {
+std::vector<uint16_t> counting_tokens(int n, int first = 0) {
+  std::vector<uint16_t> ids;
+  for (int i = first; i < first + n; ++i) ids.push_back(static_cast<uint16_t>((i * 37) % 50257));
+  return ids;
+}
+std::vector<int32_t> slice(const std::vector<uint16_t>& ids, size_t from, size_t n) {
+  return std::vector<int32_t>(ids.begin() + from, ids.begin() + from + n);
+}
+}  // namespace
+
+TEST_CASE("tokens reads llm.c files back exactly: one file, shards, the split, test_path") {
+  const fs::path dir = graft::test::temp_dir("tokens_read");
+  const std::vector<uint16_t> ids = counting_tokens(1000);
+  graft::test::write_llmc_tokens(dir / "train.bin", ids);
+  auto train = make_sequence("tokens", "path = 'train.bin'\ncontext = 16", dir);
+  const graft_dataset_info& info = train->info();
+  CHECK(info.samples == (900 - 1 - 16) / 16 + 1);
+  CHECK(info.input.dims[0] == 16);
+  CHECK(info.target.shape.dims[0] == 16);
+  CHECK(info.target.classes == 50257);
+  auto w = read_windows(*train, {54, 3});
+  CHECK(w.x[0] == slice(ids, 54 * 16, 16));
+  CHECK(w.y[0] == slice(ids, 54 * 16 + 1, 16));
+  CHECK(w.x[1] == slice(ids, 48, 16));
+  auto test = make_sequence("tokens", "path = 'train.bin'\ncontext = 16\nstride = 1", dir, "test");
+  CHECK(test->info().samples == 100 - 16);
+  CHECK(read_windows(*test, {0}).x[0] == slice(ids, 900, 16));
+
+  // Shards in name order, as one stream: a window across the boundary.
+  fs::create_directories(dir / "shards");
+  graft::test::write_llmc_tokens(dir / "shards" / "b_000001.bin", counting_tokens(50, 50));
+  graft::test::write_llmc_tokens(dir / "shards" / "a_000000.bin", counting_tokens(50));
+  write_text(dir / "shards" / "README", "not a shard");
+  auto shards = make_sequence("tokens", "path = 'shards'\ncontext = 10\ntest_fraction = 0", dir);
+  CHECK(shards->info().samples == (100 - 1 - 10) / 10 + 1);
+  CHECK(read_windows(*shards, {4}).x[0] == slice(counting_tokens(100), 40, 10));
+  CHECK(read_windows(*shards, {4}).y[0] == slice(counting_tokens(100), 41, 10));
+
+  // test_path: training takes all of `path`, test all of `test_path`.
+  graft::test::write_llmc_tokens(dir / "val.bin", counting_tokens(40, 5000));
+  const std::string both = "path = 'train.bin'\ntest_path = 'val.bin'\ncontext = 8";
+  CHECK(make_sequence("tokens", both, dir)->info().samples == (1000 - 1 - 8) / 8 + 1);
+  auto val = make_sequence("tokens", both, dir, "test");
+  CHECK(val->info().samples == (40 - 1 - 8) / 8 + 1);
+  CHECK(read_windows(*val, {1}).x[0] == slice(counting_tokens(40, 5000), 8, 8));
+
+  Codec codec("tokens", "path = 'train.bin'\ncontext = 16", dir);
+  CHECK_FALSE(codec.has_slots());  // no tokenizer: generate shows ids
+}
+
+TEST_CASE("tokens names the file and the fix for a damaged file or an id past the vocabulary") {
+  const fs::path dir = graft::test::temp_dir("tokens_errors");
+  auto error = [&](const std::string& file, const std::string& extra = "", int context = 4) {
+    return user_error([&] {
+      auto d = make_sequence(
+          "tokens", "path = '" + file + "'\ncontext = " + std::to_string(context) + "\n" + extra,
+          dir);
+      read_windows(*d, {0, 1});
+    });
+  };
+  // nanoGPT's prepare.py: the uint16 array alone.
+  std::ofstream(dir / "raw.bin", std::ios::binary).write("\x01\x00\x02\x00\x03\x00\x04\x00", 8);
+  std::string raw = error("raw.bin");
+  CHECK(has(raw, (dir / "raw.bin").string()));
+  CHECK(has(raw, "magic number 131073, not 20240520"));
+  CHECK(has(raw, "prepare.py"));
+  CHECK(has(raw, "h[:3] = 20240520, 1, len(t)"));
+
+  graft::test::write_llmc_tokens(dir / "v2.bin", counting_tokens(100), 20240520, 2);
+  std::string version = error("v2.bin");
+  CHECK(has(version, (dir / "v2.bin").string()));
+  CHECK(has(version, "version 2"));
+
+  graft::test::write_llmc_tokens(dir / "cut.bin", counting_tokens(100), 20240520, 1, 150);
+  std::string cut = error("cut.bin");
+  CHECK(has(cut, (dir / "cut.bin").string()));
+  CHECK(has(cut, "truncated"));
+  CHECK(has(cut, "should have 1324 bytes, but it has 1224"));
+
+  std::vector<uint16_t> ids(40, 7);
+  ids[6] = 150;
+  graft::test::write_llmc_tokens(dir / "big.bin", ids);
+  auto d = make_sequence("tokens", "path = 'big.bin'\ncontext = 4\nvocabulary = 100", dir);
+  CHECK(read_windows(*d, {0}).x[0] == std::vector<int32_t>{7, 7, 7, 7});  // before the id
+  std::string big = error("big.bin", "vocabulary = 100");
+  CHECK(has(big, (dir / "big.bin").string()));
+  CHECK(has(big, "token id 150 at token 6"));
+  CHECK(has(big, "raise `vocabulary`"));
+
+  std::string too_long = error("big.bin", "", 64);
+  CHECK(has(too_long, "`context` = 64"));
+  CHECK(has(too_long, "40 tokens"));
+  CHECK(has(error("missing.bin"), "does not exist"));
+}
