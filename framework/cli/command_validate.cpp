@@ -21,6 +21,7 @@ const char* shard_name(int32_t mode) {
     case GRAFT_SHARD_COLUMN: return "column";
     case GRAFT_SHARD_ROW: return "row";
     case GRAFT_SHARD_PART: return "part";
+    case GRAFT_SHARD_PAIR: return "pair";
     default: return "whole";
   }
 }

@@ -8,6 +8,7 @@
 
 #include "model/buffer_plan.hpp"
 #include "model/model_parts.hpp"
+#include "model/model_survey.hpp"
 #include "model/tensor_parts.hpp"
 #include "plugin/loss_instance.hpp"
 #include "plugin/optimizer_instance.hpp"
@@ -74,13 +75,16 @@ Model::~Model() = default;
 // it lives here. Its inner layers are ordinary plugins with ordinary buffers.
 graft_shape Model::build_layers(std::vector<PluginChoice>& choices, graft_shape shape,
                                 const std::string& prefix, int64_t top, int depth,
-                                std::vector<LayerNode*>& out, int32_t& next_nested_index) {
+                                std::vector<LayerNode*>& out, int32_t& next_nested_index,
+                                const std::vector<int32_t>* modes) {
   // Tensor parallelism: after a COLUMN layer, `shape` is this rank's part of the last axis
   // until a ROW layer takes it back; only element-wise activations may run in between.
   bool sharded = false;
   for (size_t i = 0; i < choices.size(); ++i) {
     PluginChoice& choice = choices[i];
-    const int32_t mode = depth == 0 ? layer_shard(static_cast<int64_t>(i)) : GRAFT_SHARD_NONE;
+    const int32_t mode = depth == 0 ? layer_shard(static_cast<int64_t>(i))
+                         : modes    ? (*modes)[i]
+                                    : GRAFT_SHARD_NONE;
     auto owned = std::make_unique<LayerNode>();
     LayerNode& layer = *owned;
     layer.choice = &choice;
@@ -89,6 +93,12 @@ graft_shape Model::build_layers(std::vector<PluginChoice>& choices, graft_shape 
     layer.index = depth == 0 ? static_cast<int32_t>(i) : next_nested_index++;
     layer.flat = all_layers_.size();
     layer.in = shape;
+    layer.shard = mode;
+    if (mode == GRAFT_SHARD_PAIR) {
+      const std::string at = "[[model.layers]] #" + std::to_string(layer.top);
+      layer.sum_output_what = "tensor group: output of " + at;
+      layer.sum_dx_what = "tensor group: input gradient of " + at;
+    }
     all_layers_.push_back(std::move(owned));
     out.push_back(&layer);
     const std::string path = prefix + std::to_string(i) + ".";
@@ -101,8 +111,19 @@ graft_shape Model::build_layers(std::vector<PluginChoice>& choices, graft_shape 
         throw UserError(layer.who +
                         " has no inner layers; add [[model.layers.layers]] tables "
                         "after it (its f in y = x + f(x))");
-      graft_shape end = build_layers(choice.inner, shape, path + "layers.", layer.top, depth + 1,
-                                     layer.inner, next_nested_index);
+      // Placed as a pair: inner layers [0, split_from) run whole, the rest are the pair.
+      std::vector<int32_t> inner_modes;
+      if (mode == GRAFT_SHARD_PAIR) {
+        inner_modes = pair_block_modes(choice.inner, shape);
+        if (inner_modes.empty())
+          throw Failure(layer.who +
+                        ": the plan splits it as a tensor-parallel pair, but its inner layers do "
+                        "not end in one (the [parallel] strategy's plan is invalid)");
+        while (inner_modes[layer.split_from] == GRAFT_SHARD_NONE) ++layer.split_from;
+      }
+      graft_shape end =
+          build_layers(choice.inner, shape, path + "layers.", layer.top, depth + 1, layer.inner,
+                       next_nested_index, inner_modes.empty() ? nullptr : &inner_modes);
       if (!same_shape(end, shape))
         throw UserError(layer.who + ": its inner layers end with shape " + shape_string(end) +
                         " but the block's input is " + shape_string(shape) +
@@ -142,8 +163,10 @@ void Model::check_shard_order(const LayerNode& layer, int32_t mode, bool sharded
   const PluginRecord* rec = layer.choice->record;
   const bool activation = rec && rec->kind == GRAFT_KIND_ACTIVATION;
   std::string problem;
-  if (mode != GRAFT_SHARD_NONE && (activation || layer.is_residual))
+  if (mode != GRAFT_SHARD_NONE && (activation || (layer.is_residual && mode != GRAFT_SHARD_PAIR)))
     problem = "the plan shards it, but only layers can shard";
+  else if (mode == GRAFT_SHARD_PAIR && sharded)
+    problem = "the plan splits it as a whole pair, but its input is already split";
   else if (mode == GRAFT_SHARD_PART && !sharded)
     problem = "the plan runs it on a part of its input, but its input is whole";
   else if (mode == GRAFT_SHARD_COLUMN && sharded)
@@ -175,6 +198,7 @@ void Model::create_plugin_layer(LayerNode& layer, const graft_shape& input, int3
                         std::string(" split ") +
                             (mode == GRAFT_SHARD_COLUMN ? "by columns"
                              : mode == GRAFT_SHARD_ROW  ? "by rows"
+                             : mode == GRAFT_SHARD_PAIR ? "as a whole pair (by heads)"
                                                         : "element-wise") +
                             " into " + std::to_string(settings_.shards) +
                             " tensor-parallel parts ([parallel] strategy)");
@@ -245,6 +269,16 @@ const std::vector<std::string>& Model::metric_names() const { return loss_->metr
 void Model::set_positions(int64_t first, int64_t capacity) {
   for (const std::unique_ptr<LayerNode>& layer : all_layers_)
     if (layer->plugin) layer->plugin->set_positions(first, capacity);
+}
+
+void Model::reduce_pair(const LayerNode& layer, DLTensor* t, bool forward) const {
+  if (settings_.shards <= 1) return;
+  if (!tensor_reduce_.fn)
+    throw Failure(layer.who +
+                  ": the plan splits it as a tensor-parallel pair, but the strategy set no "
+                  "tensor reduce (graft_model_api's set_tensor_reduce)");
+  const std::string& what = forward ? layer.sum_output_what : layer.sum_dx_what;
+  throw_if_failed(tensor_reduce_.fn(tensor_reduce_.user, t, what.c_str()), what);
 }
 
 }  // namespace graft::runtime

@@ -70,6 +70,13 @@ struct ModelSettings {
 
 class BufferPlan;
 class LossInstance;
+
+// The strategy's sum over its tensor group (graft_model_api's set_tensor_reduce), which the
+// model runs around layers placed GRAFT_SHARD_PAIR.
+struct TensorReduce {
+  graft_status* (*fn)(void* user, DLTensor* t, const char* what) = nullptr;
+  void* user = nullptr;
+};
 struct LayerNode;
 struct Slot;
 
@@ -160,6 +167,7 @@ class Model {
   void zero_grad() { store_.zero_gradients(); }
   // Generation with a cache (layer.h's set_positions), told to every layer, nested ones too.
   void set_positions(int64_t first, int64_t capacity);
+  void set_tensor_reduce(TensorReduce reduce) { tensor_reduce_ = reduce; }
   // Clips, applies the schedule and updates every parameter (Updater::step_layers).
   void optimizer_step(const graft_exec_ctx& ctx) {
     updater_->step_layers(ctx, 0, layer_count(), -1.0);
@@ -169,9 +177,11 @@ class Model {
   std::string non_finite_report(const graft_exec_ctx& ctx, int64_t rows) const;
   // Creates `choices` in order from `shape` (appending to all_layers_ in pre-order and to
   // `out`), returning the last output shape; residual blocks recurse.
+  // `modes`: the inner layers' shard modes of a block placed PAIR (NULL: none sharded).
   graft_shape build_layers(std::vector<PluginChoice>& choices, graft_shape shape,
                            const std::string& prefix, int64_t top, int depth,
-                           std::vector<LayerNode*>& out, int32_t& next_nested_index);
+                           std::vector<LayerNode*>& out, int32_t& next_nested_index,
+                           const std::vector<int32_t>* modes = nullptr);
   // mode: the plan's graft_shard_mode for this layer (NONE inside residual blocks).
   void create_plugin_layer(LayerNode& layer, const graft_shape& shape, int32_t mode,
                            const std::string& path);
@@ -182,7 +192,11 @@ class Model {
   DLTensor* backward_layer(Slot& slot, LayerNode& layer, graft_exec_ctx& ctx, int64_t rows,
                            const DLTensor* dy, bool want_dx);
 
+  // Sums t over the tensor group for a PAIR layer (forward: its output; backward: its dx).
+  void reduce_pair(const LayerNode& layer, DLTensor* t, bool forward) const;
+
   ModelSettings settings_;
+  TensorReduce tensor_reduce_;
   graft_shape input_;
   std::vector<PluginChoice> layer_choices_;
   std::vector<std::unique_ptr<LayerNode>> all_layers_;  // owns every layer, nested ones included

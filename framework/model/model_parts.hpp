@@ -51,6 +51,11 @@ struct LayerNode {
   const DLTensor* const* params = nullptr;
   DLTensor* const* grads = nullptr;
   std::string who;
+  // GRAFT_SHARD_PAIR: the model sums its output and dx over the tensor group; a residual block
+  // so placed runs inner layers [0, split_from) whole and sums what the rest give.
+  int32_t shard = 0;
+  size_t split_from = 0;
+  std::string sum_output_what, sum_dx_what;  // the watchdog's names of those sums
 
   bool is_activation() const { return plugin && plugin->is_activation(); }
 };

@@ -42,6 +42,14 @@ const DLTensor* Model::forward(const graft_exec_ctx& ctx, int64_t begin, int64_t
   return input;
 }
 
+namespace {
+// A residual block placed PAIR whose pair is a COLUMN ... ROW run, whose sums the block does;
+// one that ends in a PAIR layer leaves them to that layer.
+bool sums_inside(const LayerNode& block) {
+  return block.shard == GRAFT_SHARD_PAIR && block.inner.back()->shard != GRAFT_SHARD_PAIR;
+}
+}  // namespace
+
 const DLTensor* Model::forward_layer(Slot& slot, LayerNode& layer, graft_exec_ctx& ctx,
                                      int64_t rows, const DLTensor* input) {
   const size_t f = layer.flat;
@@ -53,6 +61,9 @@ const DLTensor* Model::forward_layer(Slot& slot, LayerNode& layer, graft_exec_ct
     // y = x + f(x): f's layers in sequence, then the skip path added.
     const DLTensor* inner = slot.inputs[f].get();
     for (LayerNode* child : layer.inner) inner = forward_layer(slot, *child, ctx, rows, inner);
+    // A Megatron pair's output is this rank's partial sum (its own buffer, which backward never
+    // reads); a PAIR layer ending the block has summed its own.
+    if (sums_inside(layer)) reduce_pair(layer, const_cast<DLTensor*>(inner), true);
     ctx.layer_index = layer.index;
     graft_status* st = host_api()->copy(&ctx, inner, y);
     if (!st) st = host_api()->axpby(&ctx, 1.0f, slot.inputs[f].get(), 1.0f, y);
@@ -64,6 +75,7 @@ const DLTensor* Model::forward_layer(Slot& slot, LayerNode& layer, graft_exec_ct
   slot.workspace_views[f] = TensorView(slot.workspace_memory[f], settings_.device, rows, ws);
   layer.plugin->forward(ctx, layer.params, slot.inputs[f].get(), y,
                         layer.workspace_per_sample ? slot.workspace_views[f].get() : nullptr);
+  if (layer.shard == GRAFT_SHARD_PAIR) reduce_pair(layer, y, true);
   return y;
 }
 
@@ -146,6 +158,8 @@ DLTensor* Model::backward_layer(Slot& slot, LayerNode& layer, graft_exec_ctx& ct
     DLTensor* dx = nullptr;
     for (size_t j = layer.inner.size(); j-- > 0;) {
       dx = backward_layer(slot, *layer.inner[j], ctx, rows, grad, j > 0 || want_dx);
+      // The pair's input gradient is a partial sum: whole before the layers before it run.
+      if (sums_inside(layer) && j == layer.split_from && dx) reduce_pair(layer, dx, false);
       grad = dx;
     }
     if (!want_dx) return nullptr;
@@ -167,6 +181,7 @@ DLTensor* Model::backward_layer(Slot& slot, LayerNode& layer, graft_exec_ctx& ct
   layer.plugin->backward(ctx, layer.params, slot.inputs[f].get(), slot.output_views[f].get(), dy,
                          dx, layer.grads,
                          layer.workspace_per_sample ? slot.workspace_views[f].get() : nullptr);
+  if (layer.shard == GRAFT_SHARD_PAIR && dx) reduce_pair(layer, dx, false);
   return dx;
 }
 

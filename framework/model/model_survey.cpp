@@ -20,10 +20,12 @@ namespace {
 uint32_t shard_modes_accepted(const PluginChoice& choice, const graft_shape& input) {
   const uint32_t flags = choice.record->entry->flags;
   const bool has_shard = LayerInstance::can_shard(*choice.record);
-  uint32_t keep = ~(GRAFT_ENTRY_SHARD_COLUMN | GRAFT_ENTRY_SHARD_ROW | GRAFT_ENTRY_SHARD_PART);
+  uint32_t keep = ~(GRAFT_ENTRY_SHARD_COLUMN | GRAFT_ENTRY_SHARD_ROW | GRAFT_ENTRY_SHARD_PART |
+                    GRAFT_ENTRY_SHARD_PAIR);
   for (const auto& [flag, mode] : {std::pair{GRAFT_ENTRY_SHARD_COLUMN, GRAFT_SHARD_COLUMN},
                                    std::pair{GRAFT_ENTRY_SHARD_ROW, GRAFT_SHARD_ROW},
-                                   std::pair{GRAFT_ENTRY_SHARD_PART, GRAFT_SHARD_PART}}) {
+                                   std::pair{GRAFT_ENTRY_SHARD_PART, GRAFT_SHARD_PART},
+                                   std::pair{GRAFT_ENTRY_SHARD_PAIR, GRAFT_SHARD_PAIR}}) {
     if (!has_shard || !(flags & flag)) continue;
     try {
       LayerInstance probe(*choice.record, *choice.options.get(), input, model_who(choice));
@@ -49,6 +51,7 @@ LayerSurvey survey_one(const PluginChoice& choice, const graft_shape& input) {
       s.flags |= in.flags & GRAFT_ENTRY_BATCH_STATISTICS;  // a block mixes rows if one inside does
       shape = in.output;
     }
+    if (!pair_block_modes(choice.inner, input).empty()) s.flags |= GRAFT_ENTRY_SHARD_PAIR;
     return s;  // the model checks that the block gives its input shape back
   }
   const PluginRecord& rec = *choice.record;
@@ -69,6 +72,40 @@ LayerSurvey survey_one(const PluginChoice& choice, const graft_shape& input) {
 }
 
 }  // namespace
+
+std::vector<int32_t> pair_block_modes(const std::vector<PluginChoice>& inner,
+                                      const graft_shape& input) {
+  std::vector<LayerSurvey> s;
+  graft_shape shape = input;
+  for (const PluginChoice& choice : inner) {
+    s.push_back(survey_one(choice, shape));
+    shape = s.back().output;
+  }
+  if (s.empty()) return {};
+  auto has = [&](size_t k, uint32_t flag) { return (s[k].flags & flag) != 0; };
+  auto layer = [&](size_t k) { return s[k].kind == GRAFT_KIND_LAYER && s[k].type != "residual"; };
+  const size_t last = s.size() - 1;
+  std::vector<int32_t> modes(s.size(), GRAFT_SHARD_NONE);
+  if (layer(last) && has(last, GRAFT_ENTRY_SHARD_PAIR)) {
+    modes[last] = GRAFT_SHARD_PAIR;
+    return modes;
+  }
+  if (!layer(last) || !has(last, GRAFT_ENTRY_SHARD_ROW)) return {};
+  modes[last] = GRAFT_SHARD_ROW;
+  for (size_t k = last; k-- > 0;) {
+    if (s[k].kind == GRAFT_KIND_ACTIVATION && has(k, GRAFT_ENTRY_ELEMENTWISE)) continue;
+    if (layer(k) && has(k, GRAFT_ENTRY_SHARD_PART)) {
+      modes[k] = GRAFT_SHARD_PART;
+      continue;
+    }
+    if (layer(k) && has(k, GRAFT_ENTRY_SHARD_COLUMN)) {
+      modes[k] = GRAFT_SHARD_COLUMN;
+      return modes;
+    }
+    return {};
+  }
+  return {};
+}
 
 std::vector<LayerSurvey> survey_layers(const std::vector<PluginChoice>& layers,
                                        const graft_shape& input) {

@@ -23,6 +23,13 @@ struct LayerSurvey {
 std::vector<LayerSurvey> survey_layers(const std::vector<PluginChoice>& layers,
                                        const graft_shape& input);
 
+// The shard modes of a residual block's inner layers when it is split over the tensor group as
+// one pair (GRAFT_SHARD_PAIR): the layers before the pair whole, then a PAIR layer (attention)
+// or a Megatron pair (COLUMN, element-wise or PART layers, ROW) ending the block. Empty when
+// the inner layers end in no pair, and then the block is not split.
+std::vector<int32_t> pair_block_modes(const std::vector<PluginChoice>& inner,
+                                      const graft_shape& input);
+
 // The C view plan() reads; `surveys` must outlive the result.
 std::vector<graft_layer_info> layer_infos(const std::vector<LayerSurvey>& surveys);
 

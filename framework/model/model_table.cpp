@@ -107,6 +107,10 @@ graft_status* api_step_part(graft_model* m, const graft_exec_ctx* ctx, int64_t u
 graft_status* api_step_end(graft_model* m) {
   return guarded([&] { self(m)->updater().step_end(); });
 }
+void api_set_tensor_reduce(graft_model* m, graft_status* (*reduce)(void*, DLTensor*, const char*),
+                           void* user) {
+  self(m)->set_tensor_reduce(TensorReduce{reduce, user});
+}
 const graft_model_api kModelApi = {sizeof(graft_model_api),
                                    api_layer_count,
                                    api_forward,
@@ -125,7 +129,8 @@ const graft_model_api kModelApi = {sizeof(graft_model_api),
                                    api_zero_part_sq_norm,
                                    api_step_begin,
                                    api_step_part,
-                                   api_step_end};
+                                   api_step_end,
+                                   api_set_tensor_reduce};
 }  // namespace
 
 const graft_model_api* Model::api() { return &kModelApi; }

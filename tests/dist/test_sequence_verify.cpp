@@ -1,23 +1,44 @@
 // A GPT (attention, positional embeddings, per-position linears, residual blocks) trains to
-// single's losses and parameters under data_parallel, pipeline (blocks as stages) and the mesh
-// with ZeRO: `graft verify` at its default tolerance (1e-5 relative) over 20 steps.
+// single's losses and parameters under data_parallel, pipeline (blocks as stages),
+// tensor_parallel (each block split as a pair: attention by heads, the MLP as Megatron's
+// linears) and mesh layouts of all three axes with ZeRO: `graft verify` at its default
+// tolerance (1e-5 relative) over 20 steps.
 #include <string>
 
 #include "mpirun.hpp"
 #include "test_support.hpp"
 #include "tiny_gpt.hpp"
 
-TEST_CASE("a GPT matches single under data_parallel, pipeline and mesh layouts") {
+using graft::test::has;
+
+TEST_CASE("a GPT matches single under every strategy and mesh layout") {
   const auto dir = graft::test::temp_dir("sequence_verify");
   const std::string config = graft::test::write_tiny_gpt(dir).string();
-  auto two = graft::test::mpirun(2, std::string(GRAFT_EXECUTABLE) + " verify " + config +
-                                        " --strategies single,data_parallel,pipeline --steps 20");
+  const std::string graft = std::string(GRAFT_EXECUTABLE);
+  auto two = graft::test::mpirun(2, graft + " verify " + config +
+                                        " --strategies single,data_parallel,pipeline,"
+                                        "tensor_parallel --steps 20");
   CHECK_MESSAGE(two.exit_code == 0, two.output);
-  CHECK(graft::test::has(two.output, "data_parallel"));
-  auto four = graft::test::mpirun(4,
-                                  std::string(GRAFT_EXECUTABLE) + " verify " + config +
-                                      " --layouts 2x2x1,2x2x1:z1:1f1b,4x1x1:z2,4x1x1:z3 --steps 20",
-                                  300);
+  CHECK(has(two.output, "tensor_parallel"));
+  auto four = graft::test::mpirun(
+      4,
+      graft + " verify " + config +
+          " --layouts 2x2x1:z1:1f1b,4x1x1:z3,2x1x2,1x2x2:1f1b,2x1x2:z3 --steps 20",
+      300);
   CHECK_MESSAGE(four.exit_code == 0, four.output);
-  CHECK(graft::test::has(four.output, "mesh 4x1x1 z3"));
+  CHECK(has(four.output, "mesh 2x1x2 z3"));
+}
+
+TEST_CASE("a GPT's blocks are split by heads, and heads a layout cannot split are named") {
+  const auto dir = graft::test::temp_dir("sequence_split");
+  const std::string config = graft::test::write_tiny_gpt(dir).string();
+  auto placed = graft::test::run_graft("validate " + config +
+                                       " --world 2 --set parallel.strategy=\"tensor_parallel\"");
+  CHECK_MESSAGE(placed.exit_code == 0, placed.output);
+  CHECK(has(placed.output, "2 residual (pair 1/2), 3 residual (pair 1/2)"));
+  CHECK(has(placed.output, "2 residual (pair 2/2), 3 residual (pair 2/2)"));
+  auto uneven = graft::test::mpirun(4, std::string(GRAFT_EXECUTABLE) + " train " + config +
+                                           " --set parallel.strategy=\"tensor_parallel\"");
+  CHECK(uneven.exit_code != 0);
+  CHECK(has(uneven.output, "heads = 2 does not split into 4"));
 }

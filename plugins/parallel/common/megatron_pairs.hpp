@@ -63,6 +63,22 @@ inline std::vector<MegatronPair> find_megatron_pairs(const graft_layer_info* lay
   return pairs;
 }
 
+// Places every layer in [begin, end) that is a whole pair by itself (GRAFT_ENTRY_SHARD_PAIR:
+// attention split by heads, a residual block ending in a pair) as GRAFT_SHARD_PAIR; the model
+// sums their outputs and input gradients over the tensor group itself (set_tensor_reduce).
+// Returns how many it placed.
+inline int64_t place_whole_pairs(const graft_layer_info* layers, int64_t begin, int64_t end,
+                                 graft_plan& plan) {
+  int64_t placed = 0;
+  for (int64_t i = begin; i < end; ++i)
+    if (layers[i].kind == GRAFT_KIND_LAYER && has_flag(layers[i], GRAFT_ENTRY_SHARD_PAIR) &&
+        plan.layers[i].shard == GRAFT_SHARD_NONE) {
+      plan.layers[i].shard = GRAFT_SHARD_PAIR;
+      ++placed;
+    }
+  return placed;
+}
+
 // Marks the pairs' shard modes in the host's plan.
 inline void place_pairs(const std::vector<MegatronPair>& pairs, graft_plan& plan) {
   for (const MegatronPair& p : pairs) {

@@ -113,7 +113,12 @@ class MeshStrategy final : public graft::Strategy {
             layers, bounds_.begin(st), bounds_.end(st), tensor,
             ", or set [parallel] tensor to a number that divides ");
         graft::parallel::place_pairs(found, plan);
-        if (st == stage_) pairs = std::move(found);
+        const int64_t whole =
+            graft::parallel::place_whole_pairs(layers, bounds_.begin(st), bounds_.end(st), plan);
+        if (st == stage_) {
+          pairs = std::move(found);
+          whole_pairs_ = whole > 0;
+        }
       }
     }
     // From zero 2 on, ZeRO acts at its units' bounds, which the host sets only as it builds
@@ -297,6 +302,7 @@ class MeshStrategy final : public graft::Strategy {
     GRAFT_CHECK(!last() || graft::rows(y) == rows,
                 "mesh: the last stage got " << graft::rows(y) << " rows of y, not its " << rows);
     run_.prepare(ctx, MicroBatches(rows, micro_).size);
+    if (whole_pairs_) model.set_tensor_reduce(mesh_.comm(GRAFT_AXIS_TENSOR));
     if (zero() && !zero_.built_for(model.handle())) {
       zero_.build(model, data_comm());
       // From zero 2 on, ZeRO acts around every unit's layers (zero_sync.hpp).
@@ -331,6 +337,7 @@ class MeshStrategy final : public graft::Strategy {
   Buckets buckets_;
   graft::mesh::ZeroSync zero_{mesh_.zero()};
   bool planned_ = false;
+  bool whole_pairs_ = false;  // this stage holds layers placed GRAFT_SHARD_PAIR
   StageBounds bounds_;
   int32_t stage_, stages_;
   StageRunner run_;

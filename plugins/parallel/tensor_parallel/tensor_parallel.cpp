@@ -42,6 +42,15 @@ class TensorParallel final : public graft::Strategy {
         ", or run [parallel] strategy = \"tensor_parallel\" on a number of ranks that divides ");
     graft::parallel::place_pairs(pairs_, plan);
     int64_t messages = 0, bytes = 0;
+    // Whole pairs (attention by heads, GPT blocks): two all-reduces each, which the model runs.
+    for (int64_t i = 0; i < n; ++i) {
+      if (plan.layers[i].shard != GRAFT_SHARD_NONE ||
+          graft::parallel::place_whole_pairs(layers, i, i + 1, plan) == 0)
+        continue;
+      whole_pairs_ = true;
+      messages += i > 0 ? 2 : 1;
+      bytes += global_batch * numel(layers[i].output) * int64_t(sizeof(float)) * (i > 0 ? 2 : 1);
+    }
     for (const MegatronPair& pair : pairs_) {
       // One all-reduce of the row layer's output, one of the column layer's input gradient
       // (none when the pair starts the model: nobody needs that gradient).
@@ -61,6 +70,7 @@ class TensorParallel final : public graft::Strategy {
                   const DLTensor& x, const DLTensor& y, graft_step_result& result) override {
     const graft::ModelRef model(api, handle, "tensor_parallel");
     require_parallel_api(model);
+    if (whole_pairs_) model.set_tensor_reduce(comm_);
     const int64_t layers = model.layer_count();
     model.zero_grad();
     for_each_micro_batch(
@@ -79,6 +89,7 @@ class TensorParallel final : public graft::Strategy {
                  const DLTensor& x, const DLTensor& y, graft_step_result& result) override {
     const graft::ModelRef model(api, handle, "tensor_parallel");
     require_parallel_api(model);
+    if (whole_pairs_) model.set_tensor_reduce(comm_);
     const int64_t layers = model.layer_count();
     for_each_micro_batch(
         ctx, x, y, [&](const graft::Context& part, const DLTensor& px, const DLTensor& py, bool) {
@@ -135,6 +146,7 @@ class TensorParallel final : public graft::Strategy {
   int32_t rank_ = 0, size_ = 1;
   graft::Comm comm_;
   std::vector<MegatronPair> pairs_;
+  bool whole_pairs_ = false;  // any layer placed GRAFT_SHARD_PAIR
 };
 
 }  // namespace

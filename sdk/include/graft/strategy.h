@@ -99,6 +99,16 @@ typedef struct graft_model_api {
                               double grad_sq_norm_total);
   graft_status* (*step_part)(graft_model* model, const graft_exec_ctx* ctx, int64_t unit);
   graft_status* (*step_end)(graft_model* model);
+  /* Added in ABI 1.3: the sum over the tensor group that the model runs itself around layers
+   * the plan places as GRAFT_SHARD_PAIR (an attention layer split by heads, or a residual block
+   * whose inner layers end in a Megatron pair): on their output after forward, and on their
+   * input's gradient after backward, so that such a layer takes and gives whole tensors and
+   * the layers before it inside a block see whole gradients. A strategy that places PAIR
+   * layers sets it before it runs the model; `reduce` sums t in place over its tensor group
+   * and names it `what` to the watchdog. */
+  void (*set_tensor_reduce)(graft_model* model,
+                            graft_status* (*reduce)(void* user, DLTensor* t, const char* what),
+                            void* user);
 } graft_model_api;
 
 typedef struct graft_world {

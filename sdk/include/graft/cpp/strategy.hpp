@@ -32,6 +32,8 @@ inline std::string prefixed(const char* who, const std::string& message) {
 
 }  // namespace detail
 
+class Comm;
+
 // The host's model as a strategy sees it: top-level layers 0 .. layer_count() - 1, run in
 // ranges. Cheap to copy; valid during the train_step or eval_step it was made in.
 class ModelRef {
@@ -166,6 +168,9 @@ class ModelRef {
     check(fn(&graft_model_api::step_part, "step_part")(model_, &ctx, unit));
   }
   void step_end() const { check(fn(&graft_model_api::step_end, "step_end")(model_)); }
+  // Sums a tensor over the tensor group for the model (graft_model_api's set_tensor_reduce);
+  // `comm` must outlive the model's use of it. Defined after Comm.
+  void set_tensor_reduce(const Comm& comm) const;
 
  private:
   // The one place a slot is looked up: absent from an older host, it is an error to update.
@@ -315,6 +320,16 @@ class Comm {
   const graft_comm_api* api_ = nullptr;
   const char* who_ = nullptr;
 };
+
+inline void ModelRef::set_tensor_reduce(const Comm& comm) const {
+  if (!comm.handle()) return;  // one rank: nothing to sum
+  static constexpr auto reduce = [](void* user, DLTensor* t, const char* what) {
+    const auto* c = static_cast<const Comm*>(user);
+    return c->api()->all_reduce(c->handle(), t, GRAFT_REDUCE_SUM, what);
+  };
+  fn(&graft_model_api::set_tensor_reduce, "set_tensor_reduce")(model_, +reduce,
+                                                               const_cast<Comm*>(&comm));
+}
 
 // A step's sums as one array of doubles, as strategies sum them over ranks: [0] the squared
 // gradient norm (for clipping), then the loss sum, the row count and the metric sums of a
