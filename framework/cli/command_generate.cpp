@@ -49,6 +49,7 @@ int generate(const Arguments& args) {
     if (session.world > 1)
       throw runtime::UserError("graft generate runs in one process; start it without mpirun");
     runtime::load_checkpoint(checkpoint, *session.model);
+    if (session.train_set->has_text()) runtime::check_vocabulary(*session.train_set, checkpoint);
     runtime::Generator generator(session);
     runtime::DatasetInstance& data = *session.train_set;
     std::vector<int32_t> ids;

@@ -4,7 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <numeric>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "util/errors.hpp"
 
@@ -169,6 +173,29 @@ std::string quoted(const std::string& text) {
       out += c;
   }
   return out + "\"";
+}
+
+std::string vocabulary_json(const DatasetInstance& data) {
+  nlohmann::json tokens = nlohmann::json::array();
+  for (int32_t id = 0; id < int32_t(data.info().target.classes); ++id)
+    tokens.push_back(data.decode(&id, 1));
+  return tokens.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+void check_vocabulary(const DatasetInstance& data, const std::filesystem::path& checkpoint) {
+  namespace fs = std::filesystem;
+  fs::path run = checkpoint;
+  if (!fs::is_directory(run)) run = run.parent_path();
+  if (run.filename() == "checkpoints") run = run.parent_path();
+  const fs::path saved = run / "vocabulary.json";
+  if (!fs::exists(saved)) return;  // a run from before vocabularies were saved
+  std::ifstream in(saved);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (text.str() == vocabulary_json(data)) return;
+  throw UserError("[data] " + data.who() + " gives another vocabulary than " + saved.string() +
+                  ", which the checkpoint was trained with: the text at [data] path has changed; "
+                  "point [data] at the corpus of that run");
 }
 
 }  // namespace graft::runtime

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <random>
 #include <string>
@@ -55,5 +56,13 @@ class Generator {
 
 // "\"text with \\n escapes\"": a sample as one log line.
 std::string quoted(const std::string& text);
+
+// A text dataset's vocabulary as JSON, one string per id (bytes that are not UTF-8 alone show
+// as U+FFFD), which a text run saves beside its checkpoints as vocabulary.json.
+std::string vocabulary_json(const DatasetInstance& data);
+// That the dataset's vocabulary is the one saved in the run folder of `checkpoint` (a run
+// folder, its checkpoints folder or a step file), when one was saved; else a UserError naming
+// both, since ids would then decode to other characters than the model learned.
+void check_vocabulary(const DatasetInstance& data, const std::filesystem::path& checkpoint);
 
 }  // namespace graft::runtime

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/safetensors.hpp"
+#include "generate/generator.hpp"
 #include "session/session.hpp"
 #include "util/errors.hpp"
 
@@ -95,6 +96,9 @@ RunLog::RunLog(const Session& session, bool resumed, int64_t total_steps)
   if (!lead_) return;
   std::filesystem::create_directories(session.run_dir);
   write_file_atomically(session.run_dir / "config.toml", session.resolved_config());
+  // Text: the ids' characters, which generation checks its corpus against.
+  if (session.train_set && session.train_set->has_text())
+    write_file_atomically(session.run_dir / "vocabulary.json", vocabulary_json(*session.train_set));
   metrics_ = MetricsLog(session.run_dir / "metrics.jsonl", resumed);
 }
 

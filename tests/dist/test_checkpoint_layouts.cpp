@@ -9,6 +9,7 @@
 #include "mpirun.hpp"
 #include "run_files.hpp"
 #include "test_support.hpp"
+#include "tiny_gpt.hpp"
 
 namespace fs = std::filesystem;
 using graft::test::metric_events;
@@ -177,4 +178,28 @@ TEST_CASE("a mesh checkpoint (data 2 x pipeline 2 x tensor 2, zero 3) moves betw
         mesh(4, 1, 1, 1) + " --set run.steps=" + std::to_string(kHalf));
   train(config, 8, "back", "mesh", mesh(2, 2, 2, 3) + resume_from(dir / "dp4_half"));
   check_resumed(dir / "back", whole);
+}
+
+// A GPT whose blocks are split by heads (attention's fused qkv weight is split along its last
+// of three axes) over 2 tensor ranks and 2 stages saves single's whole tensors and resumes
+// under single and data_parallel.
+TEST_CASE("a GPT checkpoint (pipeline 2 x tensor 2, split by heads) moves between layouts") {
+  const fs::path dir = graft::test::temp_dir("dist_checkpoint_gpt");
+  const fs::path config = graft::test::write_tiny_gpt(
+      dir, "[checkpoint]\nevery = " + std::to_string(kHalf) + "\nkeep = 100\n");
+  const std::string steps = " --set run.steps=" + std::to_string(2 * kHalf) +
+                            " --set run.log_every=1 --set run.progress=\"none\"";
+  const fs::path runs = dir / "runs";
+  train(config, 1, "whole", "single", steps);
+  const std::vector<double> whole = losses(runs / "whole");
+  train(config, 4, "mesh", "mesh",
+        " --set parallel.pipeline=2 --set parallel.tensor=2 --set run.log_every=1 --set "
+        "run.progress=\"none\" --set run.steps=" +
+            std::to_string(kHalf));
+  const std::string step = "step_" + std::to_string(kHalf) + ".safetensors";
+  check_same_tensors(runs / "whole" / "checkpoints" / step, runs / "mesh" / "checkpoints" / step);
+  train(config, 1, "single", "single", steps + resume_from(runs / "mesh"));
+  check_resumed(runs / "single", whole);
+  train(config, 2, "dp", "data_parallel", steps + resume_from(runs / "mesh"));
+  check_resumed(runs / "dp", whole);
 }

@@ -51,6 +51,15 @@ TEST_CASE("a tiny GPT learns from text, prints samples, and generates the same t
   CHECK(generated(one.output) == generated(recomputed.output));
   CHECK(has(recomputed.output, "whole window recomputed"));
   CHECK(generated(one.output) != generated(other.output));
+  // The vocabulary is saved with the run, and a changed corpus is refused.
+  CHECK(fs::exists(dir / "runs" / "g" / "vocabulary.json"));
+  // As many characters as the corpus has (17, so the model's shapes fit), other ones.
+  std::string letters;
+  for (int i = 0; i < 4000; ++i) letters += char('A' + (i * 7) % 17);
+  std::ofstream(dir / "other.txt") << letters;
+  auto changed = run_graft(base + " --set data.path=other.txt");
+  CHECK(changed.exit_code == 2);
+  CHECK(has(changed.output, "vocabulary.json"));
   // Longer than the context (16): the window restarts from its last 8 tokens, alike either way.
   auto longer = run_graft(base + " --seed 3 --tokens 100");
   auto longer_recomputed = run_graft(base + " --seed 3 --tokens 100 --no-cache");

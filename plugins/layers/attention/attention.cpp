@@ -338,15 +338,16 @@ void Attention::backward(const graft::Context& ctx, const DLTensor* const* param
   }
   graft::gemm(ctx, true, false, 1.0f, *xs, *dqkv, 1.0f, *grads[0]);
   if (has_bias_) {
-    graft::sum_rows(ctx, *dqkv, 1.0f, *grads[qkv_bias_index()]);
     // Without rope the key bias adds q_i . b to every score of row i, which softmax ignores: its
     // gradient is exactly 0, and what float rounding leaves instead differs between layouts and
-    // Adam, which normalises it, would turn it into full-size steps. With rope, b is rotated by
-    // each position and its gradient is real.
-    if (!rope_) {
-      graft::View key_bias(graft::f32(*grads[qkv_bias_index()]) + p, dev, {p});
-      graft::fill(ctx, *key_bias, 0.0f);
-    }
+    // Adam, which normalises it, would turn it into full-size steps. So its part of the
+    // accumulated gradient is kept as it was (in dheads' memory, which the core has consumed).
+    // With rope, b is rotated by each position and its gradient is real.
+    graft::View key_bias(graft::f32(*grads[qkv_bias_index()]) + p, dev, {p}),
+        kept(r.dattn, dev, {p});
+    if (!rope_) graft::copy(ctx, *key_bias, *kept);
+    graft::sum_rows(ctx, *dqkv, 1.0f, *grads[qkv_bias_index()]);
+    if (!rope_) graft::copy(ctx, *kept, *key_bias);
   }
   if (dx) {
     graft::View dxs(graft::f32(*dx), dev, {rows, width_});
