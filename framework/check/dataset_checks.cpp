@@ -78,11 +78,13 @@ void check_info(const graft_dataset_info& info) {
   const bool labels = t.code == kDLInt && t.bits == 32 && t.lanes == 1;
   const bool floats = t.code == kDLFloat && t.bits == 32 && t.lanes == 1;
   if (!labels && !floats) throw Failure("targets must be int32 class labels or float32 values");
-  if (labels && (info.target.classes <= 0 || info.target.shape.ndim != 0))
+  // A sequence (a text window) has a label per position: shape (T,).
+  if (labels && (info.target.classes <= 0 || info.target.shape.ndim > 1 ||
+                 graft_shape_numel(&info.target.shape) <= 0))
     throw Failure(
-        "int32 targets are class labels: shape () and classes > 0, but describe() "
+        "int32 targets are class labels: shape () or (T,) and classes > 0, but describe() "
         "reports classes = " +
-        std::to_string(info.target.classes));
+        std::to_string(info.target.classes) + " and shape " + shape_text(dims(info.target.shape)));
 }
 
 }  // namespace

@@ -45,8 +45,8 @@ DatasetInstance::DatasetInstance(const PluginRecord& record, const BoundOptions&
                   target.shape.ndim <= GRAFT_MAX_DIMS && graft_shape_numel(&target.shape) >= 1;
     if (!labels && !values)
       throw UserError(who_ +
-                      " describes targets that are neither int32 class labels (classes > 0) "
-                      "nor float32 values");
+                      " describes targets that are neither int32 class labels (one per "
+                      "sample or per position, classes > 0) nor float32 values");
   } catch (...) {
     vtable_->destroy(self_);
     throw;

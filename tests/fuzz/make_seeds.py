@@ -78,6 +78,22 @@ put("fuzz_csv", "regression_semicolon", "\x06" + "x;y;label\n1;2;0.5\n3;\"4\";-1
 put("fuzz_csv", "test_split", "\x48" + "a,b,label\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,bird\n")
 
 
+# fuzz_text: byte 0 options (context, mode, stride, split), then the file.
+put("fuzz_text", "ascii", "\x03" + "The quick brown fox jumps over the lazy dog.\n" * 3)
+put("fuzz_text", "unicode_test_split", b"\x62" + ("caf\u00e9 \u4e2d\u6587 \U0001F600 " * 4).encode())
+put("fuzz_text", "bytes_strided", b"\x1c" + bytes(range(256)))
+
+
+# fuzz_tokens: byte 0 options (context, vocabulary, stride, split), then an llm.c token file.
+def llmc_tokens(ids, magic=20240520, version=1, count=None):
+    header = struct.pack("<3i", magic, version, len(ids) if count is None else count) + bytes(253 * 4)
+    return header + struct.pack("<%dH" % len(ids), *ids)
+
+
+put("fuzz_tokens", "gpt2_ids", b"\x03" + llmc_tokens([(i * 997) % 50257 for i in range(64)]))
+put("fuzz_tokens", "small_vocabulary", b"\x5a" + llmc_tokens([(i * 7) % 320 for i in range(48)]))
+put("fuzz_tokens", "truncated", b"\x01" + llmc_tokens(list(range(20)), count=40))
+
 def safetensors(tensors, metadata):
     header, data, offset = {}, b"", 0
     if metadata:

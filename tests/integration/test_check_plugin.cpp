@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "idx_writer.hpp"
+#include "sequence_datasets.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -26,7 +27,8 @@ std::vector<std::string> lines_starting(const std::string& output, const std::st
   return found;
 }
 
-// Options for the built-in readers that need files: small IDX and CSV sets written here.
+// Options for the built-in readers that need files: small IDX, CSV, text and token files
+// written here.
 std::string dataset_options(const std::string& library, const fs::path& dir) {
   if (library == "graft_idx.so") {
     std::vector<uint8_t> pixels(6 * 4 * 4), labels{0, 1, 2, 3, 4, 5};
@@ -44,6 +46,17 @@ std::string dataset_options(const std::string& library, const fs::path& dir) {
     csv << "a,b,label\n";
     for (int i = 0; i < 20; ++i) csv << i * 0.5 << "," << (i % 7) - 3 << "," << i % 3 << "\n";
     return "--options 'path = \"" + (dir / "rows.csv").string() + "\"'";
+  }
+  if (library == "graft_text.so") {
+    std::ofstream text(dir / "lines.txt");
+    for (int i = 0; i < 20; ++i) text << "line " << i << ": caf\u00e9 \u4e2d\n";
+    return "--options 'path = \"" + (dir / "lines.txt").string() + "\"'";
+  }
+  if (library == "graft_tokens.so") {
+    std::vector<uint16_t> ids(400);
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<uint16_t>(i * 101 % 50257);
+    graft::test::write_llmc_tokens(dir / "tokens.bin", ids);
+    return "--options 'path = \"" + (dir / "tokens.bin").string() + "\"'";
   }
   return "";
 }
