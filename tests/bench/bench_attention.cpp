@@ -94,8 +94,8 @@ int run(const Arguments& a) {
                         "--plugin-dir");
   const rt::PluginRecord& record = registry.get(GRAFT_KIND_LAYER, "attention");
   const auto& vtable = record.vtable<graft_layer_vtable>();
-  const toml::table table = toml::parse(
-      "heads = " + std::to_string(a.heads) + "\ncausal = true", std::string("bench options"));
+  const toml::table table = toml::parse("heads = " + std::to_string(a.heads) + "\ncausal = true",
+                                        std::string("bench options"));
   rt::BoundOptions options = rt::bind_options(*record.entry, &table, "[attention]", {"type"});
   const graft_shape input{2, {a.context, a.width}};  // (T, C) per sample
   const double rss_before_layer = status_bytes("VmHWM");
@@ -139,15 +139,15 @@ int run(const Arguments& a) {
                          workspace.view.get()),
           "forward");
     const double forward = since(start);
-    check(vtable.backward(self, &ctx, param_ptrs.data(), x.view.get(), y.view.get(),
-                          dy.view.get(), dx.view.get(), grad_ptrs.data(), workspace.view.get()),
+    check(vtable.backward(self, &ctx, param_ptrs.data(), x.view.get(), y.view.get(), dy.view.get(),
+                          dx.view.get(), grad_ptrs.data(), workspace.view.get()),
           "backward");
     const double total = since(start);
     if (total < best) best = total, best_forward = forward;
   }
   vtable.destroy(self);
-  const bool finite = std::all_of(dx.data.begin(), dx.data.end(),
-                                  [](float v) { return std::isfinite(v); });
+  const bool finite =
+      std::all_of(dx.data.begin(), dx.data.end(), [](float v) { return std::isfinite(v); });
   if (!finite) throw rt::Failure("attention's dx has a non-finite value");
 
   json out;

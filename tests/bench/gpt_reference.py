@@ -38,7 +38,8 @@ def read_corpus():
                    and os.path.isfile(os.path.join(CORPUS, n)))
     text = "".join(open(os.path.join(CORPUS, n), encoding="utf-8", errors="replace").read()
                    for n in names)
-    train_chars = len(text) - len(text) // 10  # test = the last floor(chars * 0.1) characters
+    # test = the last llround(chars * 0.1) characters (plugins/datasets/common/token_windows.hpp)
+    train_chars = len(text) - int(math.floor(len(text) * 0.1 + 0.5))
     train, test = text[:train_chars], text[train_chars:]
     alphabet = sorted(set(train))
     ids = {ch: i + 1 for i, ch in enumerate(alphabet)}  # id 0: a character not in train
