@@ -127,6 +127,10 @@ TEST_CASE("linear with flatten = false maps the last axis at each position") {
     GradientReport report = check_layer(layer("linear"), options, {3, 4});
     CHECK_MESSAGE(report.ok, report.summary());
   }
+  // One position (generation's model) keeps its axis: (1, 5) -> (1, 3).
+  LayerUnderTest one(layer("linear"), "units = 3\nflatten = false", {1, 5}, 2);
+  CHECK(one.desc().output.ndim == 2);
+  CHECK(one.desc().output.dims[1] == 3);
   // Flattened (the default), the same input is one vector of 20.
   LayerUnderTest whole(layer("linear"), "units = 3", {4, 5}, 2);
   CHECK(whole.desc().output.ndim == 1);

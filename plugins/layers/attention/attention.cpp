@@ -337,7 +337,17 @@ void Attention::backward(const graft::Context& ctx, const DLTensor* const* param
     if (rope_) attn::bias_and_rope(ctx, geometry_, r.dqkv, n, nullptr, table_.data(), -1.0f);
   }
   graft::gemm(ctx, true, false, 1.0f, *xs, *dqkv, 1.0f, *grads[0]);
-  if (has_bias_) graft::sum_rows(ctx, *dqkv, 1.0f, *grads[qkv_bias_index()]);
+  if (has_bias_) {
+    graft::sum_rows(ctx, *dqkv, 1.0f, *grads[qkv_bias_index()]);
+    // Without rope the key bias adds q_i . b to every score of row i, which softmax ignores: its
+    // gradient is exactly 0, and what float rounding leaves instead differs between layouts and
+    // Adam, which normalises it, would turn it into full-size steps. With rope, b is rotated by
+    // each position and its gradient is real.
+    if (!rope_) {
+      graft::View key_bias(graft::f32(*grads[qkv_bias_index()]) + p, dev, {p});
+      graft::fill(ctx, *key_bias, 0.0f);
+    }
+  }
   if (dx) {
     graft::View dxs(graft::f32(*dx), dev, {rows, width_});
     graft::gemm(ctx, false, true, 1.0f, *dqkv, *params[0], 0.0f, *dxs);

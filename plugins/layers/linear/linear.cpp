@@ -99,6 +99,7 @@ class Linear : public graft::Layer {
 
   Linear(const graft::Options& o, const graft::Shape& input, graft::Host)
       : input_(input),
+        flatten_(o.get_bool("flatten") || input.ndim == 0),
         positions_(
             o.get_bool("flatten") || input.ndim == 0 ? 1 : input.numel() / input[input.ndim - 1]),
         in_features_(input.numel() / positions_),
@@ -135,7 +136,7 @@ class Linear : public graft::Layer {
       divisible(out_features_, "units =", "choose units");
       out_features_ /= count;
     } else if (mode == GRAFT_SHARD_ROW) {
-      GRAFT_CHECK(input_.ndim == 1 || positions_ > 1 || input_.numel() == input_[input_.ndim - 1],
+      GRAFT_CHECK(input_.ndim == 1 || !flatten_,
                   "linear: row sharding splits the input's last axis, but the input "
                       << input_.str() << " is flattened whole; set flatten = false to map "
                       << "the last axis at each position");
@@ -156,7 +157,7 @@ class Linear : public graft::Layer {
   }
 
   graft::Shape output_shape() const override {
-    if (positions_ == 1) return graft::Shape{out_features_};
+    if (flatten_) return graft::Shape{out_features_};
     graft::Shape out = input_;
     out.dims[out.ndim - 1] = out_features_;
     return out;
@@ -278,6 +279,7 @@ class Linear : public graft::Layer {
   }
 
   graft::Shape input_;
+  bool flatten_;          // false: per position, the output keeps the input's leading axes
   int64_t positions_;     // T: rows of the gemm per sample (1 when flattened)
   int64_t in_features_;   // D (this part's, after a ROW shard)
   int64_t out_features_;  // H (this part's, after a COLUMN shard)
