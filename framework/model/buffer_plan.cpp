@@ -94,6 +94,7 @@ void BufferPlan::size_slots(const std::vector<std::unique_ptr<LayerNode>>& all,
       plan.outputs.push_back(0);
       plan.input_grads.push_back(0);
       plan.workspaces.push_back(0);
+      plan.call_scratch_at.push_back(0);
       continue;
     }
     plan.outputs.push_back(floats(layer->who, graft_shape_numel(&layer->out)));
@@ -102,8 +103,11 @@ void BufferPlan::size_slots(const std::vector<std::unique_ptr<LayerNode>>& all,
         no_dx || place.dx_over_output ? 0 : floats(layer->who, graft_shape_numel(&layer->in)));
     const size_t workspace = floats(layer->who, layer->workspace_per_sample);
     plan.workspaces.push_back(place.workspace == Placement::Workspace::own ? workspace : 0);
-    if (place.workspace == Placement::Workspace::scratch)
-      plan.scratch = std::max(plan.scratch, workspace);
+    // The shared scratch holds a scratch workspace, then the call's own scratch after it.
+    const size_t in_scratch = place.workspace == Placement::Workspace::scratch ? workspace : 0;
+    plan.call_scratch_at.push_back(in_scratch);
+    plan.scratch =
+        std::max(plan.scratch, in_scratch + floats(layer->who, layer->scratch_per_sample));
   }
   plan.dprediction = floats("the loss gradient", graft_shape_numel(&prediction));
   for (const auto& layer : all) {
@@ -183,6 +187,9 @@ void BufferPlan::allocate() {
           slot->workspace_memory.push_back(slot->workspaces[f].data());
           break;
       }
+      slot->call_scratch_memory.push_back(f < plan.call_scratch_at.size()
+                                              ? slot->scratch.data() + plan.call_scratch_at[f]
+                                              : nullptr);
     }
     slots_.push_back(std::move(slot));
   }

@@ -24,8 +24,11 @@ struct Slot {
   // Where each layer's workspace is: its own buffer, the slot's shared scratch, or the buffer
   // of its output's gradient (buffer_plan.cpp says when).
   std::vector<float*> workspace_memory;
+  // Where each layer's call scratch (scratch_per_sample) is: in the shared scratch.
+  std::vector<float*> call_scratch_memory;
   // The step's views of the memory above, remade for each batch's rows.
   std::vector<TensorView> inputs, output_views, input_grad_views, workspace_views;
+  TensorView scratch_view;  // a call's scratch (graft_exec_ctx.scratch), remade per call
   TensorView dprediction_view;
 };
 
@@ -64,6 +67,7 @@ class BufferPlan {
   // The floats of each buffer of one slot, indexed by LayerNode::flat.
   struct Sizes {
     std::vector<size_t> outputs, input_grads, workspaces;
+    std::vector<size_t> call_scratch_at;  // where each held layer's call scratch starts
     size_t scratch = 0, dprediction = 0;
   };
   void place_workspaces(const std::vector<LayerNode*>& list, bool top);

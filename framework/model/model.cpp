@@ -207,6 +207,7 @@ void Model::create_plugin_layer(LayerNode& layer, const graft_shape& input, int3
   layer.out = desc.output;
   layer.workspace_per_sample = desc.workspace_per_sample;
   layer.workspace_use = desc.workspace_use;
+  layer.scratch_per_sample = desc.scratch_per_sample;
   layer.first_param = store_.parameters().size();
   layer.n_params = desc.n_params;
   for (size_t k = 0; k < desc.n_params; ++k)

@@ -45,6 +45,7 @@ struct LayerNode {
   graft_shape in{}, out{};
   int64_t workspace_per_sample = 0;
   int32_t workspace_use = GRAFT_WORKSPACE_KEPT;  // the plugin's graft_workspace_use
+  int64_t scratch_per_sample = 0;  // memory for each call only, in the slot's shared scratch
   // Its parameters in the store, [first_param, first_param + n_params), and their tensors and
   // gradients as forward and backward take them (NULL when it has none).
   size_t first_param = 0, n_params = 0;

@@ -43,6 +43,14 @@ const DLTensor* Model::forward(const graft_exec_ctx& ctx, int64_t begin, int64_t
 }
 
 namespace {
+// The layer's call scratch for `rows` rows (graft_exec_ctx.scratch), or NULL when it asks none.
+DLTensor* call_scratch(Slot& slot, const LayerNode& layer, int64_t rows) {
+  if (!layer.scratch_per_sample) return nullptr;
+  slot.scratch_view = TensorView(slot.call_scratch_memory[layer.flat], slot.scratch.device(), rows,
+                                 graft_shape{1, {layer.scratch_per_sample}});
+  return slot.scratch_view.get();
+}
+
 // A residual block placed PAIR whose pair is a COLUMN ... ROW run, whose sums the block does;
 // one that ends in a PAIR layer leaves them to that layer.
 bool sums_inside(const LayerNode& block) {
@@ -73,8 +81,10 @@ const DLTensor* Model::forward_layer(Slot& slot, LayerNode& layer, graft_exec_ct
   ctx.layer_index = layer.index;
   graft_shape ws{1, {layer.workspace_per_sample}};
   slot.workspace_views[f] = TensorView(slot.workspace_memory[f], settings_.device, rows, ws);
+  ctx.scratch = call_scratch(slot, layer, rows);
   layer.plugin->forward(ctx, layer.params, slot.inputs[f].get(), y,
                         layer.workspace_per_sample ? slot.workspace_views[f].get() : nullptr);
+  ctx.scratch = nullptr;
   if (layer.shard == GRAFT_SHARD_PAIR) reduce_pair(layer, y, true);
   return y;
 }
@@ -178,9 +188,11 @@ DLTensor* Model::backward_layer(Slot& slot, LayerNode& layer, graft_exec_ctx& ct
     dx = slot.input_grad_views[f].get();
   }
   ctx.layer_index = layer.index;
+  ctx.scratch = call_scratch(slot, layer, rows);
   layer.plugin->backward(ctx, layer.params, slot.inputs[f].get(), slot.output_views[f].get(), dy,
                          dx, layer.grads,
                          layer.workspace_per_sample ? slot.workspace_views[f].get() : nullptr);
+  ctx.scratch = nullptr;
   if (layer.shard == GRAFT_SHARD_PAIR && dx) reduce_pair(layer, dx, false);
   return dx;
 }

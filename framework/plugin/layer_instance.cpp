@@ -77,6 +77,9 @@ const graft_layer_desc& LayerInstance::describe() {
   desc_.workspace_per_sample = given.workspace_per_sample;
   const size_t use_end = offsetof(graft_layer_desc, workspace_use) + sizeof(given.workspace_use);
   if (given.struct_size >= use_end) desc_.workspace_use = given.workspace_use;
+  const size_t scratch_end =
+      offsetof(graft_layer_desc, scratch_per_sample) + sizeof(given.scratch_per_sample);
+  if (given.struct_size >= scratch_end) desc_.scratch_per_sample = given.scratch_per_sample;
   // The array's stride is the plugin's struct_size, which an older plugin has smaller.
   const size_t stride = given.n_params ? given.params[0].struct_size : 0;
   for (size_t p = 0; p < given.n_params; ++p) {

@@ -4,6 +4,7 @@
 // shard(PAIR) keeps a range of heads (Megatron's attention split); set_positions() runs it
 // position by position over a key-value cache for generation.
 #include <cmath>
+#include <cstddef>
 #include <string>
 
 #include "attention_cpu.hpp"
@@ -137,10 +138,14 @@ class Attention : public graft::Layer {
   }
 
   // Kept from forward for backward, in regions over the whole call's N*T rows: q | k | v
-  // after rope (N*T, 3P), the heads' output before projection (N*T, P), L (N, H, T); then
-  // backward's scratch: its gradient (N*T, P) and that of q | k | v (N*T, 3P).
+  // after rope (N*T, 3P), the heads' output before projection (N*T, P), L (N, H, T).
   int64_t workspace_per_sample() const override {
-    return geometry_.positions * (8 * geometry_.part_width() + geometry_.heads);
+    return geometry_.positions * (4 * geometry_.part_width() + geometry_.heads);
+  }
+  // Backward's own: the heads' output gradient (N*T, P) and that of q | k | v (N*T, 3P), in
+  // memory the host shares between layers' calls, so only one layer's is ever held.
+  int64_t scratch_per_sample() const override {
+    return geometry_.positions * 4 * geometry_.part_width();
   }
 
   void set_positions(int64_t first, int64_t capacity) override {
@@ -181,17 +186,20 @@ class Attention : public graft::Layer {
   struct Regions {
     float *qkv, *attn, *lse, *dattn, *dqkv;
   };
-  Regions regions(float* base, int64_t n) const {
+  // scratch: backward's (scratch_per_sample()), or NULL in forward.
+  Regions regions(float* base, float* scratch, int64_t n) const {
     const int64_t rows = n * geometry_.positions, p = geometry_.part_width();
     Regions r{};
     r.qkv = base;
     r.attn = r.qkv + rows * 3 * p;
     r.lse = r.attn + rows * p;
-    r.dattn = r.lse + rows * geometry_.heads;
-    r.dqkv = r.dattn + rows * p;
+    r.dattn = scratch;
+    r.dqkv = scratch ? scratch + rows * p : nullptr;
     return r;
   }
   float* workspace_for(DLTensor* workspace, const DLTensor& x, int64_t n);
+  // The host's call scratch, or memory of the layer's own where none is lent (a harness).
+  float* scratch_for(const graft::Context& ctx, const DLTensor& x, int64_t n);
   attn::DropoutDraw draw(const graft::Context& ctx) const;
   int qkv_bias_index() const { return has_bias_ ? 1 : -1; }
   int output_weight_index() const { return has_bias_ ? 2 : 1; }
@@ -211,7 +219,8 @@ class Attention : public graft::Layer {
   int mode_ = GRAFT_SHARD_NONE;
   int index_ = 0;
   int64_t first_head_ = 0;
-  graft::DeviceMemory own_;  // the regions when the host lends no workspace (evaluation)
+  graft::DeviceMemory own_;          // the regions when the host lends no workspace (evaluation)
+  graft::DeviceMemory own_scratch_;  // backward's when the host lends no scratch
   // Generation: the cache (N, H, 2, capacity, d) of k and v, positions [0, cached_) filled.
   graft::DeviceMemory cache_;
   int64_t first_ = -1, cached_ = 0, capacity_ = 0, cache_samples_ = 0;
@@ -229,6 +238,18 @@ float* Attention::workspace_for(DLTensor* workspace, const DLTensor& x, int64_t 
       own_.device().device_type != x.device.device_type)
     own_ = graft::DeviceMemory(host_, x.device, size_t(floats) * sizeof(float), "attention");
   return own_.as<float>();
+}
+
+float* Attention::scratch_for(const graft::Context& ctx, const DLTensor& x, int64_t n) {
+  const int64_t floats = n * scratch_per_sample();
+  const bool lent = ctx.struct_size >= offsetof(graft_exec_ctx, scratch) + sizeof(ctx.scratch) &&
+                    ctx.scratch && graft::numel(*ctx.scratch) >= floats;
+  if (lent) return graft::f32(*ctx.scratch);
+  if (own_scratch_.bytes() < size_t(floats) * sizeof(float) ||
+      own_scratch_.device().device_type != x.device.device_type)
+    own_scratch_ =
+        graft::DeviceMemory(host_, x.device, size_t(floats) * sizeof(float), "attention");
+  return own_scratch_.as<float>();
 }
 
 attn::DropoutDraw Attention::draw(const graft::Context& ctx) const {
@@ -252,7 +273,7 @@ void Attention::forward(const graft::Context& ctx, const DLTensor* const* params
   graft::require_device(x, "attention");
   const int64_t n = graft::rows(x), rows = n * geometry_.positions, p = geometry_.part_width();
   const bool cuda = graft::on_cuda(x);
-  const Regions r = regions(workspace_for(workspace, x, n), n);
+  const Regions r = regions(workspace_for(workspace, x, n), nullptr, n);
   const DLDevice dev = x.device;
   const graft::View xs(graft::f32(x), dev, {rows, width_});
   graft::View qkv(r.qkv, dev, {rows, 3 * p}), heads_out(r.attn, dev, {rows, p});
@@ -316,7 +337,7 @@ void Attention::backward(const graft::Context& ctx, const DLTensor* const* param
   GRAFT_CHECK(workspace, "attention: backward needs the workspace that forward filled");
   const int64_t n = graft::rows(x), rows = n * geometry_.positions, p = geometry_.part_width();
   const bool cuda = graft::on_cuda(x);
-  const Regions r = regions(workspace_for(workspace, x, n), n);
+  const Regions r = regions(workspace_for(workspace, x, n), scratch_for(ctx, x, n), n);
   const DLDevice dev = x.device;
   const graft::View xs(graft::f32(x), dev, {rows, width_}),
       dys(graft::f32(dy), dev, {rows, width_});

@@ -58,6 +58,10 @@ typedef struct graft_exec_ctx {
    * row_offset), summing their gradients before one optimizer step; the model's buffers are
    * planned for ceil(global_batch / micro_batches) rows. 0 or 1: one. */
   int32_t micro_batches;
+  /* Added in ABI 1.3: for a layer's call, (rows, scratch_per_sample) floats of the memory its
+   * graft_layer_desc.scratch_per_sample asked for, shared with other layers' calls; NULL when
+   * it asked for none, or from a host (or test harness) that lends none. */
+  DLTensor* scratch;
 } graft_exec_ctx;
 
 typedef struct graft_host_api {

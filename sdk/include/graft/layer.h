@@ -66,6 +66,11 @@ typedef struct graft_layer_desc {
   int64_t workspace_per_sample;
   /* Added in ABI 1.1: a graft_workspace_use; 0 (KEPT) when absent in an older plugin. */
   int32_t workspace_use;
+  /* Added in ABI 1.3: float32 per sample that forward and backward may use during the call
+   * only, besides the workspace: the host lends memory that other layers' calls share, as
+   * graft_exec_ctx.scratch. A layer keeps in its workspace only what backward needs, so that
+   * the rest of its working memory is not held from forward to backward once per layer. */
+  int64_t scratch_per_sample;
 } graft_layer_desc;
 
 /* All tensors carry the batch as axis 0. params[i] and grads[i] follow desc.params.

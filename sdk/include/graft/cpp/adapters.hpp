@@ -63,7 +63,8 @@ struct LayerAdapter {
                               h->specs.size(),
                               h->specs.data(),
                               h->impl->workspace_per_sample(),
-                              int32_t(h->impl->workspace_use())};
+                              int32_t(h->impl->workspace_use()),
+                              h->impl->scratch_per_sample()};
     });
   }
   static graft_status* forward(void* self, const graft_exec_ctx* ctx, const DLTensor* const* p,

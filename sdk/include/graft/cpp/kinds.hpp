@@ -35,6 +35,8 @@ class Layer {
   // What the workspace holds between calls, and whether it may be dy's memory (layer.h's
   // graft_workspace_use): the host lends shared memory for the scratch kinds.
   virtual graft_workspace_use workspace_use() const { return GRAFT_WORKSPACE_KEPT; }
+  // Memory for the call only (layer.h's scratch_per_sample), found in ctx.scratch.
+  virtual int64_t scratch_per_sample() const { return 0; }
   // x: (N, input...), y: (N, output...); params follow parameters().
   virtual void forward(const Context& ctx, const DLTensor* const* params, const DLTensor& x,
                        DLTensor& y, DLTensor* workspace) = 0;
