@@ -94,3 +94,13 @@ TEST_CASE("sequence models: bad input is a clear error naming the key and the fi
       " --checkpoint " + (dir / "none").string());
   CHECK(images.exit_code == 2);
 }
+
+TEST_CASE("configs/char_gpt.toml reads the fortunes corpus, trains and prints a sample") {
+  const fs::path dir = graft::test::temp_dir("text_models_char_gpt");
+  const std::string config = (graft::test::source_dir() / "configs" / "char_gpt.toml").string();
+  auto r = run_graft("train " + config + " --set run.steps=4 --set run.eval_every=4 " +
+                     "--set run.output_dir=\"" + dir.string() + "\"");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  CHECK(has(r.output, "step 4 sample \""));
+  CHECK(fs::exists(dir / "char_gpt" / "vocabulary.json"));
+}
