@@ -120,14 +120,7 @@ Session::Session(Config cfg, const SessionOptions& options)
   const graft_dataset_info& info = train_set->info();
 
   // Model, loss and optimizer.
-  std::vector<PluginChoice> layers;
-  for (size_t i = 0; i < config.layers.size(); ++i)
-    layers.push_back(choose_layer(config.layers[i], "model.layers." + std::to_string(i), resolved));
-  PluginChoice loss = choose(GRAFT_KIND_LOSS, config.loss.type, config.loss.table, "[loss]",
-                             reserved_keys(Section::loss));
-  PluginChoice optimizer =
-      choose(GRAFT_KIND_OPTIMIZER, config.optimizer.type, config.optimizer.table, "[optimizer]",
-             reserved_keys(Section::optimizer));
+  auto [layers, loss, optimizer] = choose_model(resolved);
   resolved.emplace_back("loss", loss.options.resolved());
   resolved.emplace_back("optimizer", optimizer.options.resolved());
   if (config.run.device == "cuda")
@@ -179,16 +172,22 @@ Session::Session(Config cfg, const SessionOptions& options)
   resolved_config_ = resolved_toml(config, tables);
 }
 
+Session::ModelChoices Session::choose_model(
+    std::vector<std::pair<std::string, toml::table>>& resolved) {
+  ModelChoices c;
+  for (size_t i = 0; i < config.layers.size(); ++i)
+    c.layers.push_back(
+        choose_layer(config.layers[i], "model.layers." + std::to_string(i), resolved));
+  c.loss = choose(GRAFT_KIND_LOSS, config.loss.type, config.loss.table, "[loss]",
+                  reserved_keys(Section::loss));
+  c.optimizer = choose(GRAFT_KIND_OPTIMIZER, config.optimizer.type, config.optimizer.table,
+                       "[optimizer]", reserved_keys(Section::optimizer));
+  return c;
+}
+
 std::unique_ptr<Model> Session::sequence_model(const graft_shape& input, int64_t rows) {
   std::vector<std::pair<std::string, toml::table>> resolved;  // already saved once
-  std::vector<PluginChoice> layers;
-  for (size_t i = 0; i < config.layers.size(); ++i)
-    layers.push_back(choose_layer(config.layers[i], "model.layers." + std::to_string(i), resolved));
-  PluginChoice loss = choose(GRAFT_KIND_LOSS, config.loss.type, config.loss.table, "[loss]",
-                             reserved_keys(Section::loss));
-  PluginChoice optimizer =
-      choose(GRAFT_KIND_OPTIMIZER, config.optimizer.type, config.optimizer.table, "[optimizer]",
-             reserved_keys(Section::optimizer));
+  auto [layers, loss, optimizer] = choose_model(resolved);
   graft_target_info target = train_set->info().target;
   target.shape = input;
   ModelSettings settings;

@@ -94,6 +94,12 @@ class Session {
   // are appended to `resolved` under its TOML path ("model.layers.2.layers.0").
   PluginChoice choose_layer(const NamedTable& layer, const std::string& path,
                             std::vector<std::pair<std::string, toml::table>>& resolved);
+  // The config's layers, loss and optimizer, each bound to its table.
+  struct ModelChoices {
+    std::vector<PluginChoice> layers;
+    PluginChoice loss, optimizer;
+  };
+  ModelChoices choose_model(std::vector<std::pair<std::string, toml::table>>& resolved);
   void check_early_stopping_metric() const;
   // Whether [data] eval_batch_size, not the training micro-batch, sizes the model's buffers.
   bool eval_sized() const;

@@ -18,10 +18,6 @@ const char* const kElementwise[] = {"relu", "leaky_relu", "sigmoid", "tanh", "ge
 const PluginRecord& activation(const std::string& name) {
   return builtin_registry().get(GRAFT_KIND_ACTIVATION, name);
 }
-const PluginRecord& layer(const std::string& name) {
-  return builtin_registry().get(GRAFT_KIND_LAYER, name);
-}
-
 // y = f(x) for the listed x, through the plugin.
 std::vector<float> apply(const std::string& name, const std::string& options, std::vector<float> x,
                          std::vector<int64_t> shape = {}) {

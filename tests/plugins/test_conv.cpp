@@ -18,10 +18,6 @@ using graft::runtime::PluginRecord;
 using graft::runtime::UserError;
 using namespace graft::test;
 
-const PluginRecord& layer(const std::string& name) {
-  return builtin_registry().get(GRAFT_KIND_LAYER, name);
-}
-
 // One convolution: input (C, H, W), O output channels, a k x k kernel.
 struct ConvCase {
   int64_t c, h, w, o, k, stride = 1, padding = 0, dilation = 1, groups = 1;

@@ -16,9 +16,6 @@ using graft::runtime::PluginRecord;
 using graft::runtime::UserError;
 using namespace graft::test;
 
-const PluginRecord& layer(const std::string& name) {
-  return builtin_registry().get(GRAFT_KIND_LAYER, name);
-}
 const PluginRecord& loss(const std::string& name) {
   return builtin_registry().get(GRAFT_KIND_LOSS, name);
 }

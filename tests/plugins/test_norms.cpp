@@ -15,15 +15,6 @@ using graft::runtime::PluginRecord;
 using graft::runtime::UserError;
 using namespace graft::test;
 
-const PluginRecord& layer(const std::string& name) {
-  return builtin_registry().get(GRAFT_KIND_LAYER, name);
-}
-
-void fill_uniform(Tensor& t, std::mt19937& rng, float low, float high) {
-  std::uniform_real_distribution<float> uniform(low, high);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f()[i] = uniform(rng);
-}
-
 void set(Tensor& t, const std::vector<float>& values) {
   REQUIRE(static_cast<int64_t>(values.size()) == t.numel());
   for (size_t i = 0; i < values.size(); ++i) t.f()[i] = values[i];

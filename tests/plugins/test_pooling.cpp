@@ -14,10 +14,6 @@ using graft::runtime::PluginRecord;
 using graft::runtime::UserError;
 using namespace graft::test;
 
-const PluginRecord& layer(const std::string& name) {
-  return builtin_registry().get(GRAFT_KIND_LAYER, name);
-}
-
 void set(Tensor& t, std::initializer_list<float> values) {
   REQUIRE(static_cast<int64_t>(values.size()) == t.numel());
   int64_t i = 0;

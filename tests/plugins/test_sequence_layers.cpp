@@ -15,15 +15,6 @@ using graft::runtime::PluginRecord;
 using graft::runtime::UserError;
 using namespace graft::test;
 
-const PluginRecord& layer(const std::string& name) {
-  return builtin_registry().get(GRAFT_KIND_LAYER, name);
-}
-
-void fill_uniform(Tensor& t, std::mt19937& rng, float low, float high) {
-  std::uniform_real_distribution<float> uniform(low, high);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f()[i] = uniform(rng);
-}
-
 // T int32 labels of `classes` per sample.
 graft_target_info sequence_targets(int64_t positions, int64_t classes) {
   graft_target_info info = class_targets(classes);

@@ -2,6 +2,7 @@
 // plugin's options given as TOML text, as the plugin tests write them.
 #pragma once
 
+#include <random>
 #include <string>
 #include <vector>
 
@@ -54,5 +55,16 @@ GradientReport check_loss(const runtime::PluginRecord& record, const std::string
                           const std::vector<int64_t>& prediction_shape,
                           const graft_target_info& target_info, const Tensor& target,
                           const GradientSettings& settings = {});
+
+// A built-in layer plugin by name.
+inline const runtime::PluginRecord& layer(const std::string& name) {
+  return builtin_registry().get(GRAFT_KIND_LAYER, name);
+}
+
+// Every element of t uniform in [low, high).
+inline void fill_uniform(Tensor& t, std::mt19937& rng, float low, float high) {
+  std::uniform_real_distribution<float> uniform(low, high);
+  for (int64_t i = 0; i < t.numel(); ++i) t.f()[i] = uniform(rng);
+}
 
 }  // namespace graft::test
