@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bench_flags.hpp"
+#include "bench_support.hpp"
 #include "config/options.hpp"
 #include "device/host_api.hpp"
 #include "graft/random.h"
@@ -57,32 +58,15 @@ Arguments parse(int argc, char** argv) {
   return a;
 }
 
-// A line of /proc/self/status ("VmHWM", "VmRSS") in bytes.
-double status_bytes(const std::string& key) {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1)) * 1024.0;
-  return 0.0;
-}
+using graft::bench::status_bytes;
 
-double since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
+const auto since = graft::bench::seconds_since;
 
 void check(graft_status* status, const std::string& what) {
   rt::throw_if_failed(status, "attention " + what);
 }
 
-// A float buffer of `rows` x `sample` with its view, filled from the counter-based normal.
-struct Buffer {
-  std::vector<float> data;
-  rt::TensorView view;
-  Buffer(int64_t rows, const graft_shape& sample, uint64_t stream)
-      : data(size_t(rows * graft_shape_numel(&sample))) {
-    for (size_t i = 0; i < data.size(); ++i) data[i] = 0.1f * graft_random_normal(5, stream, i);
-    view = rt::TensorView(data.data(), DLDevice{kDLCPU, 0}, rows, sample);
-  }
-};
+using Buffer = graft::bench::RandomBuffer;
 
 int run(const Arguments& a) {
   rt::set_cpu_threads(a.threads);

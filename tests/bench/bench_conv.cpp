@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bench_flags.hpp"
+#include "bench_support.hpp"
 #include "config/options.hpp"
 #include "device/host_api.hpp"
 #include "graft/random.h"
@@ -94,24 +95,13 @@ double own_cpu_seconds() {
          1e-6 * double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
 }
 
-double since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
+const auto since = graft::bench::seconds_since;
 
 void check(graft_status* status, const std::string& what) {
   rt::throw_if_failed(status, "conv2d " + what);
 }
 
-// A float buffer of `rows` x `sample` with its view, filled from the counter-based normal.
-struct Buffer {
-  std::vector<float> data;
-  rt::TensorView view;
-  Buffer(int64_t rows, const graft_shape& sample, uint64_t stream)
-      : data(size_t(rows * graft_shape_numel(&sample))) {
-    for (size_t i = 0; i < data.size(); ++i) data[i] = 0.1f * graft_random_normal(5, stream, i);
-    view = rt::TensorView(data.data(), DLDevice{kDLCPU, 0}, rows, sample);
-  }
-};
+using Buffer = graft::bench::RandomBuffer;
 
 // A few outputs against the convolution's definition (3x3, padding 1), so that the rates below
 // are those of a correct layer: y (N, O, H, W) from x (N, C, H, W), w (O, C, 3, 3), b (O,).

@@ -71,15 +71,7 @@ Arguments parse(int argc, char** argv) {
   return a;
 }
 
-// A line of /proc/self/status ("VmHWM", "VmRSS") in bytes; ru_maxrss where /proc is missing.
-double status_bytes(const std::string& key) {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1)) * 1024.0;
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return double(usage.ru_maxrss) * 1024.0;
-}
+using graft::bench::status_bytes;
 
 // CPU time the whole machine spent busy (from /proc/stat) and this process's own (all threads),
 // in seconds: their difference over a measurement is what other processes took.

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bench_flags.hpp"
+#include "bench_support.hpp"
 #include "config/config.hpp"
 #include "config/options.hpp"
 #include "device/host_api.hpp"
@@ -22,10 +23,6 @@
 namespace graft::bench {
 
 namespace rt = graft::runtime;
-
-inline double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 
 inline void check(graft_status* status, const std::string& who) {
   rt::throw_if_failed(status, who);
