@@ -1,5 +1,6 @@
 // linear on the GPU against the CPU: y, dx and the accumulated dW, db, for no activation,
-// relu and gelu (which keeps its pre-activation), with cuBLAS's TF32 off: relative 1e-5.
+// relu and gelu (which keeps its pre-activation), and with the weight stored transposed (the
+// layout a tie to an embedding takes), with cuBLAS's TF32 off: relative 1e-5.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include "layer_on_gpu.hpp"
 
@@ -11,9 +12,12 @@ using graft::gpu_test::relative_error;
 TEST_CASE("linear on the GPU gives the CPU's outputs and gradients") {
   const rt::PluginRecord& record = graft::test::builtin_registry().get(GRAFT_KIND_LAYER, "linear");
   REQUIRE((record.entry->flags & GRAFT_ENTRY_HAS_CUDA) != 0);
-  for (const char* activation : {"none", "relu", "gelu"}) {
+  for (const char* activation : {"none", "relu", "gelu", "transposed"}) {
     CAPTURE(activation);
-    const std::string options = std::string("units = 48\nactivation = \"") + activation + "\"";
+    const std::string options =
+        std::string(activation) == "transposed"
+            ? std::string("units = 48\ntranspose_weight = true")
+            : std::string("units = 48\nactivation = \"") + activation + "\"";
     graft::test::LayerUnderTest cpu(record, options, {33}, 20);
     std::mt19937 rng(5);
     cpu.init_parameters(rng);

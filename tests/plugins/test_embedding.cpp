@@ -38,6 +38,9 @@ TEST_CASE("embedding: shapes and the weight's init") {
   CHECK(d.params[0].gain == 1.0f);
   CHECK(d.params[0].is_bias_or_norm == 0);
   CHECK(d.workspace_per_sample == 0);
+  LayerUnderTest gpt(embedding(), "num_embeddings = 10\nembedding_dim = 4\ninit_std = 0.02", {5},
+                     2);
+  CHECK(gpt.desc().params[0].gain == doctest::Approx(0.02));  // GPT-2's N(0, 0.02)
   LayerUnderTest grid(embedding(), "num_embeddings = 3\nembedding_dim = 2", {2, 3}, 1);
   CHECK(grid.desc().output.ndim == 3);  // (2, 3) ids give (2, 3, 2)
 }

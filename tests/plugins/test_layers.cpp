@@ -44,15 +44,21 @@ graft_exec_ctx training_ctx(int64_t global_batch, int64_t step = 0, int32_t laye
 
 TEST_CASE("linear: gradients with every fused activation, with and without bias") {
   for (const std::string activation : {"none", "relu", "leaky_relu", "sigmoid", "tanh", "gelu"})
-    for (bool bias : {true, false}) {
-      CAPTURE(activation);
-      CAPTURE(bias);
-      const std::string options = std::string("units = 4\nslope = 0.2\nactivation = \"") +
-                                  activation + "\"\nbias = " + (bias ? "true" : "false");
-      GradientReport report = check_layer(layer("linear"), options, {2, 3});
-      CHECK_MESSAGE(report.ok, report.summary());
-      CHECK(report.checked == 3 * 6 + 6 * 4 + (bias ? 4 : 0));
-    }
+    for (bool bias : {true, false})
+      for (bool transposed : {false, true}) {
+        CAPTURE(activation);
+        CAPTURE(bias);
+        CAPTURE(transposed);
+        const std::string options = std::string("units = 4\nslope = 0.2\nactivation = \"") +
+                                    activation + "\"\nbias = " + (bias ? "true" : "false") +
+                                    "\ntranspose_weight = " + (transposed ? "true" : "false");
+        GradientReport report = check_layer(layer("linear"), options, {2, 3});
+        CHECK_MESSAGE(report.ok, report.summary());
+        CHECK(report.checked == 3 * 6 + 6 * 4 + (bias ? 4 : 0));
+      }
+  GradientReport per_position =
+      check_layer(layer("linear"), "units = 5\nflatten = false\ntranspose_weight = true", {3, 4});
+  CHECK_MESSAGE(per_position.ok, per_position.summary());
 }
 
 TEST_CASE("linear: parameters, output shape and workspace") {
@@ -127,37 +133,41 @@ TEST_CASE("linear: option errors name the key and the fix") {
 }
 
 TEST_CASE("linear: trained with mse and SGD it fits a random linear map") {
-  constexpr int64_t n = 64, d = 8, h = 3;
-  std::mt19937 rng(11);
-  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-  LayerUnderTest model(layer("linear"), "units = 3", {d}, n);
-  LossUnderTest mse(loss("mse"), "", {h}, float_targets({h}), n);
-  model.init_parameters(rng);
-  std::vector<float> true_w(d * h), true_b(h);
-  for (float& v : true_w) v = uniform(rng);
-  for (float& v : true_b) v = uniform(rng);
-  for (int64_t i = 0; i < model.x.numel(); ++i) model.x.f()[i] = uniform(rng);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < h; ++j) {
-      float t = true_b[j];
-      for (int64_t k = 0; k < d; ++k) t += model.x.f()[i * d + k] * true_w[k * h + j];
-      mse.target.f()[i * h + j] = t;
+  for (bool transposed : {false, true}) {  // W stored (D, H), or (H, D)
+    CAPTURE(transposed);
+    constexpr int64_t n = 64, d = 8, h = 3;
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+    LayerUnderTest model(layer("linear"),
+                         transposed ? "units = 3\ntranspose_weight = true" : "units = 3", {d}, n);
+    LossUnderTest mse(loss("mse"), "", {h}, float_targets({h}), n);
+    model.init_parameters(rng);
+    std::vector<float> true_w(d * h), true_b(h);
+    for (float& v : true_w) v = uniform(rng);
+    for (float& v : true_b) v = uniform(rng);
+    for (int64_t i = 0; i < model.x.numel(); ++i) model.x.f()[i] = uniform(rng);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < h; ++j) {
+        float t = true_b[j];
+        for (int64_t k = 0; k < d; ++k) t += model.x.f()[i * d + k] * true_w[k * h + j];
+        mse.target.f()[i * h + j] = t;
+      }
+    graft_exec_ctx ctx = cpu_ctx();
+    double first = 0.0, last = 0.0;
+    for (int step = 0; step < 200; ++step) {
+      model.forward(ctx);
+      mse.prediction = model.y;
+      last = mse.forward(ctx) / n;
+      if (step == 0) first = last;
+      mse.backward(ctx, 1.0f / n);
+      model.dy = mse.dprediction;
+      model.zero_gradients();
+      model.backward(ctx, false);
+      sgd_step(model, 1.0f);
     }
-  graft_exec_ctx ctx = cpu_ctx();
-  double first = 0.0, last = 0.0;
-  for (int step = 0; step < 200; ++step) {
-    model.forward(ctx);
-    mse.prediction = model.y;
-    last = mse.forward(ctx) / n;
-    if (step == 0) first = last;
-    mse.backward(ctx, 1.0f / n);
-    model.dy = mse.dprediction;
-    model.zero_gradients();
-    model.backward(ctx, false);
-    sgd_step(model, 1.0f);
+    MESSAGE("mse from " << first << " to " << last);
+    CHECK(last * 100.0 <= first);
   }
-  MESSAGE("mse from " << first << " to " << last);
-  CHECK(last * 100.0 <= first);
 }
 
 TEST_CASE("linear: an MLP with cross_entropy separates a 2-class problem (XOR quadrants)") {

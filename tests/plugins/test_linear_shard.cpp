@@ -134,6 +134,70 @@ TEST_CASE("linear COLUMN parts compute their slice of the output and of every gr
   }
 }
 
+TEST_CASE("linear transpose_weight: W stored (units, inputs) is the same layer, whole and split") {
+  const int64_t N = 3, D = 4, H = 6;
+  const std::string options = "units = 6\nactivation = \"tanh\"";
+  std::mt19937 rng(3);
+  Part plain(options, {D});
+  for (auto& p : plain.params) randomise(p, rng);
+  Tensor x({N, D}), y({N, H}), dy({N, H}), dx({N, D});
+  randomise(x, rng);
+  randomise(dy, rng);
+  plain.run(x, y, dy, dx);
+  for (int count : {1, 2}) {
+    for (int mode : {GRAFT_SHARD_COLUMN, GRAFT_SHARD_ROW}) {
+      if (mode == GRAFT_SHARD_ROW && count == 1) continue;
+      const bool column = mode == GRAFT_SHARD_COLUMN;
+      const std::string opts =
+          column ? options + "\ntranspose_weight = true" : "units = 6\ntranspose_weight = true";
+      Part plain_row("units = 6", {D});  // the ROW case's reference: no activation
+      if (!column) {
+        plain_row.params[0] = plain.params[0];
+        plain_row.params[1] = plain.params[1];
+      }
+      Part& ref = column ? plain : plain_row;
+      Tensor ry({N, H}), rdx({N, D});
+      if (!column) ref.run(x, ry, dy, rdx);
+      const Tensor& want_y = column ? y : ry;
+      CAPTURE(count);
+      CAPTURE(column);
+      const int64_t h = column ? H / count : H, d = column ? D : D / count;
+      std::vector<float> y_sum(size_t(N * H), 0.0f);
+      for (int i = 0; i < count; ++i) {
+        Part part(opts, {D}, count > 1 ? mode : GRAFT_SHARD_NONE, i, count);
+        const graft_param_spec& w = part.desc.params[0];
+        REQUIRE(w.shape.dims[0] == h);
+        REQUIRE(w.shape.dims[1] == d);
+        CHECK(w.shard_axis == (count == 1 ? -1 : column ? 0 : 1));
+        // W^T's slice: row o of the part is output o0 + o, column k input k0 + k.
+        const int64_t o0 = column ? i * h : 0, k0 = column ? 0 : i * d;
+        for (int64_t o = 0; o < h; ++o)
+          for (int64_t k = 0; k < d; ++k)
+            part.params[0].f()[o * d + k] = at(ref.params[0], k0 + k, o0 + o);
+        for (int64_t o = 0; o < part.params[1].numel(); ++o)
+          part.params[1].f()[o] = ref.params[1].f()[(column ? o0 : 0) + o];
+        Tensor px({N, d}), py({N, h}), pdy({N, h}), pdx({N, d});
+        for (int64_t r = 0; r < N; ++r)
+          for (int64_t k = 0; k < d; ++k) px.f()[r * d + k] = at(x, r, k0 + k);
+        for (int64_t r = 0; r < N; ++r)
+          for (int64_t o = 0; o < h; ++o) pdy.f()[r * h + o] = at(dy, r, o0 + o);
+        part.run(px, py, pdy, pdx);
+        for (int64_t r = 0; r < N; ++r)
+          for (int64_t o = 0; o < h; ++o) y_sum[size_t(r * H + o0 + o)] += at(py, r, o);
+        for (int64_t o = 0; o < h; ++o)
+          for (int64_t k = 0; k < d; ++k)
+            check_close(at(part.grads[0], o, k), at(ref.grads[0], k0 + k, o0 + o));
+        if (!column)  // a row part's dx is its slice of the whole input's gradient
+          for (int64_t r = 0; r < N; ++r)
+            for (int64_t k = 0; k < d; ++k) check_close(at(pdx, r, k), at(rdx, r, k0 + k));
+        if (column && count == 1)
+          for (int64_t k = 0; k < N * D; ++k) check_close(pdx.f()[k], dx.f()[k]);
+      }
+      for (int64_t k = 0; k < N * H; ++k) check_close(y_sum[size_t(k)], want_y.f()[k]);
+    }
+  }
+}
+
 TEST_CASE("linear ROW parts yield partial sums with the bias once, and sliced gradients") {
   const int64_t N = 3, D = 8, H = 5;
   const std::string options = "units = 5";

@@ -22,6 +22,10 @@ class Embedding : public graft::Layer {
             .range(1, static_cast<double>(graft::embedding::kLargestTable)),
         graft::required(graft::option_int("embedding_dim", 1, "length E of each vector"))
             .range(1, 1 << 30),
+        graft::option_float("init_std", 1.0,
+                            "the table's N(0, init_std); 1 is torch.nn.Embedding's, 0.02 "
+                            "GPT-2's (whose output projection is this table, tied)")
+            .range(1e-6, 1e6),
     };
   }
 
@@ -30,6 +34,7 @@ class Embedding : public graft::Layer {
         input_(input),
         rows_(o.get_int("num_embeddings")),
         dim_(o.get_int("embedding_dim")),
+        init_std_(static_cast<float>(o.get_float("init_std"))),
         ids_per_sample_(input.numel()) {
     GRAFT_CHECK(input.ndim < GRAFT_MAX_DIMS, "embedding: the input "
                                                  << input.str() << " has " << input.ndim
@@ -45,9 +50,10 @@ class Embedding : public graft::Layer {
     return out;
   }
 
-  // N(0, 1) as torch.nn.Embedding. Weight decay applies, as in PyTorch's optimizers.
+  // N(0, init_std). Weight decay applies, as in PyTorch's optimizers.
   std::vector<graft::Param> parameters() const override {
-    return {{"weight", graft::Shape{rows_, dim_}, GRAFT_INIT_NORMAL, rows_, dim_, 1.0f, false}};
+    return {
+        {"weight", graft::Shape{rows_, dim_}, GRAFT_INIT_NORMAL, rows_, dim_, init_std_, false}};
   }
 
   // x: (N, T) ids, y: (N, T, E).
@@ -135,8 +141,9 @@ class Embedding : public graft::Layer {
 
   graft::Host host_;
   graft::Shape input_;
-  int64_t rows_;            // V
-  int64_t dim_;             // E
+  int64_t rows_;  // V
+  int64_t dim_;   // E
+  float init_std_;
   int64_t ids_per_sample_;  // T
 };
 

@@ -4,6 +4,8 @@
 // One gemm per matrix product; the bias add and the activation f share one loop (fused).
 // Tensor parallelism (Megatron): shard(COLUMN) keeps W's columns (outputs) of one part,
 // shard(ROW) keeps W's rows (inputs) of one part and yields partial sums.
+// transpose_weight stores W as (H, D), torch.nn.Linear's layout, so that a GPT's output
+// projection can be tied to its token embedding's (V, C) table (the config's `tie`).
 #include <cmath>
 #include <string>
 #include <type_traits>
@@ -94,6 +96,9 @@ class Linear : public graft::Layer {
         graft::option_string("init", "kaiming_uniform",
                              "weight init; kaiming_uniform is torch.nn.Linear's U(+-1/sqrt(D))",
                              "xavier_uniform|kaiming_normal|kaiming_uniform|zeros"),
+        graft::option_bool("transpose_weight", false,
+                           "store the weight as (units, inputs), torch.nn.Linear's layout and "
+                           "an embedding table's, so that `tie` can share it"),
     };
   }
 
@@ -107,6 +112,7 @@ class Linear : public graft::Layer {
         whole_in_(in_features_),
         whole_out_(out_features_),
         has_bias_(o.get_bool("bias")),
+        transposed_(o.get_bool("transpose_weight")),
         slope_(static_cast<float>(o.get_float("slope"))),
         init_name_(o.get_string("init")) {
     GRAFT_CHECK(in_features_ >= 1, "linear: the input " << input.str() << " has no features");
@@ -166,13 +172,17 @@ class Linear : public graft::Layer {
   std::vector<graft::Param> parameters() const override {
     // Fans stay the whole layer's, so a part is initialised as its slice of the whole.
     graft::Param weight{"weight",
-                        graft::Shape{in_features_, out_features_},
+                        transposed_ ? graft::Shape{out_features_, in_features_}
+                                    : graft::Shape{in_features_, out_features_},
                         GRAFT_INIT_ZEROS,
                         whole_in_,
                         whole_out_,
                         1.0f,
                         false};
-    weight.shard_axis = mode_ == GRAFT_SHARD_COLUMN ? 1 : mode_ == GRAFT_SHARD_ROW ? 0 : -1;
+    const int out_axis = transposed_ ? 0 : 1;
+    weight.shard_axis = mode_ == GRAFT_SHARD_COLUMN ? out_axis
+                        : mode_ == GRAFT_SHARD_ROW  ? 1 - out_axis
+                                                    : -1;
     if (init_name_ == "xavier_uniform") weight.init = GRAFT_INIT_XAVIER_UNIFORM;
     if (init_name_ == "kaiming_normal") weight.init = GRAFT_INIT_KAIMING_NORMAL;
     if (init_name_ == "kaiming_uniform") {
@@ -207,7 +217,7 @@ class Linear : public graft::Layer {
     graft::View x_rows = as_rows(x_given, in_features_), y_rows = as_rows(y_given, out_features_);
     const DLTensor& x = *x_rows;
     DLTensor& y = *y_rows;
-    graft::gemm(ctx, false, false, 1.0f, x, *params[0], 0.0f, y);
+    graft::gemm(ctx, false, transposed_, 1.0f, x, *params[0], 0.0f, y);
     // A row part other than 0 adds no bias: the parts' sum must hold it once.
     const bool add_bias = has_bias_ && !(mode_ == GRAFT_SHARD_ROW && index_ != 0);
     if (kind_ == Kind::none && !add_bias) return;
@@ -229,9 +239,9 @@ class Linear : public graft::Layer {
     });
   }
 
-  // dW += x^T dz, db += sum over rows of dz, dx = dz W^T; dz = dy * f'(.) (N, H).
-  // A row part's dy is the whole output's gradient, so every part computes the same db and
-  // the replicas of b stay equal; a column part's dx is a partial sum the strategy reduces.
+  // dW += x^T dz (transposed: dz^T x), db += sum over rows of dz, dx = dz W^T; dz = dy * f'(.) (N,
+  // H). A row part's dy is the whole output's gradient, so every part computes the same db and the
+  // replicas of b stay equal; a column part's dx is a partial sum the strategy reduces.
   void backward(const graft::Context& ctx, const DLTensor* const* params, const DLTensor& x_given,
                 const DLTensor& y_given, const DLTensor& dy_given, DLTensor* dx_given,
                 DLTensor* const* grads, DLTensor* workspace) override {
@@ -260,9 +270,12 @@ class Linear : public graft::Layer {
         });
       dz = scratch.get();
     }
-    graft::gemm(ctx, true, false, 1.0f, x, *dz, 1.0f, *grads[0]);
+    if (transposed_)
+      graft::gemm(ctx, true, false, 1.0f, *dz, x, 1.0f, *grads[0]);
+    else
+      graft::gemm(ctx, true, false, 1.0f, x, *dz, 1.0f, *grads[0]);
     if (has_bias_) graft::sum_rows(ctx, *dz, 1.0f, *grads[1]);
-    if (dx) graft::gemm(ctx, false, true, 1.0f, *dz, *params[0], 0.0f, *dx);
+    if (dx) graft::gemm(ctx, false, !transposed_, 1.0f, *dz, *params[0], 0.0f, *dx);
   }
 
  private:
@@ -287,6 +300,7 @@ class Linear : public graft::Layer {
   int mode_ = GRAFT_SHARD_NONE;
   int index_ = 0;
   bool has_bias_;
+  bool transposed_;  // W (H, D) rather than (D, H)
   float slope_;
   std::string init_name_;
   std::string activation_;
