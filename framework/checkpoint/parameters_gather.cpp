@@ -161,6 +161,21 @@ std::vector<WholeTensor> gather_whole_parameters(Model& model, const GatherGroup
   return out;
 }
 
+namespace {
+// A checkpoint saves a tied parameter under both names, with one value. Two values mean it
+// was saved by a model without the tie, whose two tensors cannot both be kept.
+void check_tied(const Model& model, const ParameterInfo& p, const float* values,
+                const WholeLookup& whole) {
+  const ParameterInfo& root = model.parameters()[size_t(p.tied)];
+  const float* first = whole(root.name, whole_dims(model, root));
+  if (std::memcmp(first, values, p.numel * sizeof(float)) != 0)
+    throw UserError("checkpoint: '" + p.name + "' is tied to '" + root.name +
+                    "' (its layer's `tie` in the config), but the checkpoint holds different "
+                    "values for the two: it was saved by a model without the tie. Remove the "
+                    "tie to resume it, or start the tied model from its own initialisation");
+}
+}  // namespace
+
 void keep_own_parts(Model& model, const WholeLookup& whole) {
   const ModelSettings& settings = model.settings();
   const auto& states = model.optimizer_state_names();
@@ -178,6 +193,7 @@ void keep_own_parts(Model& model, const WholeLookup& whole) {
       const std::string name =
           source == 0 ? p.name : "optimizer." + p.name + "." + states[source - 1];
       const float* values = whole(name, whole_dims(model, p));
+      if (source == 0 && p.tied >= 0) check_tied(model, p, values, whole);
       if (!p.held) continue;  // another stage's: this rank has no storage for it
       const int axis = part_axis(p);
       if (axis >= 0)

@@ -258,6 +258,10 @@ int validate(const Arguments& args) {
                   runtime::shape_string(row.output).c_str(),
                   static_cast<long long>(row.parameters));
     }
+    for (const runtime::ParameterInfo& p : m.parameters())
+      if (p.tied >= 0)
+        std::printf("tied     %s is %s (one tensor, counted once)\n", p.name.c_str(),
+                    m.parameters()[size_t(p.tied)].name.c_str());
     std::printf("\nparameters %zu (%s); optimizer state: %zu tensors per parameter\n",
                 m.parameter_count(), human_bytes(double(m.parameter_count()) * 4).c_str(),
                 m.optimizer_state_names().size());

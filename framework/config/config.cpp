@@ -42,11 +42,6 @@ const std::vector<std::string>& all_schedule_keys() {
   return keys;
 }
 
-[[noreturn]] void missing(const std::string& at, const std::string& what,
-                          const std::string& example) {
-  throw UserError(at + ": " + what + "; add it, e.g.\n" + example);
-}
-
 void check_top_level(const toml::table& root) {
   for (const auto& [key, node] : root) {
     std::string name(key.str());
@@ -134,73 +129,6 @@ DataConfig read_data(const toml::table& root, const std::string& file) {
   data.drop_last = in.boolean("drop_last", data.drop_last);
   data.reader_table = table;
   return data;
-}
-
-// The `type` of a plugin's table, which must be a non-empty string.
-std::string plugin_type(const SectionReader& in, const std::string& example) {
-  std::string type = in.string("type", "");
-  if (!in.find("type")) missing(in.location(), in.section() + " has no 'type'", example);
-  if (type.empty()) in.fail("type", "must name a plugin, e.g. type = \"...\"");
-  return type;
-}
-
-// The entries of a list of layer tables: `array_name` is its TOML path ("model.layers",
-// "model.layers.layers" inside a residual block) and `index_prefix` the indices of the blocks
-// it is in ("2." for block 2), so each section reads like "[[model.layers.layers]] #2.0".
-std::vector<NamedTable> read_layer_list(const toml::array& layers, const SectionReader& in,
-                                        const std::string& array_name,
-                                        const std::string& index_prefix) {
-  std::vector<NamedTable> out;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const std::string index = index_prefix + std::to_string(i);
-    std::string section = "[[" + array_name + "]] #" + index;
-    const toml::node& node = *layers.get(i);
-    const toml::table* table = node.as_table();
-    if (!table)
-      in.fail_at(node, "layers",
-                 "entry " + index + " must be a table with a type, got " + describe_value(node));
-    SectionReader layer(table, section, in.location());
-    NamedTable named{plugin_type(layer, "  type = \"linear\""), table, section, {}};
-    if (named.type == "residual") {
-      // y = x + f(x), f being the inner layers in order: the model's structure, not a plugin.
-      layer.reject_unknown({"type", "layers"});
-      const std::string inner_name = array_name + ".layers";
-      const std::string example = "  [[" + inner_name + "]]\n  type = \"linear\"\n  units = 64";
-      const toml::node* inner = layer.find("layers");
-      if (!inner)
-        missing(layer.location(),
-                section +
-                    " is a residual block without inner layers; follow it "
-                    "with [[" +
-                    inner_name + "]] tables",
-                example);
-      const toml::array* list = inner->as_array();
-      if (!list)
-        layer.fail("layers", "expected a list of tables ([[" + inner_name + "]]), got " +
-                                 describe_value(*inner));
-      if (list->empty())
-        layer.fail("layers", "the list is empty; add at least one, e.g.\n" + example);
-      named.layers = read_layer_list(*list, layer, inner_name, index + ".");
-    }
-    out.push_back(std::move(named));
-  }
-  return out;
-}
-
-std::vector<NamedTable> read_layers(const toml::table& root, const std::string& file) {
-  const toml::table* model = section_table(root, "model", "[model]");
-  SectionReader in(model, "[model]", file);
-  in.reject_unknown({"layers"});
-  const char* example = "  [[model.layers]]\n  type = \"linear\"";
-  const toml::node* layers_node = in.find("layers");
-  if (!layers_node) missing(in.location(), "[model] has no layers", example);
-  const toml::array* layers = layers_node->as_array();
-  if (!layers)
-    in.fail("layers",
-            "expected a list of tables ([[model.layers]]), got " + describe_value(*layers_node));
-  if (layers->empty())
-    in.fail("layers", "the list is empty; add at least one, e.g.\n" + std::string(example));
-  return read_layer_list(*layers, in, "model.layers", "");
 }
 
 NamedTable read_loss(const toml::table& root, const std::string& file) {
@@ -335,13 +263,14 @@ const std::vector<std::string>& reserved_keys(Section section) {
   static const std::vector<std::string> data = {"reader", "batch_size", "eval_batch_size",
                                                 "shuffle", "drop_last"};
   static const std::vector<std::string> type = {"type"};
+  static const std::vector<std::string> layer = {"type", "tie"};
   static const std::vector<std::string> optimizer = {"type", "lr", "schedule",
                                                      "decay_bias_and_norm"};
   static const std::vector<std::string> parallel = {"strategy", "timeout_s", "data", "pipeline",
                                                     "tensor",   "zero",      "order"};
   switch (section) {
     case Section::data: return data;
-    case Section::layer:
+    case Section::layer: return layer;
     case Section::loss: return type;
     case Section::optimizer: return optimizer;
     case Section::parallel: return parallel;

@@ -72,11 +72,19 @@ struct DataConfig {
 // ("[loss]", "[[model.layers]] #2", where 2 is the index --set model.layers.2.key uses).
 // A `residual` layer (the framework's, not a plugin) keeps its inner layers in `layers`, their
 // sections reading "[[model.layers.layers]] #2.0" (model.layers.2.layers.0 for --set).
+// A layer's `tie = { weight = "layers.0.weight" }`: its parameter `param` is the earlier
+// parameter `target` (one tensor, trained by the sum of both layers' gradients, as torch's
+// `lm_head.weight = wte.weight`). `where` is "file:line:col: [[model.layers]] #9 tie.weight".
+struct TieConfig {
+  std::string param, target, where;
+};
+
 struct NamedTable {
   std::string type;
   const toml::table* table = nullptr;
   std::string section;
   std::vector<NamedTable> layers;
+  std::vector<TieConfig> ties;
 };
 
 struct OptimizerConfig {

@@ -129,4 +129,16 @@ const toml::table* section_table(const toml::table& root, const std::string& key
                   "; write it as " + section + " with its keys below");
 }
 
+void missing(const std::string& at, const std::string& what, const std::string& example) {
+  throw UserError(at + ": " + what + "; add it, e.g.\n" + example);
+}
+
+// The `type` of a plugin's table, which must be a non-empty string.
+std::string plugin_type(const SectionReader& in, const std::string& example) {
+  std::string type = in.string("type", "");
+  if (!in.find("type")) missing(in.location(), in.section() + " has no 'type'", example);
+  if (type.empty()) in.fail("type", "must name a plugin, e.g. type = \"...\"");
+  return type;
+}
+
 }  // namespace graft::runtime

@@ -53,4 +53,14 @@ const toml::table* section_table(const toml::table& root, const std::string& key
 // Shortest text that reads back as the same double ("0.1", "300").
 std::string format_number(double value);
 
+// "<at>: <what>; add it, e.g.\n<example>" as a UserError.
+[[noreturn]] void missing(const std::string& at, const std::string& what,
+                          const std::string& example);
+// The `type` of a plugin's table, which must be a non-empty string.
+std::string plugin_type(const SectionReader& in, const std::string& example);
+
+struct NamedTable;
+// [[model.layers]], residual blocks' inner lists and each layer's `tie` (config_layers.cpp).
+std::vector<NamedTable> read_layers(const toml::table& root, const std::string& file);
+
 }  // namespace graft::runtime

@@ -15,15 +15,6 @@
 
 namespace graft::runtime {
 
-namespace {
-bool same_shape(const graft_shape& a, const graft_shape& b) {
-  if (a.ndim != b.ndim) return false;
-  for (int i = 0; i < a.ndim; ++i)
-    if (a.dims[i] != b.dims[i]) return false;
-  return true;
-}
-}  // namespace
-
 Model::Model(std::vector<PluginChoice> layer_choices, PluginChoice loss, PluginChoice optimizer,
              const graft_shape& input, const graft_target_info& target, ModelSettings settings)
     : settings_(std::move(settings)),
@@ -42,6 +33,7 @@ Model::Model(std::vector<PluginChoice> layer_choices, PluginChoice loss, PluginC
                            size_t(std::max<int64_t>(settings_.zero_unit_floats, 0)),
                            settings_.zero_level);
   store_.allocate(layer_count(), settings_.seed, settings_.shard_index, settings_.shards);
+  plan_cross_stage_ties();
   for (auto& layer : all_layers_) {
     if (layer->n_params == 0) continue;
     layer->params = store_.parameter_tensors(layer->first_param);
@@ -210,9 +202,10 @@ void Model::create_plugin_layer(LayerNode& layer, const graft_shape& input, int3
   layer.scratch_per_sample = desc.scratch_per_sample;
   layer.first_param = store_.parameters().size();
   layer.n_params = desc.n_params;
+  const std::vector<int64_t> tied = resolve_ties(layer, desc, path);
   for (size_t k = 0; k < desc.n_params; ++k)
     store_.declare(path + desc.params[k].name, layer.top, desc.params[k], layer.index, k, layer.who,
-                   settings_.holds(layer.top));
+                   settings_.holds(layer.top), tied[k]);
 }
 
 const std::string& Model::layer_name(int64_t i) const { return layers_.at(i)->type; }
@@ -220,7 +213,7 @@ const graft_shape& Model::layer_output(int64_t i) const { return layers_.at(i)->
 int64_t Model::layer_parameter_count(int64_t i) const {
   int64_t n = 0;
   for (const ParameterInfo& p : parameters())
-    if (p.layer == i) n += static_cast<int64_t>(p.numel);
+    if (p.layer == i && !p.alias) n += static_cast<int64_t>(p.numel);
   return n;
 }
 
@@ -234,7 +227,7 @@ std::vector<Model::LayerRow> Model::layer_rows() const {
       if (f > layer->flat && all_layers_[f]->depth <= layer->depth) break;
       const LayerNode& node = *all_layers_[f];
       for (size_t p = node.first_param; p < node.first_param + node.n_params; ++p)
-        n += static_cast<int64_t>(parameters()[p].numel);
+        if (!parameters()[p].alias) n += static_cast<int64_t>(parameters()[p].numel);
     }
     rows.push_back({layer->depth, layer->type, layer->out, n});
   }

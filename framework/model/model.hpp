@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "config/config.hpp"
 #include "config/options.hpp"
 #include "model/parameter_store.hpp"
 #include "model/tensor_view.hpp"
@@ -26,6 +27,7 @@ struct PluginChoice {
   std::string section;  // "[[model.layers]] #2 (linear)", for messages
   bool residual = false;
   std::vector<PluginChoice> inner;  // residual only: the layers f of y = x + f(x), in order
+  std::vector<TieConfig> ties;      // parameters it shares with earlier layers (config.hpp)
 
   static PluginChoice residual_block(std::vector<PluginChoice> inner, std::string section) {
     return PluginChoice{nullptr, BoundOptions{}, std::move(section), true, std::move(inner)};
@@ -168,8 +170,17 @@ class Model {
   // Generation with a cache (layer.h's set_positions), told to every layer, nested ones too.
   void set_positions(int64_t first, int64_t capacity);
   void set_tensor_reduce(TensorReduce reduce) { tensor_reduce_ = reduce; }
+  // Tied parameters on two pipeline stages (ParameterInfo::tied): pack (unpack false) copies
+  // this rank's gradients of them into one buffer, zeros where it holds neither copy, and
+  // views it in `out`, for the strategy to sum over its pipeline group; unpack copies the sums
+  // back. Every rank's buffer has the same size: 0 when no tie crosses stages.
+  void tied_gradients(bool unpack, DLTensor& out);
+  // A strategy from before ABI 1.4 never sums them: its step would part the copies silently,
+  // so a step after a backward without the sum is a Failure naming the fix.
+  void check_ties_summed(const char* what) const;
   // Clips, applies the schedule and updates every parameter (Updater::step_layers).
   void optimizer_step(const graft_exec_ctx& ctx) {
+    check_ties_summed("optimizer_step");
     updater_->step_layers(ctx, 0, layer_count(), -1.0);
   }
 
@@ -194,6 +205,11 @@ class Model {
 
   // Sums t over the tensor group for a PAIR layer (forward: its output; backward: its dx).
   void reduce_pair(const LayerNode& layer, DLTensor* t, bool forward) const;
+  // For each parameter of `layer`, the earlier parameter its config `tie` names, or -1
+  // (model_ties.cpp); a name, shape or layout that cannot be tied is a UserError.
+  std::vector<int64_t> resolve_ties(const LayerNode& layer, const graft_layer_desc& desc,
+                                    const std::string& path) const;
+  void plan_cross_stage_ties();
 
   ModelSettings settings_;
   TensorReduce tensor_reduce_;
@@ -207,6 +223,15 @@ class Model {
   std::unique_ptr<LossInstance> loss_;
   std::unique_ptr<Updater> updater_;
   std::unique_ptr<BufferPlan> buffers_;
+  struct CrossTie {
+    int64_t param;  // the later parameter of the pair (ParameterInfo::tied names the other)
+    int64_t held;   // the parameter of the pair this rank holds, or -1
+    size_t offset, numel;
+  };
+  std::vector<CrossTie> cross_ties_;
+  Buffer tie_buffer_;
+  int64_t tie_floats_ = 0;   // the shape of tied_gradients' view
+  bool ties_summed_ = true;  // false from a backward until tied_gradients unpacks
 };
 
 }  // namespace graft::runtime

@@ -146,6 +146,7 @@ const DLTensor* Model::backward(const graft_exec_ctx& ctx, int64_t begin, int64_
                                 const DLTensor& dy, void (*on_layer_done)(void*, int64_t),
                                 void* user) {
   check_held("backward", begin, end);
+  if (!cross_ties_.empty()) ties_summed_ = false;
   Slot& slot = buffers_->slot(ctx.slot);
   const int64_t rows = dy.shape[0];
   graft_exec_ctx layer_ctx = ctx;

@@ -50,7 +50,10 @@ graft_status* api_grad_sq_norm(graft_model* m, int64_t b, int64_t e, int32_t cou
 }
 graft_status* api_optimizer_step_layers(graft_model* m, const graft_exec_ctx* ctx, int64_t b,
                                         int64_t e, double total_sq_norm) {
-  return guarded([&] { self(m)->updater().step_layers(*ctx, b, e, total_sq_norm); });
+  return guarded([&] {
+    self(m)->check_ties_summed("optimizer_step_layers");
+    self(m)->updater().step_layers(*ctx, b, e, total_sq_norm);
+  });
 }
 int64_t api_zero_unit_count(graft_model* m) {
   const ZeroLayout* z = self(m)->store().zero();
@@ -96,7 +99,10 @@ graft_status* api_zero_part_sq_norm(graft_model* m, int64_t u, int32_t count_rep
   });
 }
 graft_status* api_step_begin(graft_model* m, const graft_exec_ctx*, double total_sq_norm) {
-  return guarded([&] { self(m)->updater().step_begin(total_sq_norm); });
+  return guarded([&] {
+    self(m)->check_ties_summed("step_begin");
+    self(m)->updater().step_begin(total_sq_norm);
+  });
 }
 graft_status* api_step_part(graft_model* m, const graft_exec_ctx* ctx, int64_t u) {
   return guarded([&] {
@@ -110,6 +116,9 @@ graft_status* api_step_end(graft_model* m) {
 void api_set_tensor_reduce(graft_model* m, graft_status* (*reduce)(void*, DLTensor*, const char*),
                            void* user) {
   self(m)->set_tensor_reduce(TensorReduce{reduce, user});
+}
+graft_status* api_tied_gradients(graft_model* m, int32_t unpack, DLTensor* out) {
+  return guarded([&] { self(m)->tied_gradients(unpack != 0, *out); });
 }
 const graft_model_api kModelApi = {sizeof(graft_model_api),
                                    api_layer_count,
@@ -130,7 +139,8 @@ const graft_model_api kModelApi = {sizeof(graft_model_api),
                                    api_step_begin,
                                    api_step_part,
                                    api_step_end,
-                                   api_set_tensor_reduce};
+                                   api_set_tensor_reduce,
+                                   api_tied_gradients};
 }  // namespace
 
 const graft_model_api* Model::api() { return &kModelApi; }

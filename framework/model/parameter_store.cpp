@@ -37,7 +37,8 @@ void copy_floats(const float* from, DLDevice from_device, float* to, DLDevice to
 }  // namespace
 
 size_t ParameterStore::declare(std::string name, int64_t layer, const graft_param_spec& spec,
-                               int32_t init_layer, size_t position, std::string owner, bool held) {
+                               int32_t init_layer, size_t position, std::string owner, bool held,
+                               int64_t tied) {
   ParameterInfo info;
   info.name = std::move(name);
   info.layer = layer;
@@ -45,11 +46,20 @@ size_t ParameterStore::declare(std::string name, int64_t layer, const graft_para
   info.numel = static_cast<size_t>(graft_shape_numel(&info.shape));
   info.offset = held_floats_;
   info.held = held;
-  if (held) held_floats_ += info.numel;
   info.spec = spec;
   info.spec.name = nullptr;  // the plugin's string may not outlive the plugin object
+  uint64_t stream = kParameterStream | (uint64_t(init_layer) << 16) | position;
+  if (tied >= 0) {
+    const ParameterInfo& other = params_.at(size_t(tied));
+    info.tied = tied;
+    info.spec = other.spec;
+    stream = streams_[size_t(tied)];
+    info.alias = held && other.held;
+    if (info.alias) info.offset = other.offset;
+  }
+  if (info.has_floats()) held_floats_ += info.numel;
   params_.push_back(std::move(info));
-  streams_.push_back(kParameterStream | (uint64_t(init_layer) << 16) | position);
+  streams_.push_back(stream);
   owners_.push_back(std::move(owner));
   return params_.size() - 1;
 }
@@ -70,7 +80,7 @@ void ParameterStore::lay_out_units(int64_t layers) {
   std::vector<size_t> numel;
   int64_t first = layers, end = 0;
   for (const ParameterInfo& p : params_)
-    if (p.held) {
+    if (p.has_floats()) {
       layer_of.push_back(p.layer);
       numel.push_back(p.numel);
       first = std::min(first, p.layer);
@@ -80,9 +90,11 @@ void ParameterStore::lay_out_units(int64_t layers) {
   zero_ = zero_layout(layer_of, numel, first, end, zero_unit_floats_, zero_parts_, zero_index_);
   size_t next = zero_->floats, k = numel.size();
   for (size_t i = params_.size(); i-- > 0;) {
-    if (params_[i].held) next = zero_->offsets[--k];
+    if (params_[i].has_floats()) next = zero_->offsets[--k];
     params_[i].offset = next;
   }
+  for (ParameterInfo& p : params_)
+    if (p.alias) p.offset = params_[size_t(p.tied)].offset;
   held_floats_ = zero_->floats;
 }
 
@@ -114,7 +126,7 @@ void ParameterStore::allocate(int64_t layers, uint64_t seed, int32_t shard_index
     return;
   }
   for (size_t i = 0; i < params_.size(); ++i)
-    if (params_[i].held) initialise(i, seed, shard_index, shards);
+    if (params_[i].has_floats()) initialise(i, seed, shard_index, shards);
 }
 
 void ParameterStore::initialise(size_t i, uint64_t seed, int32_t shard_index, int32_t shards) {
@@ -225,6 +237,7 @@ std::pair<size_t, size_t> ParameterStore::layer_floats(int64_t begin, int64_t en
   const size_t total = held_floats_;
   size_t first = total, last = total;
   for (auto p = params_.rbegin(); p != params_.rend(); ++p) {  // backwards: each ends the last
+    if (p->alias) continue;                                    // its floats are the earlier layer's
     if (p->layer >= end) last = p->offset;
     if (p->layer >= begin) first = p->offset;
   }
@@ -278,7 +291,8 @@ double ParameterStore::grad_sq_norm(int64_t begin, int64_t end, bool count_repli
     total += squared;
   };
   for (const ParameterInfo& p : params_) {
-    if (!p.held || p.offset < first || p.offset >= last) continue;
+    // A tied parameter counts once: where it was declared first (ParameterInfo::tied).
+    if (!p.held || p.tied >= 0 || p.offset < first || p.offset >= last) continue;
     const bool counts = !p.spec.is_buffer && (count_replicated || p.spec.shard_axis >= 0);
     if (!counts) continue;
     if (p.offset != run_end) {

@@ -31,6 +31,14 @@ struct ParameterInfo {
   // checkpoints and `graft verify`, which gather it from its stage), but this rank has no
   // floats for it: it takes none of the buffers, and `offset` is where it would have started.
   bool held = true;
+  // A tied parameter (a layer's `tie` in the config): `tied` is the earlier parameter it is.
+  // Where this rank holds both it is an alias: its views are the other's floats, it takes none
+  // of its own, and only the other is stepped. Where the other is on another pipeline stage it
+  // is a copy, drawn from the same stream; the strategy sums the two gradients
+  // (Model::tied_gradients) so that the copies take the same steps and stay equal.
+  int64_t tied = -1;
+  bool alias = false;
+  bool has_floats() const { return held && !alias; }
 };
 
 class ParameterStore {
@@ -44,9 +52,10 @@ class ParameterStore {
   // come from the stream of (init_layer, position): the layer's number (ctx.layer_index) and
   // the parameter's place in it, so they depend on the seed and the model's structure only.
   // `owner` names the layer in messages. `held` false: another stage's (ParameterInfo::held).
-  // Returns the parameter's index.
+  // `tied` >= 0: parameter `tied` (declared before, of the same shape) is this one
+  // (ParameterInfo::tied); its spec and stream stand for both. Returns the parameter's index.
   size_t declare(std::string name, int64_t layer, const graft_param_spec& spec, int32_t init_layer,
-                 size_t position, std::string owner, bool held = true);
+                 size_t position, std::string owner, bool held = true, int64_t tied = -1);
   // Allocates the held parameters and gradients of a model of `layers` top-level layers and
   // initialises them; a tensor-parallel part (spec.shard_axis) is its slice, part
   // `shard_index` of `shards`, of the whole tensor drawn from the same stream. A parameter not

@@ -50,7 +50,7 @@ void ParameterStore::initialise_by_unit(uint64_t seed, int32_t shard_index, int3
     TensorView all(window, device_, graft_shape{1, {int64_t(end - unit.first)}});
     throw_if_failed(host_api()->fill(nullptr, all.get(), 0.0f), "zeroing a ZeRO window");
     for (size_t i = 0; i < params_.size(); ++i)
-      if (params_[i].held && params_[i].offset >= unit.first && params_[i].offset < end)
+      if (params_[i].has_floats() && params_[i].offset >= unit.first && params_[i].offset < end)
         initialise(i, seed, shard_index, shards);
     const graft_shape part{1, {int64_t(unit.part)}};
     TensorView from(window + (z.own_first(u) - unit.first), device_, part);

@@ -34,6 +34,13 @@ class TensorView : public graft::View {
 
 inline int64_t tensor_numel(const DLTensor& t) { return graft::numel(t); }
 
+inline bool same_shape(const graft_shape& a, const graft_shape& b) {
+  if (a.ndim != b.ndim) return false;
+  for (int i = 0; i < a.ndim; ++i)
+    if (a.dims[i] != b.dims[i]) return false;
+  return true;
+}
+
 // "(64, 784)"
 inline std::string shape_string(const graft_shape& s) { return graft::Shape(s).str(); }
 

@@ -32,6 +32,7 @@ void Updater::step_layers(const graft_exec_ctx& ctx, int64_t begin, int64_t end,
     if (info.layer < begin || info.layer >= end) continue;
     if (info.spec.is_buffer) continue;  // the layer keeps it (running statistics)
     if (!info.held) continue;           // another pipeline stage steps it
+    if (info.alias) continue;           // stepped as the parameter it is tied to
     TensorView states[GRAFT_MAX_OPTIMIZER_STATE];
     DLTensor* state_ptrs[GRAFT_MAX_OPTIMIZER_STATE] = {};
     for (size_t s = 0; s < store_.state_count(); ++s) {
@@ -78,7 +79,7 @@ void Updater::step_part(const graft_exec_ctx& ctx, size_t unit) {
   const std::vector<ParameterInfo>& params = store_.parameters();
   for (size_t i = 0; i < params.size(); ++i) {
     const ParameterInfo& p = params[i];
-    if (!p.held || p.spec.is_buffer) continue;
+    if (!p.has_floats() || p.spec.is_buffer) continue;
     const size_t a = std::max(first, p.offset), b = std::min(last, p.offset + p.numel);
     if (a < b)
       step_slice(ctx, i, store_.own_parameters(unit) + (a - first),
@@ -95,7 +96,8 @@ double Updater::part_sq_norm(const graft_exec_ctx& ctx, size_t unit, bool count_
   const size_t first = z->own_first(unit), last = z->own_last(unit);
   double total = 0.0;
   for (const ParameterInfo& p : store_.parameters()) {
-    if (!p.held || p.spec.is_buffer || !(count_replicated || p.spec.shard_axis >= 0)) continue;
+    if (!p.held || p.tied >= 0 || p.spec.is_buffer || !(count_replicated || p.spec.shard_axis >= 0))
+      continue;
     const size_t a = std::max(first, p.offset), b = std::min(last, p.offset + p.numel);
     if (a >= b) continue;
     TensorView run(const_cast<ParameterStore&>(store_).own_gradients(unit) + (a - first),

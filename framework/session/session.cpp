@@ -52,6 +52,7 @@ PluginChoice Session::choose_layer(const NamedTable& layer, const std::string& p
   PluginChoice choice = choose(GRAFT_KIND_LAYER, layer.type, layer.table, layer.section,
                                reserved_keys(Section::layer));
   resolved.emplace_back(path, choice.options.resolved());
+  choice.ties = layer.ties;
   return choice;
 }
 

@@ -1,9 +1,11 @@
 # PyTorch's twin of configs/char_gpt.toml (a character-level GPT on the fortunes corpus): --train
 # trains it as graft does; --speed and --attention-only time its step and one attention pass.
 """Run with Debian's /usr/bin/python3 (python3-torch 1.13):
-  gpt_reference.py --train [--steps 2000] [--json FILE]
+  gpt_reference.py --train [--steps 2000] [--json FILE] [--tie]
   gpt_reference.py --speed --context 128 [--attention both|mha|manual] [--seconds 6]
   gpt_reference.py --attention-only --context 4096 [--width 256 --heads 4]
+--tie trains the tied variant (the output projection is the token embedding's N(0, 0.02) table,
+no bias), as graft's README shows it with `tie`.
 --speed and --attention-only print one JSON line per measurement; with --attention both each
 implementation runs in its own subprocess, so that each peak RSS is its own."""
 import argparse
@@ -104,7 +106,7 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, attention="manual", context=T):
+    def __init__(self, attention="manual", context=T, tie=False):
         super().__init__()
         self.token = nn.Embedding(V, C)                       # N(0, 1)
         self.position = nn.Parameter(torch.randn(context, C) * 0.02)
@@ -115,6 +117,10 @@ class GPT(nn.Module):
             for name, parameter in module.named_parameters(recurse=False):
                 if name.endswith("bias") and not isinstance(module, nn.LayerNorm):
                     nn.init.zeros_(parameter)
+        if tie:                                              # nanoGPT's lm_head = wte
+            nn.init.normal_(self.token.weight, std=0.02)
+            self.head = nn.Linear(C, V, bias=False)
+            self.head.weight = self.token.weight
 
     def forward(self, tokens):                               # tokens (B, T) -> logits (B, T, V)
         x = self.token(tokens) + self.position[: tokens.shape[1]]
@@ -123,9 +129,12 @@ class GPT(nn.Module):
 
 def make_optimizer(model, total_steps):
     """AdamW, decay on weights and embeddings only; warm-up then cosine to MIN_LR."""
-    decay, plain = [], []
+    decay, plain, seen = [], [], set()
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
+            if id(p) in seen:                                # a tied tensor, once
+                continue
+            seen.add(id(p))
             skip = isinstance(module, nn.LayerNorm) or name.endswith("bias")
             (plain if skip else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
@@ -178,7 +187,7 @@ def train(args):
     assert len(alphabet) == V, f"vocabulary {len(alphabet)}, the config says {V}"
     x, y = windows(train_tokens, T)
     test_x, test_y = windows(test_tokens, T)
-    model = GPT(args.attention)
+    model = GPT(args.attention, tie=args.tie)
     optimizer, schedule = make_optimizer(model, args.steps)
     order, cursor, window = torch.randperm(len(x)), 0, []
     for step in range(args.steps):
@@ -195,6 +204,7 @@ def train(args):
     train_seconds = time.perf_counter() - start
     model.eval()
     result = {"framework": "torch", "steps": args.steps, "attention": args.attention,
+              "tie": args.tie, "parameters": sum(p.numel() for p in model.parameters()),
               "train_loss": last_train_loss, "test_loss": test_loss(model, test_x, test_y),
               "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - start,
               "train_samples": len(x), "test_samples": len(test_x),
@@ -262,6 +272,7 @@ def main():
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tie", action="store_true", help="--train: the tied variant")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.train:

@@ -4,6 +4,7 @@
 // tensor-parallel parts and pipeline stages. Each run is `mpirun -np N graft train`.
 #include <cmath>
 #include <fstream>
+#include <iterator>
 
 #include "checkpoint/safetensors.hpp"
 #include "mpirun.hpp"
@@ -202,4 +203,47 @@ TEST_CASE("a GPT checkpoint (pipeline 2 x tensor 2, split by heads) moves betwee
   check_resumed(runs / "single", whole);
   train(config, 2, "dp", "data_parallel", steps + resume_from(runs / "mesh"));
   check_resumed(runs / "dp", whole);
+}
+
+// A GPT whose output projection is its token embedding's table (`tie`): over 2 stages each
+// keeps a copy, and the checkpoint holds both names with one value, so single resumes it; an
+// untied run's checkpoint (two values) is refused by the tied model, which says why.
+TEST_CASE("a tied GPT checkpoint moves between pipeline and single; an untied one is refused") {
+  const fs::path dir = graft::test::temp_dir("dist_checkpoint_tied");
+  const std::string every = "[checkpoint]\nevery = " + std::to_string(kHalf) + "\nkeep = 100\n";
+  const fs::path config = graft::test::write_tiny_gpt(dir, every, /*tied=*/true);
+  const std::string steps = " --set run.steps=" + std::to_string(2 * kHalf) +
+                            " --set run.log_every=1 --set run.progress=\"none\"";
+  const fs::path runs = dir / "runs";
+  train(config, 1, "whole", "single", steps);
+  const std::vector<double> whole = losses(runs / "whole");
+  train(config, 2, "stages", "pipeline",
+        " --set run.log_every=1 --set run.progress=\"none\" --set run.steps=" +
+            std::to_string(kHalf));
+  const std::string step = "step_" + std::to_string(kHalf) + ".safetensors";
+  check_same_tensors(runs / "whole" / "checkpoints" / step, runs / "stages" / "checkpoints" / step);
+  train(config, 1, "single", "single", steps + resume_from(runs / "stages"));
+  check_resumed(runs / "single", whole);
+
+  const fs::path untied_dir = dir / "untied";
+  fs::create_directories(untied_dir);
+  // The same model and layout (transpose_weight), without the tie line.
+  const fs::path untied = graft::test::write_tiny_gpt(untied_dir, every, true);
+  std::string toml;
+  {
+    std::ifstream in(untied);
+    toml.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const size_t tie = toml.find("tie = ");
+  REQUIRE(tie != std::string::npos);
+  toml.erase(tie, toml.find('\n', tie) + 1 - tie);
+  std::ofstream(untied) << toml;
+  train(untied, 1, "untied", "single",
+        " --set run.progress=\"none\" --set run.steps=" + std::to_string(kHalf) +
+            " --set run.output_dir=\"" + runs.string() + "\"");
+  auto refused = graft::test::run_graft("train " + config.string() + " --set run.name=\"r\"" +
+                                        resume_from(runs / "untied"));
+  INFO(refused.output);
+  CHECK(refused.exit_code != 0);
+  CHECK(graft::test::has(refused.output, "saved by a model without the tie"));
 }

@@ -2,6 +2,7 @@
 // `graft generate` gives the same text for the same seed, the key-value cache gives the text
 // that recomputing every window gives, and bad input is a clear error.
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "test_support.hpp"
@@ -64,6 +65,38 @@ TEST_CASE("a tiny GPT learns from text, prints samples, and generates the same t
   auto longer = run_graft(base + " --seed 3 --tokens 100");
   auto longer_recomputed = run_graft(base + " --seed 3 --tokens 100 --no-cache");
   CHECK(generated(longer.output) == generated(longer_recomputed.output));
+}
+
+TEST_CASE("a GPT with its output projection tied to its embedding learns and generates") {
+  const fs::path dir = graft::test::temp_dir("text_models_tied");
+  const fs::path config = graft::test::write_tiny_gpt(dir, "", /*tied=*/true);
+  auto shown = run_graft("validate " + config.string());
+  REQUIRE_MESSAGE(shown.exit_code == 0, shown.output);
+  CHECK(has(shown.output, "tied     layers.5.weight is layers.0.weight"));
+  auto trained = run_graft("train " + config.string() +
+                           " --set run.steps=120 --set run.eval_every=120 --set run.log_every=60" +
+                           " --set model.layers.0.init_std=0.1");
+  REQUIRE_MESSAGE(trained.exit_code == 0, trained.output);
+  const size_t at = trained.output.find("test loss ");
+  REQUIRE(at != std::string::npos);
+  CHECK(std::stod(trained.output.substr(at + 10)) < 2.0);  // chance: ln 18 = 2.89
+  auto text = run_graft("generate " + config.string() + " --checkpoint " +
+                        (dir / "runs" / "g").string() + " --prompt \"the \" --tokens 20 --seed 1");
+  REQUIRE_MESSAGE(text.exit_code == 0, text.output);
+  CHECK(generated(text.output).rfind("the ", 0) == 0);
+  // A tie the model cannot make names the config's line and key.
+  std::string toml;
+  {
+    std::ifstream in(config);
+    toml.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  toml.replace(toml.find("layers.0.weight"), 15, "layers.0.wieght");
+  std::ofstream(dir / "typo.toml") << toml;
+  auto typo = run_graft("validate " + (dir / "typo.toml").string());
+  CHECK(typo.exit_code == 2);
+  CHECK(has(typo.output, "typo.toml:"));
+  CHECK(has(typo.output, "tie.weight"));
+  CHECK(has(typo.output, "did you mean 'layers.0.weight'"));
 }
 
 TEST_CASE("sequence models: bad input is a clear error naming the key and the fix") {

@@ -11,8 +11,9 @@
 namespace graft::test {
 
 // dir/corpus.txt (about 36 KB of words) and dir/gpt.toml; `extra` is appended to the config.
+// tied: the output projection is the token embedding's table (nanoGPT's weight tying).
 inline std::filesystem::path write_tiny_gpt(const std::filesystem::path& dir,
-                                            const std::string& extra = "") {
+                                            const std::string& extra = "", bool tied = false) {
   const char* words[] = {"the", "cat", "sat", "on",  "a",    "mat",   "and",   "then",
                          "it",  "ran", "to",  "red", "door", "while", "birds", "sang"};
   std::mt19937 rng(1);
@@ -38,7 +39,10 @@ inline std::filesystem::path write_tiny_gpt(const std::filesystem::path& dir,
                          "[[model.layers.layers]]\ntype = \"linear\"\nflatten = false\nunits = 16\n"
                          "[[model.layers]]\ntype = \"layer_norm\"\nnormalized_dims = 1\n"
                          "[[model.layers]]\ntype = \"linear\"\nflatten = false\nunits = 18\n"
-                         "[loss]\ntype = \"cross_entropy\"\n"
+                      << (tied ? "bias = false\ntranspose_weight = true\n"
+                                 "tie = { weight = \"layers.0.weight\" }\n"
+                               : "")
+                      << "[loss]\ntype = \"cross_entropy\"\n"
                          "[optimizer]\ntype = \"adam\"\nlr = 0.01\n"
                       << extra;
   return file;

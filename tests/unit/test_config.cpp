@@ -477,7 +477,7 @@ TEST_CASE("reserved keys let bind_options skip the framework's keys") {
   CHECK_THROWS_AS(graft::runtime::bind_options(entry, c.optimizer.table, "[optimizer]", {}),
                   UserError);
   CHECK(reserved_keys(Section::data).size() == 5);
-  CHECK(reserved_keys(Section::layer) == std::vector<std::string>{"type"});
+  CHECK(reserved_keys(Section::layer) == (std::vector<std::string>{"type", "tie"}));
   CHECK(reserved_keys(Section::parallel) == std::vector<std::string>{"strategy", "timeout_s",
                                                                      "data", "pipeline", "tensor",
                                                                      "zero", "order"});

@@ -197,6 +197,8 @@ class MeshStrategy final : public graft::Strategy {
       buckets_.start_remaining(data_comm());
       buckets_.wait_all(data_comm());
     }
+    // The model refuses ties across stages under ZeRO, whose gradients are parts by now.
+    if (!zero()) model.sum_tied_gradients(run_.link().comm());
     graft::StepSums sums;
     // Each rank sums the squares of the gradients it holds summed (its stage and shard; under
     // ZeRO its own parts), replicated tensors on tensor rank 0 only; the groups add them up.

@@ -112,6 +112,7 @@ class Pipeline final : public graft::Strategy {
       }
     }
     run_.finish_sends();
+    if (stages_ > 1) model.sum_tied_gradients(run_.link().comm());
     // One all-reduce: this stage's squared gradient norm (clipping needs the global one) and
     // the last stage's sums, which every rank must return.
     graft::StepSums sums;

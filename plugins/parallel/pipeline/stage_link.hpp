@@ -22,6 +22,7 @@ class StageLink {
   // comm may be empty for a one-stage pipeline (nothing to exchange).
   explicit StageLink(Comm comm) : comm_(comm) {}
   bool connected() const { return bool(comm_); }
+  const Comm& comm() const { return comm_; }
 
   graft_request* send_start(const DLTensor& t, int32_t peer, int32_t tag, const char* what) {
     return comm_.send_start(t, peer, tag, what);

@@ -15,7 +15,7 @@ extern "C" {
 /* A plugin loads when its major equals the host's and its minor is <= the host's.
  * Structs only grow at their end; readers compare struct_size before touching a newer field. */
 #define GRAFT_ABI_MAJOR 1
-#define GRAFT_ABI_MINOR 3
+#define GRAFT_ABI_MINOR 4
 
 #define GRAFT_ENTRY_SYMBOL "graft_get_plugin_info"
 

@@ -109,6 +109,15 @@ typedef struct graft_model_api {
   void (*set_tensor_reduce)(graft_model* model,
                             graft_status* (*reduce)(void* user, DLTensor* t, const char* what),
                             void* user);
+  /* Added in ABI 1.4: parameters tied by the config (a layer's `tie`, e.g. GPT's output
+   * projection and token embedding) whose layers sit on different pipeline stages. Each of the
+   * two stages keeps a copy; their gradients must be summed before the norm and the step so
+   * that the copies stay equal. unpack 0 packs this rank's gradients of those parameters into
+   * one buffer (zeros where it holds neither copy) and points *out at it; the strategy sums
+   * *out in place over its pipeline group (after any data-parallel sum); unpack 1 writes the
+   * sums back. out->shape[0] is the same on every rank, and 0 when no tie crosses stages.
+   * Ties within a stage need nothing: the model keeps them as one tensor. */
+  graft_status* (*tied_gradients)(graft_model* model, int32_t unpack, DLTensor* out);
 } graft_model_api;
 
 typedef struct graft_world {

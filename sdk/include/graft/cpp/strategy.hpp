@@ -171,6 +171,10 @@ class ModelRef {
   // Sums a tensor over the tensor group for the model (graft_model_api's set_tensor_reduce);
   // `comm` must outlive the model's use of it. Defined after Comm.
   void set_tensor_reduce(const Comm& comm) const;
+  // Sums the gradients of parameters tied across pipeline stages over `pipeline`, the group
+  // with one rank per stage (graft_model_api's tied_gradients); collective over it. Call it
+  // after backward (and any data-parallel sum) and before the gradient norm.
+  void sum_tied_gradients(const Comm& pipeline) const;
 
  private:
   // The one place a slot is looked up: absent from an older host, it is an error to update.
@@ -329,6 +333,16 @@ inline void ModelRef::set_tensor_reduce(const Comm& comm) const {
   };
   fn(&graft_model_api::set_tensor_reduce, "set_tensor_reduce")(model_, +reduce,
                                                                const_cast<Comm*>(&comm));
+}
+
+inline void ModelRef::sum_tied_gradients(const Comm& pipeline) const {
+  if (!pipeline.handle() || !has(&graft_model_api::tied_gradients)) return;  // nothing tied
+  DLTensor buffer{};
+  auto tied = fn(&graft_model_api::tied_gradients, "tied_gradients");
+  check(tied(model_, 0, &buffer));
+  if (buffer.shape[0] == 0) return;
+  pipeline.all_reduce(buffer, GRAFT_REDUCE_SUM, "pipeline: gradients of tied parameters");
+  check(tied(model_, 1, &buffer));
 }
 
 // A step's sums as one array of doubles, as strategies sum them over ranks: [0] the squared
