@@ -258,10 +258,15 @@ int validate(const Arguments& args) {
                   runtime::shape_string(row.output).c_str(),
                   static_cast<long long>(row.parameters));
     }
-    for (const runtime::ParameterInfo& p : m.parameters())
-      if (p.tied >= 0)
-        std::printf("tied     %s is %s (one tensor, counted once)\n", p.name.c_str(),
-                    m.parameters()[size_t(p.tied)].name.c_str());
+    for (const runtime::ParameterInfo& p : m.parameters()) {
+      if (p.tied < 0) continue;
+      const runtime::ParameterInfo& root = m.parameters()[size_t(p.tied)];
+      const int32_t a = m.layer_stage(root.layer), b = m.layer_stage(p.layer);
+      const std::string how = a == b ? "one tensor, counted once"
+                                     : "a copy on stages " + std::to_string(a) + " and " +
+                                           std::to_string(b) + ", their gradients summed";
+      std::printf("tied     %s is %s (%s)\n", p.name.c_str(), root.name.c_str(), how.c_str());
+    }
     std::printf("\nparameters %zu (%s); optimizer state: %zu tensors per parameter\n",
                 m.parameter_count(), human_bytes(double(m.parameter_count()) * 4).c_str(),
                 m.optimizer_state_names().size());
