@@ -121,7 +121,7 @@ int check_plugin(const Arguments& args) {
     if (loaded) {
       // The built-in plugins, found as training finds them, for the model-level checks.
       try {
-        runtime::load_plugins(registry, dirs);
+        runtime::load_plugins(registry, runtime::plugin_folders(dirs));
       } catch (const runtime::UserError& e) {
         report({file_name, "library", "names", checker::Outcome::fail, "", e.what()});
       }

@@ -20,7 +20,7 @@ int plugins(const Arguments& args) {
         "also load graft_*.so plugins from this folder (repeatable)");
     if (!parse(args, "usage: graft plugins [--json] [--plugin-dir DIR ...]", options, {})) return 0;
     runtime::Registry registry(runtime::host_api());
-    runtime::load_plugins(registry, dirs);
+    runtime::load_plugins(registry, runtime::plugin_folders(dirs));
     const nlohmann::ordered_json out = runtime::describe_plugins(registry);
     if (json) {
       std::cout << out.dump(2) << "\n";

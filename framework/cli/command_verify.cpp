@@ -204,9 +204,9 @@ int verify(const Arguments& args) {
     const std::string file_strategy = file_config.parallel.strategy;
     {  // An unknown name is an error before anything trains.
       runtime::Registry registry(runtime::host_api());
-      std::vector<std::string> dirs = a.plugin_dirs;
-      dirs.insert(dirs.end(), file_config.plugin_paths.begin(), file_config.plugin_paths.end());
-      runtime::load_plugins(registry, dirs);
+      runtime::load_plugins(registry,
+                            runtime::plugin_folders(a.plugin_dirs, file_config.plugin_paths,
+                                                    file_config.plugin_path_places));
       for (const std::string& strategy : strategies) registry.get(GRAFT_KIND_STRATEGY, strategy);
     }
     std::vector<Layout> layouts = parse_layouts(layouts_text, job.world().size());

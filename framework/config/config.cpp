@@ -220,12 +220,12 @@ CheckpointConfig read_checkpoint(const toml::table& root, const std::string& fil
 
 // Relative folders are relative to the file that wrote them (cwd for --set), so an included
 // file's [plugins] still works from wherever it is included.
-std::vector<std::string> read_plugin_paths(const toml::table& root, const std::string& file) {
+// [plugins] paths into config.plugin_paths, with where each was written.
+void read_plugin_paths(const toml::table& root, const std::string& file, Config& config) {
   SectionReader in(section_table(root, "plugins", "[plugins]"), "[plugins]", file);
   in.reject_unknown({"paths"});
-  std::vector<std::string> out;
   const toml::node* paths = in.find("paths");
-  if (!paths) return out;
+  if (!paths) return;
   const toml::array* list = paths->as_array();
   if (!list)
     in.fail("paths", "expected a list of folders, got " + describe_value(*paths) +
@@ -237,9 +237,9 @@ std::vector<std::string> read_plugin_paths(const toml::table& root, const std::s
     const auto& source = entry.source().path;
     fs::path base =
         (source && source->rfind("--set ", 0) != 0) ? fs::path(*source).parent_path() : fs::path();
-    out.push_back(fs::absolute(base / folder).lexically_normal().string());
+    config.plugin_paths.push_back(fs::absolute(base / folder).lexically_normal().string());
+    config.plugin_path_places.push_back(where(entry) + ": [plugins] paths");
   }
-  return out;
 }
 
 }  // namespace
@@ -301,7 +301,7 @@ Config load_config(const fs::path& file, const std::vector<std::string>& overrid
   config.optimizer = read_optimizer(config.root, shown);
   config.parallel = read_parallel(config.root, shown);
   config.checkpoint = read_checkpoint(config.root, shown);
-  config.plugin_paths = read_plugin_paths(config.root, shown);
+  read_plugin_paths(config.root, shown, config);
   return config;
 }
 

@@ -142,6 +142,8 @@ struct Config {
   OptimizerConfig optimizer;
   ParallelConfig parallel;
   CheckpointConfig checkpoint;
+  // Where each of plugin_paths was written ("run.toml:14:10: [plugins] paths"), for messages.
+  std::vector<std::string> plugin_path_places;
   std::vector<std::string> plugin_paths;  // absolute; relative ones resolved against the folder
                                           // of the file that wrote them
 };

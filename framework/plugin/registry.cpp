@@ -344,29 +344,4 @@ std::vector<std::string> Registry::names(graft_kind kind) const {
   return out;
 }
 
-std::vector<fs::path> plugin_search_path(const std::vector<std::string>& extra) {
-  std::vector<fs::path> dirs(extra.begin(), extra.end());
-  if (const char* env = std::getenv("GRAFT_PLUGIN_PATH")) {
-    std::string list = env;
-    size_t start = 0;
-    while (start <= list.size()) {
-      size_t end = list.find(':', start);
-      if (end == std::string::npos) end = list.size();
-      if (end > start) dirs.emplace_back(list.substr(start, end - start));
-      start = end + 1;
-    }
-  }
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    dirs.push_back(exe.parent_path() / "plugins");                           // build tree
-    dirs.push_back(exe.parent_path() / ".." / "lib" / "graft" / "plugins");  // install
-  }
-  return dirs;
-}
-
-void load_plugins(Registry& registry, const std::vector<std::string>& extra) {
-  for (const fs::path& d : plugin_search_path(extra)) registry.load_directory(d);
-}
-
 }  // namespace graft::runtime

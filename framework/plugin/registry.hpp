@@ -56,11 +56,24 @@ class Registry {
   std::vector<std::filesystem::path> libraries_;
 };
 
-// Where plugins are searched, in order: extra folders (--plugin-dir, [plugins] paths),
-// GRAFT_PLUGIN_PATH (colon-separated), then the folders beside the executable.
-std::vector<std::filesystem::path> plugin_search_path(const std::vector<std::string>& extra);
+// A plugin folder the user named, and where: "--plugin-dir", "run.toml:14:10: [plugins] paths".
+struct PluginFolder {
+  std::string path;
+  std::string given;
+};
+// --plugin-dir's folders, then the config's [plugins] paths (`places` saying where each was).
+std::vector<PluginFolder> plugin_folders(const std::vector<std::string>& command_line,
+                                         const std::vector<std::string>& config_paths = {},
+                                         const std::vector<std::string>& places = {});
 
-// Loads every folder of plugin_search_path(extra).
-void load_plugins(Registry& registry, const std::vector<std::string>& extra);
+// Where plugins are searched, in order: the given folders, GRAFT_PLUGIN_PATH (colon-separated),
+// then the folders beside the executable. A given folder or GRAFT_PLUGIN_PATH entry that is
+// missing, a file, or holds no graft_*.so library is a UserError naming where it was given and
+// the fix (a wrong folder would otherwise surface only as "unknown layer"); the executable's
+// own folders may be absent.
+std::vector<std::filesystem::path> plugin_search_path(const std::vector<PluginFolder>& given);
+
+// Loads every folder of plugin_search_path(given).
+void load_plugins(Registry& registry, const std::vector<PluginFolder>& given);
 
 }  // namespace graft::runtime

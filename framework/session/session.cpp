@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "comm/nccl/nccl_loader.hpp"
 #include "config/section_reader.hpp"
 #include "device/cuda_loader.hpp"
@@ -40,6 +42,14 @@ PluginChoice Session::choose(graft_kind kind, const std::string& type, const tom
   return choose_plugin(registry, kind, type, table, section, reserved);
 }
 
+namespace {
+// "run.toml:12:1: [[model.layers]] #2"; a table made by --set has no line to give.
+std::string located(const NamedTable& layer) {
+  const std::string at = layer.table ? where(*layer.table) : "";
+  return at.empty() ? layer.section : at + ": " + layer.section;
+}
+}  // namespace
+
 PluginChoice Session::choose_layer(const NamedTable& layer, const std::string& path,
                                    std::vector<std::pair<std::string, toml::table>>& resolved) {
   if (layer.type == "residual") {
@@ -47,12 +57,14 @@ PluginChoice Session::choose_layer(const NamedTable& layer, const std::string& p
     for (size_t j = 0; j < layer.layers.size(); ++j)
       inner.push_back(
           choose_layer(layer.layers[j], path + ".layers." + std::to_string(j), resolved));
-    return PluginChoice::residual_block(std::move(inner), layer.section);
+    return PluginChoice::residual_block(std::move(inner), located(layer));
   }
   PluginChoice choice = choose(GRAFT_KIND_LAYER, layer.type, layer.table, layer.section,
                                reserved_keys(Section::layer));
   resolved.emplace_back(path, choice.options.resolved());
   choice.ties = layer.ties;
+  // From here on (shapes, the plan) the model's messages name the layer by its table's line.
+  choice.section = located(layer);
   return choice;
 }
 
@@ -90,9 +102,17 @@ Session::Session(Config cfg, const SessionOptions& options)
   mesh_shape_ = resolve_mesh(config.parallel, world);
   if (job_) job_->set_rank_labels(rank_labels(mesh_shape_));
   set_cpu_threads(config.run.threads);
-  std::vector<std::string> dirs = options.plugin_dirs;
-  dirs.insert(dirs.end(), config.plugin_paths.begin(), config.plugin_paths.end());
-  load_plugins(registry, dirs);
+  load_plugins(registry,
+               plugin_folders(options.plugin_dirs, config.plugin_paths, config.plugin_path_places));
+  // The run's config.toml names --plugin-dir's folders too, so `graft eval` on it finds them.
+  for (const std::string& d : options.plugin_dirs) {
+    const std::string folder = fs::absolute(d).lexically_normal().string();
+    if (std::find(config.plugin_paths.begin(), config.plugin_paths.end(), folder) ==
+        config.plugin_paths.end()) {
+      config.plugin_paths.push_back(folder);
+      config.plugin_path_places.push_back("--plugin-dir");
+    }
+  }
 
   run_dir = fs::path(config.run.output_dir) / config.run.name;
   // Copies, since the choices move into the model.

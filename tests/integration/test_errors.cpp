@@ -1,5 +1,6 @@
 // Bad input through the CLI: each gets one clear message naming the file, key or line and the
 // fix, exit code 2 (the user's to fix) or 1 (failed while training), and never a crash.
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iterator>
@@ -210,4 +211,41 @@ TEST_CASE("bad usage exits 2 with help") {
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("--help") != std::string::npos);
   CHECK(run_graft("train --help").exit_code == 0);
+}
+
+TEST_CASE("a shape error names the config line of the layer") {
+  fs::path dir = graft::test::temp_dir("errors_shape");
+  // A layer_norm over 2 axes of the linear's (16,) output, which has one.
+  std::string text = std::string(kSmallRun) + "\n[optimizer]\ntype = \"sgd\"\n";
+  const size_t at = text.find("[[model.layers]]\ntype = \"linear\"\nunits = 1\n\n");
+  text.insert(at, "[[model.layers]]\ntype = \"layer_norm\"\nnormalized_dims = 2\n\n");
+  const auto line = std::count(text.begin(), text.begin() + std::ptrdiff_t(at), '\n') + 1;
+  fs::path file = write_config(dir, text);
+  auto r = run_graft("validate " + file.string());
+  CHECK(r.exit_code == 2);
+  CHECK_MESSAGE(r.output.find(file.string() + ":" + std::to_string(line) +
+                              ":1: [[model.layers]] #1") != std::string::npos,
+                r.output);
+}
+
+TEST_CASE("a plugin folder that holds no plugins is an error naming it and where it was given") {
+  fs::path dir = graft::test::temp_dir("errors_plugin_folder");
+  fs::path file = write_config(dir, std::string(kSmallRun) + "\n[optimizer]\ntype = \"sgd\"\n");
+  auto missing = run_graft("validate " + file.string() + " --plugin-dir " + (dir / "no").string());
+  CHECK(missing.exit_code == 2);
+  CHECK(missing.output.find("--plugin-dir: plugin folder '" + (dir / "no").string() +
+                            "' does not exist") != std::string::npos);
+  // A build folder: the libraries are one level down, in plugins/.
+  auto build = run_graft("plugins --plugin-dir " + std::string(GRAFT_BINARY_DIR));
+  CHECK(build.exit_code == 2);
+  CHECK(build.output.find("does: pass that folder") != std::string::npos);
+  // In the config: the message names the line of [plugins] paths.
+  std::ofstream(file, std::ios::app) << "\n[plugins]\npaths = [\"empty\"]\n";
+  fs::create_directories(dir / "empty");
+  auto empty = run_graft("validate " + file.string());
+  CHECK(empty.exit_code == 2);
+  CHECK_MESSAGE(empty.output.find(file.string() + ":28:10: [plugins] paths: plugin folder") !=
+                    std::string::npos,
+                empty.output);
+  CHECK(empty.output.find("holds no plugin libraries (graft_*.so)") != std::string::npos);
 }
