@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 
+#include "config/section_reader.hpp"
 #include "plugin/registry.hpp"
 #include "util/errors.hpp"
 
@@ -25,12 +25,6 @@ std::vector<std::string> split_choices(const char* choices) {
     start = end + 1;
   }
   return out;
-}
-
-std::string format_number(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
 }
 
 struct Binder {
@@ -55,8 +49,8 @@ struct Binder {
                describe_value(n));
     if (std::isnan(v) || v < s.min || v > s.max)
       fail(n, s,
-           format_number(v) + " is out of range [" + format_number(s.min) + ", " +
-               format_number(s.max) + "]");
+           format_number(v, integer) + " is out of range [" + format_number(s.min, integer) + ", " +
+               format_number(s.max, integer) + "]");
     return v;
   }
 

@@ -21,7 +21,9 @@ std::string quoting_hint(const toml::node& node) {
 
 }  // namespace
 
-std::string format_number(double value) {
+std::string format_number(double value, bool integer) {
+  if (integer && std::isfinite(value) && std::fabs(value) < 9e15 && value == std::floor(value))
+    return std::to_string(static_cast<int64_t>(value));
   std::ostringstream os;
   os.precision(17);
   for (int digits = 1; digits <= 17; ++digits) {

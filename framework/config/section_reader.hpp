@@ -50,8 +50,9 @@ class SectionReader {
 const toml::table* section_table(const toml::table& root, const std::string& key,
                                  const std::string& section);
 
-// Shortest text that reads back as the same double ("0.1", "300").
-std::string format_number(double value);
+// Shortest text that reads back as the same double ("0.1", "300"); with `integer`, a whole
+// number in digits ("1000000000", not "1e+09"), as an integer option's bounds read.
+std::string format_number(double value, bool integer = false);
 
 // "<at>: <what>; add it, e.g.\n<example>" as a UserError.
 [[noreturn]] void missing(const std::string& at, const std::string& what,

@@ -2,9 +2,8 @@
 // checked by the loader (Registry::add), so none of them is NULL here.
 #include "plugin/describe.hpp"
 
-#include <cstdio>
-
 #include "config/options.hpp"
+#include "config/section_reader.hpp"
 
 namespace graft::runtime {
 
@@ -14,9 +13,8 @@ std::string range_text(const graft_option_spec& s) {
   if (s.type == GRAFT_OPT_INT || s.type == GRAFT_OPT_FLOAT || s.type == GRAFT_OPT_INT_LIST ||
       s.type == GRAFT_OPT_FLOAT_LIST) {
     if (s.min <= -1e300 && s.max >= 1e300) return "";
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "[%g, %g]", s.min, s.max);
-    return buf;
+    const bool integer = s.type == GRAFT_OPT_INT || s.type == GRAFT_OPT_INT_LIST;
+    return "[" + format_number(s.min, integer) + ", " + format_number(s.max, integer) + "]";
   }
   return "";
 }

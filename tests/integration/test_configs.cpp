@@ -112,4 +112,9 @@ TEST_CASE("plugins --json lists every built-in plugin with its options") {
       for (const auto& o : p["options"]) has_units |= o["name"] == "units" && o["required"] == true;
       CHECK(has_units);
     }
+  // Integer ranges read as integers, not as 1.07374e+09.
+  auto text = run_graft("plugins");
+  REQUIRE(text.exit_code == 0);
+  CHECK(text.output.find("[1, 1073741824]") != std::string::npos);
+  CHECK(text.output.find("e+09") == std::string::npos);
 }
