@@ -115,6 +115,28 @@ std::vector<std::string> split_path(const std::string& path) {
   }
 }
 
+// "model.layers[2].units" as "model.layers.2.units": the index form of Python and jq.
+std::string dotted_indices(const std::string& key, const std::string& origin) {
+  std::string out;
+  for (size_t i = 0; i < key.size(); ++i) {
+    if (key[i] == ']')
+      throw UserError(origin + ": ']' without '[' in the key; index a list as layers[0]");
+    if (key[i] != '[') {
+      out += key[i];
+      continue;
+    }
+    const size_t close = key.find(']', i);
+    const std::string index = key.substr(i + 1, close == std::string::npos ? close : close - i - 1);
+    if (close == std::string::npos || index.empty() ||
+        index.find_first_not_of("0123456789") != std::string::npos)
+      throw UserError(origin + ": '[" + index + (close == std::string::npos ? "" : "]") +
+                      "' is not a list index; write one as layers[0] (or layers.0)");
+    out += "." + index;
+    i = close;
+  }
+  return out;
+}
+
 bool parse_index(const std::string& segment, size_t* index) {
   if (segment.empty() || segment.find_first_not_of("0123456789") != std::string::npos ||
       segment.size() > 9)
@@ -152,8 +174,8 @@ void merge_into(toml::table& base, toml::table&& top) {
 void apply_override(toml::table& root, const std::string& assignment) {
   const std::string origin = "--set " + assignment;
   size_t equals = assignment.find('=');
-  std::vector<std::string> segments =
-      split_path(equals == std::string::npos ? "" : assignment.substr(0, equals));
+  std::vector<std::string> segments = split_path(
+      equals == std::string::npos ? "" : dotted_indices(assignment.substr(0, equals), origin));
   for (const std::string& segment : segments)
     if (segment.empty())
       throw UserError(origin + ": expected key.path=value, e.g. --set optimizer.lr=0.05");

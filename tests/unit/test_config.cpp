@@ -423,6 +423,13 @@ TEST_CASE("--set mistakes point at the flag") {
   CHECK(e ==
         "--set model.layers.5.units=1: index 5 is out of range: 'model.layers' has 2 "
         "entries (indices 0 to 1)");
+  e = error_of(file, {"model.layers[5].units=1"});  // the index form names the length alike
+  CHECK(e.find("index 5 is out of range: 'model.layers' has 2 entries (indices 0 to 1)") !=
+        std::string::npos);
+  e = error_of(file, {"model.layers[one].units=1"});
+  CHECK(e.find("'[one]' is not a list index; write one as layers[0]") != std::string::npos);
+  e = error_of(file, {"model.layers[0.units=1"});
+  CHECK(e.find("'[0.units' is not a list index") != std::string::npos);
   e = error_of(file, {"model.layers.first.units=1"});
   CHECK(e.find("'model.layers' is a list, so the next part of the key must be an index "
                "(indices 0 to 1), not 'first'") != std::string::npos);
@@ -448,8 +455,11 @@ TEST_CASE("apply_override builds missing tables") {
   graft::runtime::apply_override(root, "a.b.c=2");
   graft::runtime::apply_override(root, "a.list=[{x = 1}, {x = 2}]");
   graft::runtime::apply_override(root, "a.list.1.x=5");
+  graft::runtime::apply_override(root, "a.list[0].inner=[{y = 1}]");
+  graft::runtime::apply_override(root, "a.list[0].inner[0].y=9");  // nested, as a sweep varies
   CHECK(root["a"]["b"]["c"].value_or(0) == 2);
   CHECK(root["a"]["list"][0]["x"].value_or(0) == 1);
+  CHECK(root["a"]["list"][0]["inner"][0]["y"].value_or(0) == 9);
   CHECK(root["a"]["list"][1]["x"].value_or(0) == 5);
   CHECK(graft::runtime::where(root["a"]["b"].as_table()->begin()->first.source()) ==
         "--set a.b.c=2");
