@@ -38,4 +38,12 @@ function(graft_add_plugin name)
     target_link_options(${target} PRIVATE "LINKER:--no-undefined")
   endif()
   set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS "${GRAFT_SDK_VERSION_SCRIPT}")
+  # Configured without a build type, CMake compiles with no optimisation at all, and a layer a
+  # user times trains far slower than graft's own (1.45x in one user's report). Such a plugin
+  # gets -O2; a build type the project chose stays its own.
+  get_property(multi_config GLOBAL PROPERTY GENERATOR_IS_MULTI_CONFIG)
+  if(NOT multi_config AND NOT CMAKE_BUILD_TYPE)
+    target_compile_options(${target} PRIVATE -O2)
+    message(STATUS "graft_add_plugin(${name}): no CMAKE_BUILD_TYPE, so compiled with -O2")
+  endif()
 endfunction()

@@ -43,7 +43,9 @@ typedef struct graft_param_spec {
 /* How a layer uses its workspace (graft_layer_desc.workspace_use, ABI 1.1), which tells the
  * host what memory it may lend for it. */
 typedef enum graft_workspace_use {
-  /* Forward leaves data in it for backward: the layer's own memory from forward to backward. */
+  /* Forward leaves data in it for backward: the layer's own memory from a forward to the
+   * backward after it on the same slot. The host calls backward at most once per forward, so
+   * backward may overwrite it; the next forward starts from whatever is there. */
   GRAFT_WORKSPACE_KEPT = 0,
   /* Scratch inside each call only: the host may give several layers the same memory. */
   GRAFT_WORKSPACE_SCRATCH = 1,
