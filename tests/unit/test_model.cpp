@@ -150,6 +150,13 @@ TEST_CASE("learning-rate schedules") {
   CHECK(s.at(9) == doctest::Approx(1.0));
   CHECK(s.at(10) == doctest::Approx(1.0));
   CHECK(s.at(55) == doctest::Approx(0.5));
+  // The same curve by its other name (configs/char_gpt.toml's), which once stayed at lr after
+  // the warm-up.
+  s.type = "linear_warmup_cosine";
+  s.min_lr = 0.1;
+  CHECK(s.at(9) == doctest::Approx(1.0));
+  CHECK(s.at(55) == doctest::Approx(0.55));
+  CHECK(s.at(100) == doctest::Approx(0.1));
 }
 
 TEST_CASE("gradient clipping scales the global norm down to the limit") {
