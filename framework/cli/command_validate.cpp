@@ -261,10 +261,10 @@ int validate(const Arguments& args) {
     for (const runtime::ParameterInfo& p : m.parameters()) {
       if (p.tied < 0) continue;
       const runtime::ParameterInfo& root = m.parameters()[size_t(p.tied)];
-      const int32_t a = m.layer_stage(root.layer), b = m.layer_stage(p.layer);
-      const std::string how = a == b ? "one tensor, counted once"
-                                     : "a copy on stages " + std::to_string(a) + " and " +
-                                           std::to_string(b) + ", their gradients summed";
+      const int32_t from = m.layer_stage(root.layer), to = m.layer_stage(p.layer);
+      const std::string how = from == to ? "one tensor, counted once"
+                                         : "a copy on stages " + std::to_string(from) + " and " +
+                                               std::to_string(to) + ", their gradients summed";
       std::printf("tied     %s is %s (%s)\n", p.name.c_str(), root.name.c_str(), how.c_str());
     }
     std::printf("\nparameters %zu (%s); optimizer state: %zu tensors per parameter\n",
