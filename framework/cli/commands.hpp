@@ -16,5 +16,6 @@ int plugins(const Arguments& args);
 int check_plugin(const Arguments& args);
 int verify(const Arguments& args);
 int generate(const Arguments& args);
+int sweep(const Arguments& args);
 
 }  // namespace graft::cli

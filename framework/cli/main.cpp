@@ -22,6 +22,7 @@ const char* const kUsage =
     "  check-plugin LIBRARY [--name NAME]   gradients, ABI, determinism, learns a toy task\n"
     "  verify CONFIG --strategies a,b,...   (under mpirun) each strategy against single\n"
     "  generate CONFIG --checkpoint RUN     text sampled from a trained sequence model\n"
+    "  sweep CONFIG --grid KEY=V1,V2,...    one run per combination, then a table of them\n"
     "\n"
     "graft <command> --help shows a command's options.\n";
 }
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
   if (command == "check-plugin") return graft::cli::check_plugin(args);
   if (command == "verify") return graft::cli::verify(args);
   if (command == "generate") return graft::cli::generate(args);
+  if (command == "sweep") return graft::cli::sweep(args);
   std::fprintf(stderr, "graft: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }
