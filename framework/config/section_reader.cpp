@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <sstream>
 
 #include "util/errors.hpp"
@@ -30,7 +31,8 @@ std::string format_number(double value, bool integer) {
     std::ostringstream attempt;
     attempt.precision(digits);
     attempt << value;
-    if (std::stod(attempt.str()) == value) return attempt.str();
+    // strtod, not stod: stod throws on a subnormal ("4.9e-324" underflows, errno ERANGE).
+    if (std::strtod(attempt.str().c_str(), nullptr) == value) return attempt.str();
   }
   os << value;
   return os.str();

@@ -1,10 +1,12 @@
 // The config loader: defaults, includes, --set overrides, every check of the framework's own
 // sections with its message (file:line:column, did-you-mean, the fix), and the resolved TOML.
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "config/config.hpp"
 #include "config/options.hpp"
+#include "config/section_reader.hpp"
 #include "test_support.hpp"
 #include "util/errors.hpp"
 
@@ -463,6 +465,17 @@ TEST_CASE("apply_override builds missing tables") {
   CHECK(root["a"]["list"][1]["x"].value_or(0) == 5);
   CHECK(graft::runtime::where(root["a"]["b"].as_table()->begin()->first.source()) ==
         "--set a.b.c=2");
+}
+
+TEST_CASE("format_number: the shortest text that reads back, integers in digits") {
+  using graft::runtime::format_number;
+  CHECK(format_number(0.1) == "0.1");
+  CHECK(format_number(1e6) == "1e+06");
+  CHECK(format_number(1e9, /*integer=*/true) == "1000000000");
+  CHECK(format_number(-1, true) == "-1");
+  // A subnormal once threw out of std::stod (fuzz_plugin_info found it in an option's range).
+  CHECK(format_number(std::numeric_limits<double>::denorm_min()) == "5e-324");
+  CHECK(format_number(std::numeric_limits<double>::infinity()) == "inf");
 }
 
 TEST_CASE("reserved keys let bind_options skip the framework's keys") {
