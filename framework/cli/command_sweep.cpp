@@ -168,10 +168,11 @@ int sweep(const Arguments& args) {
       r.done = fs::exists(r.folder / "sweep_done");
     }
 
-    const auto todo = std::count_if(runs.begin(), runs.end(), [](const Run& r) { return !r.done; });
+    const auto to_run =
+        std::count_if(runs.begin(), runs.end(), [](const Run& r) { return !r.done; });
     std::printf("graft sweep: %zu runs, %lld finished before, %lld to run, %d at once\n",
-                runs.size(), static_cast<long long>(runs.size() - size_t(todo)),
-                static_cast<long long>(todo), parallel);
+                runs.size(), static_cast<long long>(runs.size() - size_t(to_run)),
+                static_cast<long long>(to_run), parallel);
     std::fflush(stdout);
     const bool threads_given =
         std::any_of(a.overrides.begin(), a.overrides.end(),

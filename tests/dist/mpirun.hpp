@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <string>
 
+#include "test_support.hpp"
+
 namespace graft::test {
 
 struct MpiRun {
@@ -35,14 +37,6 @@ inline MpiRun mpirun(int ranks, const std::string& command, int limit_s = 120) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return {code, output, seconds};
-}
-
-// How many times `needle` occurs in `text`.
-inline int occurrences(const std::string& text, const std::string& needle) {
-  int count = 0;
-  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
-    ++count;
-  return count;
 }
 
 }  // namespace graft::test

@@ -130,12 +130,6 @@ void check_reports(const Run& run, int stages, int micro_batches) {
   CHECK(run.output.find("pipeline ") != std::string::npos);  // the line on the console
 }
 
-size_t count(const std::string& text, const std::string& part) {
-  size_t n = 0;
-  for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
-  return n;
-}
-
 }  // namespace
 
 TEST_CASE("pipeline on 2 and 4 stages, gpipe and 1f1b, trains as single does") {
@@ -191,23 +185,25 @@ TEST_CASE("a [parallel] table the layers cannot have is an error on every rank")
   const Run many = train(config, dir / "many", 7, "--set parallel.strategy=pipeline");
   INFO(many.output);
   CHECK(many.exit_code == 2);
-  CHECK(count(many.output, "model has only 6 top-level layers") == 7);
+  CHECK(graft::test::occurrences(many.output, "model has only 6 top-level layers") == 7);
   // Explicit stages for 2 ranks, run on 3.
   const Run wrong = train(config, dir / "wrong", 3,
                           "--set parallel.strategy=pipeline --set parallel.stages=[[0,2],[3,5]]");
   INFO(wrong.output);
   CHECK(wrong.exit_code == 2);
-  CHECK(count(wrong.output,
-              "[parallel] strategy 'pipeline': stages = [[0, 2], [3, 5]] lists 2 "
-              "stages, but the job has 3") == 3);
+  CHECK(
+      graft::test::occurrences(wrong.output,
+                               "[parallel] strategy 'pipeline': stages = [[0, 2], [3, 5]] lists 2 "
+                               "stages, but the job has 3") == 3);
   // A gap between stages.
   const Run gap = train(config, dir / "gap", 2,
                         "--set parallel.strategy=pipeline --set parallel.stages=[0,1,3,5]");
   INFO(gap.output);
   CHECK(gap.exit_code == 2);
-  CHECK(count(gap.output,
-              "[parallel] strategy 'pipeline': stages = [[0, 1], [3, 5]]: stage 1 "
-              "starts at layer 3, but stage 0 ended at layer 1") == 2);
+  CHECK(
+      graft::test::occurrences(gap.output,
+                               "[parallel] strategy 'pipeline': stages = [[0, 1], [3, 5]]: stage 1 "
+                               "starts at layer 3, but stage 0 ended at layer 1") == 2);
 }
 
 TEST_CASE("configs/fashion_mlp_pipeline.toml trains on 2 stages and reports its bubble") {

@@ -9,17 +9,8 @@
 
 namespace fs = std::filesystem;
 using graft::test::has;
+using graft::test::occurrences;
 using graft::test::run_graft;
-
-namespace {
-
-size_t count(const std::string& text, const std::string& part) {
-  size_t n = 0;
-  for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
-  return n;
-}
-
-}  // namespace
 
 TEST_CASE("a sweep trains every combination, tables them best first, and resumes") {
   const fs::path dir = graft::test::temp_dir("sweep");
@@ -31,7 +22,7 @@ TEST_CASE("a sweep trains every combination, tables them best first, and resumes
   auto first = run_graft(sweep + " --parallel 2");
   REQUIRE_MESSAGE(first.exit_code == 0, first.output);
   CHECK(has(first.output, "4 runs, 0 finished before, 4 to run, 2 at once"));
-  CHECK(count(first.output, "finished sine_regression-") == 4);
+  CHECK(occurrences(first.output, "finished sine_regression-") == 4);
   for (const char* name : {"sine_regression-lr=0.001-units=8", "sine_regression-lr=0.01-units=16"})
     CHECK(fs::exists(dir / name / "metrics.jsonl"));
 
@@ -59,9 +50,9 @@ TEST_CASE("a sweep trains every combination, tables them best first, and resumes
   auto resumed = run_graft(sweep);
   REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.output);
   CHECK(has(resumed.output, "3 finished before, 1 to run"));
-  CHECK(count(resumed.output, "started  ") == 1);
+  CHECK(occurrences(resumed.output, "started  ") == 1);
   CHECK(has(resumed.output, "started  sine_regression-lr=0.01-units=8"));
-  CHECK(count(resumed.output, "| sine_regression-") == 4);
+  CHECK(occurrences(resumed.output, "| sine_regression-") == 4);
 }
 
 TEST_CASE("a sweep with a key the config does not have fails before any run starts") {
